@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: BSD-3-Clause
+//
+// The dispatcher: an sk_lookup program. The kernel runs it for every new TCP
+// connection and every UDP datagram that has no connected socket, before its
+// own socket lookup. It finds the binding with the longest matching prefix for
+// (protocol, local address, local port) and then either hands the packet to
+// the socket registered for the binding's destination, or refuses it.
+//
+// The layout of every map is mirrored in src/layout.ts; change both together
+// and bump LAYOUT_VERSION there.
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define AF_INET 2
+#define AF_INET6 10
+
+#define MAX_DESTINATIONS 4096
+#define MAX_BINDINGS (1 << 20)
+#define MAX_REJECT_COUNTERS 65536
+
+#define ACTION_STEER 1
+#define ACTION_REJECT 2
+
+// A binding's key: exact-match, with the address already masked to prefixlen.
+// Looking up "the longest prefix" is then one hash lookup per prefix length
+// that is in use, longest first (see `lengths` below). All padding is zero.
+struct binding_key {
+	__u8 protocol;  // IPPROTO_TCP or IPPROTO_UDP
+	__u8 family;    // AF_INET or AF_INET6: an IPv4 prefix never matches IPv6
+	__u8 prefixlen; // 0-32 or 0-128
+	__u8 pad0;
+	__u16 port; // host byte order; 0 means every port
+	__u16 pad1;
+	__u32 addr[4]; // network byte order, host bits zero; IPv4 uses addr[0]
+};
+
+struct binding_value {
+	__u32 destination; // index into sockets / destination_metrics
+	__u32 action;      // ACTION_STEER or ACTION_REJECT
+};
+
+// Which prefix lengths are in use, per (protocol, port): bit n of v4 set
+// means some IPv4 binding with this protocol and port has prefix length n;
+// v6[n / 64] bit n % 64 likewise for IPv6. Index: (tcp ? 0 : 1) << 16 | port.
+// A port nobody binds has all bits clear and costs no hash lookup at all.
+// The control plane keeps these bits a superset of the bindings in force.
+struct lengths {
+	__u64 v4;
+	__u64 v6[3];
+};
+
+struct destination_metrics {
+	__u64 lookups; // packets matched to this destination
+	__u64 misses;  // ... that found no socket registered (refused)
+	__u64 errors;  // ... whose socket could not take them (refused)
+};
+
+// The inner map: the whole binding set. The control plane creates a new one
+// for each replace and swaps it in with one update of the outer array, so a
+// connection sees the old set or the new one, never a mix.
+struct bindings_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_BINDINGS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct binding_key));
+	__uint(value_size, sizeof(struct binding_value));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct bindings_inner);
+} bindings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 << 16);
+	__type(key, __u32);
+	__type(value, struct lengths);
+} lengths SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, MAX_DESTINATIONS);
+	__type(key, __u32);
+	__type(value, __u64);
+} sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_DESTINATIONS);
+	__type(key, __u32);
+	__type(value, struct destination_metrics);
+} destination_metrics SEC(".maps");
+
+// Refusals by reject bindings, keyed by the binding that refused.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_REJECT_COUNTERS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct binding_key);
+	__type(value, __u64);
+} reject_metrics SEC(".maps");
+
+// The layout version the control plane wrote when it created the state;
+// compared against the code's own before anything is changed.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} meta SEC(".maps");
+
+// 1 if x is non-zero, else 0, without a branch.
+static __always_inline __u64 nonzero(__u64 x)
+{
+	return (x | (0 - x)) >> 63;
+}
+
+// Index of the highest set bit of a non-zero x. Branch-free on purpose: BPF
+// has no clz, and a branchy version multiplies the paths the verifier walks.
+static __always_inline __u32 high_bit(__u64 x)
+{
+	__u64 n, b;
+
+	n = nonzero(x >> 32) << 5; x >>= n;
+	b = nonzero(x >> 16) << 4; x >>= b; n += b;
+	b = nonzero(x >> 8) << 3; x >>= b; n += b;
+	b = nonzero(x >> 4) << 2; x >>= b; n += b;
+	b = nonzero(x >> 2) << 1; x >>= b; n += b;
+	return n + (x >> 1);
+}
+
+// The first `bits` bits of a network-order word, in network order.
+static __always_inline __u32 mask_word(__u32 word, __s32 bits)
+{
+	if (bits <= 0)
+		return 0;
+	if (bits >= 32)
+		return word;
+	return bpf_htonl(bpf_ntohl(word) & ~((1U << (32 - bits)) - 1));
+}
+
+// The state of one longest-prefix walk, shared with the bpf_loop callback.
+// The walk runs in bpf_loop so that the verifier checks one step once,
+// however many prefix lengths are in use.
+struct walk {
+	struct binding_key key;
+	__u32 ip[4];   // the packet's local address, network byte order
+	__u64 spec;    // lengths left to try with the packet's port ...
+	__u64 any;     // ... and with port 0, for prefix lengths base..base+63
+	__u32 base;
+	__u16 port;
+	__u16 found;
+	struct binding_value result;
+};
+
+// One step: try the longest remaining prefix length, first with the specific
+// port, then with port 0. Walking lengths longest first, and preferring the
+// specific port at equal length, is the whole precedence rule.
+static long walk_step(__u32 index, void *data)
+{
+	struct walk *w = data;
+	struct binding_value *val = NULL;
+	__u64 todo = w->spec | w->any, bit;
+	__u32 zero = 0, hb;
+	__s32 len;
+	void *map;
+
+	if (!todo)
+		return 1;
+	hb = high_bit(todo);
+	bit = 1ULL << hb;
+	len = w->base + hb;
+
+	map = bpf_map_lookup_elem(&bindings, &zero);
+	if (!map)
+		return 1;
+
+	w->key.prefixlen = len;
+	w->key.addr[0] = mask_word(w->ip[0], len);
+	w->key.addr[1] = mask_word(w->ip[1], len - 32);
+	w->key.addr[2] = mask_word(w->ip[2], len - 64);
+	w->key.addr[3] = mask_word(w->ip[3], len - 96);
+	if (w->spec & bit) {
+		w->key.port = w->port;
+		val = bpf_map_lookup_elem(map, &w->key);
+	}
+	if (!val && (w->any & bit)) {
+		w->key.port = 0;
+		val = bpf_map_lookup_elem(map, &w->key);
+	}
+	if (val) {
+		w->result = *val;
+		w->found = 1;
+		return 1;
+	}
+	w->spec &= ~bit;
+	w->any &= ~bit;
+	return 0;
+}
+
+// Walk one 64-bit word of the length bitmaps; returns whether it matched.
+static __always_inline int walk_word(struct walk *w, __u32 base, __u64 spec,
+				     __u64 any)
+{
+	if (!(spec | any))
+		return 0;
+	w->base = base;
+	w->spec = spec;
+	w->any = any;
+	bpf_loop(64, walk_step, w, 0);
+	return w->found;
+}
+
+static __always_inline void count_reject(struct binding_key *key)
+{
+	__u64 one = 1, *count = bpf_map_lookup_elem(&reject_metrics, key);
+
+	if (count)
+		*count += 1;
+	else
+		bpf_map_update_elem(&reject_metrics, key, &one, BPF_NOEXIST);
+}
+
+SEC("sk_lookup")
+int dispatcher(struct bpf_sk_lookup *ctx)
+{
+	struct walk w = {};
+	struct destination_metrics *metrics;
+	struct lengths *spec, *any;
+	struct bpf_sock *sk;
+	__u32 index, destination;
+	long err;
+
+	if (ctx->protocol == IPPROTO_TCP)
+		index = 0;
+	else if (ctx->protocol == IPPROTO_UDP)
+		index = 1 << 16;
+	else
+		return SK_PASS;
+
+	// Prefix lengths bound on this port, and on "every port" (port 0).
+	w.port = ctx->local_port;
+	spec = bpf_map_lookup_elem(&lengths, &(__u32){ index | w.port });
+	any = bpf_map_lookup_elem(&lengths, &index);
+	if (!spec || !any)
+		return SK_PASS;
+
+	w.key.protocol = ctx->protocol;
+	w.key.family = ctx->family;
+	if (ctx->family == AF_INET) {
+		w.ip[0] = ctx->local_ip4;
+		walk_word(&w, 0, spec->v4, any->v4);
+	} else if (ctx->family == AF_INET6) {
+		w.ip[0] = ctx->local_ip6[0];
+		w.ip[1] = ctx->local_ip6[1];
+		w.ip[2] = ctx->local_ip6[2];
+		w.ip[3] = ctx->local_ip6[3];
+		// Longest first: word 2 holds only /128, then /64-/127, /0-/63.
+		walk_word(&w, 128, spec->v6[2], any->v6[2]) ||
+			walk_word(&w, 64, spec->v6[1], any->v6[1]) ||
+			walk_word(&w, 0, spec->v6[0], any->v6[0]);
+	}
+
+	// No binding: leave the packet to the kernel's own socket lookup.
+	if (!w.found)
+		return SK_PASS;
+
+	// Reject: refuse at the transport layer (TCP reset, ICMP unreachable).
+	if (w.result.action == ACTION_REJECT) {
+		count_reject(&w.key);
+		return SK_DROP;
+	}
+
+	destination = w.result.destination;
+	metrics = bpf_map_lookup_elem(&destination_metrics, &destination);
+	if (!metrics)
+		return SK_DROP;
+	metrics->lookups++;
+
+	// A bound destination without a socket refuses: falling through to
+	// whatever else listens on the port is how traffic leaks.
+	sk = bpf_map_lookup_elem(&sockets, &destination);
+	if (!sk) {
+		metrics->misses++;
+		return SK_DROP;
+	}
+
+	err = bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	if (err) {
+		metrics->errors++;
+		return SK_DROP;
+	}
+	return SK_PASS;
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,91 @@
+// Generic file descriptor operations.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+#include "addon.h"
+#include "errors.h"
+
+namespace tubular {
+
+namespace {
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  // On Linux the fd is released even when close() reports EINTR.
+  if (close(fd) < 0 && errno != EINTR) ThrowErrno(info.Env(), "close", errno);
+  return info.Env().Undefined();
+}
+
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  std::string path = ArgString(info, 0, "path");
+  int flags = static_cast<int>(ArgInt(info, 1, "flags", 0, INT_MAX));
+  int fd;
+  do {
+    fd = open(path.c_str(), flags | O_CLOEXEC, 0666);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) ThrowErrno(info.Env(), "open", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  int op = static_cast<int>(ArgInt(info, 1, "op", 0, INT_MAX));
+  int r;
+  do {
+    r = flock(fd, op);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    if ((op & LOCK_NB) && errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+    ThrowErrno(info.Env(), "flock", errno);
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+Napi::Value Inode(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  struct stat st;
+  if (fstat(fd, &st) < 0) ThrowErrno(info.Env(), "fstat", errno);
+  return Napi::Number::New(info.Env(), static_cast<double>(st.st_ino));
+}
+
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (nfd < 0) ThrowErrno(info.Env(), "dup", errno);
+  return Napi::Number::New(info.Env(), nfd);
+}
+
+Napi::Value FdCount(const Napi::CallbackInfo& info) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) ThrowErrno(info.Env(), "opendir", errno);
+  int count = 0;
+  errno = 0;
+  struct dirent* ent;
+  while ((ent = readdir(dir)) != nullptr) {
+    if (ent->d_name[0] == '.') continue;  // "." and ".."
+    count++;
+  }
+  int err = errno;
+  closedir(dir);
+  if (err != 0) ThrowErrno(info.Env(), "readdir", err);
+  return Napi::Number::New(info.Env(), count - 1);  // minus the directory's own fd
+}
+
+}  // namespace
+
+void InitFds(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "close", Close);
+  Export(env, exports, "open", Open);
+  Export(env, exports, "flock", Flock);
+  Export(env, exports, "inode", Inode);
+  Export(env, exports, "dup", Dup);
+  Export(env, exports, "fdCount", FdCount);
+}
+
+}  // namespace tubular

@@ -1,0 +1,295 @@
+// Map element operations, single and batched.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "addon.h"
+#include "errors.h"
+
+#ifndef ENOTSUPP
+#define ENOTSUPP 524
+#endif
+
+namespace tubular {
+
+namespace {
+
+// Key and value sizes as the syscalls see them. The kernel reads/writes
+// exactly these many bytes through our pointers, so buffers are checked
+// against them to keep out-of-bounds accesses impossible.
+struct MapShape {
+  uint32_t keySize;
+  uint32_t valueSize;
+};
+
+bool IsPerCpu(uint32_t type) {
+  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+         type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+MapShape Shape(Napi::Env env, int fd, const char* syscall) {
+  struct bpf_map_info mi = {};
+  __u32 len = sizeof(mi);
+  if (bpf_obj_get_info_by_fd(fd, &mi, &len) < 0) ThrowErrno(env, syscall, errno);
+  MapShape s{mi.key_size, mi.value_size};
+  if (IsPerCpu(mi.type)) {
+    int ncpus = libbpf_num_possible_cpus();
+    if (ncpus < 0) ThrowErrno(env, "libbpf_num_possible_cpus", -ncpus);
+    s.valueSize = ((s.valueSize + 7) & ~7u) * static_cast<uint32_t>(ncpus);
+  }
+  return s;
+}
+
+void CheckSize(Napi::Env env, const char* name, size_t have, size_t need) {
+  if (have < need)
+    ThrowRange(env, std::string("argument '") + name + "' is " + std::to_string(have) +
+                        " bytes, the map needs " + std::to_string(need));
+}
+
+bool NoBatchSupport(int err) { return err == EINVAL || err == ENOTSUPP || err == EOPNOTSUPP; }
+
+std::string After(uint32_t n) { return " (after " + std::to_string(n) + " elements)"; }
+
+Napi::Value MapLookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+  Napi::Buffer<uint8_t> value = ArgBuffer(info, 2, "value");
+  MapShape s = Shape(env, fd, "bpf_map_lookup_elem");
+  CheckSize(env, "key", key.Length(), s.keySize);
+  CheckSize(env, "value", value.Length(), s.valueSize);
+  if (bpf_map_lookup_elem(fd, key.Data(), value.Data()) < 0) {
+    if (errno == ENOENT) return Napi::Boolean::New(env, false);
+    ThrowErrno(env, "bpf_map_lookup_elem", errno);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+  Napi::Buffer<uint8_t> value = ArgBuffer(info, 2, "value");
+  uint64_t flags = static_cast<uint64_t>(ArgInt(info, 3, "flags", 0, UINT32_MAX));
+  MapShape s = Shape(env, fd, "bpf_map_update_elem");
+  CheckSize(env, "key", key.Length(), s.keySize);
+  CheckSize(env, "value", value.Length(), s.valueSize);
+  if (bpf_map_update_elem(fd, key.Data(), value.Data(), flags) < 0)
+    ThrowErrno(env, "bpf_map_update_elem", errno);
+  return env.Undefined();
+}
+
+Napi::Value MapDelete(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+  MapShape s = Shape(env, fd, "bpf_map_delete_elem");
+  CheckSize(env, "key", key.Length(), s.keySize);
+  if (bpf_map_delete_elem(fd, key.Data()) < 0) {
+    if (errno == ENOENT) return Napi::Boolean::New(env, false);
+    ThrowErrno(env, "bpf_map_delete_elem", errno);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value MapNextKey(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  const void* key = nullptr;
+  size_t keyLen = 0;
+  if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    Napi::Buffer<uint8_t> k = ArgBuffer(info, 1, "key");
+    key = k.Data();
+    keyLen = k.Length();
+  }
+  Napi::Buffer<uint8_t> next = ArgBuffer(info, 2, "nextKey");
+  MapShape s = Shape(env, fd, "bpf_map_get_next_key");
+  if (key != nullptr) CheckSize(env, "key", keyLen, s.keySize);
+  CheckSize(env, "nextKey", next.Length(), s.keySize);
+  if (bpf_map_get_next_key(fd, key, next.Data()) < 0) {
+    if (errno == ENOENT) return Napi::Boolean::New(env, false);
+    ThrowErrno(env, "bpf_map_get_next_key", errno);
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  Napi::Buffer<uint8_t> keys = ArgBuffer(info, 1, "keys");
+  Napi::Buffer<uint8_t> values = ArgBuffer(info, 2, "values");
+  uint32_t count = ArgU32(info, 3, "count");
+  uint64_t flags = static_cast<uint64_t>(ArgInt(info, 4, "flags", 0, UINT32_MAX));
+  MapShape s = Shape(env, fd, "bpf_map_update_batch");
+  CheckSize(env, "keys", keys.Length(), static_cast<size_t>(count) * s.keySize);
+  CheckSize(env, "values", values.Length(), static_cast<size_t>(count) * s.valueSize);
+
+  uint32_t done = 0;
+  bool batch = true;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+  while (done < count) {
+    const uint8_t* k = keys.Data() + static_cast<size_t>(done) * s.keySize;
+    const uint8_t* v = values.Data() + static_cast<size_t>(done) * s.valueSize;
+    if (!batch) {
+      if (bpf_map_update_elem(fd, k, v, flags) < 0)
+        ThrowErrno(env, "bpf_map_update_elem", errno, After(done));
+      done++;
+      continue;
+    }
+    uint32_t n = count - done;
+    int r = bpf_map_update_batch(fd, k, v, &n, &opts);
+    int err = errno;
+    done += std::min(n, count - done);
+    if (r < 0) {
+      if (!NoBatchSupport(err)) ThrowErrno(env, "bpf_map_update_batch", err, After(done));
+      batch = false;  // element loop for the rest; it reports real errors itself
+    }
+  }
+  return Napi::Number::New(env, done);
+}
+
+Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  Napi::Buffer<uint8_t> keys = ArgBuffer(info, 1, "keys");
+  uint32_t count = ArgU32(info, 2, "count");
+  MapShape s = Shape(env, fd, "bpf_map_delete_batch");
+  CheckSize(env, "keys", keys.Length(), static_cast<size_t>(count) * s.keySize);
+
+  uint32_t pos = 0, deleted = 0;
+  bool batch = true, single = false;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  while (pos < count) {
+    const uint8_t* k = keys.Data() + static_cast<size_t>(pos) * s.keySize;
+    if (batch && !single) {
+      uint32_t n = count - pos;
+      int r = bpf_map_delete_batch(fd, k, &n, &opts);
+      int err = errno;
+      n = std::min(n, count - pos);
+      pos += n;
+      deleted += n;
+      if (r < 0) {
+        if (err == ENOENT) {
+          single = true;  // the batch stopped at a missing key: skip it, then resume
+        } else if (NoBatchSupport(err)) {
+          batch = false;  // element loop for the rest
+        } else {
+          ThrowErrno(env, "bpf_map_delete_batch", err, After(deleted));
+        }
+      }
+      continue;
+    }
+    single = false;
+    if (bpf_map_delete_elem(fd, k) == 0) {
+      deleted++;
+    } else if (errno != ENOENT) {
+      ThrowErrno(env, "bpf_map_delete_elem", errno, After(deleted));
+    }
+    pos++;
+  }
+  return Napi::Number::New(env, deleted);
+}
+
+struct Dump {
+  std::vector<uint8_t> keys, values;
+  uint32_t count = 0;
+  void Reserve(const MapShape& s, uint32_t more) {
+    size_t need = static_cast<size_t>(count) + more;
+    if (keys.size() < need * s.keySize) keys.resize(need * s.keySize);
+    if (values.size() < need * s.valueSize) values.resize(need * s.valueSize);
+  }
+};
+
+void DumpByIteration(Napi::Env env, int fd, const MapShape& s, Dump* d) {
+  std::vector<uint8_t> prev(s.keySize), next(s.keySize), value(s.valueSize);
+  bool first = true;
+  for (;;) {
+    if (bpf_map_get_next_key(fd, first ? nullptr : prev.data(), next.data()) < 0) {
+      if (errno == ENOENT) return;
+      ThrowErrno(env, "bpf_map_get_next_key", errno);
+    }
+    first = false;
+    if (bpf_map_lookup_elem(fd, next.data(), value.data()) == 0) {
+      d->Reserve(s, 1);
+      std::copy(next.begin(), next.end(), d->keys.begin() + static_cast<size_t>(d->count) * s.keySize);
+      std::copy(value.begin(), value.end(), d->values.begin() + static_cast<size_t>(d->count) * s.valueSize);
+      d->count++;
+    } else if (errno != ENOENT) {  // ENOENT: deleted concurrently, skip it
+      ThrowErrno(env, "bpf_map_lookup_elem", errno);
+    }
+    prev.swap(next);
+  }
+}
+
+Napi::Value MapDump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  uint32_t keySize = ArgU32(info, 1, "keySize");
+  uint32_t valueSize = ArgU32(info, 2, "valueSize");
+  MapShape s = Shape(env, fd, "bpf_map_lookup_batch");
+  if (keySize != s.keySize || valueSize != s.valueSize)
+    ThrowRange(env, "keySize/valueSize (" + std::to_string(keySize) + "/" + std::to_string(valueSize) +
+                        ") do not match the map (" + std::to_string(s.keySize) + "/" +
+                        std::to_string(s.valueSize) + ")");
+
+  Dump d;
+  // The batch token is a key for array-like maps and a bucket index for hashes.
+  std::vector<uint8_t> inTok(std::max<uint32_t>(s.keySize, 8)), outTok(inTok.size());
+  uint32_t chunk = 1024;
+  bool first = true;
+  int retries = 0;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  for (;;) {
+    d.Reserve(s, chunk);
+    uint32_t n = chunk;
+    int r = bpf_map_lookup_batch(fd, first ? nullptr : inTok.data(), outTok.data(),
+                                 d.keys.data() + static_cast<size_t>(d.count) * s.keySize,
+                                 d.values.data() + static_cast<size_t>(d.count) * s.valueSize, &n, &opts);
+    int err = r < 0 ? errno : 0;
+    if (r < 0 && n == 0 && err == ENOSPC) {  // a hash bucket holds more than `chunk` entries
+      if (chunk >= (1u << 24)) ThrowErrno(env, "bpf_map_lookup_batch", err);
+      chunk *= 2;
+      continue;
+    }
+    if (r < 0 && first && d.count == 0 && NoBatchSupport(err)) {
+      DumpByIteration(env, fd, s, &d);
+      break;
+    }
+    if (r < 0 && err != ENOENT && err != EINTR) ThrowErrno(env, "bpf_map_lookup_batch", err);
+    n = std::min(n, chunk);
+    d.count += n;
+    if (err == ENOENT) break;  // end of map
+    if (err == EINTR) {        // elements vanished under us; resume from the token
+      if (++retries > 16) ThrowErrno(env, "bpf_map_lookup_batch", err);
+      if (n == 0) continue;
+    } else {
+      retries = 0;
+    }
+    inTok.swap(outTok);
+    first = false;
+  }
+
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, d.keys.data(), static_cast<size_t>(d.count) * s.keySize));
+  o.Set("values", Napi::Buffer<uint8_t>::Copy(env, d.values.data(), static_cast<size_t>(d.count) * s.valueSize));
+  o.Set("count", Napi::Number::New(env, d.count));
+  return o;
+}
+
+}  // namespace
+
+void InitMaps(Napi::Env env, Napi::Object exports) {
+  Export(env, exports, "mapLookup", MapLookup);
+  Export(env, exports, "mapUpdate", MapUpdate);
+  Export(env, exports, "mapDelete", MapDelete);
+  Export(env, exports, "mapNextKey", MapNextKey);
+  Export(env, exports, "mapUpdateBatch", MapUpdateBatch);
+  Export(env, exports, "mapDeleteBatch", MapDeleteBatch);
+  Export(env, exports, "mapDump", MapDump);
+}
+
+}  // namespace tubular

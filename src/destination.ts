@@ -1,0 +1,56 @@
+// Destinations: (label, domain, protocol). Each has a small integer id that
+// indexes the socket map and the per-CPU metrics; bindings store the id.
+import { TubularError } from './errors.js';
+import {
+  AF, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, IPPROTO, LABEL_MAX_BYTES, MAX_DESTINATIONS, readU32, writeU32,
+} from './layout.js';
+import { type Domain, type Protocol } from './protocol.js';
+
+export interface DestinationKey {
+  readonly label: string;
+  readonly domain: Domain;
+  readonly protocol: Protocol;
+}
+
+export interface DestinationEntry extends DestinationKey {
+  readonly id: number;
+  /** how many bindings point here */
+  readonly bindings: number;
+}
+
+export const destinationName = (d: DestinationKey): string => `${d.label} ${d.domain} ${d.protocol}`;
+
+export function encodeDestinationKey(d: DestinationKey): Buffer {
+  const buf = Buffer.alloc(DESTINATION_KEY_SIZE);
+  buf[0] = IPPROTO[d.protocol];
+  buf[1] = AF[d.domain === 'ipv4' ? 4 : 6];
+  buf.write(d.label, 4, LABEL_MAX_BYTES, 'utf8');
+  return buf;
+}
+
+export function decodeDestination(key: Buffer, value: Buffer, off = 0, voff = 0): DestinationEntry {
+  const protocol: Protocol = key[off] === IPPROTO.tcp ? 'tcp' : 'udp';
+  const domain: Domain = key[off + 1] === AF[4] ? 'ipv4' : 'ipv6';
+  const raw = key.subarray(off + 4, off + DESTINATION_KEY_SIZE);
+  const end = raw.indexOf(0);
+  const label = raw.subarray(0, end < 0 ? raw.length : end).toString('utf8');
+  return { label, domain, protocol, id: readU32(value, voff), bindings: readU32(value, voff + 4) };
+}
+
+export function encodeDestinationValue(id: number, bindings: number): Buffer {
+  const buf = Buffer.alloc(DESTINATION_VALUE_SIZE);
+  writeU32(buf, id, 0);
+  writeU32(buf, bindings, 4);
+  return buf;
+}
+
+/** The lowest id not in use; ids index fixed-size maps. */
+export function freeId(used: Iterable<number>): number {
+  const taken = new Uint8Array(MAX_DESTINATIONS);
+  for (const id of used) taken[id] = 1;
+  const id = taken.indexOf(0);
+  if (id < 0) {
+    throw new TubularError('ENOSPC', `all ${MAX_DESTINATIONS} destinations are in use: unbind labels or unregister sockets you no longer need`);
+  }
+  return id;
+}

@@ -1,0 +1,674 @@
+// The dispatcher of one network namespace: its program, its link and the
+// pinned maps that hold its state, under <bpffs>/<netns inode>_dispatcher/.
+//
+// Every method is synchronous: each is a handful of bpf() syscalls. Writers
+// take an exclusive flock on the state directory for the duration of one
+// method; readers take it shared, briefly. Nothing here depends on a process
+// of ours staying alive: the pins are the state.
+import { chmodSync, chownSync, existsSync, mkdirSync, openSync, closeSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import path from 'node:path';
+import { type Binding, bindingId, sameTarget } from './binding.js';
+import { bindingKey, bindingValue, destinationOf, packBindings, unpackBindings } from './bindingset.js';
+import {
+  type DestinationEntry, type DestinationKey, decodeDestination, destinationName, encodeDestinationKey,
+  encodeDestinationValue, freeId,
+} from './destination.js';
+import { TubularError, context, isSystemError } from './errors.js';
+import {
+  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
+  DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, LENGTHS_VALUE_SIZE, MAX_BINDINGS, MAX_DESTINATIONS,
+  META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, lengthsIndex, readU32, readU64, writeU32, writeU64,
+} from './layout.js';
+import { WORDS, changedEntries, lengthBit, lengthWord, lengthsFor, packEntries, union } from './lengths.js';
+import { withLock } from './lock.js';
+import { native } from './native.js';
+import { DEFAULT_BPFFS, DEFAULT_NETNS, netnsInode } from './netns.js';
+import { programObjectPath, stateDirName } from './paths.js';
+import { formatPrefix, type Prefix } from './prefix.js';
+import type { Domain, Protocol } from './protocol.js';
+import { registrableKind } from './socket.js';
+
+export interface DispatcherOptions {
+  /** network namespace path; default: the caller's (/proc/self/ns/net) */
+  netns?: string;
+  /** bpffs mount; default /sys/fs/bpf */
+  bpffs?: string;
+}
+
+export interface CreateOptions extends DispatcherOptions {
+  /** gid that may read the state (status, bindings, metrics) without root */
+  group?: number;
+}
+
+export interface OpenOptions extends DispatcherOptions {
+  readOnly?: boolean;
+}
+
+export interface DestinationStatus extends DestinationEntry {
+  /** the registered socket's cookie, or null when none is registered */
+  socket: bigint | null;
+  lookups: bigint;
+  misses: bigint;
+  errors: bigint;
+}
+
+export interface RejectCounter {
+  protocol: Protocol;
+  prefix: Prefix;
+  port: number;
+  rejected: bigint;
+}
+
+export interface Status {
+  netns: string;
+  netnsInode: number;
+  stateDir: string;
+  programId: number | null;
+  linkId: number | null;
+  layoutVersion: number;
+  bindings: number;
+}
+
+export interface BindResult {
+  /** the binding this one replaced (same protocol, prefix and port) */
+  replaced?: Binding;
+}
+
+export interface ReplaceResult {
+  added: number;
+  removed: number;
+  changed: number;
+  unchanged: number;
+}
+
+export interface Registration extends DestinationKey {
+  id: number;
+  cookie: bigint;
+  /** the cookie of the socket this one replaced */
+  replaced: bigint | null;
+}
+
+type MapName = typeof OBJECT_MAPS[number] | 'destinations';
+const ALL_MAPS: readonly MapName[] = [...OBJECT_MAPS, 'destinations'];
+const STATE_MODE = 0o750;
+const PIN_MODE = 0o640;
+
+function resolve(opts: DispatcherOptions): { netns: string; bpffs: string; ino: number; dir: string } {
+  const netns = opts.netns ?? DEFAULT_NETNS;
+  const bpffs = opts.bpffs ?? DEFAULT_BPFFS;
+  const ino = netnsInode(netns);
+  return { netns, bpffs, ino, dir: path.join(bpffs, stateDirName(ino)) };
+}
+
+const notLoaded = (netns: string, dir: string): TubularError =>
+  new TubularError('ENOTLOADED', `no dispatcher is loaded in network namespace ${netns} (no ${dir}): run tubectl load`);
+
+const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
+const u32 = (v: number): Buffer => { const b = Buffer.alloc(4); writeU32(b, v, 0); return b; };
+const ZERO = u32(0);
+
+/** Removes a directory of pins (bpffs has no recursive delete). */
+function removePins(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) unlinkSync(path.join(dir, name));
+  rmdirSync(dir);
+}
+
+/** Clears leftovers of creates or unloads that died half-way. (bpffs forbids dots in names.) */
+function removeStale(bpffs: string, ino: number): void {
+  const prefix = `${stateDirName(ino)}_`;
+  for (const name of readdirSync(bpffs)) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(name.lastIndexOf('_') + 1));
+    if (Number.isInteger(pid) && pid !== process.pid && !existsSync(`/proc/${pid}`)) removePins(path.join(bpffs, name));
+  }
+}
+
+export class Dispatcher {
+  readonly netns: string;
+  readonly netnsInode: number;
+  readonly stateDir: string;
+  readonly readOnly: boolean;
+  private readonly dirFd: number;
+  private readonly maps: Record<MapName, number>;
+  private closed = false;
+
+  private constructor(netns: string, ino: number, dir: string, readOnly: boolean, dirFd: number, maps: Record<MapName, number>) {
+    this.netns = netns;
+    this.netnsInode = ino;
+    this.stateDir = dir;
+    this.readOnly = readOnly;
+    this.dirFd = dirFd;
+    this.maps = maps;
+  }
+
+  /** Whether a dispatcher is loaded in the namespace. */
+  static isLoaded(opts: DispatcherOptions = {}): boolean {
+    return existsSync(resolve(opts).dir);
+  }
+
+  /**
+   * Loads the program, creates and pins its maps, and attaches it to the
+   * namespace. Built in a temporary directory and renamed into place, so a
+   * failure at any step leaves nothing behind.
+   */
+  static create(opts: CreateOptions = {}): Dispatcher {
+    const { netns, bpffs, ino, dir } = resolve(opts);
+    if (existsSync(dir)) {
+      throw new TubularError('ELOADED', `a dispatcher is already loaded in network namespace ${netns} (${dir}): use tubectl upgrade to replace its program, or tubectl unload first`);
+    }
+    const n = native();
+    removeStale(bpffs, ino);
+    const tmp = path.join(bpffs, `${stateDirName(ino)}_create_${process.pid}`);
+    const fds: number[] = [];
+    const keep = (fd: number): number => { fds.push(fd); return fd; };
+    try {
+      context(`create ${tmp}`, () => mkdirSync(tmp, { mode: STATE_MODE }));
+      if (opts.group !== undefined) chownSync(tmp, -1, opts.group);
+      chmodSync(tmp, STATE_MODE);
+      const pin = (fd: number, name: string): void => pinWithMode(fd, path.join(tmp, name), opts.group);
+      const obj = context('load the BPF program', () => n.loadObject(programObjectPath(), 'dispatcher', {}));
+      keep(obj.progFd);
+      Object.values(obj.maps).forEach(keep);
+      const destinations = keep(context('create the destinations map', () =>
+        n.mapCreate(BPF_MAP_TYPE_HASH, 'destinations', DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, MAX_DESTINATIONS, 0)));
+      const set = keep(createBindingSet());
+      n.mapUpdate(obj.maps.bindings, ZERO, u32(set), BPF_ANY);
+      const meta = Buffer.alloc(8);
+      writeU64(meta, metaValue(), 0);
+      n.mapUpdate(obj.maps.meta, ZERO, meta, BPF_ANY);
+      for (const name of OBJECT_MAPS) pin(obj.maps[name], name);
+      pin(destinations, PIN.destinations);
+      pin(set, PIN.bindingSet);
+      pin(obj.progFd, PIN.program);
+      const nsFd = keep(context(`open network namespace ${netns}`, () => openSync(netns, 'r')));
+      const link = keep(context(`attach to network namespace ${netns}`, () => n.linkCreateNetns(obj.progFd, nsFd)));
+      pin(link, PIN.link);
+      try {
+        renameSync(tmp, dir);
+      } catch (err) {
+        if (isSystemError(err, 'ENOTEMPTY') || isSystemError(err, 'EEXIST')) {
+          throw new TubularError('ELOADED', `a dispatcher was loaded in network namespace ${netns} at the same time: use that one`);
+        }
+        throw err;
+      }
+    } catch (err) {
+      try { removePins(tmp); } catch { /* the original error matters more */ }
+      throw err;
+    } finally {
+      for (const fd of fds) n.close(fd);
+    }
+    return Dispatcher.open(opts);
+  }
+
+  /** Opens the pinned state of a loaded dispatcher. */
+  static open(opts: OpenOptions = {}): Dispatcher {
+    const { netns, ino, dir } = resolve(opts);
+    const readOnly = opts.readOnly ?? false;
+    const n = native();
+    let dirFd: number;
+    try {
+      dirFd = openSync(dir, 'r');
+    } catch (err) {
+      if (isSystemError(err, 'ENOENT')) throw notLoaded(netns, dir);
+      return context(`open ${dir}`, () => { throw err; });
+    }
+    const maps: Partial<Record<MapName, number>> = {};
+    try {
+      for (const name of ALL_MAPS) {
+        maps[name] = context(`open ${path.join(dir, name)}`, () => n.getPinned(path.join(dir, name), readOnly ? BPF_F_RDONLY : 0));
+      }
+      const meta = Buffer.alloc(8);
+      n.mapLookup(maps.meta!, ZERO, meta);
+      const stamp = readU64(meta, 0);
+      if (stamp !== metaValue()) {
+        const version = Number(stamp & 0xffffffffn);
+        throw new TubularError('EINCOMPAT', `the dispatcher in ${dir} has state layout ${version}, this tubectl understands ${LAYOUT_VERSION}: ` +
+          'use the matching version, or tubectl unload and load again (bindings and registrations are lost)');
+      }
+    } catch (err) {
+      for (const fd of Object.values(maps)) n.close(fd);
+      closeSync(dirFd);
+      throw err;
+    }
+    return new Dispatcher(netns, ino, dir, readOnly, dirFd, maps as Record<MapName, number>);
+  }
+
+  /** Detaches the program and removes all state: bindings and registrations are gone. */
+  static unload(opts: DispatcherOptions = {}): void {
+    const { netns, bpffs, ino, dir } = resolve(opts);
+    let dirFd: number;
+    try {
+      dirFd = openSync(dir, 'r');
+    } catch (err) {
+      if (isSystemError(err, 'ENOENT')) throw notLoaded(netns, dir);
+      throw err;
+    }
+    try {
+      withLock(dirFd, true, () => {
+        const doomed = path.join(bpffs, `${stateDirName(ino)}_unload_${process.pid}`);
+        context(`remove ${dir}`, () => renameSync(dir, doomed));
+        removePins(doomed);
+      });
+    } finally {
+      closeSync(dirFd);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const n = native();
+    for (const fd of Object.values(this.maps)) n.close(fd);
+    closeSync(this.dirFd);
+  }
+
+  private read<T>(fn: () => T): T {
+    this.check();
+    return withLock(this.dirFd, false, fn);
+  }
+
+  private write<T>(fn: () => T): T {
+    this.check();
+    if (this.readOnly) throw new TubularError('EPERM', 'the dispatcher was opened read-only: writing needs root');
+    return withLock(this.dirFd, true, () => {
+      this.recover();
+      return fn();
+    });
+  }
+
+  private check(): void {
+    if (this.closed) throw new Error('the dispatcher is closed');
+  }
+
+  private pin(fd: number, name: string): void {
+    pinWithMode(fd, path.join(this.stateDir, name), statSync(this.stateDir).gid);
+  }
+
+  /** Finishes a replace that died between swapping the set and re-pinning it. */
+  private recover(): void {
+    const pending = path.join(this.stateDir, `${PIN.bindingSet}_new`);
+    if (!existsSync(pending)) return;
+    const n = native();
+    const fd = n.getPinned(pending, 0);
+    try {
+      const current = Buffer.alloc(4);
+      n.mapLookup(this.maps.bindings, ZERO, current);
+      if (n.mapInfo(fd).id === readU32(current, 0)) renameSync(pending, path.join(this.stateDir, PIN.bindingSet));
+      else unlinkSync(pending);
+    } finally {
+      n.close(fd);
+    }
+  }
+
+  /** Runs fn with an fd of the binding set in force. */
+  private withBindingSet<T>(fn: (fd: number) => T): T {
+    const n = native();
+    const fd = n.getPinned(path.join(this.stateDir, PIN.bindingSet), this.readOnly ? BPF_F_RDONLY : 0);
+    try {
+      return fn(fd);
+    } finally {
+      n.close(fd);
+    }
+  }
+
+  // ---- destinations ----
+
+  private destinationEntries(): DestinationEntry[] {
+    const { keys, values, count } = native().mapDump(this.maps.destinations, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE);
+    const out: DestinationEntry[] = [];
+    for (let i = 0; i < count; i++) out.push(decodeDestination(keys, values, i * DESTINATION_KEY_SIZE, i * DESTINATION_VALUE_SIZE));
+    return out;
+  }
+
+  private lookupDestination(d: DestinationKey): DestinationEntry | undefined {
+    const value = Buffer.alloc(DESTINATION_VALUE_SIZE);
+    const key = encodeDestinationKey(d);
+    return native().mapLookup(this.maps.destinations, key, value) ? decodeDestination(key, value) : undefined;
+  }
+
+  /** Finds or creates a destination; a new one starts with zeroed counters. */
+  private ensureDestination(d: DestinationKey, known?: DestinationEntry[]): DestinationEntry {
+    const found = known ? known.find((e) => e.label === d.label && e.domain === d.domain && e.protocol === d.protocol) : this.lookupDestination(d);
+    if (found) return found;
+    const all = known ?? this.destinationEntries();
+    const id = freeId(all.map((e) => e.id));
+    const n = native();
+    n.mapUpdate(this.maps.destination_metrics, u32(id), Buffer.alloc(DESTINATION_METRICS_SIZE * n.numPossibleCpus()), BPF_ANY);
+    this.deleteSocket(id);
+    n.mapUpdate(this.maps.destinations, encodeDestinationKey(d), encodeDestinationValue(id, 0), BPF_ANY);
+    const entry = { ...d, id, bindings: 0 };
+    known?.push(entry);
+    return entry;
+  }
+
+  private setBindingCount(d: DestinationEntry, bindings: number): void {
+    if (bindings === 0 && !this.hasSocket(d.id)) {
+      native().mapDelete(this.maps.destinations, encodeDestinationKey(d));
+    } else if (bindings !== d.bindings) {
+      native().mapUpdate(this.maps.destinations, encodeDestinationKey(d), encodeDestinationValue(d.id, bindings), BPF_ANY);
+    }
+  }
+
+  /** Empties a socket slot; a sockmap says EINVAL, not ENOENT, for an empty one. */
+  private deleteSocket(id: number): boolean {
+    try {
+      return native().mapDelete(this.maps.sockets, u32(id));
+    } catch (err) {
+      if (isSystemError(err, 'EINVAL')) return false;
+      throw err;
+    }
+  }
+
+  private hasSocket(id: number): boolean {
+    return native().mapLookup(this.maps.sockets, u32(id), Buffer.alloc(SOCKET_VALUE_SIZE));
+  }
+
+  private labels(): Map<number, string> {
+    return new Map(this.destinationEntries().map((d) => [d.id, d.label]));
+  }
+
+  // ---- bindings ----
+
+  /** Adds a binding, or replaces the one with the same protocol, prefix and port. */
+  bind(b: Binding): BindResult {
+    return this.write(() => this.withBindingSet((set) => {
+      const n = native();
+      const key = bindingKey(b);
+      const old = Buffer.alloc(BINDING_VALUE_SIZE);
+      const existed = n.mapLookup(set, key, old);
+      const oldId = existed ? readU32(old, 0) : NO_DESTINATION;
+      const labels = existed ? this.labels() : undefined;
+      const replaced = existed ? unpackBindings(key, old, 1, (id) => labels!.get(id))[0] : undefined;
+      if (replaced && sameTarget(replaced, b)) return { replaced };
+      const dest = destinationOf(b);
+      const entry = dest ? this.ensureDestination(dest) : undefined;
+      // Make the length visible before the binding, so the program never
+      // skips a length that has a binding.
+      const index = u32(lengthsIndex(b.protocol, b.port));
+      const lengths = Buffer.alloc(LENGTHS_VALUE_SIZE);
+      n.mapLookup(this.maps.lengths, index, lengths);
+      const word = lengthWord(b.prefix.family, b.prefix.length) * 4;
+      writeU32(lengths, (readU32(lengths, word) | lengthBit(b.prefix.length)) >>> 0, word);
+      n.mapUpdate(this.maps.lengths, index, lengths, BPF_ANY);
+      n.mapUpdate(set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action), BPF_ANY);
+      if (entry && entry.id !== oldId) this.setBindingCount(entry, entry.bindings + 1);
+      if (oldId !== NO_DESTINATION && oldId !== entry?.id) this.releaseDestination(oldId);
+      if (replaced?.action === 'reject' && b.action !== 'reject') n.mapDelete(this.maps.reject_metrics, key);
+      return replaced ? { replaced } : {};
+    }));
+  }
+
+  private releaseDestination(id: number): void {
+    const d = this.destinationEntries().find((e) => e.id === id);
+    if (d) this.setBindingCount(d, Math.max(0, d.bindings - 1));
+  }
+
+  /** Removes the binding with this protocol, prefix and port; label, if given, must match. */
+  unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string }): Binding {
+    return this.write(() => this.withBindingSet((set) => {
+      const n = native();
+      const key = bindingKey(b);
+      const value = Buffer.alloc(BINDING_VALUE_SIZE);
+      const name = bindingId(b);
+      if (!n.mapLookup(set, key, value)) {
+        throw new TubularError('ENOENT', `there is no binding ${name}: tubectl bindings lists them`);
+      }
+      const labels = this.labels();
+      const existing = unpackBindings(key, value, 1, (id) => labels.get(id))[0];
+      if (b.label !== undefined && b.label !== existing.label) {
+        throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
+      }
+      n.mapDelete(set, key);
+      n.mapDelete(this.maps.reject_metrics, key);
+      // Clear the length bit only when no other binding needs it.
+      const { keys, count } = n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
+      let needed = false;
+      for (let i = 0; i < count && !needed; i++) {
+        const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
+        needed = k.protocol === key[0] && k.port === b.port && k.family === b.prefix.family && k.prefixlen === b.prefix.length;
+      }
+      if (!needed) {
+        const index = u32(lengthsIndex(b.protocol, b.port));
+        const lengths = Buffer.alloc(LENGTHS_VALUE_SIZE);
+        n.mapLookup(this.maps.lengths, index, lengths);
+        const word = lengthWord(b.prefix.family, b.prefix.length) * 4;
+        writeU32(lengths, (readU32(lengths, word) & ~lengthBit(b.prefix.length)) >>> 0, word);
+        n.mapUpdate(this.maps.lengths, index, lengths, BPF_ANY);
+      }
+      const id = readU32(value, 0);
+      if (id !== NO_DESTINATION) this.releaseDestination(id);
+      return existing;
+    }));
+  }
+
+  /** All bindings, most preferred first. */
+  bindings(): Binding[] {
+    return this.read(() => this.readBindings());
+  }
+
+  private readBindings(): Binding[] {
+    const labels = this.labels();
+    return this.withBindingSet((set) => {
+      const { keys, values, count } = native().mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
+      return unpackBindings(keys, values, count, (id) => labels.get(id));
+    });
+  }
+
+  /**
+   * Replaces the whole binding set at once. The new set is built in a new
+   * map and swapped in with one update, so every connection sees exactly the
+   * old set or exactly the new one. An identical set changes nothing.
+   */
+  replaceBindings(next: readonly Binding[]): ReplaceResult {
+    const seen = new Set<string>();
+    for (const b of next) {
+      const id = bindingId(b);
+      if (seen.has(id)) throw new TubularError('EINVAL', `the binding ${id} appears twice: keep one`);
+      seen.add(id);
+    }
+    if (next.length > MAX_BINDINGS) {
+      throw new TubularError('ENOSPC', `${next.length} bindings exceed the capacity of ${MAX_BINDINGS}`);
+    }
+    return this.write(() => {
+      const n = native();
+      const current = this.readBindings();
+      const before = new Map(current.map((b) => [bindingId(b), b]));
+      const result: ReplaceResult = { added: 0, removed: 0, changed: 0, unchanged: 0 };
+      for (const b of next) {
+        const old = before.get(bindingId(b));
+        if (!old) result.added++;
+        else if (sameTarget(old, b)) result.unchanged++;
+        else result.changed++;
+      }
+      result.removed = current.length - result.unchanged - result.changed;
+      if (result.added === 0 && result.removed === 0 && result.changed === 0) return result;
+
+      // Destinations: ids for every label of the new set, binding counts after.
+      const known = this.destinationEntries();
+      const counts = new Map<number, number>();
+      const idOf = (d: DestinationKey): number => {
+        const id = this.ensureDestination(d, known).id;
+        counts.set(id, (counts.get(id) ?? 0) + 1);
+        return id;
+      };
+      const { keys, values } = packBindings(next, idOf);
+      const set = createBindingSet();
+      try {
+        if (next.length > 0) context('fill the new binding set', () => n.mapUpdateBatch(set, keys, values, next.length, BPF_ANY));
+        // Lengths: widen to old | new, swap, then narrow to new. The program
+        // may skip a length only if no binding in force has it.
+        const live = this.readLengths();
+        const target = lengthsFor(next);
+        const wide = union(live, target);
+        this.writeLengths(wide, changedEntries(live, wide));
+        const pending = `${PIN.bindingSet}_new`;
+        this.pin(set, pending);
+        n.mapUpdate(this.maps.bindings, ZERO, u32(set), BPF_ANY);
+        renameSync(path.join(this.stateDir, pending), path.join(this.stateDir, PIN.bindingSet));
+        this.writeLengths(target, changedEntries(wide, target));
+      } finally {
+        n.close(set);
+      }
+      for (const d of known) this.setBindingCount(d, counts.get(d.id) ?? 0);
+      // Counters of reject bindings that are gone.
+      const stale = current.filter((b) => b.action === 'reject' && !seen.has(bindingId(b)));
+      if (stale.length > 0) {
+        const staleKeys = Buffer.alloc(stale.length * BINDING_KEY_SIZE);
+        stale.forEach((b, i) => bindingKey(b, staleKeys, i * BINDING_KEY_SIZE));
+        n.mapDeleteBatch(this.maps.reject_metrics, staleKeys, stale.length);
+      }
+      return result;
+    });
+  }
+
+  private readLengths(): Uint32Array {
+    const { values, count } = native().mapDump(this.maps.lengths, 4, LENGTHS_VALUE_SIZE);
+    const aligned = values.byteOffset % 4 === 0 ? values : Buffer.from(values);
+    return Uint32Array.from(new Uint32Array(aligned.buffer, aligned.byteOffset, count * WORDS));
+  }
+
+  private writeLengths(table: Uint32Array, entries: number[]): void {
+    if (entries.length === 0) return;
+    const { keys, values } = packEntries(table, entries);
+    native().mapUpdateBatch(this.maps.lengths, keys, values, entries.length, BPF_ANY);
+  }
+
+  // ---- sockets ----
+
+  /**
+   * Registers a socket for a label. Its domain and protocol choose the
+   * destination; a socket already there is replaced.
+   */
+  registerSocket(label: string, fd: number): Registration {
+    const n = native();
+    const info = context('inspect the socket', () => n.socketInfo(fd));
+    const kind = registrableKind(info);
+    return this.write(() => {
+      const dest = this.ensureDestination({ label, ...kind });
+      const key = u32(dest.id);
+      const old = Buffer.alloc(SOCKET_VALUE_SIZE);
+      const replaced = n.mapLookup(this.maps.sockets, key, old) ? readU64(old, 0) : null;
+      const value = Buffer.alloc(SOCKET_VALUE_SIZE);
+      writeU64(value, BigInt(fd), 0);
+      context(`register the socket for ${destinationName(dest)}`, () => n.mapUpdate(this.maps.sockets, key, value, BPF_ANY));
+      return { label, ...kind, id: dest.id, cookie: info.cookie, replaced };
+    });
+  }
+
+  /** Removes the socket of a destination; its bindings then refuse connections. */
+  unregisterSocket(d: DestinationKey): void {
+    this.write(() => {
+      const dest = this.lookupDestination(d);
+      if (!dest || !this.deleteSocket(dest.id)) {
+        throw new TubularError('ENOENT', `no socket is registered for ${destinationName(d)}: tubectl list shows what is`);
+      }
+      this.setBindingCount(dest, dest.bindings);
+    });
+  }
+
+  // ---- reading ----
+
+  /** Destinations with their socket and counters, sorted by label. */
+  destinations(): DestinationStatus[] {
+    return this.read(() => {
+      const n = native();
+      const cpus = n.numPossibleCpus();
+      const { values: perCpu } = n.mapDump(this.maps.destination_metrics, 4, DESTINATION_METRICS_SIZE * cpus);
+      const socket = Buffer.alloc(SOCKET_VALUE_SIZE);
+      return this.destinationEntries().map((d) => {
+        const sum = [0n, 0n, 0n];
+        for (let c = 0; c < cpus; c++) {
+          const off = (d.id * cpus + c) * DESTINATION_METRICS_SIZE;
+          for (let f = 0; f < 3; f++) sum[f] += readU64(perCpu, off + f * 8);
+        }
+        const has = n.mapLookup(this.maps.sockets, u32(d.id), socket);
+        return { ...d, socket: has ? readU64(socket, 0) : null, lookups: sum[0], misses: sum[1], errors: sum[2] };
+      }).sort((a, b) => a.label.localeCompare(b.label) || a.domain.localeCompare(b.domain) || a.protocol.localeCompare(b.protocol));
+    });
+  }
+
+  /** Refusals counted per reject binding. */
+  rejectCounters(): RejectCounter[] {
+    return this.read(() => {
+      const n = native();
+      const cpus = n.numPossibleCpus();
+      const { keys, values, count } = n.mapDump(this.maps.reject_metrics, BINDING_KEY_SIZE, 8 * cpus);
+      const out: RejectCounter[] = [];
+      for (let i = 0; i < count; i++) {
+        const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
+        let rejected = 0n;
+        for (let c = 0; c < cpus; c++) rejected += readU64(values, (i * cpus + c) * 8);
+        out.push({
+          protocol: k.protocol === 6 ? 'tcp' : 'udp',
+          prefix: { family: k.family, bytes: k.addr, length: k.prefixlen },
+          port: k.port,
+          rejected,
+        });
+      }
+      return out.sort((a, b) => formatPrefix(a.prefix).localeCompare(formatPrefix(b.prefix)) || a.port - b.port);
+    });
+  }
+
+  status(): Status {
+    return this.read(() => {
+      const n = native();
+      const info = (name: string, get: (fd: number) => number): number | null => {
+        try {
+          const fd = n.getPinned(path.join(this.stateDir, name), 0);
+          try { return get(fd); } finally { n.close(fd); }
+        } catch (err) {
+          if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) return null;
+          throw err;
+        }
+      };
+      const bindings = this.withBindingSet((set) => n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE).count);
+      return {
+        netns: this.netns,
+        netnsInode: this.netnsInode,
+        stateDir: this.stateDir,
+        programId: info(PIN.program, (fd) => n.progInfo(fd).id),
+        linkId: info(PIN.link, (fd) => n.linkInfo(fd).id),
+        layoutVersion: LAYOUT_VERSION,
+        bindings,
+      };
+    });
+  }
+
+  /**
+   * Replaces the running program with the one built with this code, keeping
+   * every map. The link swaps programs atomically: no connection is dropped.
+   */
+  upgrade(): { from: number; to: number } {
+    return this.write(() => {
+      const n = native();
+      const reuse: Record<string, number> = {};
+      for (const name of OBJECT_MAPS) reuse[name] = this.maps[name];
+      const obj = context('load the BPF program', () => n.loadObject(programObjectPath(), 'dispatcher', reuse));
+      const link = n.getPinned(path.join(this.stateDir, PIN.link), 0);
+      try {
+        const from = n.linkInfo(link).progId;
+        context('replace the program of the link', () => n.linkUpdate(link, obj.progFd));
+        const pending = `${PIN.program}_new`;
+        this.pin(obj.progFd, pending);
+        renameSync(path.join(this.stateDir, pending), path.join(this.stateDir, PIN.program));
+        return { from, to: n.progInfo(obj.progFd).id };
+      } finally {
+        n.close(link);
+        n.close(obj.progFd);
+        for (const fd of Object.values(obj.maps)) n.close(fd);
+      }
+    });
+  }
+}
+
+function createBindingSet(): number {
+  return context('create a binding set', () =>
+    native().mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, BPF_F_NO_PREALLOC));
+}
+
+function pinWithMode(fd: number, file: string, gid: number | undefined): void {
+  context(`pin ${file}`, () => native().pin(fd, file));
+  if (gid !== undefined) chownSync(file, -1, gid);
+  chmodSync(file, PIN_MODE);
+}

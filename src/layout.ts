@@ -1,0 +1,114 @@
+// The pinned state's layout: map names, sizes and the byte encoding of every
+// key and value. Mirrors bpf/dispatcher.c; change both together and bump
+// LAYOUT_VERSION, which open() checks before touching anything.
+import { endianness } from 'node:os';
+import type { Family } from './prefix.js';
+
+export const LAYOUT_VERSION = 1;
+/** 'TUBT' in the high half of the meta word, the layout version in the low. */
+export const META_MAGIC = 0x54554254;
+
+export const MAX_BINDINGS = 1 << 20;
+export const MAX_DESTINATIONS = 4096;
+export const LABEL_MAX_BYTES = 64;
+
+export const ACTION_STEER = 1;
+export const ACTION_REJECT = 2;
+/** binding_value.destination of a reject binding without a label */
+export const NO_DESTINATION = 0xffffffff;
+
+export const IPPROTO = { tcp: 6, udp: 17 } as const;
+export const AF = { 4: 2, 6: 10 } as const;
+
+/** Names of the pins inside the state directory. */
+export const PIN = {
+  link: 'link',
+  program: 'program',
+  bindings: 'bindings',          // ARRAY_OF_MAPS, one slot: the binding set in force
+  bindingSet: 'binding_set',     // the inner map in force, pinned for unprivileged readers
+  lengths: 'lengths',
+  destinations: 'destinations',
+  sockets: 'sockets',
+  destinationMetrics: 'destination_metrics',
+  rejectMetrics: 'reject_metrics',
+  meta: 'meta',
+} as const;
+
+/** Maps created by the BPF object, by their names in bpf/dispatcher.c. */
+export const OBJECT_MAPS = ['bindings', 'lengths', 'sockets', 'destination_metrics', 'reject_metrics', 'meta'] as const;
+
+export const BPF_MAP_TYPE_HASH = 1;
+export const BPF_F_NO_PREALLOC = 1;
+export const BPF_F_RDONLY = 1 << 3;
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+
+const LE = endianness() === 'LE';
+function writeU16(buf: Buffer, v: number, off: number): void {
+  if (LE) buf.writeUInt16LE(v, off); else buf.writeUInt16BE(v, off);
+}
+function readU16(buf: Buffer, off: number): number {
+  return LE ? buf.readUInt16LE(off) : buf.readUInt16BE(off);
+}
+export function writeU32(buf: Buffer, v: number, off: number): void {
+  if (LE) buf.writeUInt32LE(v, off); else buf.writeUInt32BE(v, off);
+}
+export function readU32(buf: Buffer, off: number): number {
+  return LE ? buf.readUInt32LE(off) : buf.readUInt32BE(off);
+}
+export function readU64(buf: Buffer, off: number): bigint {
+  return LE ? buf.readBigUInt64LE(off) : buf.readBigUInt64BE(off);
+}
+export function writeU64(buf: Buffer, v: bigint, off: number): void {
+  if (LE) buf.writeBigUInt64LE(v, off); else buf.writeBigUInt64BE(v, off);
+}
+
+// struct binding_key: protocol u8, family u8, prefixlen u8, pad u8,
+// port u16 (host order), pad u16, addr[16] (network order, masked).
+export const BINDING_KEY_SIZE = 24;
+// struct binding_value: destination u32, action u32.
+export const BINDING_VALUE_SIZE = 8;
+
+export interface RawBindingKey {
+  protocol: number;
+  family: Family;
+  prefixlen: number;
+  port: number;
+  addr: Uint8Array;
+}
+
+export function encodeBindingKey(k: RawBindingKey, buf: Buffer = Buffer.alloc(BINDING_KEY_SIZE), off = 0): Buffer {
+  buf.fill(0, off, off + BINDING_KEY_SIZE);
+  buf[off] = k.protocol;
+  buf[off + 1] = AF[k.family];
+  buf[off + 2] = k.prefixlen;
+  writeU16(buf, k.port, off + 4);
+  buf.set(k.addr, off + 8);
+  return buf;
+}
+
+export function decodeBindingKey(buf: Buffer, off = 0): RawBindingKey {
+  const family: Family = buf[off + 1] === AF[4] ? 4 : 6;
+  return {
+    protocol: buf[off],
+    family,
+    prefixlen: buf[off + 2],
+    port: readU16(buf, off + 4),
+    addr: Uint8Array.from(buf.subarray(off + 8, off + 8 + (family === 4 ? 4 : 16))),
+  };
+}
+
+// struct lengths: u64 v4, u64 v6[3] = 8 host-order u32 words.
+export const LENGTHS_VALUE_SIZE = 32;
+export const LENGTHS_ENTRIES = 2 << 16;
+export const lengthsIndex = (protocol: 'tcp' | 'udp', port: number): number => (protocol === 'tcp' ? 0 : 1 << 16) | port;
+
+// Destinations: key = protocol u8, domain u8 (AF_*), pad u16, label[64];
+// value = id u32 (index into sockets and metrics), bindings u32 (refcount).
+export const DESTINATION_KEY_SIZE = 4 + LABEL_MAX_BYTES;
+export const DESTINATION_VALUE_SIZE = 8;
+
+// struct destination_metrics: lookups, misses, errors (u64 each), per CPU.
+export const DESTINATION_METRICS_SIZE = 24;
+// Sockets: key u32 id, value u64 (fd on write, cookie on read).
+export const SOCKET_VALUE_SIZE = 8;

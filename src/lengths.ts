@@ -1,0 +1,64 @@
+// The `lengths` map: for each (protocol, port), which prefix lengths have a
+// binding, as bitmaps the BPF program walks longest first. Port 0's entry
+// holds the lengths of "every port" bindings. Eight host-order u32 words per
+// entry: v4 in words 0-1, IPv6 /0-/63 in 2-3, /64-/127 in 4-5, /128 in 6.
+import type { Binding } from './binding.js';
+import { LENGTHS_ENTRIES, LENGTHS_VALUE_SIZE, lengthsIndex } from './layout.js';
+import type { Family } from './prefix.js';
+import type { Protocol } from './protocol.js';
+
+export const WORDS = LENGTHS_VALUE_SIZE / 4;
+
+export function lengthWord(family: Family, length: number): number {
+  return (family === 4 ? 0 : 2) + (length >> 5);
+}
+
+export function lengthBit(length: number): number {
+  return (1 << (length & 31)) >>> 0;
+}
+
+/** The exact table a binding set needs. */
+export function lengthsFor(bindings: Iterable<Pick<Binding, 'protocol' | 'port' | 'prefix'>>): Uint32Array {
+  const words = new Uint32Array(LENGTHS_ENTRIES * WORDS);
+  for (const b of bindings) {
+    const i = lengthsIndex(b.protocol, b.port) * WORDS + lengthWord(b.prefix.family, b.prefix.length);
+    words[i] = (words[i] | lengthBit(b.prefix.length)) >>> 0;
+  }
+  return words;
+}
+
+export function hasLength(table: Uint32Array, protocol: Protocol, port: number, family: Family, length: number): boolean {
+  return (table[lengthsIndex(protocol, port) * WORDS + lengthWord(family, length)] & lengthBit(length)) !== 0;
+}
+
+/** Indices whose entry differs between two tables. */
+export function changedEntries(a: Uint32Array, b: Uint32Array): number[] {
+  const out: number[] = [];
+  for (let e = 0; e < LENGTHS_ENTRIES; e++) {
+    const base = e * WORDS;
+    for (let w = 0; w < WORDS; w++) {
+      if (a[base + w] !== b[base + w]) { out.push(e); break; }
+    }
+  }
+  return out;
+}
+
+/** a | b, word by word. */
+export function union(a: Uint32Array, b: Uint32Array): Uint32Array {
+  const out = new Uint32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] | b[i]) >>> 0;
+  return out;
+}
+
+/** Packs the given entries of a table as (keys, values) for a batch update. */
+export function packEntries(table: Uint32Array, entries: readonly number[]): { keys: Buffer; values: Buffer } {
+  const keys = Buffer.alloc(entries.length * 4);
+  const values = Buffer.alloc(entries.length * LENGTHS_VALUE_SIZE);
+  const keyWords = new Uint32Array(keys.buffer, keys.byteOffset, entries.length);
+  const valueWords = new Uint32Array(values.buffer, values.byteOffset, entries.length * WORDS);
+  entries.forEach((e, n) => {
+    keyWords[n] = e;
+    valueWords.set(table.subarray(e * WORDS, (e + 1) * WORDS), n * WORDS);
+  });
+  return { keys, values };
+}

@@ -1,0 +1,241 @@
+// Exercises the native addon against the real kernel (needs root).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import { native } from '../src/native.js';
+
+const n = native();
+const HASH = 1, PERCPU_ARRAY = 6;
+const O_RDONLY = 0, O_RDWR = 2, O_CREAT = 0o100;
+const LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
+const AF_INET = 2, AF_INET6 = 10, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5;
+
+const u32 = (i: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(i); return b; };
+const u64 = (i: number) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(i) * 3n + 7n); return b; };
+
+function tmpDir(): string {
+  return mkdtempSync(path.join(os.tmpdir(), 'tubular-native-'));
+}
+
+function assertSysError(fn: () => unknown, codes: string[], syscall: string) {
+  assert.throws(fn, (thrown: unknown) => {
+    assert.ok(thrown instanceof Error);
+    const err = thrown as NodeJS.ErrnoException;
+    assert.ok(codes.includes(err.code!), `unexpected code ${err.code}`);
+    assert.equal(typeof err.errno, 'number');
+    assert.ok(err.errno! > 0);
+    assert.equal(err.syscall, syscall);
+    assert.ok(err.message.startsWith(`${syscall}: `), err.message);
+    return true;
+  });
+}
+
+test('hash map: single element operations', () => {
+  const fd = n.mapCreate(HASH, 'tst_hash', 4, 8, 64, 0);
+  try {
+    const info = n.mapInfo(fd);
+    assert.deepEqual([info.type, info.keySize, info.valueSize, info.maxEntries, info.name],
+      [HASH, 4, 8, 64, 'tst_hash']);
+    assert.equal(n.mapNextKey(fd, null, Buffer.alloc(4)), false);
+    n.mapUpdate(fd, u32(1), u64(1), 0);
+    const v = Buffer.alloc(8);
+    assert.equal(n.mapLookup(fd, u32(1), v), true);
+    assert.deepEqual(v, u64(1));
+    assert.equal(n.mapLookup(fd, u32(2), v), false);
+    assertSysError(() => n.mapUpdate(fd, u32(1), u64(5), 1 /* BPF_NOEXIST */), ['EEXIST'], 'bpf_map_update_elem');
+    const next = Buffer.alloc(4);
+    assert.equal(n.mapNextKey(fd, null, next), true);
+    assert.deepEqual(next, u32(1));
+    assert.equal(n.mapNextKey(fd, next, Buffer.alloc(4)), false);
+    assert.equal(n.mapDelete(fd, u32(1)), true);
+    assert.equal(n.mapDelete(fd, u32(1)), false);
+    assert.throws(() => n.mapLookup(fd, u32(1), Buffer.alloc(4)), RangeError);
+  } finally {
+    n.close(fd);
+  }
+});
+
+test('hash map: batch update, dump and delete of 10k elements', () => {
+  const N = 10_000;
+  const fd = n.mapCreate(HASH, 'tst_batch', 4, 8, N, 0);
+  try {
+    const keys = Buffer.concat(Array.from({ length: N }, (_, i) => u32(i)));
+    const values = Buffer.concat(Array.from({ length: N }, (_, i) => u64(i)));
+    assert.equal(n.mapUpdateBatch(fd, keys, values, N, 0), N);
+    const dump = n.mapDump(fd, 4, 8);
+    assert.equal(dump.count, N);
+    assert.equal(dump.keys.length, N * 4);
+    assert.equal(dump.values.length, N * 8);
+    const seen = new Set<number>();
+    for (let i = 0; i < dump.count; i++) {
+      const k = dump.keys.readUInt32LE(i * 4);
+      assert.deepEqual(dump.values.subarray(i * 8, i * 8 + 8), u64(k));
+      seen.add(k);
+    }
+    assert.equal(seen.size, N);
+    // Delete the even keys, with some absent keys mixed in: they are skipped.
+    const del = [...Array.from({ length: N / 2 }, (_, i) => u32(i * 2)), u32(N + 1), u32(N + 2)];
+    del.splice(100, 0, u32(N + 3));
+    assert.equal(n.mapDeleteBatch(fd, Buffer.concat(del), del.length), N / 2);
+    const rest = n.mapDump(fd, 4, 8);
+    assert.equal(rest.count, N / 2);
+    for (let i = 0; i < rest.count; i++) assert.equal(rest.keys.readUInt32LE(i * 4) % 2, 1);
+    assert.throws(() => n.mapDump(fd, 4, 4), RangeError);
+  } finally {
+    n.close(fd);
+  }
+});
+
+test('per-CPU array dump uses the per-CPU value size', () => {
+  const cpus = n.numPossibleCpus();
+  assert.ok(cpus >= 1);
+  const fd = n.mapCreate(PERCPU_ARRAY, 'tst_pcpu', 4, 4, 8, 0);
+  try {
+    const vs = 8 * cpus;
+    const value = Buffer.alloc(vs);
+    for (let c = 0; c < cpus; c++) value.writeUInt32LE(100 + c, c * 8);
+    n.mapUpdate(fd, u32(3), value, 0);
+    const dump = n.mapDump(fd, 4, vs);
+    assert.equal(dump.count, 8);
+    const idx = [...Array(8).keys()].find((i) => dump.keys.readUInt32LE(i * 4) === 3)!;
+    assert.deepEqual(dump.values.subarray(idx * vs, idx * vs + vs), value);
+  } finally {
+    n.close(fd);
+  }
+});
+
+test('errors look like Node system errors', () => {
+  const devnull = n.open('/dev/null', O_RDONLY);
+  try {
+    assertSysError(() => n.mapLookup(devnull, u32(0), Buffer.alloc(8)), ['EBADF', 'EINVAL'], 'bpf_map_lookup_elem');
+    assertSysError(() => n.socketInfo(devnull), ['ENOTSOCK'], 'getsockopt');
+    assert.equal(n.socketType(devnull), -1);
+  } finally {
+    n.close(devnull);
+  }
+  assertSysError(() => n.getPinned(path.join(os.tmpdir(), 'tubular-no-such-pin'), 0), ['ENOENT'], 'bpf_obj_get');
+  assertSysError(() => n.open('/nonexistent/tubular', O_RDONLY), ['ENOENT'], 'open');
+  assert.throws(() => n.close('3' as unknown as number), TypeError);
+  assert.throws(() => n.mapUpdate(1, 'k' as unknown as Buffer, Buffer.alloc(1), 0), /key/);
+});
+
+test('pin and getPinned on a private bpffs', () => {
+  const dir = tmpDir();
+  execFileSync('mount', ['-t', 'bpf', 'bpf', dir]);
+  const fd = n.mapCreate(HASH, 'tst_pin', 4, 4, 4, 0);
+  try {
+    n.pin(fd, path.join(dir, 'map'));
+    assertSysError(() => n.pin(fd, path.join(dir, 'map')), ['EEXIST'], 'bpf_obj_pin');
+    const again = n.getPinned(path.join(dir, 'map'), 0);
+    assert.equal(n.mapInfo(again).id, n.mapInfo(fd).id);
+    n.close(again);
+  } finally {
+    n.close(fd);
+    execFileSync('umount', [dir]);
+    rmdirSync(dir);
+  }
+});
+
+test('socketInfo on TCP and UDP sockets', async () => {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const udp = dgram.createSocket('udp6');
+  udp.bind(0, '::1');
+  await once(udp, 'listening');
+  try {
+    const tcpFd: number = (server as any)._handle.fd;
+    const tcp = n.socketInfo(tcpFd);
+    assert.deepEqual([tcp.domain, tcp.type, tcp.protocol, tcp.listening, tcp.address, tcp.port],
+      [AF_INET, SOCK_STREAM, 6, true, '127.0.0.1', (server.address() as net.AddressInfo).port]);
+    assert.equal(typeof tcp.cookie, 'bigint');
+    assert.ok(tcp.cookie > 0n);
+    assert.equal(n.socketType(tcpFd), SOCK_STREAM);
+    const udpFd: number = (udp as any)[Object.getOwnPropertySymbols(udp).find((s) => s.description === 'state symbol')!].handle.fd;
+    const u = n.socketInfo(udpFd);
+    assert.deepEqual([u.domain, u.type, u.protocol, u.listening, u.address, u.port],
+      [AF_INET6, SOCK_DGRAM, 17, false, '::1', udp.address().port]);
+    assert.notEqual(u.cookie, tcp.cookie);
+  } finally {
+    server.close();
+    udp.close();
+  }
+});
+
+test('fd helpers: dup, inode, pidfd, fdCount, flock', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'lock');
+  writeFileSync(file, 'x');
+  const a = n.open(file, O_RDWR | O_CREAT);
+  const b = n.open(file, O_RDWR);
+  try {
+    const d = n.dup(a);
+    assert.equal(n.inode(d), n.inode(a));
+    n.close(d);
+    const pidfd = n.pidfdOpen(process.pid);
+    const stolen = n.pidfdGetfd(pidfd, a);
+    assert.equal(n.inode(stolen), n.inode(a));
+    n.close(stolen);
+    n.close(pidfd);
+
+    const before = n.fdCount();
+    for (let i = 0; i < 200; i++) n.close(n.open(file, O_RDONLY));
+    assert.equal(n.fdCount(), before);
+
+    assert.equal(n.flock(a, LOCK_EX), true);
+    assert.equal(n.flock(b, LOCK_EX | LOCK_NB), false);
+    assert.equal(n.flock(a, LOCK_UN), true);
+    assert.equal(n.flock(b, LOCK_EX | LOCK_NB), true);
+  } finally {
+    n.close(a);
+    n.close(b);
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test('seqpacket: connect, accept, pass fds, peer credentials, watch', async () => {
+  const dir = tmpDir();
+  const sockPath = path.join(dir, 'sock');
+  const listener = n.seqpacketListen(sockPath, 8);
+  const client = n.seqpacketConnect(sockPath);
+  const server = n.accept(listener);
+  const file = n.open(dir, O_RDONLY);
+  try {
+    assert.ok(server >= 0);
+    assert.equal(n.accept(listener), -1);
+    assert.equal(n.socketType(server), SOCK_SEQPACKET);
+    assert.equal(n.peerCred(server).pid, process.pid);
+    assert.equal(n.peerCred(client).pid, process.pid);
+    assert.equal(n.recvMessage(server, 64, 4), null);
+
+    const readable = new Promise<void>((resolve) => {
+      const w = n.watch(server, () => { w.stop(); w.stop(); resolve(); });
+    });
+    assert.equal(n.sendMessage(client, Buffer.from('hello'), [file]), 5);
+    await readable;
+    const msg = n.recvMessage(server, 64, 4)!;
+    assert.equal(msg.data.toString(), 'hello');
+    assert.equal(msg.fds.length, 1);
+    assert.equal(n.inode(msg.fds[0]), n.inode(file));
+    assert.deepEqual([msg.truncated, msg.ctrlTruncated, msg.eof], [false, false, false]);
+    n.close(msg.fds[0]);
+
+    assert.equal(n.sendMessage(client, Buffer.from('0123456789'), []), 10);
+    const short = n.recvMessage(server, 4, 0)!;
+    assert.deepEqual([short.data.toString(), short.truncated], ['0123', true]);
+
+    n.setNonBlocking(client, true);
+    n.close(client);
+    const end = n.recvMessage(server, 64, 4)!;
+    assert.deepEqual([end.eof, end.data.length, end.fds.length], [true, 0, 0]);
+  } finally {
+    for (const fd of [server, listener, file]) n.close(fd);
+    rmSync(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,74 @@
+// The data plane's algorithm, modelled in TypeScript over the same encoded
+// keys and lengths table the control plane writes, must agree with the
+// reference rule for any binding set. (The real program is checked against
+// the same rule in 30.dataplane.test.ts.)
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { type Binding, matchBinding, parseBinding } from '../src/binding.js';
+import { bindingKey } from '../src/bindingset.js';
+import { decodeBindingKey, encodeBindingKey, IPPROTO, lengthsIndex } from '../src/layout.js';
+import { WORDS, changedEntries, hasLength, lengthsFor, packEntries, union } from '../src/lengths.js';
+import { maskBytes, parsePrefix } from '../src/prefix.js';
+
+function modelLookup(set: Map<string, Binding>, table: Uint32Array, protocol: 'tcp' | 'udp', family: 4 | 6, addr: Uint8Array, port: number): Binding | undefined {
+  for (let len = family === 4 ? 32 : 128; len >= 0; len--) {
+    const masked = maskBytes(addr, len);
+    for (const p of [port, 0]) {
+      if (!hasLength(table, protocol, p, family, len)) continue;
+      const key = bindingKey({ protocol, prefix: { family, bytes: masked, length: len }, port: p }).toString('hex');
+      const hit = set.get(key);
+      if (hit) return hit;
+    }
+  }
+  return undefined;
+}
+
+const v4 = fc.tuple(fc.constantFrom(127, 10), fc.integer({ min: 0, max: 1 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 15 }));
+const bindingArb = fc.record({
+  protocol: fc.constantFrom('tcp', 'udp'),
+  a: v4,
+  len: fc.constantFrom(0, 8, 16, 24, 28, 30, 31, 32),
+  port: fc.constantFrom(0, 80, 443),
+  label: fc.constantFrom('a', 'b', 'c'),
+}).map(({ protocol, a, len, port, label }) => parseBinding({ label, protocol, prefix: `${a.join('.')}/${len}`, port }));
+
+test('the length walk agrees with the reference precedence (property)', () => {
+  fc.assert(fc.property(fc.array(bindingArb, { maxLength: 30 }), fc.array(fc.tuple(fc.constantFrom('tcp', 'udp'), v4, fc.constantFrom(80, 443, 53)), { minLength: 1, maxLength: 20 }), (raw, probes) => {
+    const byId = new Map<string, Binding>();
+    for (const x of raw) byId.set(bindingKey(x).toString('hex'), x);
+    const bindings = [...byId.values()];
+    const table = lengthsFor(bindings);
+    for (const [protocol, a, port] of probes) {
+      const bytes = Uint8Array.from(a);
+      assert.equal(modelLookup(byId, table, protocol as 'tcp' | 'udp', 4, bytes, port), matchBinding(bindings, protocol as 'tcp' | 'udp', 4, bytes, port));
+    }
+  }), { numRuns: 300 });
+});
+
+test('binding keys round-trip and keep families apart', () => {
+  const k = { protocol: IPPROTO.udp, family: 6 as const, prefixlen: 64, port: 53, addr: parsePrefix('2001:db8::/64').prefix.bytes };
+  const buf = encodeBindingKey(k);
+  assert.equal(buf.length, 24);
+  assert.deepEqual(decodeBindingKey(buf), k);
+  const four = bindingKey(parseBinding({ label: 'x', protocol: 'tcp', prefix: '0.0.0.0/0', port: 0 }));
+  const six = bindingKey(parseBinding({ label: 'x', protocol: 'tcp', prefix: '::/0', port: 0 }));
+  assert.notDeepEqual(four, six);
+});
+
+test('lengths table: bits, union, changed entries and packing', () => {
+  const a = lengthsFor([parseBinding({ label: 'x', protocol: 'tcp', prefix: '127.0.0.0/24', port: 80 })]);
+  const b = lengthsFor([parseBinding({ label: 'x', protocol: 'udp', prefix: '::/128', port: 0 }), parseBinding({ label: 'x', protocol: 'udp', prefix: '::/0', port: 0 })]);
+  assert.ok(hasLength(a, 'tcp', 80, 4, 24));
+  assert.ok(!hasLength(a, 'tcp', 80, 6, 24));
+  assert.ok(!hasLength(a, 'udp', 80, 4, 24));
+  assert.ok(hasLength(b, 'udp', 0, 6, 128) && hasLength(b, 'udp', 0, 6, 0));
+  const u = union(a, b);
+  assert.deepEqual(changedEntries(a, u), [lengthsIndex('udp', 0)]);
+  assert.deepEqual(changedEntries(b, u), [lengthsIndex('tcp', 80)]);
+  const { keys, values } = packEntries(u, [lengthsIndex('udp', 0)]);
+  assert.equal(keys.readUInt32LE(0), 1 << 16);
+  const words = new Uint32Array(values.buffer, values.byteOffset, WORDS);
+  assert.equal(words[2], 1);       // ::/0 -> IPv6 word 0, bit 0
+  assert.equal(words[6], 1);       // ::/128 -> the word of length 128
+});

@@ -1,0 +1,56 @@
+// Asking the data plane what it would do with a connection, without sending
+// a packet: BPF_PROG_TEST_RUN on the sk_lookup program with a made-up
+// struct bpf_sk_lookup. Used by tests and benchmarks.
+import { AF, IPPROTO, readU64, writeU32 } from './layout.js';
+import { native } from './native.js';
+import type { Family } from './prefix.js';
+import type { Protocol } from './protocol.js';
+
+// struct bpf_sk_lookup (linux/bpf.h): cookie u64 @0, family @8, protocol @12,
+// remote_ip4 @16, remote_ip6 @20, remote_port (be16) @36, local_ip4 @40,
+// local_ip6 @44, local_port (host order) @60, ingress_ifindex @64; 72 bytes.
+export const SK_LOOKUP_CTX_SIZE = 72;
+
+export interface ProbePacket {
+  protocol: Protocol;
+  family: Family;
+  /** local (destination) address: 4 or 16 bytes, network order */
+  address: Uint8Array;
+  port: number;
+}
+
+export interface ProbeResult {
+  /** SK_PASS (1) or SK_DROP (0) */
+  verdict: 'pass' | 'drop';
+  /** the selected socket's cookie, 0n when none was selected */
+  cookie: bigint;
+  /** the kernel's average run time in ns over `repeat` runs */
+  durationNs: number;
+}
+
+const REMOTE_V4 = Uint8Array.of(127, 0, 0, 1);
+const REMOTE_V6 = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+
+/** Encodes the context of one lookup, as the kernel would fill it in. */
+export function lookupContext(p: ProbePacket, remotePort = 40000): Buffer {
+  const ctx = Buffer.alloc(SK_LOOKUP_CTX_SIZE);
+  writeU32(ctx, AF[p.family], 8);
+  writeU32(ctx, IPPROTO[p.protocol], 12);
+  if (p.family === 4) {
+    ctx.set(REMOTE_V4, 16);
+    ctx.set(p.address.subarray(0, 4), 40);
+  } else {
+    ctx.set(REMOTE_V6, 20);
+    ctx.set(p.address.subarray(0, 16), 44);
+  }
+  ctx.writeUInt16BE(remotePort, 36);
+  writeU32(ctx, p.port, 60);
+  return ctx;
+}
+
+/** Runs the program on one made-up lookup `repeat` times. */
+export function probe(progFd: number, p: ProbePacket, repeat = 1): ProbeResult {
+  const r = native().progTestRun(progFd, lookupContext(p), repeat);
+  const cookie = r.ctxOut.length >= 8 ? readU64(r.ctxOut, 0) : 0n;
+  return { verdict: r.retval === 1 ? 'pass' : 'drop', cookie, durationNs: r.durationNs };
+}

@@ -1,0 +1,98 @@
+// The real program against the reference rule: random binding sets are
+// loaded into a real dispatcher and random lookups are run through the
+// program with BPF_PROG_TEST_RUN (no packets), for IPv4 and IPv6 prefixes
+// that loopback traffic cannot reach.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import fc from 'fast-check';
+import { isolate } from './lib/isolate.js';
+import { tcpServer, udpServer, type Served } from './lib/traffic.js';
+import { type Binding, matchBinding, parseBinding } from '../src/binding.js';
+import { bindingKey } from '../src/bindingset.js';
+import { Dispatcher } from '../src/dispatcher.js';
+import { native } from '../src/native.js';
+import { probe } from '../src/probe.js';
+import { parsePrefix } from '../src/prefix.js';
+
+const { bpffs } = isolate();
+let d: Dispatcher;
+let prog: number;
+const cookies = new Map<string, bigint>();   // "label protocol family" -> cookie
+const servers: Served[] = [];
+
+before(async () => {
+  d = Dispatcher.create({ bpffs });
+  prog = native().getPinned(path.join(d.stateDir, 'program'), 0);
+  // Labels a and b have sockets of every kind; c has none.
+  for (const label of ['a', 'b']) {
+    for (const [family, host] of [[4, '127.0.0.1'], [6, '::1']] as const) {
+      const t = await tcpServer(label, host);
+      const u = await udpServer(label, host);
+      servers.push(t, u);
+      cookies.set(`${label} tcp ${family}`, d.registerSocket(label, t.fd).cookie);
+      cookies.set(`${label} udp ${family}`, d.registerSocket(label, u.fd).cookie);
+    }
+  }
+});
+after(async () => {
+  native().close(prog);
+  for (const s of servers) await s.close();
+  d.close();
+  Dispatcher.unload({ bpffs });
+});
+
+const v4 = fc.tuple(fc.constantFrom(192, 10), fc.constantFrom(0, 2), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 20 }))
+  .map((a) => a.join('.'));
+const v6 = fc.tuple(fc.constantFrom('2001:db8', 'fd00'), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 0xffff }))
+  .map(([net, sub, host]) => `${net}:${sub}::${host.toString(16)}`);
+const probeArb = fc.record({ protocol: fc.constantFrom('tcp', 'udp'), address: fc.oneof(v4, v6), port: fc.constantFrom(53, 80, 443, 8080) });
+const bindingArb = fc.oneof(
+  fc.record({ a: v4, len: fc.constantFrom(0, 8, 16, 20, 24, 28, 31, 32) }).map(({ a, len }) => `${a}/${len}`),
+  fc.record({ a: v6, len: fc.constantFrom(0, 16, 32, 48, 64, 100, 127, 128) }).map(({ a, len }) => `${a}/${len}`),
+).chain((prefix) => fc.record({
+  prefix: fc.constant(prefix),
+  protocol: fc.constantFrom('tcp', 'udp'),
+  port: fc.constantFrom(0, 80, 443, 53),
+  label: fc.constantFrom('a', 'b', 'c'),
+  reject: fc.boolean(),
+}));
+
+test('the program picks exactly the binding the reference rule picks (property)', () => {
+  fc.assert(fc.property(fc.array(bindingArb, { maxLength: 40 }), fc.array(probeArb, { minLength: 1, maxLength: 25 }), (raw, probes) => {
+    const unique = new Map<string, Binding>();
+    for (const r of raw) {
+      const b = parseBinding({ label: r.reject ? '' : r.label, protocol: r.protocol, prefix: r.prefix, port: r.port, action: r.reject ? 'reject' : 'steer' });
+      unique.set(bindingKey(b).toString('hex'), b);
+    }
+    const set = [...unique.values()];
+    d.replaceBindings(set);
+    for (const p of probes) {
+      const { prefix } = parsePrefix(p.address);
+      const want = matchBinding(set, p.protocol as 'tcp' | 'udp', prefix.family, prefix.bytes, p.port);
+      const got = probe(prog, { protocol: p.protocol as 'tcp' | 'udp', family: prefix.family, address: prefix.bytes, port: p.port });
+      const what = `${p.protocol} ${p.address} ${p.port} -> ${want ? `${want.action} ${want.label}` : 'no binding'}`;
+      if (!want) {
+        assert.deepEqual([got.verdict, got.cookie], ['pass', 0n], what);
+      } else if (want.action === 'reject' || want.label === 'c') {
+        assert.deepEqual([got.verdict, got.cookie], ['drop', 0n], what);
+      } else {
+        assert.deepEqual([got.verdict, got.cookie], ['pass', cookies.get(`${want.label} ${p.protocol} ${prefix.family}`)], what);
+      }
+    }
+  }), { numRuns: 60 });
+});
+
+test('a million bindings fit, and lookups still follow precedence', () => {
+  const many: Binding[] = [];
+  for (let i = 0; many.length < 1_000_000; i++) {
+    many.push(parseBinding({ label: 'a', protocol: 'udp', prefix: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32`, port: 53 }));
+  }
+  many.push(parseBinding({ label: 'b', protocol: 'udp', prefix: '10.0.0.0/8', port: 0 }));
+  assert.equal(d.replaceBindings(many).added, 1_000_001);
+  const at = (addr: string, port: number) => probe(prog, { protocol: 'udp', family: 4, address: parsePrefix(addr).prefix.bytes, port }).cookie;
+  assert.equal(at('10.0.1.2', 53), cookies.get('a udp 4'));
+  assert.equal(at('10.0.1.2', 54), cookies.get('b udp 4'));
+  assert.equal(at('10.200.1.2', 53), cookies.get('b udp 4'));
+  d.replaceBindings([]);
+});

@@ -1,0 +1,152 @@
+// The bindings file of `tubectl load-bindings`: tubular's format, plus two
+// optional fields per entry.
+//
+//   {"bindings": [
+//     {"label": "web", "prefix": "127.0.0.0/24", "port": 80},            <- tcp and udp, as in tubular
+//     {"label": "dns", "prefix": "::1", "port": 53, "protocol": "udp"},  <- one protocol
+//     {"prefix": "127.0.0.0/28", "port": 25, "action": "reject"}         <- refuse; label optional
+//   ]}
+//
+// `tubectl bindings --json` prints this shape too (with "action": "steer"
+// spelled out), so its output can be loaded back.
+//
+// Everything is checked before anything is returned: unknown fields, wrong
+// types, bad labels and prefixes, ports out of range, and duplicates (the
+// same protocol, prefix and port twice, after an entry without a protocol is
+// expanded to tcp and udp and host bits are cleared). Each problem names the
+// entry's index, the field and the bad value.
+import { z } from 'zod';
+import { type Binding, bindingId, parseBinding } from './binding.js';
+import { TubularError, invalid } from './errors.js';
+import { labelProblem } from './label.js';
+import { parsePrefix } from './prefix.js';
+import { PROTOCOLS } from './protocol.js';
+
+const FIELDS = ['label', 'prefix', 'port', 'protocol', 'action'] as const;
+/** Problems reported at most, so a broken file gives a readable message. */
+const MAX_PROBLEMS = 20;
+
+function schema() {
+  const entry = z.strictObject({
+    label: z.string().optional(),
+    prefix: z.string(),
+    port: z.number().int().min(0).max(65535),
+    protocol: z.enum(['tcp', 'udp']).optional(),
+    action: z.enum(['steer', 'reject']).optional(),
+  });
+  return z.strictObject({ bindings: z.array(entry) });
+}
+
+export interface BindingsFile {
+  bindings: Binding[];
+  /** harmless corrections, e.g. host bits cleared from a prefix */
+  notes: string[];
+}
+
+type Path = readonly PropertyKey[];
+
+function pathText(path: Path): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : `${out ? '.' : ''}${String(p)}`;
+  return out || '(top level)';
+}
+
+function valueAt(data: unknown, path: Path): unknown {
+  let v = data;
+  for (const p of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
+const show = (v: unknown): string => (v === undefined ? 'nothing' : JSON.stringify(v) ?? String(v));
+
+function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
+  const where = pathText(issue.path);
+  const value = valueAt(data, issue.path);
+  const field = issue.path[issue.path.length - 1];
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return issue.keys.map((k) => `${pathText([...issue.path, k])} = ${show(valueAt(data, [...issue.path, k]))}: unknown field "${k}" ` +
+        (issue.path.length === 0 ? '(the file holds only "bindings")' : `(an entry holds only ${FIELDS.join(', ')})`)).join('\n');
+    case 'invalid_type':
+      if (value === undefined) {
+        return field === 'bindings' || issue.path.length === 0
+          ? `${where} is missing: the file is {"bindings": [...]}`
+          : `${where} is missing: every entry needs "${String(field)}"`;
+      }
+      return `${where} = ${show(value)}: expected ${issue.expected === 'int' ? 'a whole number' : `${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`}`;
+    case 'too_big':
+    case 'too_small':
+      return field === 'port'
+        ? `${where} = ${show(value)}: a port is 0-65535 (0 means every port)`
+        : `${where} = ${show(value)}: ${issue.message}`;
+    case 'invalid_value':
+      return `${where} = ${show(value)}: use ${issue.values.map((v) => JSON.stringify(v)).join(' or ')}`;
+    default:
+      return `${where} = ${show(value)}: ${issue.message}`;
+  }
+}
+
+/**
+ * Parses and validates a bindings file. `source` names it in messages.
+ * Throws one TubularError (EINVAL) listing every problem found.
+ */
+export function parseBindingsFile(text: string, source: string): BindingsFile {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw invalid(`${source} is not valid JSON: ${(err as Error).message}`);
+  }
+  const parsed = schema().safeParse(data);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.slice(0, MAX_PROBLEMS).map((i) => describeIssue(i, data));
+    throw fail(source, problems, parsed.error.issues.length);
+  }
+
+  const problems: string[] = [];
+  const notes: string[] = [];
+  const bindings: Binding[] = [];
+  const first = new Map<string, number>();
+  parsed.data.bindings.forEach((entry, index) => {
+    const at = `bindings[${index}]`;
+    const action = entry.action ?? 'steer';
+    if (entry.label === undefined && action === 'steer') {
+      problems.push(`${at}.label is missing: every entry needs "label" (only "action": "reject" may omit it)`);
+      return;
+    }
+    const labelError = action === 'steer' || entry.label ? labelProblem(entry.label ?? '') : undefined;
+    if (labelError) problems.push(`${at}.label = ${show(entry.label)}: ${labelError}`);
+    let masked: string | undefined;
+    try {
+      masked = parsePrefix(entry.prefix).masked;
+    } catch (err) {
+      if (!(err instanceof TubularError)) throw err;
+      problems.push(`${at}.prefix = ${show(entry.prefix)}: ${err.message}`);
+      return;
+    }
+    if (labelError) return;
+    if (masked) notes.push(`${at}: ${masked}`);
+    for (const protocol of entry.protocol ? [entry.protocol] : PROTOCOLS) {
+      const b = parseBinding({ label: entry.label, protocol, prefix: entry.prefix, port: entry.port, action });
+      const id = bindingId(b);
+      const seen = first.get(id);
+      if (seen !== undefined) {
+        problems.push(`${at} = ${show({ prefix: entry.prefix, port: entry.port, ...(entry.protocol ? { protocol } : {}) })}: ` +
+          `duplicates bindings[${seen}] (both are ${id}): keep one`);
+        return;
+      }
+      first.set(id, index);
+      bindings.push(b);
+    }
+  });
+  if (problems.length > 0) throw fail(source, problems.slice(0, MAX_PROBLEMS), problems.length);
+  return { bindings, notes };
+}
+
+function fail(source: string, problems: string[], total: number): TubularError {
+  const more = total > problems.length ? `\n  ... and ${total - problems.length} more` : '';
+  return invalid(`${source} is invalid, nothing was changed:\n  ${problems.join('\n  ')}${more}`);
+}

@@ -1,0 +1,132 @@
+// Verbs over bindings: bind, unbind, bindings, load-bindings.
+import { readFileSync } from 'node:fs';
+import { type Binding, type BindingJSON, comparePrecedence, parseBinding, toJSON } from '../binding.js';
+import { TubularError, isSystemError } from '../errors.js';
+import { containsPrefix, parsePrefix, type Prefix } from '../prefix.js';
+import { parsePort, parseProtocol, type Protocol } from '../protocol.js';
+import { type Env, withDispatcher } from './env.js';
+import { UsageError, parsing } from './errors.js';
+import { bindingsTable, describeBinding, writeJSON } from './output.js';
+
+export interface BindOptions {
+  /** refuse matching connections instead of steering them to a label */
+  reject?: boolean;
+}
+
+/**
+ * Reads `<label> <protocol> <prefix[/mask]> <port>`; with reject the label
+ * may be left out: `<protocol> <prefix[/mask]> <port>`.
+ */
+export function bindingFromArgs(verb: string, args: readonly string[], opts: BindOptions, notes: string[]): Binding {
+  const reject = opts.reject ?? false;
+  let label: string | undefined;
+  let rest: readonly string[];
+  if (reject && args.length === 3) {
+    rest = args;
+  } else if (args.length === 4) {
+    [label, ...rest] = args;
+  } else {
+    const want = reject ? '[<label>] <protocol> <prefix[/mask]> <port>' : '<label> <protocol> <prefix[/mask]> <port>';
+    throw new UsageError(`${verb}${reject ? ' --reject' : ''} takes ${want}, got ${args.length} argument${args.length === 1 ? '' : 's'}`, verb);
+  }
+  const [protocol, prefix, port] = rest;
+  return parsing(verb, () => parseBinding({ label, protocol, prefix, port, action: reject ? 'reject' : 'steer' }, notes));
+}
+
+function writeNotes(env: Env, notes: readonly string[]): void {
+  for (const n of notes) env.stderr.write(`tubectl: note: ${n}\n`);
+}
+
+export async function bind(env: Env, args: readonly string[], opts: BindOptions = {}): Promise<void> {
+  const notes: string[] = [];
+  const b = bindingFromArgs('bind', args, opts, notes);
+  writeNotes(env, notes);
+  const result = await withDispatcher(env, false, (d) => d.bind(b));
+  const replaced = result.replaced ? ` (was ${describeBinding(toJSON(result.replaced))})` : '';
+  env.stdout.write(`bound ${describeBinding(toJSON(b))}${replaced}\n`);
+}
+
+export async function unbind(env: Env, args: readonly string[], opts: BindOptions = {}): Promise<void> {
+  const notes: string[] = [];
+  const b = bindingFromArgs('unbind', args, opts, notes);
+  writeNotes(env, notes);
+  const removed = await withDispatcher(env, false, (d) => {
+    if (opts.reject) {
+      const existing = d.bindings().find((x) => x.protocol === b.protocol && x.port === b.port &&
+        x.prefix.length === b.prefix.length && x.prefix.bytes.every((v, i) => v === b.prefix.bytes[i]));
+      if (existing && existing.action !== 'reject') {
+        throw new TubularError('EINVAL', `the binding ${describeBinding(toJSON(existing))} is not a reject binding: ` +
+          `remove it with tubectl unbind ${existing.label} ${b.protocol} ${toJSON(b).prefix} ${b.port}`);
+      }
+    }
+    return d.unbind(b);
+  });
+  env.stdout.write(`removed ${describeBinding(toJSON(removed))}\n`);
+}
+
+export interface BindingFilter {
+  protocol?: Protocol;
+  prefix?: Prefix;
+  /** bindings for this port and for every port (0); 0 filters nothing */
+  port?: number;
+}
+
+/** Reads `[protocol|any] [prefix] [port]`. */
+export function parseFilter(args: readonly (string | undefined)[], notes: string[] = []): BindingFilter {
+  const [protocol, prefix, port] = args;
+  return parsing('bindings', () => {
+    const f: BindingFilter = {};
+    if (protocol !== undefined && protocol.toLowerCase() !== 'any') f.protocol = parseProtocol(protocol);
+    if (prefix !== undefined) {
+      const parsed = parsePrefix(prefix);
+      if (parsed.masked) notes.push(parsed.masked);
+      f.prefix = parsed.prefix;
+    }
+    if (port !== undefined) f.port = parsePort(port);
+    return f;
+  });
+}
+
+/** Like tubular: a prefix matches the bindings it contains; a port matches itself and port 0. */
+export function matchesFilter(b: Binding, f: BindingFilter): boolean {
+  if (f.protocol && b.protocol !== f.protocol) return false;
+  if (f.prefix && !containsPrefix(f.prefix, b.prefix)) return false;
+  if (f.port && b.port !== 0 && b.port !== f.port) return false;
+  return true;
+}
+
+export async function bindings(env: Env, args: readonly (string | undefined)[]): Promise<void> {
+  const notes: string[] = [];
+  const filter = parseFilter(args, notes);
+  writeNotes(env, notes);
+  const all = await withDispatcher(env, true, (d) => d.bindings());
+  const list: BindingJSON[] = all.filter((b) => matchesFilter(b, filter)).sort(comparePrecedence).map(toJSON);
+  if (env.json) {
+    writeJSON(env, { bindings: list });
+  } else if (list.length === 0) {
+    env.stdout.write(all.length === 0 ? 'no bindings\n' : 'no bindings matched\n');
+  } else {
+    env.stdout.write(bindingsTable(list));
+  }
+}
+
+export async function loadBindings(env: Env, file: string): Promise<void> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) throw new TubularError('ENOENT', `cannot read ${file}: no such file`);
+    if (isSystemError(err, 'EISDIR')) throw new TubularError('EINVAL', `cannot read ${file}: it is a directory, give a JSON file`);
+    throw err;
+  }
+  const { parseBindingsFile } = await import('../bindings-file.js');
+  const { bindings: next, notes } = parseBindingsFile(text, file);
+  writeNotes(env, notes);
+  const r = await withDispatcher(env, false, (d) => d.replaceBindings(next));
+  if (env.json) {
+    writeJSON(env, r);
+  } else {
+    const what = r.added + r.removed + r.changed === 0 ? 'bindings already up to date' : 'replaced bindings';
+    env.stdout.write(`${what}: ${r.added} added, ${r.removed} removed, ${r.changed} changed, ${r.unchanged} unchanged\n`);
+  }
+}

@@ -1,0 +1,154 @@
+// `tubectl metrics <address> <port>`: serves /metrics in the Prometheus text
+// format. Each scrape opens the dispatcher read-only, reads every counter
+// once, and closes it again, so the server survives unload/load and never
+// holds the state open.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { DestinationStatus } from '../dispatcher.js';
+import { TubularError } from '../errors.js';
+import { parsePort } from '../protocol.js';
+import { type Env, withDispatcher } from './env.js';
+import { parsing } from './errors.js';
+import { type RejectRow, rejectRows } from './rejects.js';
+
+interface Sample {
+  loaded: boolean;
+  destinations: DestinationStatus[];
+  rejects: RejectRow[];
+}
+
+const DESTINATION_LABELS = ['label', 'domain', 'protocol'] as const;
+
+/** A fresh registry whose metrics report `sample()` at each scrape. */
+export function metricsRegistry(sample: () => Sample, versionInfo: { version: string; node: string }): Registry {
+  const registry = new Registry();
+  const destinationCounter = (name: string, help: string, value: (d: DestinationStatus) => bigint): void => {
+    new Counter({
+      name, help, labelNames: DESTINATION_LABELS, registers: [registry],
+      collect(this: Counter<typeof DESTINATION_LABELS[number]>) {
+        this.reset();
+        for (const d of sample().destinations) this.inc({ label: d.label, domain: d.domain, protocol: d.protocol }, Number(value(d)));
+      },
+    });
+  };
+  new Gauge({
+    name: 'tubular_dispatcher_loaded', help: 'Whether a dispatcher is loaded in the namespace (1) or not (0).', registers: [registry],
+    collect(this: Gauge) { this.set(sample().loaded ? 1 : 0); },
+  });
+  destinationCounter('tubular_destination_lookups_total', 'Connections and datagrams that matched a binding of the destination.', (d) => d.lookups);
+  destinationCounter('tubular_destination_misses_total', 'Lookups that found no socket registered for the destination.', (d) => d.misses);
+  destinationCounter('tubular_destination_errors_total', 'Lookups that failed to hand the packet to the registered socket.', (d) => d.errors);
+  new Gauge({
+    name: 'tubular_destination_socket_registered', help: 'Whether a socket is registered for the destination (1) or not (0).',
+    labelNames: DESTINATION_LABELS, registers: [registry],
+    collect(this: Gauge<typeof DESTINATION_LABELS[number]>) {
+      this.reset();
+      for (const d of sample().destinations) this.set({ label: d.label, domain: d.domain, protocol: d.protocol }, d.socket === null ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: 'tubular_destination_bindings', help: 'Bindings that point at the destination.',
+    labelNames: DESTINATION_LABELS, registers: [registry],
+    collect(this: Gauge<typeof DESTINATION_LABELS[number]>) {
+      this.reset();
+      for (const d of sample().destinations) this.set({ label: d.label, domain: d.domain, protocol: d.protocol }, d.bindings);
+    },
+  });
+  new Counter({
+    name: 'tubular_rejects_total', help: 'Connections and datagrams refused by a reject binding.',
+    labelNames: ['protocol', 'prefix', 'port'], registers: [registry],
+    collect(this: Counter<'protocol' | 'prefix' | 'port'>) {
+      this.reset();
+      for (const r of sample().rejects) this.inc({ protocol: r.protocol, prefix: r.prefix, port: String(r.port) }, Number(r.rejected));
+    },
+  });
+  new Gauge({
+    name: 'tubular_build_info', help: 'The version of tubectl serving these metrics.', labelNames: ['version', 'nodeversion'], registers: [registry],
+    collect(this: Gauge<'version' | 'nodeversion'>) { this.set({ version: versionInfo.version, nodeversion: versionInfo.node }, 1); },
+  });
+  return registry;
+}
+
+async function readSample(env: Env): Promise<Sample> {
+  try {
+    return await withDispatcher(env, true, (d) => ({
+      loaded: true, destinations: d.destinations(), rejects: rejectRows(d.bindings(), d.rejectCounters()),
+    }));
+  } catch (err) {
+    if (err instanceof TubularError && err.code === 'ENOTLOADED') return { loaded: false, destinations: [], rejects: [] };
+    throw err;
+  }
+}
+
+export interface MetricsServer {
+  /** host:port it listens on */
+  address: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Starts the HTTP server; resolves once it listens. */
+export async function startMetricsServer(env: Env, address: string, portText: string): Promise<MetricsServer> {
+  const port = parsing('metrics', () => parsePort(portText));
+  const { version } = await import('./version-info.js');
+  let current: Sample = { loaded: false, destinations: [], rejects: [] };
+  const registry = metricsRegistry(() => current, version());
+  let scraping = Promise.resolve();
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: metrics are at /metrics\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('use GET\n');
+      return;
+    }
+    // One scrape at a time: each reads the dispatcher into `current` and renders it.
+    scraping = scraping.then(async () => {
+      try {
+        current = await readSample(env);
+        const text = await registry.metrics();
+        res.writeHead(200, { 'content-type': registry.contentType }).end(req.method === 'HEAD' ? undefined : text);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        env.stderr.write(`tubectl: metrics: ${message}\n`);
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`reading the dispatcher failed: ${message}\n`);
+      }
+    });
+  });
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(port, address, () => { server.off('error', fail); ok(); });
+  });
+  const bound = server.address() as AddressInfo;
+  return {
+    address: bound.address,
+    port: bound.port,
+    close: () => new Promise((ok) => {
+      server.close(() => ok());
+      server.closeAllConnections();
+    }),
+  };
+}
+
+/** Serves until SIGINT or SIGTERM. */
+export async function metrics(env: Env, address: string, port: string): Promise<void> {
+  parsing('metrics', () => parsePort(port)); // a usage error before anything else
+  const first = await readSample(env); // fails now, not at the first scrape, when the state is unreadable
+  const server = await startMetricsServer(env, address, port);
+  const host = server.address.includes(':') ? `[${server.address}]` : server.address;
+  env.stdout.write(`serving metrics on http://${host}:${server.port}/metrics\n`);
+  if (!first.loaded) env.stderr.write(`tubectl: note: no dispatcher is loaded in ${env.netns} yet: tubular_dispatcher_loaded is 0 until tubectl load\n`);
+  await new Promise<void>((ok) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      ok();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await server.close();
+}

@@ -1,0 +1,226 @@
+// Verbs over sockets: register (systemd socket activation), register-pid
+// (take a socket out of a running process), unregister.
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import type { Dispatcher, Registration } from '../dispatcher.js';
+import { destinationName } from '../destination.js';
+import { TubularError, isSystemError } from '../errors.js';
+import { labelProblem } from '../label.js';
+import { native, type SocketInfo } from '../native.js';
+import { netnsInode } from '../netns.js';
+import { formatAddress, parsePrefix, type Prefix } from '../prefix.js';
+import { parseDomain, parsePort, parseProtocol, type Protocol } from '../protocol.js';
+import { type SocketKind, registrableKind } from '../socket.js';
+import { type Env, withDispatcher } from './env.js';
+import { UsageError, parsing } from './errors.js';
+
+/** SD_LISTEN_FDS_START: systemd passes sockets from fd 3 on. */
+export const LISTEN_FDS_START = 3;
+
+function checkLabel(verb: string, label: string): void {
+  const problem = labelProblem(label);
+  if (problem) throw new UsageError(problem, verb);
+}
+
+/** Fails unless `other` is the namespace the dispatcher was chosen in (--netns). */
+function sameNetns(env: Env, other: string, what: string): void {
+  if (netnsInode(env.netns) !== netnsInode(other)) {
+    throw new TubularError('EINVAL', `${what} must be in the network namespace of the dispatcher, ${env.netns} (choose it with --netns)`);
+  }
+}
+
+export interface PassedSocket {
+  fd: number;
+  name?: string;
+}
+
+/**
+ * The sockets systemd passed: LISTEN_FDS of them from fd 3, if LISTEN_PID is
+ * this process. With LISTEN_FDNAMES, the sockets named like the label are
+ * chosen when there are any; otherwise all of them.
+ */
+export function passedSockets(env: Pick<Env, 'getenv' | 'pid'>, label: string): PassedSocket[] {
+  const fds = env.getenv('LISTEN_FDS');
+  const pid = env.getenv('LISTEN_PID');
+  if (fds === undefined || fds === '') {
+    throw new TubularError('EINVAL', 'no sockets were passed (LISTEN_FDS is not set): run tubectl register under systemd socket activation, ' +
+      'e.g. as ExecStartPre= of a service with Sockets=');
+  }
+  if (!/^\d+$/.test(fds) || Number(fds) < 1) {
+    throw new TubularError('EINVAL', `LISTEN_FDS="${fds}" should be the number of sockets passed (1 or more)`);
+  }
+  if (pid !== String(env.pid)) {
+    throw new TubularError('EINVAL', pid === undefined
+      ? 'LISTEN_PID is not set: socket activation sets it to the pid of the process that owns the sockets'
+      : `LISTEN_PID=${pid} is not this process (${env.pid}): the sockets were passed to another process`);
+  }
+  const names = env.getenv('LISTEN_FDNAMES')?.split(':');
+  const all: PassedSocket[] = [];
+  for (let i = 0; i < Number(fds); i++) {
+    all.push({ fd: LISTEN_FDS_START + i, name: names && names.length === Number(fds) ? names[i] : undefined });
+  }
+  const named = all.filter((s) => s.name === label);
+  return named.length > 0 ? named : all;
+}
+
+function describeRegistration(r: Registration): string {
+  const replaced = r.replaced === null ? '' : ` (replaced socket ${r.replaced})`;
+  return `registered socket ${r.cookie} for ${destinationName(r)}${replaced}`;
+}
+
+/** Checks every socket before registering any: each must be registrable, one per destination. */
+function planRegistrations(sockets: readonly { fd: number; what: string }[]): SocketKind[] {
+  const n = native();
+  const kinds: SocketKind[] = [];
+  const seen = new Map<string, string>();
+  for (const s of sockets) {
+    let kind: SocketKind;
+    try {
+      kind = registrableKind(n.socketInfo(s.fd));
+    } catch (err) {
+      if (err instanceof TubularError) throw new TubularError(err.code, `${s.what}: ${err.message}`);
+      if (isSystemError(err, 'ENOTSOCK') || isSystemError(err, 'EBADF')) {
+        throw new TubularError('EBADSOCK', `${s.what} is not a socket: pass listening TCP or bound UDP sockets`);
+      }
+      throw err;
+    }
+    const key = `${kind.domain} ${kind.protocol}`;
+    const other = seen.get(key);
+    if (other) throw new TubularError('EINVAL', `${s.what} and ${other} are both ${key} sockets: a label takes one socket per domain and protocol`);
+    seen.set(key, s.what);
+    kinds.push(kind);
+  }
+  return kinds;
+}
+
+export async function register(env: Env, label: string): Promise<void> {
+  checkLabel('register', label);
+  sameNetns(env, '/proc/self/ns/net', 'tubectl register');
+  const sockets = passedSockets(env, label).map((s) => ({ fd: s.fd, what: `fd ${s.fd}${s.name ? ` (${s.name})` : ''}` }));
+  planRegistrations(sockets);
+  const done = await withDispatcher(env, false, (d) => sockets.map((s) => d.registerSocket(label, s.fd)));
+  for (const r of done) env.stdout.write(`${describeRegistration(r)}\n`);
+}
+
+export interface PidArgs {
+  pid: number;
+  label: string;
+  protocol: Protocol;
+  /** the address as a full-length prefix */
+  address: Prefix;
+  port: number;
+}
+
+/** Reads `<pid|pidfile> <label> <protocol> <ip> <port>`. */
+export function parsePidArgs(args: readonly string[]): PidArgs {
+  const [pidText, label, protocol, ip, port] = args;
+  checkLabel('register-pid', label);
+  let pid = pidText;
+  if (!/^\d+$/.test(pid)) {
+    try {
+      pid = readFileSync(pidText, 'utf8').trim();
+    } catch {
+      throw new UsageError(`invalid pid "${pidText}": give a process id or a file holding one`, 'register-pid');
+    }
+    if (!/^\d+$/.test(pid)) throw new UsageError(`the pid file ${pidText} holds "${pid.slice(0, 20)}", not a process id`, 'register-pid');
+  }
+  return parsing('register-pid', () => {
+    const parsed = parsePrefix(ip);
+    if (ip.includes('/') || parsed.masked) throw new TubularError('EINVAL', `invalid ip "${ip}": give an address, not a prefix`);
+    return { pid: Number(pid), label, protocol: parseProtocol(protocol), address: parsed.prefix, port: parsePort(port) };
+  });
+}
+
+/** How well a socket fits: 2 bound to the address, 1 to the wildcard of its family, 0 not at all. */
+export function socketMatch(info: SocketInfo, want: Omit<PidArgs, 'pid' | 'label'>): number {
+  let kind: SocketKind;
+  try {
+    kind = registrableKind(info);
+  } catch {
+    return 0;
+  }
+  if (kind.protocol !== want.protocol || info.port !== want.port) return 0;
+  if (kind.domain !== (want.address.family === 4 ? 'ipv4' : 'ipv6')) return 0;
+  let bound: Prefix;
+  try {
+    bound = parsePrefix(info.address).prefix;
+  } catch {
+    return 0;
+  }
+  if (bound.family !== want.address.family) return 0;
+  if (bound.bytes.every((b, i) => b === want.address.bytes[i])) return 2;
+  return bound.bytes.every((b) => b === 0) ? 1 : 0;
+}
+
+/** The fds of a process that are sockets. */
+function socketFds(pid: number): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(`/proc/${pid}/fd`);
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) throw new TubularError('ENOENT', `there is no process ${pid}`);
+    if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) {
+      throw new TubularError('EPERM', `cannot list the files of process ${pid}: run as root (or with CAP_SYS_PTRACE)`);
+    }
+    throw err;
+  }
+  const fds: number[] = [];
+  for (const e of entries) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${e}`).startsWith('socket:')) fds.push(Number(e));
+    } catch { /* closed meanwhile */ }
+  }
+  return fds.sort((a, b) => a - b);
+}
+
+export async function registerPid(env: Env, args: readonly string[]): Promise<void> {
+  const want = parsePidArgs(args);
+  if (!existsSync(`/proc/${want.pid}`)) throw new TubularError('ENOENT', `there is no process ${want.pid}`);
+  sameNetns(env, `/proc/${want.pid}/ns/net`, `process ${want.pid}`);
+  const n = native();
+  const fds = socketFds(want.pid);
+  let pidfd: number;
+  try {
+    pidfd = n.pidfdOpen(want.pid);
+  } catch (err) {
+    if (isSystemError(err, 'ESRCH')) throw new TubularError('ENOENT', `there is no process ${want.pid}`);
+    throw err;
+  }
+  const taken: number[] = [];
+  try {
+    let best: { fd: number; ours: number; score: number } | undefined;
+    for (const fd of fds) {
+      let ours: number;
+      try {
+        ours = n.pidfdGetfd(pidfd, fd);
+      } catch (err) {
+        if (isSystemError(err, 'EBADF')) continue; // closed meanwhile
+        if (isSystemError(err, 'EPERM') || isSystemError(err, 'EACCES')) {
+          throw new TubularError('EPERM', `cannot take fd ${fd} of process ${want.pid}: run as root (or with CAP_SYS_PTRACE)`);
+        }
+        throw err;
+      }
+      taken.push(ours);
+      const score = socketMatch(n.socketInfo(ours), want);
+      if (score > (best?.score ?? 0)) best = { fd, ours, score };
+    }
+    const addr = formatAddress(want.address.family, want.address.bytes);
+    const where = `${want.protocol} ${want.address.family === 4 ? addr : `[${addr}]`}:${want.port}`;
+    if (!best) {
+      const state = want.protocol === 'tcp' ? 'listening' : 'bound';
+      throw new TubularError('ENOENT', `process ${want.pid} has no ${state} ${where} socket (nor one on the wildcard address): check the address and port`);
+    }
+    const chosen = best;
+    const r = await withDispatcher(env, false, (d: Dispatcher) => d.registerSocket(want.label, chosen.ours));
+    env.stdout.write(`${describeRegistration(r)} (fd ${chosen.fd} of process ${want.pid})\n`);
+  } finally {
+    for (const fd of taken) n.close(fd);
+    n.close(pidfd);
+  }
+}
+
+export async function unregister(env: Env, label: string, domain: string, protocol: string): Promise<void> {
+  checkLabel('unregister', label);
+  const key = parsing('unregister', () => ({ label, domain: parseDomain(domain), protocol: parseProtocol(protocol) }));
+  await withDispatcher(env, false, (d) => d.unregisterSocket(key));
+  env.stdout.write(`unregistered the socket of ${destinationName(key)}\n`);
+}

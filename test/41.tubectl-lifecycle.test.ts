@@ -1,0 +1,99 @@
+// tubectl load, status, list, upgrade, unload and version, as a subprocess
+// in a throwaway namespace: output, --json and exit codes.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { isolate } from './lib/isolate.js';
+import { ok, tubectlFor } from './lib/tubectl.js';
+import { netnsInode } from '../src/netns.js';
+
+const { bpffs } = isolate();
+const tubectl = tubectlFor(bpffs);
+const stateDir = path.join(bpffs, `${netnsInode('/proc/self/ns/net')}_dispatcher`);
+
+describe('not loaded', () => {
+  test('status fails with exit 1 and says to run tubectl load; --json still prints one document', async () => {
+    const r = await tubectl(['status']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^tubectl: no dispatcher is loaded in network namespace .*run tubectl load\n$/);
+    const j = await tubectl(['status', '--json']);
+    assert.equal(j.code, 1);
+    assert.deepEqual(JSON.parse(j.stdout), { loaded: false, netns: '/proc/self/ns/net' });
+    for (const verb of [['bindings'], ['list'], ['unload'], ['upgrade'], ['bind', 'a', 'tcp', '127.0.0.1', '1'], ['unregister', 'a', 'ipv4', 'tcp']]) {
+      const v = await tubectl(verb);
+      assert.equal(v.code, 1, verb.join(' '));
+      assert.match(v.stderr, /run tubectl load/, verb.join(' '));
+      assert.doesNotMatch(v.stderr, /\n\s+at /);
+    }
+  });
+});
+
+describe('lifecycle', () => {
+  test('load, status, load again fails, upgrade, unload', async () => {
+    const load = ok(await tubectl(['load']));
+    assert.match(load.stdout, /^loaded dispatcher into \/proc\/self\/ns\/net: program \d+, link \d+\n/);
+    assert.ok(existsSync(stateDir));
+
+    const again = await tubectl(['load']);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already loaded.*tubectl upgrade.*tubectl unload/);
+
+    const text = ok(await tubectl(['status'])).stdout;
+    assert.match(text, /^dispatcher loaded in \/proc\/self\/ns\/net/);
+    assert.match(text, /bindings: 0\n/);
+    assert.match(text, /Destinations:\nno destinations\n/);
+    const s = JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(s), ['loaded', 'netns', 'netnsInode', 'stateDir', 'programId', 'linkId', 'layoutVersion', 'bindings', 'destinations', 'rejects']);
+    assert.equal(s.loaded, true);
+    assert.equal(s.stateDir, stateDir);
+    assert.equal(s.bindings, 0);
+    assert.ok(typeof s.programId === 'number' && typeof s.linkId === 'number');
+
+    const up = ok(await tubectl(['upgrade']));
+    const m = /program (\d+) -> (\d+)/.exec(up.stdout);
+    assert.ok(m, up.stdout);
+    assert.equal(Number(m[1]), s.programId);
+    const after = JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as Record<string, unknown>;
+    assert.equal(after.programId, Number(m[2]));
+    assert.notEqual(after.programId, s.programId);
+    assert.equal(after.linkId, s.linkId);
+
+    assert.deepEqual(JSON.parse(ok(await tubectl(['list', '--json'])).stdout), { destinations: [] });
+    assert.equal(ok(await tubectl(['list'])).stdout, 'no destinations\n');
+
+    assert.match(ok(await tubectl(['unload'])).stdout, /^unloaded dispatcher from \/proc\/self\/ns\/net/);
+    assert.equal(existsSync(stateDir), false);
+  });
+
+  test("tubular's single-dash -bpffs and -netns work before the verb", async () => {
+    const other = spawn('unshare', ['--net', 'sleep', '600'], { stdio: 'ignore' });
+    try {
+      const netns = `/proc/${other.pid}/ns/net`;
+      await waitFor(() => existsSync(netns) && netnsInode(netns) !== netnsInode('/proc/self/ns/net'));
+      const r = await tubectlFor(bpffs, {})(['-netns', netns, 'load']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(existsSync(path.join(bpffs, `${netnsInode(netns)}_dispatcher`)));
+      assert.equal(existsSync(stateDir), false, 'the caller\'s namespace stays untouched');
+      const s = JSON.parse(ok(await tubectl([`-netns=${netns}`, 'status', '--json'])).stdout) as { netns: string };
+      assert.equal(s.netns, netns);
+      ok(await tubectl(['--netns', netns, 'unload']));
+    } finally {
+      other.kill();
+    }
+  });
+
+  test('version, as text and JSON', async () => {
+    assert.match(ok(await tubectl(['version'])).stdout, /^tubectl \d+\.\d+\.\d+ \(node v\d+/);
+    const v = JSON.parse(ok(await tubectl(['version', '--json'])).stdout) as { version: string; layoutVersion: number };
+    assert.match(v.version, /^\d+\.\d+\.\d+/);
+    assert.equal(typeof v.layoutVersion, 'number');
+  });
+});
+
+async function waitFor(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(cond(), 'condition never became true');
+}

@@ -1,0 +1,104 @@
+// Read-only access: a non-root member of the group owning the state can run
+// status, bindings, list and metrics; writing needs root; others are refused.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { isolate } from './lib/isolate.js';
+import { TUBECTL, ok, tubectlFor } from './lib/tubectl.js';
+import { netnsInode } from '../src/netns.js';
+
+const { bpffs } = isolate();
+const tubectl = tubectlFor(bpffs);
+const NOBODY = 65534;
+const group = `tubt${process.pid}`;
+let gid: number;
+const emptyFile = path.join(tmpdir(), `tubectl-empty-${process.pid}.json`);
+
+/** tubectl as nobody, with or without the group. */
+const asNobody = (withGroup: boolean) => tubectlFor(bpffs, {
+  prefix: ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, withGroup ? `--groups=${gid}` : '--clear-groups'],
+});
+
+before(async () => {
+  execFileSync('groupadd', [group]);
+  gid = Number(execFileSync('getent', ['group', group], { encoding: 'utf8' }).split(':')[2]);
+  chmodSync(bpffs, 0o755); // the private mount must be traversable
+  writeFileSync(emptyFile, '{"bindings": []}', { mode: 0o644 });
+  const load = ok(await tubectl(['load', '--group', group]));
+  assert.match(load.stdout, new RegExp(`readable by group ${group} \\(gid ${gid}\\)`));
+  ok(await tubectl(['bind', 'web', 'tcp', '127.0.0.0/24', '80']));
+  ok(await tubectl(['bind', '--reject', 'tcp', '127.0.0.0/28', '25']));
+});
+
+after(async () => {
+  await tubectl(['unload']);
+  execFileSync('groupdel', [group]);
+  rmSync(emptyFile, { force: true });
+});
+
+test('the state belongs to the group and is not world-readable', () => {
+  const st = statSync(path.join(bpffs, `${netnsInode('/proc/self/ns/net')}_dispatcher`));
+  assert.equal(st.gid, gid);
+  assert.equal(st.mode & 0o777, 0o750);
+});
+
+test('a group member reads status, bindings and list without root', async () => {
+  const member = asNobody(true);
+  const status = ok(await member(['status', '--json']));
+  const s = JSON.parse(status.stdout) as { loaded: boolean; bindings: number };
+  assert.equal(s.loaded, true);
+  assert.equal(s.bindings, 2);
+  assert.match(ok(await member(['status'])).stdout, /bindings: 2\n/);
+  const b = JSON.parse(ok(await member(['bindings', '--json'])).stdout) as { bindings: { label: string }[] };
+  assert.deepEqual(b.bindings.map((x) => x.label), ['', 'web']);
+  const root = ok(await tubectl(['bindings', '--json'])).stdout;
+  assert.equal(ok(await member(['bindings', '--json'])).stdout, root);
+  assert.deepEqual(JSON.parse(ok(await member(['list', '--json'])).stdout), JSON.parse(ok(await tubectl(['list', '--json'])).stdout));
+});
+
+test('a group member serves metrics without root', async () => {
+  const server = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${gid}`,
+    process.execPath, TUBECTL, '--bpffs', bpffs, 'metrics', '127.0.0.1', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    const url = await new Promise<string>((resolve, fail) => {
+      let out = '';
+      let err = '';
+      server.stdout!.on('data', (d) => {
+        out += d;
+        const m = /serving metrics on (\S+)\n/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      server.stderr!.on('data', (d) => { err += d; });
+      server.once('exit', (code) => fail(new Error(`metrics exited (${code}): ${err}`)));
+    });
+    const text = await (await fetch(url)).text();
+    assert.match(text, /^tubular_dispatcher_loaded 1$/m);
+    assert.match(text, /^tubular_destination_bindings\{label="web",domain="ipv4",protocol="tcp"\} 1$/m);
+    assert.match(text, /^tubular_rejects_total\{protocol="tcp",prefix="127\.0\.0\.0\/28",port="25"\} 0$/m);
+  } finally {
+    server.kill('SIGTERM');
+  }
+});
+
+test('writing as a group member fails with exit 1 and names what is needed; state unchanged', async () => {
+  const member = asNobody(true);
+  const before = ok(await tubectl(['bindings', '--json'])).stdout;
+  for (const verb of [['bind', 'x', 'tcp', '127.0.0.1', '1'], ['unbind', 'web', 'tcp', '127.0.0.0/24', '80'], ['unload'], ['upgrade'],
+    ['unregister', 'web', 'ipv4', 'tcp'], ['load-bindings', emptyFile]]) {
+    const r = await member(verb);
+    assert.equal(r.code, 1, `${verb.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^tubectl: this command changes the dispatcher: run it as root \(or with CAP_BPF and CAP_NET_ADMIN\)/, verb.join(' '));
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+  assert.equal(ok(await tubectl(['bindings', '--json'])).stdout, before);
+});
+
+test('outside the group, even reading is refused with a message naming the group', async () => {
+  const r = await asNobody(false)(['status']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, new RegExp(`^tubectl: reading the dispatcher needs root or membership of group ${group} \\(gid ${gid}\\), which owns `));
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+});

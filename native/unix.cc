@@ -191,6 +191,25 @@ Napi::Value RecvMessage(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// One datagram to a Unix SOCK_DGRAM socket (e.g. systemd's $NOTIFY_SOCKET).
+Napi::Value UnixDatagramSend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "path");
+  Napi::Buffer<uint8_t> data = ArgBuffer(info, 1, "data");
+  struct sockaddr_un sun;
+  socklen_t len = UnixAddr(env, path, "sendto", &sun);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, "socket", errno);
+  ssize_t n;
+  do {
+    n = sendto(fd, data.Data(), data.Length(), MSG_NOSIGNAL, reinterpret_cast<struct sockaddr*>(&sun), len);
+  } while (n < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (n < 0) ThrowErrno(env, "sendto", err, ": " + path);
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
 }  // namespace
 
 void InitUnix(Napi::Env env, Napi::Object exports) {
@@ -200,6 +219,7 @@ void InitUnix(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "peerCred", PeerCred);
   Export(env, exports, "sendMessage", SendMessage);
   Export(env, exports, "recvMessage", RecvMessage);
+  Export(env, exports, "unixDatagramSend", UnixDatagramSend);
 }
 
 }  // namespace tubular

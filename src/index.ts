@@ -7,3 +7,4 @@ export { parsePrefix, formatPrefix } from './prefix.js';
 export type { Prefix, Family } from './prefix.js';
 export type { Protocol, Domain } from './protocol.js';
 export { TubularError } from './errors.js';
+export * from './client.js';

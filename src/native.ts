@@ -131,6 +131,8 @@ export interface Native {
   recvMessage(fd: number, maxBytes: number, maxFds: number): ReceivedMessage | null;
   /** sets/clears O_NONBLOCK */
   setNonBlocking(fd: number, on: boolean): void;
+  /** socket(AF_UNIX, SOCK_DGRAM) + sendto(path) of one datagram (a leading NUL: abstract namespace); returns bytes sent */
+  unixDatagramSend(path: string, data: Buffer): number;
   /** getsockopt SO_TYPE on an fd, or -1 when it is not a socket (ENOTSOCK) */
   socketType(fd: number): number;
 

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// tubulard: services hand their listening sockets to the dispatcher over a
+// Unix SOCK_SEQPACKET socket (docs/PROTOCOL.md). The daemon checks who sends,
+// registers the sockets and gets out of the way: registered sockets live in
+// the pinned socket map, so traffic never depends on this process.
+import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { packageRoot } from '../paths.js';
+import { activatedListener, type Listener, pathListener } from './listener.js';
+import { sdNotify } from './notify.js';
+import { DEFAULT_POLICY, loadPolicy, type Policy, resolveId } from './policy.js';
+import { Server } from './server.js';
+import { DispatcherHandle } from './state.js';
+import { DEFAULT_SOCKET } from './wire.js';
+
+interface Options {
+  socket: string;
+  policy?: string;
+  netns?: string;
+  bpffs?: string;
+  group?: string;
+  idleTimeout: number;
+  maxClients: number;
+}
+
+const log = (line: string): void => { process.stderr.write(`${line}\n`); };
+
+const positive = (what: string, integer: boolean) => (text: string): number => {
+  const v = Number(text);
+  if (!Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
+    throw new InvalidArgumentError(`"${text}" is not a positive ${integer ? 'integer' : 'number'} of ${what}`);
+  }
+  return v;
+};
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function run(opts: Options): void {
+  let policy: Policy = opts.policy ? loadPolicy(path.resolve(opts.policy)) : DEFAULT_POLICY;
+  const gid = opts.group === undefined ? undefined : resolveId('group', /^\d+$/.test(opts.group) ? Number(opts.group) : opts.group);
+  const dispatcher = new DispatcherHandle({ netns: opts.netns, bpffs: opts.bpffs });
+  try {
+    dispatcher.get();
+  } catch (err) {
+    log(`warning: ${(err as Error).message} (requests fail with ENOTLOADED until then)`);
+  }
+  const listener: Listener = activatedListener() ?? pathListener(opts.socket, gid);
+  const server = new Server(listener, { dispatcher, policy: () => policy, version: version() }, {
+    idleTimeoutMs: Math.round(opts.idleTimeout * 1000),
+    maxClients: opts.maxClients,
+    log,
+  });
+  server.start();
+  log(`listening on ${listener.description}, policy: ${policy.source}`);
+  sdNotify(`READY=1\nSTATUS=listening on ${listener.description}\nMAINPID=${process.pid}`);
+
+  process.on('SIGHUP', () => {
+    if (!opts.policy) {
+      log('SIGHUP: no --policy file, nothing to reload');
+      return;
+    }
+    try {
+      policy = loadPolicy(path.resolve(opts.policy));
+      log(`SIGHUP: reloaded policy ${policy.source} (${policy.rules.length} rules)`);
+    } catch (err) {
+      log(`SIGHUP: kept the previous policy: ${(err as Error).message}`);
+    }
+  });
+  const stop = (signal: string): void => {
+    sdNotify('STOPPING=1');
+    log(`${signal}: stopping (registered sockets stay in the dispatcher)`);
+    server.close();
+    try { rmSocket(listener); } catch { /* already gone */ }
+    dispatcher.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** Removes the socket file this process created, not one a newer daemon put there. */
+function rmSocket(listener: Listener): void {
+  if (listener.path && lstatSync(listener.path).ino === listener.ino) unlinkSync(listener.path);
+}
+
+const program = new Command('tubulard')
+  .description('hand listening sockets to the tubular dispatcher over a Unix socket (see docs/PROTOCOL.md)')
+  .option('--socket <path>', 'Unix socket to listen on (unless systemd passes one)', DEFAULT_SOCKET)
+  .option('--policy <file>', 'JSON policy: which users and groups may register which labels (default: root only)')
+  .option('--netns <path>', 'network namespace of the dispatcher (default: this process\'s)')
+  .option('--bpffs <path>', 'bpffs mount holding the dispatcher state (default: /sys/fs/bpf)')
+  .option('--group <name|gid>', 'group owning the socket (mode 0660)')
+  .option('--idle-timeout <seconds>', 'drop a client idle this long', positive('seconds', false), 10)
+  .option('--max-clients <n>', 'refuse clients beyond this many with EBUSY', positive('clients', true), 64)
+  .version(version())
+  .action((opts: Options) => {
+    try {
+      run(opts);
+    } catch (err) {
+      log(`tubulard: ${(err as Error).message}`);
+      process.exit(1);
+    }
+  });
+
+program.parse();

@@ -1,0 +1,146 @@
+// The event loop: accept clients on the listening socket, read one request
+// at a time from each, answer it. Everything runs on the main thread; each
+// request is a few syscalls, so a slow or silent client costs the others
+// nothing. A client is dropped when it stays idle too long, and refused with
+// EBUSY while too many are connected.
+import { native, type PeerCred } from '../native.js';
+import { handle, type HandlerContext } from './handler.js';
+import type { Listener } from './listener.js';
+import { type ErrorReply, MAX_FDS, MAX_REQUEST_BYTES, type Reply } from './wire.js';
+
+export interface ServerOptions {
+  idleTimeoutMs: number;
+  maxClients: number;
+  log: (line: string) => void;
+}
+
+interface Client {
+  fd: number;
+  peer: PeerCred;
+  watch: { stop(): void };
+  timer: NodeJS.Timeout;
+}
+
+export class Server {
+  private readonly listener: Listener;
+  private readonly ctx: HandlerContext;
+  private readonly opts: ServerOptions;
+  private readonly clients = new Map<number, Client>();
+  private acceptWatch: { stop(): void } | undefined;
+
+  constructor(listener: Listener, ctx: HandlerContext, opts: ServerOptions) {
+    this.listener = listener;
+    this.ctx = ctx;
+    this.opts = opts;
+  }
+
+  start(): void {
+    this.acceptWatch = native().watch(this.listener.fd, () => this.acceptAll());
+  }
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  /** Stops listening and drops every client. */
+  close(): void {
+    this.acceptWatch?.stop();
+    this.acceptWatch = undefined;
+    for (const c of [...this.clients.values()]) this.drop(c);
+    native().close(this.listener.fd);
+  }
+
+  private acceptAll(): void {
+    const n = native();
+    for (;;) {
+      let fd: number;
+      try {
+        fd = n.accept(this.listener.fd);
+      } catch (err) {
+        this.opts.log(`accept failed: ${(err as Error).message}`);
+        return; // e.g. EMFILE: the next readiness callback tries again
+      }
+      if (fd < 0) return;
+      let peer: PeerCred;
+      try {
+        peer = n.peerCred(fd);
+      } catch {
+        n.close(fd);
+        continue;
+      }
+      if (this.clients.size >= this.opts.maxClients) {
+        this.opts.log(`pid=${peer.pid} uid=${peer.uid} refused: ${this.clients.size} clients already connected`);
+        this.send(fd, error('EBUSY', `too many clients (${this.opts.maxClients}) are connected: try again shortly`));
+        n.close(fd);
+        continue;
+      }
+      const client: Client = {
+        fd,
+        peer,
+        watch: n.watch(fd, () => this.readable(client)),
+        timer: this.idleTimer(() => client),
+      };
+      this.clients.set(fd, client);
+    }
+  }
+
+  private idleTimer(client: () => Client): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      const c = client();
+      this.opts.log(`pid=${c.peer.pid} uid=${c.peer.uid} dropped: idle for ${this.opts.idleTimeoutMs} ms`);
+      this.send(c.fd, error('ETIMEDOUT', `no request for ${this.opts.idleTimeoutMs} ms: connect again when there is one`));
+      this.drop(c);
+    }, this.opts.idleTimeoutMs);
+    t.unref();
+    return t;
+  }
+
+  /** Reads one message per wake-up, so a chatty client cannot starve the others. */
+  private readable(c: Client): void {
+    if (!this.clients.has(c.fd)) return;
+    let msg;
+    try {
+      msg = native().recvMessage(c.fd, MAX_REQUEST_BYTES, MAX_FDS + 1);
+    } catch {
+      this.drop(c); // ECONNRESET and the like
+      return;
+    }
+    if (msg === null) return;
+    if (msg.eof) {
+      this.drop(c);
+      return;
+    }
+    clearTimeout(c.timer);
+    const done = handle(this.ctx, msg, c.peer);
+    const label = done.label === undefined ? '' : ` label=${JSON.stringify(done.label)}`;
+    this.opts.log(oneLine(`pid=${c.peer.pid} uid=${c.peer.uid} op=${done.op}${label} result=${done.result}`));
+    if (!this.send(c.fd, done.reply)) {
+      this.opts.log(`pid=${c.peer.pid} uid=${c.peer.uid} dropped: it does not read its replies`);
+      this.drop(c);
+      return;
+    }
+    c.timer = this.idleTimer(() => c);
+  }
+
+  /** Sends a reply without blocking; false when the client cannot take it. */
+  private send(fd: number, reply: Reply): boolean {
+    try {
+      return native().sendMessage(fd, Buffer.from(JSON.stringify(reply)), []) >= 0;
+    } catch {
+      return false; // EPIPE: the client went away
+    }
+  }
+
+  private drop(c: Client): void {
+    if (!this.clients.delete(c.fd)) return;
+    clearTimeout(c.timer);
+    c.watch.stop();
+    native().close(c.fd);
+  }
+}
+
+/** Escapes control characters, so that what a client sends cannot forge log lines. */
+const oneLine = (text: string): string =>
+  text.replace(/[\x00-\x1f\x7f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
+const error = (code: ErrorReply['error']['code'], message: string): ErrorReply => ({ ok: false, error: { code, message } });

@@ -1,0 +1,105 @@
+// Many clients at once, silent clients, too many clients: nobody blocks
+// anybody, idle connections are dropped, the cap is enforced with EBUSY.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { isolate } from './lib/isolate.js';
+import { startDaemon, type Daemon } from './lib/daemon.js';
+import { tcpProbe, tcpServer, type Served } from './lib/traffic.js';
+import { parseBinding } from '../src/binding.js';
+import { HandoffClient, type HandoffError, ping } from '../src/client.js';
+import { Dispatcher } from '../src/dispatcher.js';
+
+const { bpffs } = isolate();
+const dir = mkdtempSync(path.join(tmpdir(), 'tubulard-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const socket = path.join(dir, 'tubulard.sock');
+
+describe('clients', () => {
+  let d: Dispatcher;
+  let daemon: Daemon;
+  const servers: Served[] = [];
+
+  before(async () => {
+    d = Dispatcher.create({ bpffs });
+    daemon = await startDaemon({ bpffs, socket, args: ['--idle-timeout', '1', '--max-clients', '60'] });
+  });
+  after(async () => {
+    await daemon.stop();
+    for (const s of servers) await s.close();
+    d.close();
+    Dispatcher.unload({ bpffs });
+  });
+
+  test('50 concurrent clients each register their own socket, and traffic reaches each', async () => {
+    for (let i = 0; i < 50; i++) {
+      servers.push(await tcpServer(`svc-${i}`, '127.0.0.1'));
+      d.bind(parseBinding({ label: `svc-${i}`, protocol: 'tcp', prefix: `127.0.3.${i}`, port: 80 }));
+    }
+    const clients = servers.map(() => HandoffClient.connect(socket)); // all connected at once
+    try {
+      const replies = await Promise.all(clients.map(async (c, i) => {
+        const first = await c.request({ op: 'register', label: `svc-${i}` }, [servers[i].fd]);
+        const second = await c.request({ op: 'ping' });
+        return [first.ok, second.ok];
+      }));
+      assert.deepEqual(replies, servers.map(() => [true, true]));
+    } finally {
+      for (const c of clients) c.close();
+    }
+    assert.equal(d.destinations().filter((x) => x.socket !== null).length, 50);
+    for (let i = 0; i < 50; i += 7) assert.equal(await tcpProbe(`127.0.3.${i}`, 80), `svc-${i}`);
+  });
+
+  test('a silent client does not block others, and is dropped after the idle timeout', async () => {
+    const silent = HandoffClient.connect(socket);
+    try {
+      for (let i = 0; i < 10; i++) assert.match(await ping({ socketPath: socket }), /\d/);
+      const notice = await silent.receive(30_000);
+      assert.equal(notice?.ok, false);
+      assert.equal(!notice?.ok && notice?.error.code, 'ETIMEDOUT');
+      assert.equal(await silent.receive(30_000), null); // then the connection is closed
+      await daemon.waitLog(/dropped: idle for 1000 ms/);
+    } finally {
+      silent.close();
+    }
+  });
+
+  test('a client that stays busy is not dropped while it keeps sending', async () => {
+    const c = HandoffClient.connect(socket);
+    try {
+      for (let i = 0; i < 20; i++) assert.equal((await c.request({ op: 'list' })).ok, true);
+    } finally {
+      c.close();
+    }
+  });
+
+  test('beyond --max-clients a client gets EBUSY and is closed; a slot freed is reusable', async () => {
+    const sock2 = path.join(dir, 'small.sock');
+    const small = await startDaemon({ bpffs, socket: sock2, args: ['--max-clients', '3'] });
+    const held = [0, 1, 2].map(() => HandoffClient.connect(sock2));
+    try {
+      for (const c of held) assert.equal((await c.request({ op: 'ping' })).ok, true);
+      const extra = HandoffClient.connect(sock2);
+      const r = await extra.receive();
+      assert.equal(r !== null && !r.ok && r.error.code, 'EBUSY');
+      assert.equal(await extra.receive(), null);
+      extra.close();
+      held.pop()!.close();
+      // the daemon sees the close on its own time: retry while it still says EBUSY
+      let version = '';
+      for (let i = 0; i < 500 && !version; i++) {
+        version = await ping({ socketPath: sock2 }).catch((e: HandoffError) => {
+          assert.equal(e.code, 'EBUSY');
+          return new Promise<string>((ok) => setTimeout(() => ok(''), 10));
+        });
+      }
+      assert.match(version, /\d/);
+    } finally {
+      for (const c of held) c.close();
+      await small.stop();
+    }
+  });
+});

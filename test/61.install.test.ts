@@ -1,0 +1,66 @@
+// scripts/install into a throwaway root (--root): the layout, a runnable
+// installed copy with only production dependencies, idempotence, and an
+// edited policy file kept. Group creation and systemctl are for a real host
+// (the Vagrant VM); --root skips them.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const install = path.join(repo, 'scripts/install');
+
+describe('scripts/install --root', () => {
+  const dest = mkdtempSync(path.join(tmpdir(), 'tubular-root-'));
+  const opt = path.join(dest, 'opt/tubular');
+  before(() => {
+    execFileSync(install, ['--root', dest], { stdio: ['ignore', 'ignore', 'pipe'] });
+  });
+  after(() => rmSync(dest, { recursive: true, force: true }));
+
+  test('puts the tool under /opt/tubular and links the commands into /usr/local/bin', () => {
+    for (const f of ['bin/tubectl', 'bin/tubulard', 'dist/src/cli/main.js', 'dist/src/daemon/main.js', 'build/Release/tubular.node',
+      'build/bpf/dispatcher.o', 'docs/PROTOCOL.md', 'package.json', 'node_modules/zod/package.json']) {
+      assert.ok(existsSync(path.join(opt, f)), f);
+    }
+    assert.equal(existsSync(path.join(opt, 'dist/test')), false);
+    assert.equal(existsSync(path.join(opt, 'node_modules/typescript')), false); // production dependencies only
+    assert.equal(readlinkSync(path.join(dest, 'usr/local/bin/tubectl')), '/opt/tubular/bin/tubectl');
+    assert.equal(readlinkSync(path.join(dest, 'usr/local/bin/tubulard')), '/opt/tubular/bin/tubulard');
+  });
+
+  test('the installed copy runs on its own', () => {
+    const version = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')).version as string;
+    assert.equal(execFileSync(path.join(opt, 'bin/tubulard'), ['--version'], { encoding: 'utf8' }).trim(), version);
+    const help = spawnSync(path.join(opt, 'bin/tubulard'), ['--help'], { encoding: 'utf8' });
+    assert.match(help.stdout, /--policy <file>/);
+  });
+
+  test('installs the three units and a root-only policy; the examples stay in /opt/tubular/systemd', () => {
+    assert.deepEqual(readdirSync(path.join(dest, 'etc/systemd/system')).sort(), ['tubular-load.service', 'tubulard.service', 'tubulard.socket']);
+    for (const u of ['tubular-load.service', 'tubulard.service', 'tubulard.socket']) {
+      assert.equal(readFileSync(path.join(dest, 'etc/systemd/system', u), 'utf8'), readFileSync(path.join(repo, 'systemd', u), 'utf8'));
+    }
+    assert.ok(existsSync(path.join(opt, 'systemd/example-hello-register.service')));
+    assert.deepEqual(JSON.parse(readFileSync(path.join(dest, 'etc/tubular/policy.json'), 'utf8')), { allow: [] });
+  });
+
+  test('running it again replaces the copy, keeps an edited policy and leaves no staging directory', () => {
+    const policy = path.join(dest, 'etc/tubular/policy.json');
+    writeFileSync(policy, '{"allow": [{"group": "web", "labels": ["web-*"]}]}\n');
+    writeFileSync(path.join(opt, 'stray-file'), 'from an older install');
+    execFileSync(install, ['--root', dest], { stdio: ['ignore', 'ignore', 'pipe'] });
+    assert.equal(existsSync(path.join(opt, 'stray-file')), false);
+    assert.match(readFileSync(policy, 'utf8'), /web-\*/);
+    assert.deepEqual(readdirSync(path.join(dest, 'opt')), ['tubular']);
+  });
+
+  test('an unknown option is refused with a hint', () => {
+    const r = spawnSync(install, ['--frobnicate'], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /unknown option --frobnicate \(use --root DIR or --no-start\)/);
+  });
+});

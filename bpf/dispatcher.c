@@ -42,15 +42,31 @@ struct binding_value {
 	__u32 action;      // ACTION_STEER or ACTION_REJECT
 };
 
-// Which prefix lengths are in use, per (protocol, port): bit n of v4 set
-// means some IPv4 binding with this protocol and port has prefix length n;
-// v6[n / 64] bit n % 64 likewise for IPv6. Index: (tcp ? 0 : 1) << 16 | port.
-// A port nobody binds has all bits clear and costs no hash lookup at all.
-// The control plane keeps these bits a superset of the bindings in force.
+// The `lengths` map tells the program which hash lookups cannot match, so
+// it skips them. It holds two tables, both kept by the control plane as a
+// superset of the bindings in force:
+//
+// Entries 0 to LENGTHS_ENTRIES - 1: which prefix lengths are in use, per
+// (protocol, port): bit n of v4 set means some IPv4 binding with this
+// protocol and port has prefix length n; v6[n / 64] bit n % 64 likewise for
+// IPv6. Index: (tcp ? 0 : 1) << 16 | port. A port nobody binds has all bits
+// clear and costs no lookup at all.
+//
+// Entries from FILTER_BASE: a one-hash Bloom filter over binding keys,
+// FILTER_ENTRIES * 256 bits. A binding key sets one bit (filter_head below); a clear bit proves that key is not in the set, which costs a
+// few multiplications instead of a hash-map lookup. Most lengths in use on
+// a port have no binding covering a given address: this is what makes a
+// miss cheap, and a hit cost one lookup.
 struct lengths {
 	__u64 v4;
 	__u64 v6[3];
 };
+
+#define LENGTHS_ENTRIES (2 << 16)
+#define FILTER_BASE LENGTHS_ENTRIES
+#define FILTER_ENTRIES (1 << 16)
+#define FILTER_MUL 0x9e3779b1U
+#define FILTER_FIN 0x2c1b3c6dU
 
 struct destination_metrics {
 	__u64 lookups; // packets matched to this destination
@@ -78,7 +94,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 << 16);
+	__uint(max_entries, LENGTHS_ENTRIES + FILTER_ENTRIES);
 	__type(key, __u32);
 	__type(value, struct lengths);
 } lengths SEC(".maps");
@@ -135,7 +151,8 @@ static __always_inline __u32 high_bit(__u64 x)
 	return n + (x >> 1);
 }
 
-// The first `bits` bits of a network-order word, in network order.
+// The first `bits` bits of a network-order word, in network order. (A
+// branch-free version made the verifier's work more than double.)
 static __always_inline __u32 mask_word(__u32 word, __s32 bits)
 {
 	if (bits <= 0)
@@ -159,15 +176,49 @@ struct walk {
 	struct binding_value result;
 };
 
+// The filter position of a key: the entry from everything but the port
+// (filter_head), the bit within the entry's 256 from the port too
+// (filter_bit), so one entry answers both lookups of a length. Multiply-xor
+// over the key's words; src/filter.ts computes the same.
+static __always_inline __u32 filter_head(struct binding_key *key)
+{
+	__u32 h = (key->protocol | key->family << 8 | key->prefixlen << 16) * FILTER_MUL;
+
+	h = (h ^ key->addr[0]) * FILTER_MUL;
+	h = (h ^ key->addr[1]) * FILTER_MUL;
+	h = (h ^ key->addr[2]) * FILTER_MUL;
+	return (h ^ key->addr[3]) * FILTER_MUL;
+}
+
+static __always_inline __u32 filter_fin(__u32 h)
+{
+	return (h ^ (h >> 15)) * FILTER_FIN;
+}
+
+// Whether the filter entry may hold the key with this head and port. The
+// 64-bit word is picked without branches or a variable offset, which keeps
+// the verifier's work per step small.
+static __always_inline __u64 filter_bit(__u64 *bits, __u32 head, __u16 port)
+{
+	__u32 h = filter_fin((head ^ port) * FILTER_MUL);
+	__u64 odd = 0 - (__u64)((h >> 30) & 1), high = 0 - (__u64)(h >> 31);
+	__u64 lo = bits[0] ^ ((bits[0] ^ bits[1]) & odd);
+	__u64 hi = bits[2] ^ ((bits[2] ^ bits[3]) & odd);
+
+	return ((lo ^ ((lo ^ hi) & high)) >> ((h >> 24) & 63)) & 1;
+}
+
 // One step: try the longest remaining prefix length, first with the specific
 // port, then with port 0. Walking lengths longest first, and preferring the
-// specific port at equal length, is the whole precedence rule.
+// specific port at equal length, is the whole precedence rule. The filter
+// rules out most keys before the hash map is asked.
 static long walk_step(__u32 index, void *data)
 {
 	struct walk *w = data;
 	struct binding_value *val = NULL;
 	__u64 todo = w->spec | w->any, bit;
-	__u32 zero = 0, hb;
+	__u32 zero = 0, hb, head, filter_index;
+	__u64 *filter;
 	__s32 len;
 	void *map;
 
@@ -177,20 +228,26 @@ static long walk_step(__u32 index, void *data)
 	bit = 1ULL << hb;
 	len = w->base + hb;
 
-	map = bpf_map_lookup_elem(&bindings, &zero);
-	if (!map)
-		return 1;
-
+	// IPv4 keeps ip[1..3] zero, so one path serves both families: a
+	// branch on the family here, or one callback per family, doubled the
+	// verifier's work (and two callbacks stop bpf_loop being inlined).
 	w->key.prefixlen = len;
 	w->key.addr[0] = mask_word(w->ip[0], len);
 	w->key.addr[1] = mask_word(w->ip[1], len - 32);
 	w->key.addr[2] = mask_word(w->ip[2], len - 64);
 	w->key.addr[3] = mask_word(w->ip[3], len - 96);
-	if (w->spec & bit) {
+	head = filter_head(&w->key);
+
+	filter_index = FILTER_BASE + (filter_fin(head) >> 16);
+	filter = bpf_map_lookup_elem(&lengths, &filter_index);
+	map = bpf_map_lookup_elem(&bindings, &zero);
+	if (!map || !filter)
+		return 1;
+	if ((w->spec & bit) && filter_bit(filter, head, w->port)) {
 		w->key.port = w->port;
 		val = bpf_map_lookup_elem(map, &w->key);
 	}
-	if (!val && (w->any & bit)) {
+	if (!val && (w->any & bit) && filter_bit(filter, head, 0)) {
 		w->key.port = 0;
 		val = bpf_map_lookup_elem(map, &w->key);
 	}
@@ -205,8 +262,8 @@ static long walk_step(__u32 index, void *data)
 }
 
 // Walk one 64-bit word of the length bitmaps; returns whether it matched.
-static __always_inline int walk_word(struct walk *w, __u32 base, __u64 spec,
-				     __u64 any)
+static __always_inline int walk_word(struct walk *w, __u32 base,
+				     __u64 spec, __u64 any)
 {
 	if (!(spec | any))
 		return 0;

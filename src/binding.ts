@@ -75,7 +75,7 @@ export function comparePrecedence(a: Binding, b: Binding): number {
   return (b.prefix.length - a.prefix.length) ||
     ((a.port === 0 ? 1 : 0) - (b.port === 0 ? 1 : 0)) ||
     (a.prefix.family - b.prefix.family) ||
-    a.protocol.localeCompare(b.protocol) ||
+    (a.protocol === b.protocol ? 0 : a.protocol < b.protocol ? -1 : 1) ||
     compareBytes(a.prefix.bytes, b.prefix.bytes) ||
     (a.port - b.port);
 }

@@ -8,18 +8,19 @@
 import { chmodSync, chownSync, existsSync, mkdirSync, openSync, closeSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { type Binding, bindingId, sameTarget } from './binding.js';
-import { bindingKey, bindingValue, destinationOf, packBindings, unpackBindings } from './bindingset.js';
+import { bindingKey, bindingValue, destinationOf, unpackBindings } from './bindingset.js';
 import {
   type DestinationEntry, type DestinationKey, decodeDestination, destinationName, encodeDestinationKey,
   encodeDestinationValue, freeId,
 } from './destination.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import {
-  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
+  ACTION_REJECT, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
   DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, LENGTHS_VALUE_SIZE, MAX_BINDINGS, MAX_DESTINATIONS,
   META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, lengthsIndex, readU32, readU64, writeU32, writeU64,
 } from './layout.js';
-import { WORDS, changedEntries, lengthBit, lengthWord, lengthsFor, packEntries, union } from './lengths.js';
+import { filterPosition, filterWord } from './filter.js';
+import { WORDS, changedEntries, lengthBit, lengthWord, packEntries, tablesFor, union } from './lengths.js';
 import { withLock } from './lock.js';
 import { native } from './native.js';
 import { DEFAULT_BPFFS, DEFAULT_NETNS, netnsInode } from './netns.js';
@@ -383,14 +384,11 @@ export class Dispatcher {
       if (replaced && sameTarget(replaced, b)) return { replaced };
       const dest = destinationOf(b);
       const entry = dest ? this.ensureDestination(dest) : undefined;
-      // Make the length visible before the binding, so the program never
-      // skips a length that has a binding.
-      const index = u32(lengthsIndex(b.protocol, b.port));
-      const lengths = Buffer.alloc(LENGTHS_VALUE_SIZE);
-      n.mapLookup(this.maps.lengths, index, lengths);
-      const word = lengthWord(b.prefix.family, b.prefix.length) * 4;
-      writeU32(lengths, (readU32(lengths, word) | lengthBit(b.prefix.length)) >>> 0, word);
-      n.mapUpdate(this.maps.lengths, index, lengths, BPF_ANY);
+      // Make the length and the filter bit visible before the binding, so
+      // the program never skips a lookup that would match.
+      this.setLengthsBit(lengthsIndex(b.protocol, b.port), lengthWord(b.prefix.family, b.prefix.length), lengthBit(b.prefix.length), true);
+      const filter = filterWord(filterPosition(key));
+      this.setLengthsBit(Math.floor(filter.word / WORDS), filter.word % WORDS, filter.mask, true);
       n.mapUpdate(set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action), BPF_ANY);
       if (entry && entry.id !== oldId) this.setBindingCount(entry, entry.bindings + 1);
       if (oldId !== NO_DESTINATION && oldId !== entry?.id) this.releaseDestination(oldId);
@@ -421,20 +419,20 @@ export class Dispatcher {
       }
       n.mapDelete(set, key);
       n.mapDelete(this.maps.reject_metrics, key);
-      // Clear the length bit only when no other binding needs it.
+      // Clear the length bit and the filter bit only when no other binding needs them.
       const { keys, count } = n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
-      let needed = false;
-      for (let i = 0; i < count && !needed; i++) {
-        const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
-        needed = k.protocol === key[0] && k.port === b.port && k.family === b.prefix.family && k.prefixlen === b.prefix.length;
+      const position = filterPosition(key);
+      let lengthNeeded = false;
+      let filterNeeded = false;
+      for (let i = 0; i < count && !(lengthNeeded && filterNeeded); i++) {
+        const off = i * BINDING_KEY_SIZE;
+        lengthNeeded ||= keys[off] === key[0] && keys[off + 1] === key[1] && keys[off + 2] === key[2] && keys[off + 4] === key[4] && keys[off + 5] === key[5];
+        filterNeeded ||= filterPosition(keys, off) === position;
       }
-      if (!needed) {
-        const index = u32(lengthsIndex(b.protocol, b.port));
-        const lengths = Buffer.alloc(LENGTHS_VALUE_SIZE);
-        n.mapLookup(this.maps.lengths, index, lengths);
-        const word = lengthWord(b.prefix.family, b.prefix.length) * 4;
-        writeU32(lengths, (readU32(lengths, word) & ~lengthBit(b.prefix.length)) >>> 0, word);
-        n.mapUpdate(this.maps.lengths, index, lengths, BPF_ANY);
+      if (!lengthNeeded) this.setLengthsBit(lengthsIndex(b.protocol, b.port), lengthWord(b.prefix.family, b.prefix.length), lengthBit(b.prefix.length), false);
+      if (!filterNeeded) {
+        const filter = filterWord(position);
+        this.setLengthsBit(Math.floor(filter.word / WORDS), filter.word % WORDS, filter.mask, false);
       }
       const id = readU32(value, 0);
       if (id !== NO_DESTINATION) this.releaseDestination(id);
@@ -461,45 +459,70 @@ export class Dispatcher {
    * old set or exactly the new one. An identical set changes nothing.
    */
   replaceBindings(next: readonly Binding[]): ReplaceResult {
-    const seen = new Set<string>();
-    for (const b of next) {
-      const id = bindingId(b);
-      if (seen.has(id)) throw new TubularError('EINVAL', `the binding ${id} appears twice: keep one`);
-      seen.add(id);
+    // Everything is compared in the encoding the map holds: one packed key
+    // buffer for the new set, diffed against a dump of the set in force.
+    const keys = Buffer.alloc(next.length * BINDING_KEY_SIZE);
+    const position = new Map<string, number>();
+    for (let i = 0; i < next.length; i++) {
+      const off = i * BINDING_KEY_SIZE;
+      bindingKey(next[i], keys, off);
+      const k = keys.toString('latin1', off, off + BINDING_KEY_SIZE);
+      if (position.has(k)) throw new TubularError('EINVAL', `the binding ${bindingId(next[i])} appears twice: keep one`);
+      position.set(k, i);
     }
     if (next.length > MAX_BINDINGS) {
       throw new TubularError('ENOSPC', `${next.length} bindings exceed the capacity of ${MAX_BINDINGS}`);
     }
     return this.write(() => {
       const n = native();
-      const current = this.readBindings();
-      const before = new Map(current.map((b) => [bindingId(b), b]));
-      const result: ReplaceResult = { added: 0, removed: 0, changed: 0, unchanged: 0 };
-      for (const b of next) {
-        const old = before.get(bindingId(b));
-        if (!old) result.added++;
-        else if (sameTarget(old, b)) result.unchanged++;
-        else result.changed++;
+      const known = this.destinationEntries();
+      const byName = new Map(known.map((d) => [destinationName(d), d]));
+      // Values with the ids of destinations that exist; a missing one is a change.
+      const values = Buffer.alloc(next.length * BINDING_VALUE_SIZE);
+      const missing: number[] = [];
+      for (let i = 0; i < next.length; i++) {
+        const d = destinationOf(next[i]);
+        const id = d ? byName.get(destinationName(d))?.id : NO_DESTINATION;
+        if (id === undefined) missing.push(i);
+        bindingValue(id ?? NO_DESTINATION, next[i].action, values, i * BINDING_VALUE_SIZE);
       }
-      result.removed = current.length - result.unchanged - result.changed;
+      const current = this.withBindingSet((set) => n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE));
+      const result: ReplaceResult = { added: 0, removed: 0, changed: 0, unchanged: 0 };
+      const isMissing = new Set(missing);
+      const staleRejects: number[] = [];
+      for (let j = 0; j < current.count; j++) {
+        const off = j * BINDING_KEY_SIZE;
+        const i = position.get(current.keys.toString('latin1', off, off + BINDING_KEY_SIZE));
+        const v = j * BINDING_VALUE_SIZE;
+        if (i === undefined) {
+          result.removed++;
+          if (readU32(current.values, v + 4) === ACTION_REJECT) staleRejects.push(j);
+        } else if (!isMissing.has(i) && current.values.compare(values, i * BINDING_VALUE_SIZE, (i + 1) * BINDING_VALUE_SIZE, v, v + BINDING_VALUE_SIZE) === 0) {
+          result.unchanged++;
+        } else {
+          result.changed++;
+        }
+      }
+      result.added = next.length - result.unchanged - result.changed;
       if (result.added === 0 && result.removed === 0 && result.changed === 0) return result;
 
-      // Destinations: ids for every label of the new set, binding counts after.
-      const known = this.destinationEntries();
+      // Destinations: create the missing ones, then count bindings per id.
+      for (const i of missing) {
+        const id = this.ensureDestination(destinationOf(next[i])!, known).id;
+        bindingValue(id, next[i].action, values, i * BINDING_VALUE_SIZE);
+      }
       const counts = new Map<number, number>();
-      const idOf = (d: DestinationKey): number => {
-        const id = this.ensureDestination(d, known).id;
-        counts.set(id, (counts.get(id) ?? 0) + 1);
-        return id;
-      };
-      const { keys, values } = packBindings(next, idOf);
+      for (let i = 0; i < next.length; i++) {
+        const id = readU32(values, i * BINDING_VALUE_SIZE);
+        if (id !== NO_DESTINATION) counts.set(id, (counts.get(id) ?? 0) + 1);
+      }
       const set = createBindingSet();
       try {
         if (next.length > 0) context('fill the new binding set', () => n.mapUpdateBatch(set, keys, values, next.length, BPF_ANY));
-        // Lengths: widen to old | new, swap, then narrow to new. The program
-        // may skip a length only if no binding in force has it.
+        // Lengths and filter: widen to old | new, swap, then narrow to new.
+        // The program may skip a lookup only if no binding in force needs it.
         const live = this.readLengths();
-        const target = lengthsFor(next);
+        const target = tablesFor(next, keys, next.length);
         const wide = union(live, target);
         this.writeLengths(wide, changedEntries(live, wide));
         const pending = `${PIN.bindingSet}_new`;
@@ -512,14 +535,24 @@ export class Dispatcher {
       }
       for (const d of known) this.setBindingCount(d, counts.get(d.id) ?? 0);
       // Counters of reject bindings that are gone.
-      const stale = current.filter((b) => b.action === 'reject' && !seen.has(bindingId(b)));
-      if (stale.length > 0) {
-        const staleKeys = Buffer.alloc(stale.length * BINDING_KEY_SIZE);
-        stale.forEach((b, i) => bindingKey(b, staleKeys, i * BINDING_KEY_SIZE));
-        n.mapDeleteBatch(this.maps.reject_metrics, staleKeys, stale.length);
+      if (staleRejects.length > 0) {
+        const staleKeys = Buffer.alloc(staleRejects.length * BINDING_KEY_SIZE);
+        staleRejects.forEach((j, k) => current.keys.copy(staleKeys, k * BINDING_KEY_SIZE, j * BINDING_KEY_SIZE, (j + 1) * BINDING_KEY_SIZE));
+        n.mapDeleteBatch(this.maps.reject_metrics, staleKeys, staleRejects.length);
       }
       return result;
     });
+  }
+
+  /** Sets or clears bits of one 32-bit word of one entry of the `lengths` map. */
+  private setLengthsBit(entry: number, word: number, mask: number, on: boolean): void {
+    const n = native();
+    const index = u32(entry);
+    const value = Buffer.alloc(LENGTHS_VALUE_SIZE);
+    n.mapLookup(this.maps.lengths, index, value);
+    const old = readU32(value, word * 4);
+    writeU32(value, (on ? old | mask : old & ~mask) >>> 0, word * 4);
+    n.mapUpdate(this.maps.lengths, index, value, BPF_ANY);
   }
 
   private readLengths(): Uint32Array {

@@ -2,7 +2,10 @@
 // binding keys, stored in the `lengths` map from FILTER_BASE on (see
 // bpf/dispatcher.c). A clear bit proves a key is absent, so the program skips
 // the hash-map lookup. The control plane keeps it a superset of the keys in
-// force; the hash here must equal filter_head/filter_may_hold in the program.
+// force; the hash here must equal filter_head/filter_bit in the program.
+// The 256 bits of an entry are eight host-order u32 words here and four u64
+// words in the program: the same bits on a little-endian machine, as the
+// length bitmaps assume too.
 import { BINDING_KEY_SIZE, FILTER_BASE, FILTER_ENTRIES, readU32 } from './layout.js';
 
 const MUL = 0x9e3779b1;
@@ -27,6 +30,7 @@ export function filterPosition(keys: Buffer, off = 0): number {
   h = Math.imul(h ^ readU32(keys, off + 12), MUL);
   h = Math.imul(h ^ readU32(keys, off + 16), MUL);
   h = Math.imul(h ^ readU32(keys, off + 20), MUL);
+  // The key's port is a host-order u16; the program mixes in its value.
   const port = LE ? keys[off + 4] | (keys[off + 5] << 8) : (keys[off + 4] << 8) | keys[off + 5];
   const entry = fin(h) >>> 16;
   const bit = fin(Math.imul(h ^ port, MUL)) >>> 24;
@@ -43,8 +47,7 @@ export function filterWord(position: number): { word: number; mask: number } {
 /** Sets the filter bits of `count` packed binding keys in a full table. */
 export function setFilterBits(table: Uint32Array, keys: Buffer, count: number): void {
   for (let i = 0; i < count; i++) {
-    const p = filterPosition(keys, i * BINDING_KEY_SIZE);
-    const w = (FILTER_BASE + (p >>> 8)) * WORDS + ((p >>> 5) & 7);
-    table[w] = (table[w] | (1 << (p & 31))) >>> 0;
+    const { word, mask } = filterWord(filterPosition(keys, i * BINDING_KEY_SIZE));
+    table[word] = (table[word] | mask) >>> 0;
   }
 }

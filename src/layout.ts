@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -100,7 +100,13 @@ export function decodeBindingKey(buf: Buffer, off = 0): RawBindingKey {
 
 // struct lengths: u64 v4, u64 v6[3] = 8 host-order u32 words.
 export const LENGTHS_VALUE_SIZE = 32;
+/** Entries of the per-(protocol, port) length bitmaps. */
 export const LENGTHS_ENTRIES = 2 << 16;
+/** The filter over binding keys follows them in the same map (src/filter.ts). */
+export const FILTER_BASE = LENGTHS_ENTRIES;
+export const FILTER_ENTRIES = 1 << 16;
+/** max_entries of the `lengths` map: both tables. */
+export const LENGTHS_MAP_ENTRIES = LENGTHS_ENTRIES + FILTER_ENTRIES;
 export const lengthsIndex = (protocol: 'tcp' | 'udp', port: number): number => (protocol === 'tcp' ? 0 : 1 << 16) | port;
 
 // Destinations: key = protocol u8, domain u8 (AF_*), pad u16, label[64];

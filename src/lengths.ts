@@ -2,8 +2,11 @@
 // binding, as bitmaps the BPF program walks longest first. Port 0's entry
 // holds the lengths of "every port" bindings. Eight host-order u32 words per
 // entry: v4 in words 0-1, IPv6 /0-/63 in 2-3, /64-/127 in 4-5, /128 in 6.
+// The same map holds the filter over binding keys after these entries
+// (src/filter.ts); tablesFor builds both.
 import type { Binding } from './binding.js';
-import { LENGTHS_ENTRIES, LENGTHS_VALUE_SIZE, lengthsIndex } from './layout.js';
+import { setFilterBits } from './filter.js';
+import { LENGTHS_ENTRIES, LENGTHS_MAP_ENTRIES, LENGTHS_VALUE_SIZE, lengthsIndex } from './layout.js';
 import type { Family } from './prefix.js';
 import type { Protocol } from './protocol.js';
 
@@ -18,8 +21,8 @@ export function lengthBit(length: number): number {
 }
 
 /** The exact table a binding set needs. */
-export function lengthsFor(bindings: Iterable<Pick<Binding, 'protocol' | 'port' | 'prefix'>>): Uint32Array {
-  const words = new Uint32Array(LENGTHS_ENTRIES * WORDS);
+export function lengthsFor(bindings: Iterable<Pick<Binding, 'protocol' | 'port' | 'prefix'>>, entries = LENGTHS_ENTRIES): Uint32Array {
+  const words = new Uint32Array(entries * WORDS);
   for (const b of bindings) {
     const i = lengthsIndex(b.protocol, b.port) * WORDS + lengthWord(b.prefix.family, b.prefix.length);
     words[i] = (words[i] | lengthBit(b.prefix.length)) >>> 0;
@@ -31,10 +34,20 @@ export function hasLength(table: Uint32Array, protocol: Protocol, port: number, 
   return (table[lengthsIndex(protocol, port) * WORDS + lengthWord(family, length)] & lengthBit(length)) !== 0;
 }
 
-/** Indices whose entry differs between two tables. */
+/**
+ * The whole `lengths` map for a binding set: its length bitmaps, then the
+ * filter bits of its `count` packed binding keys.
+ */
+export function tablesFor(bindings: Iterable<Pick<Binding, 'protocol' | 'port' | 'prefix'>>, keys: Buffer, count: number): Uint32Array {
+  const words = lengthsFor(bindings, LENGTHS_MAP_ENTRIES);
+  setFilterBits(words, keys, count);
+  return words;
+}
+
+/** Indices whose entry differs between two tables of the same size. */
 export function changedEntries(a: Uint32Array, b: Uint32Array): number[] {
   const out: number[] = [];
-  for (let e = 0; e < LENGTHS_ENTRIES; e++) {
+  for (let e = 0; e < a.length / WORDS; e++) {
     const base = e * WORDS;
     for (let w = 0; w < WORDS; w++) {
       if (a[base + w] !== b[base + w]) { out.push(e); break; }

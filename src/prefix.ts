@@ -38,6 +38,10 @@ export function parsePrefix(text: string): ParsedPrefix {
   const s = text.trim();
   const slash = s.indexOf('/');
   const addrText = slash < 0 ? s : s.slice(0, slash);
+  // The common spellings, parsed by hand (ipaddr.js dominated loading large
+  // binding files); anything else takes the general path below.
+  const fast = parseIPv4(addrText) ?? parsePlainIPv6(addrText);
+  if (fast) return finish(text, s, slash, fast.length === 4 ? 4 : 6, fast);
   let addr: ipaddr.IPv4 | ipaddr.IPv6;
   if (ipaddr.IPv4.isValidFourPartDecimal(addrText)) {
     addr = ipaddr.IPv4.parse(addrText);
@@ -49,7 +53,11 @@ export function parsePrefix(text: string): ParsedPrefix {
   } else {
     throw invalid(`invalid prefix "${text}": expected an IPv4 or IPv6 address, optionally with /length`);
   }
-  const family: Family = addr.kind() === 'ipv4' ? 4 : 6;
+  return finish(text, s, slash, addr.kind() === 'ipv4' ? 4 : 6, Uint8Array.from(addr.toByteArray()));
+}
+
+/** Applies the /length of `s` (trimmed `text`) to a parsed address. */
+function finish(text: string, s: string, slash: number, family: Family, raw: Uint8Array): ParsedPrefix {
   let length = maxLength(family);
   if (slash >= 0) {
     const lenText = s.slice(slash + 1);
@@ -58,17 +66,87 @@ export function parsePrefix(text: string): ParsedPrefix {
     }
     length = Number(lenText);
   }
-  const raw = Uint8Array.from(addr.toByteArray());
   const bytes = maskBytes(raw, length);
   const prefix: Prefix = { family, bytes, length };
   const changed = raw.some((b, i) => b !== bytes[i]);
   return changed ? { prefix, masked: `${text} has host bits set; using ${formatPrefix(prefix)}` } : { prefix };
 }
 
+/** Dotted-quad IPv4 exactly as ipaddr.js's four-part decimal accepts it (no leading zeros), or undefined. */
+function parseIPv4(t: string): Uint8Array | undefined {
+  const out = new Uint8Array(4);
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= t.length; i++) {
+    const c = i < t.length ? t.charCodeAt(i) : 46;
+    if (c >= 48 && c <= 57) {
+      if (digits > 0 && value === 0) return undefined; // leading zero
+      value = value * 10 + (c - 48);
+      if (++digits > 3 || value > 255) return undefined;
+    } else if (c === 46) {
+      if (digits === 0 || part > 3) return undefined;
+      out[part++] = value;
+      value = 0;
+      digits = 0;
+    } else {
+      return undefined;
+    }
+  }
+  return part === 4 ? out : undefined;
+}
+
+/**
+ * IPv6 of hex groups with at most one "::" (no embedded IPv4, no zone), or
+ * undefined to let ipaddr.js decide. IPv4-mapped addresses are left to it
+ * too, for its message.
+ */
+function parsePlainIPv6(t: string): Uint8Array | undefined {
+  if (t.length < 2 || t.length > 39) return undefined;
+  const gap = t.indexOf('::');
+  if (gap >= 0 && t.indexOf('::', gap + 1) >= 0) return undefined;
+  const head = gap < 0 ? t : t.slice(0, gap);
+  const tail = gap < 0 ? '' : t.slice(gap + 2);
+  const a = head === '' ? [] : head.split(':');
+  const b = tail === '' ? [] : tail.split(':');
+  if (gap < 0 ? a.length !== 8 : a.length + b.length > 7) return undefined;
+  const out = new Uint8Array(16);
+  const put = (groups: string[], at: number): boolean => {
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i];
+      if (g.length < 1 || g.length > 4 || !/^[0-9a-fA-F]+$/.test(g)) return false;
+      const v = parseInt(g, 16);
+      out[(at + i) * 2] = v >> 8;
+      out[(at + i) * 2 + 1] = v & 0xff;
+    }
+    return true;
+  };
+  if (!put(a, 0) || !put(b, 8 - b.length)) return undefined;
+  const mapped = out.subarray(0, 10).every((x) => x === 0) && out[10] === 0xff && out[11] === 0xff;
+  return mapped ? undefined : out;
+}
+
 export function formatAddress(family: Family, bytes: Uint8Array): string {
-  return family === 4
-    ? ipaddr.fromByteArray(Array.from(bytes.subarray(0, 4))).toString()
-    : (ipaddr.fromByteArray(Array.from(bytes.subarray(0, 16))) as ipaddr.IPv6).toRFC5952String();
+  if (family === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  return formatIPv6(bytes);
+}
+
+/** RFC 5952: lowercase, no leading zeros, the longest run of two or more zero groups as "::" (the first on a tie). */
+function formatIPv6(bytes: Uint8Array): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i] << 8) | bytes[i + 1]);
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (from: number, to: number): string => groups.slice(from, to).map((g) => g.toString(16)).join(':');
+  if (best < 0) return hex(0, 8);
+  return `${hex(0, best)}::${hex(best + bestLen, 8)}`;
 }
 
 export function formatPrefix(p: Prefix): string {

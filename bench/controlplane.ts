@@ -1,0 +1,119 @@
+// The control plane as an operator runs it: tubectl as a subprocess, wall
+// time from spawn to exit, output to a pipe. Each operation runs a few times
+// in sequence and the median is reported; peak RSS of the 100k load comes
+// from /usr/bin/time (the Debian package `time`).
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Dispatcher } from '../src/dispatcher.js';
+import { packageRoot } from '../src/paths.js';
+import { median } from './stats.js';
+import { type Entry, entries } from './workload.js';
+
+const CLI = path.join(packageRoot, 'dist/src/cli/main.js');
+
+export type Operation = 'load-100k' | 'load-unchanged' | 'load-1pct' | 'load-shrink-2k' | 'list-100k' | 'bind-one' | 'version' | 'node-e-0';
+
+export interface ControlFigure {
+  operation: Operation;
+  command: string;
+  /** median seconds */
+  seconds: number;
+  runs: number[];
+}
+
+export interface ControlPlaneResult {
+  available: boolean;
+  /** why not, when not available */
+  reason?: string;
+  figures: ControlFigure[];
+  /** peak RSS of tubectl load-bindings 100k into an empty dispatcher, KiB */
+  peakRssKiB?: number;
+}
+
+function fileOf(list: readonly Entry[]): string {
+  return JSON.stringify({
+    bindings: list.map((e) => (e.reject ? { prefix: e.prefix, port: e.port, action: 'reject' } : { label: e.label, prefix: e.prefix, port: e.port })),
+  });
+}
+
+function run(args: string[], wrap: string[] = []): { seconds: number; stdout: string; stderr: string } {
+  const argv = [...wrap, process.execPath, ...args];
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return { seconds, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Whether tubectl is built and answers `version`. */
+export function tubectlProblem(): string | undefined {
+  const r = spawnSync(process.execPath, [CLI, 'version'], { encoding: 'utf8' });
+  return r.status === 0 ? undefined : `tubectl version exited ${r.status}: ${(r.stderr || r.error?.message || '').trim()}`;
+}
+
+export interface ControlPlaneOptions { bpffs: string; dir: string; repeats: number; log: (line: string) => void }
+
+/** Needs an empty bpffs: creates a dispatcher there and removes it again. */
+export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResult {
+  const problem = tubectlProblem();
+  if (problem) return { available: false, reason: problem, figures: [] };
+  const tubectl = (...args: string[]): string[] => [CLI, '--bpffs', opts.bpffs, ...args];
+  const full = entries(50_000, 7);
+  const changed = full.map((e, i) => (i % 100 === 42 && !e.reject ? { ...e, label: `${e.label}x` } : e));
+  const files = {
+    full: path.join(opts.dir, 'bindings-100k.json'),
+    changed: path.join(opts.dir, 'bindings-1pct.json'),
+    small: path.join(opts.dir, 'bindings-2k.json'),
+  };
+  writeFileSync(files.full, fileOf(full));
+  writeFileSync(files.changed, fileOf(changed));
+  writeFileSync(files.small, fileOf(full.slice(0, 1000)));
+  writeFileSync(path.join(opts.dir, 'empty.json'), fileOf([]));
+
+  const runs: Record<Operation, number[]> = {
+    'load-100k': [], 'load-unchanged': [], 'load-1pct': [], 'load-shrink-2k': [], 'list-100k': [], 'bind-one': [], 'version': [], 'node-e-0': [],
+  };
+  const commands: Record<Operation, string> = {
+    'load-100k': 'tubectl load-bindings bindings-100k.json   (empty -> 100k)',
+    'load-unchanged': 'tubectl load-bindings bindings-100k.json   (again, unchanged)',
+    'load-1pct': 'tubectl load-bindings bindings-1pct.json   (1% of entries relabelled)',
+    'load-shrink-2k': 'tubectl load-bindings bindings-2k.json     (100k -> 2k)',
+    'list-100k': 'tubectl bindings > pipe                    (100k)',
+    'bind-one': 'tubectl bind svc tcp 10.255.200.0/24 80',
+    'version': 'tubectl version',
+    'node-e-0': 'node -e 0',
+  };
+  Dispatcher.create({ bpffs: opts.bpffs }).close();
+  let peakRssKiB: number | undefined;
+  try {
+    for (let r = 0; r < opts.repeats; r++) {
+      runs['load-100k'].push(run(tubectl('load-bindings', files.full)).seconds);
+      runs['load-unchanged'].push(run(tubectl('load-bindings', files.full)).seconds);
+      runs['load-1pct'].push(run(tubectl('load-bindings', files.changed)).seconds);
+      const list = run(tubectl('bindings'));
+      runs['list-100k'].push(list.seconds);
+      const lines = list.stdout.split('\n').length;
+      if (lines < 100_000) throw new Error(`tubectl bindings printed ${lines} lines for 100k bindings`);
+      runs['load-shrink-2k'].push(run(tubectl('load-bindings', files.small)).seconds);
+      runs['bind-one'].push(run(tubectl('bind', 'svc', 'tcp', '10.255.200.0/24', '80')).seconds);
+      run(tubectl('unbind', 'svc', 'tcp', '10.255.200.0/24', '80'));
+      run(tubectl('load-bindings', path.join(opts.dir, 'empty.json')), []);
+      opts.log(`control plane round ${r + 1}: load ${runs['load-100k'][r].toFixed(3)} s, unchanged ${runs['load-unchanged'][r].toFixed(3)} s, ` +
+        `1% ${runs['load-1pct'][r].toFixed(3)} s, list ${runs['list-100k'][r].toFixed(3)} s, shrink ${runs['load-shrink-2k'][r].toFixed(3)} s, bind ${runs['bind-one'][r].toFixed(3)} s`);
+    }
+    for (let r = 0; r < opts.repeats + 2; r++) {
+      runs.version.push(run(tubectl('version')).seconds);
+      runs['node-e-0'].push(run(['-e', '0']).seconds);
+    }
+    // Peak RSS: one more load into an empty dispatcher, under /usr/bin/time.
+    const timed = run(tubectl('load-bindings', files.full), ['/usr/bin/time', '-f', 'peak-rss-kib %M']);
+    const m = /peak-rss-kib (\d+)/.exec(timed.stderr);
+    peakRssKiB = m ? Number(m[1]) : undefined;
+    run(tubectl('load-bindings', path.join(opts.dir, 'empty.json')));
+  } finally {
+    Dispatcher.unload({ bpffs: opts.bpffs });
+  }
+  const figures = (Object.keys(runs) as Operation[]).map((operation) => ({ operation, command: commands[operation], seconds: median(runs[operation]), runs: runs[operation] }));
+  return { available: true, figures, peakRssKiB };
+}

@@ -1,0 +1,135 @@
+// Data plane: ns per lookup of the real program, by BPF_PROG_TEST_RUN, at
+// several binding-set sizes, next to the empty program (the floor) timed in
+// the same rounds. Every case is checked for the right answer before it is
+// timed, so a fast wrong answer cannot be reported.
+import path from 'node:path';
+import type { Binding } from '../src/binding.js';
+import { Dispatcher } from '../src/dispatcher.js';
+import { native } from '../src/native.js';
+import { PIN } from '../src/layout.js';
+import { parsePrefix } from '../src/prefix.js';
+import { loadFloor } from './floor.js';
+import { type Lookup, selectedCookie, skLookupContext } from './skctx.js';
+import { median } from './stats.js';
+import { bindingsOf, entries } from './workload.js';
+
+export type CaseName = 'miss' | 'hit-port' | 'hit-wildcard' | 'no-socket' | 'reject';
+export const CASES: readonly CaseName[] = ['miss', 'hit-port', 'hit-wildcard', 'no-socket', 'reject'];
+
+export interface LookupFigure {
+  bindings: number;
+  case: CaseName;
+  family: 4 | 6;
+  protocol: 'tcp' | 'udp';
+  /** median ns per run of the dispatcher */
+  ns: number;
+  /** median ns per run of the empty program, same rounds */
+  floorNs: number;
+  ratio: number;
+  /** every round, for the record */
+  rounds: { ns: number[]; floorNs: number[] };
+}
+
+/** The sockets a hit must land on: cookie by "protocol family". */
+export type Cookies = Map<string, bigint>;
+
+const fixturePrefix = (family: 4 | 6, n: number): string => (family === 4 ? `10.255.${n}.0/24` : `2001:db8:ff0${n}::/48`);
+const probeAddress = (family: 4 | 6, n: number): string => (family === 4 ? `10.255.${n}.77` : `2001:db8:ff0${n}::77`);
+
+/**
+ * What each case binds and probes. The fixtures use the mix's longest-but-one
+ * length class at the wildcard-heavy end: every probe has to rule out the
+ * longer lengths first, the realistic worst case.
+ */
+const SPEC: Record<CaseName, { n: number; bind?: { port: number; label: string; reject?: boolean }; port: number }> = {
+  'miss': { n: 9, port: 8080 },
+  'hit-port': { n: 2, bind: { port: 443, label: 'hit' }, port: 443 },
+  'hit-wildcard': { n: 1, bind: { port: 0, label: 'hit' }, port: 8080 },
+  'no-socket': { n: 3, bind: { port: 80, label: 'nosocket' }, port: 80 },
+  'reject': { n: 4, bind: { port: 53, label: '', reject: true }, port: 53 },
+};
+
+export function fixtures(): Binding[] {
+  const out: Binding[] = [];
+  for (const c of CASES) {
+    const b = SPEC[c].bind;
+    if (!b) continue;
+    for (const family of [4, 6] as const) {
+      for (const protocol of ['tcp', 'udp'] as const) {
+        out.push({ label: b.label, protocol, prefix: parsePrefix(fixturePrefix(family, SPEC[c].n)).prefix, port: b.port, action: b.reject ? 'reject' : 'steer' });
+      }
+    }
+  }
+  return out;
+}
+
+function lookupFor(c: CaseName, family: 4 | 6, protocol: 'tcp' | 'udp'): Lookup {
+  return { protocol, family, address: parsePrefix(probeAddress(family, SPEC[c].n)).prefix.bytes, port: SPEC[c].port };
+}
+
+/** Runs the program once and fails unless it gave the answer the case expects. */
+function check(prog: number, c: CaseName, l: Lookup, cookies: Cookies): void {
+  const r = native().progTestRun(prog, skLookupContext(l), 1);
+  const cookie = selectedCookie(r.ctxOut);
+  const want = c === 'miss' ? { retval: 1, cookie: 0n }
+    : c === 'no-socket' || c === 'reject' ? { retval: 0, cookie: 0n }
+      : { retval: 1, cookie: cookies.get(`${l.protocol} ${l.family}`)! };
+  if (r.retval !== want.retval || cookie !== want.cookie) {
+    throw new Error(`wrong answer for ${c} ${l.protocol} IPv${l.family}: retval ${r.retval} cookie ${cookie}, expected retval ${want.retval} cookie ${want.cookie}`);
+  }
+}
+
+export interface DataPlaneOptions {
+  sizes: readonly number[];
+  rounds: number;
+  repeat: number;
+  log: (line: string) => void;
+}
+
+export interface DataPlaneResult {
+  figures: LookupFigure[];
+  /** seconds replaceBindings took for each size, through the API */
+  replaceSeconds: Record<number, number>;
+}
+
+/** Measures every case at every size; the dispatcher must already have its sockets registered. */
+export function measureDataPlane(d: Dispatcher, cookies: Cookies, opts: DataPlaneOptions): DataPlaneResult {
+  const n = native();
+  const prog = n.getPinned(path.join(d.stateDir, PIN.program), 0);
+  const floor = loadFloor();
+  const figures: LookupFigure[] = [];
+  const replaceSeconds: Record<number, number> = {};
+  const fixed = fixtures();
+  try {
+    for (const size of opts.sizes) {
+      const set = [...bindingsOf(entries(size / 2)), ...fixed];
+      const t0 = process.hrtime.bigint();
+      d.replaceBindings(set);
+      replaceSeconds[size] = Number(process.hrtime.bigint() - t0) / 1e9;
+      opts.log(`data plane: ${size} bindings (+${fixed.length} fixtures) in place after ${replaceSeconds[size].toFixed(2)} s`);
+      for (const c of CASES) {
+        for (const family of [4, 6] as const) {
+          const protocol = 'tcp' as const;
+          const l = lookupFor(c, family, protocol);
+          check(prog, c, l, cookies);
+          check(prog, c, { ...l, protocol: 'udp' }, cookies);
+          const ctx = skLookupContext(l);
+          const ns: number[] = [];
+          const floorNs: number[] = [];
+          n.progTestRun(prog, ctx, opts.repeat); // warm caches
+          for (let r = 0; r < opts.rounds; r++) {
+            floorNs.push(n.progTestRun(floor, ctx, opts.repeat).durationNs);
+            ns.push(n.progTestRun(prog, ctx, opts.repeat).durationNs);
+          }
+          const fig = { bindings: size, case: c, family, protocol, ns: median(ns), floorNs: median(floorNs), ratio: median(ns) / median(floorNs), rounds: { ns, floorNs } };
+          figures.push(fig);
+          opts.log(`  ${c.padEnd(12)} IPv${family}: ${fig.ns.toFixed(1)} ns (floor ${fig.floorNs.toFixed(1)} ns)`);
+        }
+      }
+    }
+  } finally {
+    n.close(prog);
+    n.close(floor);
+  }
+  return { figures, replaceSeconds };
+}

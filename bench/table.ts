@@ -1,0 +1,60 @@
+// The printed report: plain text tables, one per part, then the targets.
+import type { ControlPlaneResult } from './controlplane.js';
+import type { CaseName, LookupFigure } from './dataplane.js';
+import { CASES } from './dataplane.js';
+import type { DaemonResult } from './daemon.js';
+import type { Machine } from './machine.js';
+import type { Verdict } from './targets.js';
+import type { TrafficFigure } from './traffic.js';
+
+/** Columns of text: numbers right-aligned, the columns listed in `left` left-aligned. */
+function grid(rows: string[][], left: readonly number[] = [0]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => r.map((cell, c) => (left.includes(c) ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd()).join('\n');
+}
+
+const sizeName = (n: number): string => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
+
+export function dataPlaneTable(figures: readonly LookupFigure[], sizes: readonly number[]): string {
+  const rows: string[][] = [['case', 'family', ...sizes.map((s) => `${sizeName(s)} bindings`)]];
+  for (const c of CASES) {
+    for (const family of [4, 6] as const) {
+      rows.push([c, `IPv${family}`, ...sizes.map((size) => {
+        const f = figures.find((x) => x.bindings === size && x.case === (c as CaseName) && x.family === family);
+        return f ? `${f.ns.toFixed(0)} ns (${f.ratio.toFixed(1)}x)` : '-';
+      })]);
+    }
+  }
+  const floors = figures.map((f) => f.floorNs);
+  return `${grid(rows)}\n(x = ratio to the floor, an empty sk_lookup program timed in the same rounds: ${Math.min(...floors).toFixed(0)}-${Math.max(...floors).toFixed(0)} ns)`;
+}
+
+export function trafficTable(t: readonly TrafficFigure[]): string {
+  const rows = [['protocol', 'through dispatcher', 'direct', 'ratio'],
+    ...t.map((f) => [f.protocol === 'tcp' ? 'TCP connections/s' : 'UDP exchanges/s', f.dispatched.toFixed(0), f.direct.toFixed(0), `${(f.ratio * 100).toFixed(1)}%`])];
+  return grid(rows);
+}
+
+export function controlTable(c: ControlPlaneResult): string {
+  if (!c.available) return `not measured: ${c.reason}`;
+  const rows = [['operation', 'median', 'runs (ms)'], ...c.figures.map((f) => [f.command, `${(f.seconds * 1000).toFixed(0)} ms`, f.runs.map((r) => (r * 1000).toFixed(0)).join(' ')])];
+  return `${grid(rows, [0, 2])}\npeak RSS of tubectl load-bindings 100k: ${c.peakRssKiB === undefined ? 'not measured' : `${(c.peakRssKiB / 1024).toFixed(0)} MiB`}`;
+}
+
+export function daemonTable(d: DaemonResult): string {
+  if (!d.available) return `not measured: ${d.reason}`;
+  return grid([
+    ['register round trip', 'p50', 'p99', 'requests/s', 'RSS at rest', 'RSS after load'],
+    [`${d.clients} concurrent clients`, `${(d.p50Us! / 1000).toFixed(2)} ms`, `${(d.p99Us! / 1000).toFixed(2)} ms`, d.requestsPerSecond!.toFixed(0),
+      `${(d.rssAtRestKiB! / 1024).toFixed(0)} MiB`, `${(d.rssAfterLoadKiB! / 1024).toFixed(0)} MiB`],
+  ]);
+}
+
+export function targetTable(v: readonly Verdict[]): string {
+  return grid([['target', 'verdict', 'observed'], ...v.map((x) => [x.target, x.met === null ? 'NOT MEASURED' : x.met ? 'met' : 'NOT MET', x.observed])], [0, 1, 2]);
+}
+
+export function report(m: Machine, parts: { title: string; body: string }[]): string {
+  const head = `tubular-ts benchmark: ${m.cpu} (${m.cores} cores), kernel ${m.kernel}, node ${m.node}, ${m.date}, load average ${m.loadAverage}`;
+  return [head, ...parts.map((p) => `\n== ${p.title}\n${p.body}`)].join('\n');
+}

@@ -1,0 +1,51 @@
+// The targets of the benchmark issue, checked against the figures.
+import type { ControlPlaneResult, Operation } from './controlplane.js';
+import type { LookupFigure } from './dataplane.js';
+import type { TrafficFigure } from './traffic.js';
+
+export interface Verdict {
+  target: string;
+  /** true met, false not met, null not measured */
+  met: boolean | null;
+  observed: string;
+}
+
+export function verdicts(lookups: readonly LookupFigure[], traffic: readonly TrafficFigure[], control: ControlPlaneResult): Verdict[] {
+  const out: Verdict[] = [];
+  for (const [size, limit] of [[100_000, 60], [1_000_000, 80]] as const) {
+    const at = lookups.filter((f) => f.bindings === size);
+    const worst = at.reduce((a, b) => (b.ns > a.ns ? b : a), at[0]);
+    const over = at.filter((f) => f.ns > limit).map((f) => `${f.case} IPv${f.family} ${f.ns.toFixed(0)}`);
+    out.push({
+      target: `data plane at ${size / 1000}k bindings: every case <= ${limit} ns per lookup`,
+      met: at.length ? over.length === 0 : null,
+      observed: at.length ? `worst ${worst.case} IPv${worst.family} ${worst.ns.toFixed(0)} ns${over.length ? `; over: ${over.join(', ')}` : ''}` : 'not measured',
+    });
+  }
+  const tcp = traffic.find((t) => t.protocol === 'tcp');
+  out.push({
+    target: 'TCP connections per second through the dispatcher >= 97% of direct',
+    met: tcp ? tcp.ratio >= 0.97 : null,
+    observed: tcp ? `${(tcp.ratio * 100).toFixed(1)}%` : 'not measured',
+  });
+  const sec = (op: Operation): number | undefined => control.figures.find((f) => f.operation === op)?.seconds;
+  const limits: [Operation, number, string][] = [
+    ['load-100k', 0.4, 'load-bindings 100k into empty <= 0.4 s'],
+    ['load-unchanged', 0.25, 'load-bindings unchanged <= 0.25 s'],
+    ['load-1pct', 0.3, 'load-bindings 1% changed <= 0.3 s'],
+    ['load-shrink-2k', 0.4, 'load-bindings shrink to 2k <= 0.4 s'],
+    ['list-100k', 0.4, 'bindings listing 100k <= 0.4 s'],
+  ];
+  for (const [op, limit, target] of limits) {
+    const s = sec(op);
+    out.push({ target, met: s === undefined ? null : s <= limit, observed: s === undefined ? `not measured${control.reason ? `: ${control.reason}` : ''}` : `${s.toFixed(3)} s` });
+  }
+  const bind = sec('bind-one');
+  const node = sec('node-e-0');
+  out.push({
+    target: 'one bind <= node -e 0 + 50 ms',
+    met: bind === undefined || node === undefined ? null : bind <= node + 0.05,
+    observed: bind === undefined || node === undefined ? 'not measured' : `${(bind * 1000).toFixed(0)} ms vs ${(node * 1000).toFixed(0)} ms + 50 ms`,
+  });
+  return out;
+}

@@ -42,31 +42,30 @@ struct binding_value {
 	__u32 action;      // ACTION_STEER or ACTION_REJECT
 };
 
-// The `lengths` map tells the program which hash lookups cannot match, so
-// it skips them. It holds two tables, both kept by the control plane as a
-// superset of the bindings in force:
+// Two filters tell the program which hash lookups cannot match, so it skips
+// them. The control plane keeps both a superset of the bindings in force.
 //
-// Entries 0 to LENGTHS_ENTRIES - 1: which prefix lengths are in use, per
-// (protocol, port): bit n of v4 set means some IPv4 binding with this
-// protocol and port has prefix length n; v6[n / 64] bit n % 64 likewise for
-// IPv6. Index: (tcp ? 0 : 1) << 16 | port. A port nobody binds has all bits
-// clear and costs no lookup at all.
-//
-// Entries from FILTER_BASE: a one-hash Bloom filter over binding keys,
-// FILTER_ENTRIES * 256 bits. A binding key sets one bit (filter_head below); a clear bit proves that key is not in the set, which costs a
-// few multiplications instead of a hash-map lookup. Most lengths in use on
-// a port have no binding covering a given address: this is what makes a
-// miss cheap, and a hit cost one lookup.
+// `lengths`: which prefix lengths are in use, per (protocol, port). Bit n of
+// v4 set means some IPv4 binding with this protocol and port has prefix
+// length n; v6[n / 64] bit n % 64 likewise for IPv6. Index:
+// (tcp ? 0 : 1) << 16 | port. A port nobody binds costs no lookup at all.
 struct lengths {
 	__u64 v4;
 	__u64 v6[3];
 };
 
 #define LENGTHS_ENTRIES (2 << 16)
-#define FILTER_BASE LENGTHS_ENTRIES
-#define FILTER_ENTRIES (1 << 16)
-#define FILTER_MUL 0x9e3779b1U
-#define FILTER_FIN 0x2c1b3c6dU
+
+// `blocks`: which prefix lengths have a binding near the address. Bindings
+// of length 16-23 (IPv4) are filed under their /16, 24-32 under their /24;
+// IPv6 32-47 under the /32, 48-64 under the /48, 65-128 under the /64. Each
+// block hashes to one u64 whose bit i means "length first + i is bound
+// somewhere in a block hashing here". Shorter bindings are always tried.
+// A miss far from every binding costs no hash lookup; a hit usually one.
+#define BLOCK_BITS 20
+#define BLOCK_ENTRIES (1 << BLOCK_BITS)
+#define BLOCK_MUL 0x9e3779b1U
+#define BLOCK_FIN 0x2c1b3c6dU
 
 struct destination_metrics {
 	__u64 lookups; // packets matched to this destination
@@ -94,10 +93,17 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LENGTHS_ENTRIES + FILTER_ENTRIES);
+	__uint(max_entries, LENGTHS_ENTRIES);
 	__type(key, __u32);
 	__type(value, struct lengths);
 } lengths SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BLOCK_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+} blocks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKMAP);
@@ -166,6 +172,7 @@ static __always_inline __u32 mask_word(__u32 word, __s32 bits)
 // The walk runs in bpf_loop so that the verifier checks one step once,
 // however many prefix lengths are in use.
 struct walk {
+	void *map;     // the binding set, looked up once: see dispatcher()
 	struct binding_key key;
 	__u32 ip[4];   // the packet's local address, network byte order
 	__u64 spec;    // lengths left to try with the packet's port ...
@@ -176,80 +183,53 @@ struct walk {
 	struct binding_value result;
 };
 
-// The filter position of a key: the entry from everything but the port
-// (filter_head), the bit within the entry's 256 from the port too
-// (filter_bit), so one entry answers both lookups of a length. Multiply-xor
-// over the key's words; src/filter.ts computes the same.
-static __always_inline __u32 filter_head(struct binding_key *key)
+// The lengths bound in the block of an address (see `blocks`); a, b are
+// the first two words of the address, host order, masked to the block.
+// src/blocks.ts computes the same hash.
+static __always_inline __u64 block(__u32 protocol, __u32 family, __u32 level,
+				   __u32 a, __u32 b)
 {
-	__u32 h = (key->protocol | key->family << 8 | key->prefixlen << 16) * FILTER_MUL;
+	__u32 h = (protocol | family << 8 | level << 16) * BLOCK_MUL;
+	__u64 *bits;
 
-	h = (h ^ key->addr[0]) * FILTER_MUL;
-	h = (h ^ key->addr[1]) * FILTER_MUL;
-	h = (h ^ key->addr[2]) * FILTER_MUL;
-	return (h ^ key->addr[3]) * FILTER_MUL;
-}
-
-static __always_inline __u32 filter_fin(__u32 h)
-{
-	return (h ^ (h >> 15)) * FILTER_FIN;
-}
-
-// Whether the filter entry may hold the key with this head and port. The
-// 64-bit word is picked without branches or a variable offset, which keeps
-// the verifier's work per step small.
-static __always_inline __u64 filter_bit(__u64 *bits, __u32 head, __u16 port)
-{
-	__u32 h = filter_fin((head ^ port) * FILTER_MUL);
-	__u64 odd = 0 - (__u64)((h >> 30) & 1), high = 0 - (__u64)(h >> 31);
-	__u64 lo = bits[0] ^ ((bits[0] ^ bits[1]) & odd);
-	__u64 hi = bits[2] ^ ((bits[2] ^ bits[3]) & odd);
-
-	return ((lo ^ ((lo ^ hi) & high)) >> ((h >> 24) & 63)) & 1;
+	h = (h ^ a) * BLOCK_MUL;
+	h = (h ^ b) * BLOCK_MUL;
+	h = (h ^ (h >> 15)) * BLOCK_FIN;
+	bits = bpf_map_lookup_elem(&blocks, &(__u32){ h >> (32 - BLOCK_BITS) });
+	return bits ? *bits : 0;
 }
 
 // One step: try the longest remaining prefix length, first with the specific
 // port, then with port 0. Walking lengths longest first, and preferring the
-// specific port at equal length, is the whole precedence rule. The filter
-// rules out most keys before the hash map is asked.
-static long walk_step(__u32 index, void *data)
+// specific port at equal length, is the whole precedence rule. Returns 1 when
+// the walk is over (a match, or nothing left).
+static __always_inline long step(struct walk *w, int v6)
 {
-	struct walk *w = data;
 	struct binding_value *val = NULL;
 	__u64 todo = w->spec | w->any, bit;
-	__u32 zero = 0, hb, head, filter_index;
-	__u64 *filter;
+	__u32 hb;
 	__s32 len;
-	void *map;
 
-	if (!todo)
+	if (!todo || !w->map)
 		return 1;
 	hb = high_bit(todo);
 	bit = 1ULL << hb;
 	len = w->base + hb;
 
-	// IPv4 keeps ip[1..3] zero, so one path serves both families: a
-	// branch on the family here, or one callback per family, doubled the
-	// verifier's work (and two callbacks stop bpf_loop being inlined).
 	w->key.prefixlen = len;
 	w->key.addr[0] = mask_word(w->ip[0], len);
-	w->key.addr[1] = mask_word(w->ip[1], len - 32);
-	w->key.addr[2] = mask_word(w->ip[2], len - 64);
-	w->key.addr[3] = mask_word(w->ip[3], len - 96);
-	head = filter_head(&w->key);
-
-	filter_index = FILTER_BASE + (filter_fin(head) >> 16);
-	filter = bpf_map_lookup_elem(&lengths, &filter_index);
-	map = bpf_map_lookup_elem(&bindings, &zero);
-	if (!map || !filter)
-		return 1;
-	if ((w->spec & bit) && filter_bit(filter, head, w->port)) {
-		w->key.port = w->port;
-		val = bpf_map_lookup_elem(map, &w->key);
+	if (v6) {
+		w->key.addr[1] = mask_word(w->ip[1], len - 32);
+		w->key.addr[2] = mask_word(w->ip[2], len - 64);
+		w->key.addr[3] = mask_word(w->ip[3], len - 96);
 	}
-	if (!val && (w->any & bit) && filter_bit(filter, head, 0)) {
+	if (w->spec & bit) {
+		w->key.port = w->port;
+		val = bpf_map_lookup_elem(w->map, &w->key);
+	}
+	if (!val && (w->any & bit)) {
 		w->key.port = 0;
-		val = bpf_map_lookup_elem(map, &w->key);
+		val = bpf_map_lookup_elem(w->map, &w->key);
 	}
 	if (val) {
 		w->result = *val;
@@ -261,16 +241,26 @@ static long walk_step(__u32 index, void *data)
 	return 0;
 }
 
+// Past the first two lengths the walk goes on in bpf_loop, so the verifier
+// checks one step once however many lengths are in use. IPv4 keeps ip[1..3]
+// zero, so the IPv6 step serves both: one callback keeps bpf_loop inlined.
+static long walk_step(__u32 index, void *data)
+{
+	return step(data, 1);
+}
+
 // Walk one 64-bit word of the length bitmaps; returns whether it matched.
+// Most lookups need one or two steps, done inline.
 static __always_inline int walk_word(struct walk *w, __u32 base,
-				     __u64 spec, __u64 any)
+				     __u64 spec, __u64 any, int v6)
 {
 	if (!(spec | any))
 		return 0;
 	w->base = base;
 	w->spec = spec;
 	w->any = any;
-	bpf_loop(64, walk_step, w, 0);
+	if (!step(w, v6) && !step(w, v6))
+		bpf_loop(64, walk_step, w, 0);
 	return w->found;
 }
 
@@ -291,7 +281,7 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	struct destination_metrics *metrics;
 	struct lengths *spec, *any;
 	struct bpf_sock *sk;
-	__u32 index, destination;
+	__u32 zero = 0, index, destination, protocol;
 	long err;
 
 	if (ctx->protocol == IPPROTO_TCP)
@@ -301,6 +291,14 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	else
 		return SK_PASS;
 
+	// The binding set first, the filters after: a replace widens the
+	// filters, swaps the set (the syscall waits until no program still
+	// uses the old one) and only then narrows them, so filters read after
+	// the set always cover it.
+	w.map = bpf_map_lookup_elem(&bindings, &zero);
+	if (!w.map)
+		return SK_PASS;
+
 	// Prefix lengths bound on this port, and on "every port" (port 0).
 	w.port = ctx->local_port;
 	spec = bpf_map_lookup_elem(&lengths, &(__u32){ index | w.port });
@@ -308,20 +306,37 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	if (!spec || !any)
 		return SK_PASS;
 
-	w.key.protocol = ctx->protocol;
+	protocol = ctx->protocol;
+	w.key.protocol = protocol;
 	w.key.family = ctx->family;
 	if (ctx->family == AF_INET) {
+		__u32 a = bpf_ntohl(ctx->local_ip4);
+		// ... intersected with the lengths bound near this address.
+		__u64 near = 0xffff |
+			     block(protocol, AF_INET, 16, a & 0xffff0000, 0) << 16 |
+			     block(protocol, AF_INET, 24, a & 0xffffff00, 0) << 24;
+
 		w.ip[0] = ctx->local_ip4;
-		walk_word(&w, 0, spec->v4, any->v4);
+		walk_word(&w, 0, spec->v4 & near, any->v4 & near, 0);
 	} else if (ctx->family == AF_INET6) {
+		__u32 a, b;
+		__u64 b48, b64, near[3];
+
 		w.ip[0] = ctx->local_ip6[0];
 		w.ip[1] = ctx->local_ip6[1];
 		w.ip[2] = ctx->local_ip6[2];
 		w.ip[3] = ctx->local_ip6[3];
+		a = bpf_ntohl(w.ip[0]);
+		b = bpf_ntohl(w.ip[1]);
+		b48 = block(protocol, AF_INET6, 48, a, b & 0xffff0000);
+		b64 = block(protocol, AF_INET6, 64, a, b);
+		near[0] = 0xffffffff | block(protocol, AF_INET6, 32, a, 0) << 32 | b48 << 48;
+		near[1] = (b48 >> 16 & 1) | b64 << 1;
+		near[2] = b64 >> 63;
 		// Longest first: word 2 holds only /128, then /64-/127, /0-/63.
-		walk_word(&w, 128, spec->v6[2], any->v6[2]) ||
-			walk_word(&w, 64, spec->v6[1], any->v6[1]) ||
-			walk_word(&w, 0, spec->v6[0], any->v6[0]);
+		walk_word(&w, 128, spec->v6[2] & near[2], any->v6[2] & near[2], 1) ||
+			walk_word(&w, 64, spec->v6[1] & near[1], any->v6[1] & near[1], 1) ||
+			walk_word(&w, 0, spec->v6[0] & near[0], any->v6[0] & near[0], 1);
 	}
 
 	// No binding: leave the packet to the kernel's own socket lookup.

@@ -19,8 +19,8 @@ import {
   DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, LENGTHS_VALUE_SIZE, MAX_BINDINGS, MAX_DESTINATIONS,
   META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, lengthsIndex, readU32, readU64, writeU32, writeU64,
 } from './layout.js';
-import { filterPosition, filterWord } from './filter.js';
-import { WORDS, changedEntries, lengthBit, lengthWord, packEntries, tablesFor, union } from './lengths.js';
+import { BLOCK_WORDS, blockBit, blocksFor } from './blocks.js';
+import { WORDS, changedEntries, lengthBit, lengthWord, lengthsFor, packEntries, union } from './lengths.js';
 import { withLock } from './lock.js';
 import { native } from './native.js';
 import { DEFAULT_BPFFS, DEFAULT_NETNS, netnsInode } from './netns.js';
@@ -384,11 +384,11 @@ export class Dispatcher {
       if (replaced && sameTarget(replaced, b)) return { replaced };
       const dest = destinationOf(b);
       const entry = dest ? this.ensureDestination(dest) : undefined;
-      // Make the length and the filter bit visible before the binding, so
+      // Make the length and the block bit visible before the binding, so
       // the program never skips a lookup that would match.
       this.setLengthsBit(lengthsIndex(b.protocol, b.port), lengthWord(b.prefix.family, b.prefix.length), lengthBit(b.prefix.length), true);
-      const filter = filterWord(filterPosition(key));
-      this.setLengthsBit(Math.floor(filter.word / WORDS), filter.word % WORDS, filter.mask, true);
+      const block = blockBit(key);
+      if (block) this.setTableBit(this.maps.blocks, BLOCK_WORDS, block.word, block.mask, true);
       n.mapUpdate(set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action), BPF_ANY);
       if (entry && entry.id !== oldId) this.setBindingCount(entry, entry.bindings + 1);
       if (oldId !== NO_DESTINATION && oldId !== entry?.id) this.releaseDestination(oldId);
@@ -419,21 +419,21 @@ export class Dispatcher {
       }
       n.mapDelete(set, key);
       n.mapDelete(this.maps.reject_metrics, key);
-      // Clear the length bit and the filter bit only when no other binding needs them.
+      // Clear the length bit and the block bit only when no other binding needs them.
       const { keys, count } = n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
-      const position = filterPosition(key);
+      const block = blockBit(key);
       let lengthNeeded = false;
-      let filterNeeded = false;
-      for (let i = 0; i < count && !(lengthNeeded && filterNeeded); i++) {
+      let blockNeeded = !block;
+      for (let i = 0; i < count && !(lengthNeeded && blockNeeded); i++) {
         const off = i * BINDING_KEY_SIZE;
         lengthNeeded ||= keys[off] === key[0] && keys[off + 1] === key[1] && keys[off + 2] === key[2] && keys[off + 4] === key[4] && keys[off + 5] === key[5];
-        filterNeeded ||= filterPosition(keys, off) === position;
+        if (!blockNeeded) {
+          const other = blockBit(keys, off);
+          blockNeeded = other !== undefined && other.word === block!.word && other.mask === block!.mask;
+        }
       }
       if (!lengthNeeded) this.setLengthsBit(lengthsIndex(b.protocol, b.port), lengthWord(b.prefix.family, b.prefix.length), lengthBit(b.prefix.length), false);
-      if (!filterNeeded) {
-        const filter = filterWord(position);
-        this.setLengthsBit(Math.floor(filter.word / WORDS), filter.word % WORDS, filter.mask, false);
-      }
+      if (!blockNeeded) this.setTableBit(this.maps.blocks, BLOCK_WORDS, block!.word, block!.mask, false);
       const id = readU32(value, 0);
       if (id !== NO_DESTINATION) this.releaseDestination(id);
       return existing;
@@ -519,17 +519,25 @@ export class Dispatcher {
       const set = createBindingSet();
       try {
         if (next.length > 0) context('fill the new binding set', () => n.mapUpdateBatch(set, keys, values, next.length, BPF_ANY));
-        // Lengths and filter: widen to old | new, swap, then narrow to new.
-        // The program may skip a lookup only if no binding in force needs it.
-        const live = this.readLengths();
-        const target = tablesFor(next, keys, next.length);
-        const wide = union(live, target);
-        this.writeLengths(wide, changedEntries(live, wide));
+        // Filters: widen to old | new, swap, then narrow to new. The
+        // program may skip a lookup only if no binding in force needs it.
+        // The swap returns once no program can still see the old set, and
+        // the program reads the set before the filters, so narrowing
+        // afterwards never hides a binding from a lookup in flight.
+        const filters = [
+          { fd: this.maps.lengths, words: WORDS, target: lengthsFor(next) },
+          { fd: this.maps.blocks, words: BLOCK_WORDS, target: blocksFor(keys, next.length) },
+        ].map((f) => {
+          const live = readTable(f.fd, f.words);
+          const wide = union(live, f.target);
+          writeTable(f.fd, f.words, wide, changedEntries(live, wide, f.words));
+          return { ...f, wide };
+        });
         const pending = `${PIN.bindingSet}_new`;
         this.pin(set, pending);
         n.mapUpdate(this.maps.bindings, ZERO, u32(set), BPF_ANY);
         renameSync(path.join(this.stateDir, pending), path.join(this.stateDir, PIN.bindingSet));
-        this.writeLengths(target, changedEntries(wide, target));
+        for (const f of filters) writeTable(f.fd, f.words, f.target, changedEntries(f.wide, f.target, f.words));
       } finally {
         n.close(set);
       }
@@ -546,25 +554,19 @@ export class Dispatcher {
 
   /** Sets or clears bits of one 32-bit word of one entry of the `lengths` map. */
   private setLengthsBit(entry: number, word: number, mask: number, on: boolean): void {
+    this.setTableBit(this.maps.lengths, WORDS, entry * WORDS + word, mask, on);
+  }
+
+  /** Sets or clears bits of the u32 word at `word` of a filter table of `words`-word entries. */
+  private setTableBit(fd: number, words: number, word: number, mask: number, on: boolean): void {
     const n = native();
-    const index = u32(entry);
-    const value = Buffer.alloc(LENGTHS_VALUE_SIZE);
-    n.mapLookup(this.maps.lengths, index, value);
-    const old = readU32(value, word * 4);
-    writeU32(value, (on ? old | mask : old & ~mask) >>> 0, word * 4);
-    n.mapUpdate(this.maps.lengths, index, value, BPF_ANY);
-  }
-
-  private readLengths(): Uint32Array {
-    const { values, count } = native().mapDump(this.maps.lengths, 4, LENGTHS_VALUE_SIZE);
-    const aligned = values.byteOffset % 4 === 0 ? values : Buffer.from(values);
-    return Uint32Array.from(new Uint32Array(aligned.buffer, aligned.byteOffset, count * WORDS));
-  }
-
-  private writeLengths(table: Uint32Array, entries: number[]): void {
-    if (entries.length === 0) return;
-    const { keys, values } = packEntries(table, entries);
-    native().mapUpdateBatch(this.maps.lengths, keys, values, entries.length, BPF_ANY);
+    const index = u32(Math.floor(word / words));
+    const value = Buffer.alloc(words * 4);
+    n.mapLookup(fd, index, value);
+    const at = (word % words) * 4;
+    const old = readU32(value, at);
+    writeU32(value, (on ? old | mask : old & ~mask) >>> 0, at);
+    n.mapUpdate(fd, index, value, BPF_ANY);
   }
 
   // ---- sockets ----
@@ -693,6 +695,19 @@ export class Dispatcher {
       }
     });
   }
+}
+
+/** A whole filter map (an ARRAY of `words` u32 words per entry) as one table. */
+function readTable(fd: number, words: number): Uint32Array {
+  const { values, count } = native().mapDump(fd, 4, words * 4);
+  const aligned = values.byteOffset % 4 === 0 ? values : Buffer.from(values);
+  return Uint32Array.from(new Uint32Array(aligned.buffer, aligned.byteOffset, count * words));
+}
+
+function writeTable(fd: number, words: number, table: Uint32Array, entries: number[]): void {
+  if (entries.length === 0) return;
+  const { keys, values } = packEntries(table, entries, words);
+  native().mapUpdateBatch(fd, keys, values, entries.length, BPF_ANY);
 }
 
 function createBindingSet(): number {

@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -27,6 +27,7 @@ export const PIN = {
   bindings: 'bindings',          // ARRAY_OF_MAPS, one slot: the binding set in force
   bindingSet: 'binding_set',     // the inner map in force, pinned for unprivileged readers
   lengths: 'lengths',
+  blocks: 'blocks',
   destinations: 'destinations',
   sockets: 'sockets',
   destinationMetrics: 'destination_metrics',
@@ -35,7 +36,7 @@ export const PIN = {
 } as const;
 
 /** Maps created by the BPF object, by their names in bpf/dispatcher.c. */
-export const OBJECT_MAPS = ['bindings', 'lengths', 'sockets', 'destination_metrics', 'reject_metrics', 'meta'] as const;
+export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'sockets', 'destination_metrics', 'reject_metrics', 'meta'] as const;
 
 export const BPF_MAP_TYPE_HASH = 1;
 export const BPF_F_NO_PREALLOC = 1;
@@ -102,11 +103,6 @@ export function decodeBindingKey(buf: Buffer, off = 0): RawBindingKey {
 export const LENGTHS_VALUE_SIZE = 32;
 /** Entries of the per-(protocol, port) length bitmaps. */
 export const LENGTHS_ENTRIES = 2 << 16;
-/** The filter over binding keys follows them in the same map (src/filter.ts). */
-export const FILTER_BASE = LENGTHS_ENTRIES;
-export const FILTER_ENTRIES = 1 << 16;
-/** max_entries of the `lengths` map: both tables. */
-export const LENGTHS_MAP_ENTRIES = LENGTHS_ENTRIES + FILTER_ENTRIES;
 export const lengthsIndex = (protocol: 'tcp' | 'udp', port: number): number => (protocol === 'tcp' ? 0 : 1 << 16) | port;
 
 // Destinations: key = protocol u8, domain u8 (AF_*), pad u16, label[64];

@@ -2,11 +2,9 @@
 // binding, as bitmaps the BPF program walks longest first. Port 0's entry
 // holds the lengths of "every port" bindings. Eight host-order u32 words per
 // entry: v4 in words 0-1, IPv6 /0-/63 in 2-3, /64-/127 in 4-5, /128 in 6.
-// The same map holds the filter over binding keys after these entries
-// (src/filter.ts); tablesFor builds both.
+// Also the table helpers shared with the `blocks` filter (src/blocks.ts).
 import type { Binding } from './binding.js';
-import { setFilterBits } from './filter.js';
-import { LENGTHS_ENTRIES, LENGTHS_MAP_ENTRIES, LENGTHS_VALUE_SIZE, lengthsIndex } from './layout.js';
+import { LENGTHS_ENTRIES, LENGTHS_VALUE_SIZE, lengthsIndex } from './layout.js';
 import type { Family } from './prefix.js';
 import type { Protocol } from './protocol.js';
 
@@ -21,8 +19,8 @@ export function lengthBit(length: number): number {
 }
 
 /** The exact table a binding set needs. */
-export function lengthsFor(bindings: Iterable<Pick<Binding, 'protocol' | 'port' | 'prefix'>>, entries = LENGTHS_ENTRIES): Uint32Array {
-  const words = new Uint32Array(entries * WORDS);
+export function lengthsFor(bindings: Iterable<Pick<Binding, 'protocol' | 'port' | 'prefix'>>): Uint32Array {
+  const words = new Uint32Array(LENGTHS_ENTRIES * WORDS);
   for (const b of bindings) {
     const i = lengthsIndex(b.protocol, b.port) * WORDS + lengthWord(b.prefix.family, b.prefix.length);
     words[i] = (words[i] | lengthBit(b.prefix.length)) >>> 0;
@@ -34,22 +32,12 @@ export function hasLength(table: Uint32Array, protocol: Protocol, port: number, 
   return (table[lengthsIndex(protocol, port) * WORDS + lengthWord(family, length)] & lengthBit(length)) !== 0;
 }
 
-/**
- * The whole `lengths` map for a binding set: its length bitmaps, then the
- * filter bits of its `count` packed binding keys.
- */
-export function tablesFor(bindings: Iterable<Pick<Binding, 'protocol' | 'port' | 'prefix'>>, keys: Buffer, count: number): Uint32Array {
-  const words = lengthsFor(bindings, LENGTHS_MAP_ENTRIES);
-  setFilterBits(words, keys, count);
-  return words;
-}
-
-/** Indices whose entry differs between two tables of the same size. */
-export function changedEntries(a: Uint32Array, b: Uint32Array): number[] {
+/** Indices whose entry (of `words` u32 words) differs between two tables of the same size. */
+export function changedEntries(a: Uint32Array, b: Uint32Array, words = WORDS): number[] {
   const out: number[] = [];
-  for (let e = 0; e < a.length / WORDS; e++) {
-    const base = e * WORDS;
-    for (let w = 0; w < WORDS; w++) {
+  for (let e = 0; e < a.length / words; e++) {
+    const base = e * words;
+    for (let w = 0; w < words; w++) {
       if (a[base + w] !== b[base + w]) { out.push(e); break; }
     }
   }
@@ -63,15 +51,15 @@ export function union(a: Uint32Array, b: Uint32Array): Uint32Array {
   return out;
 }
 
-/** Packs the given entries of a table as (keys, values) for a batch update. */
-export function packEntries(table: Uint32Array, entries: readonly number[]): { keys: Buffer; values: Buffer } {
+/** Packs the given entries (of `words` u32 words) of a table as (keys, values) for a batch update. */
+export function packEntries(table: Uint32Array, entries: readonly number[], words = WORDS): { keys: Buffer; values: Buffer } {
   const keys = Buffer.alloc(entries.length * 4);
-  const values = Buffer.alloc(entries.length * LENGTHS_VALUE_SIZE);
+  const values = Buffer.alloc(entries.length * words * 4);
   const keyWords = new Uint32Array(keys.buffer, keys.byteOffset, entries.length);
-  const valueWords = new Uint32Array(values.buffer, values.byteOffset, entries.length * WORDS);
+  const valueWords = new Uint32Array(values.buffer, values.byteOffset, entries.length * words);
   entries.forEach((e, n) => {
     keyWords[n] = e;
-    valueWords.set(table.subarray(e * WORDS, (e + 1) * WORDS), n * WORDS);
+    valueWords.set(table.subarray(e * words, (e + 1) * words), n * words);
   });
   return { keys, values };
 }

@@ -10,6 +10,7 @@ import { bindingKey } from '../src/bindingset.js';
 import { decodeBindingKey, encodeBindingKey, IPPROTO, lengthsIndex } from '../src/layout.js';
 import { WORDS, changedEntries, hasLength, lengthsFor, packEntries, union } from '../src/lengths.js';
 import { maskBytes, parsePrefix } from '../src/prefix.js';
+import { BLOCK_WORDS, blockBit, blocksFor } from '../src/blocks.js';
 
 function modelLookup(set: Map<string, Binding>, table: Uint32Array, protocol: 'tcp' | 'udp', family: 4 | 6, addr: Uint8Array, port: number): Binding | undefined {
   for (let len = family === 4 ? 32 : 128; len >= 0; len--) {
@@ -71,4 +72,23 @@ test('lengths table: bits, union, changed entries and packing', () => {
   const words = new Uint32Array(values.buffer, values.byteOffset, WORDS);
   assert.equal(words[2], 1);       // ::/0 -> IPv6 word 0, bit 0
   assert.equal(words[6], 1);       // ::/128 -> the word of length 128
+});
+
+test('blocks: bindings are filed under their /16 or /24 (IPv6: /32, /48, /64); short ones are not', () => {
+  const at = (prefix: string, protocol = 'tcp') => blockBit(bindingKey(parseBinding({ label: 'x', protocol, prefix, port: 80 })));
+  assert.equal(at('10.0.0.0/8'), undefined);
+  assert.equal(at('2001:db8::/24'), undefined);
+  // Two /28s of one /24 share a block and a bit; a /32 there shares the block only.
+  const a = at('10.1.2.0/28')!;
+  const b = at('10.1.2.16/28')!;
+  const c = at('10.1.2.77/32')!;
+  assert.deepEqual(a, b);
+  assert.equal(Math.floor(a.word / BLOCK_WORDS), Math.floor(c.word / BLOCK_WORDS));
+  assert.notDeepEqual(a, c);
+  assert.notDeepEqual(at('10.1.2.0/28'), at('10.1.2.0/28', 'udp'));
+  // /128 is the last bit of the /64's u64.
+  const host = at('2001:db8::1/128')!;
+  assert.equal(host.mask >>> 0, 0x80000000);
+  const table = blocksFor(bindingKey(parseBinding({ label: 'x', protocol: 'tcp', prefix: '10.1.2.0/24', port: 0 })), 1);
+  assert.equal(table.reduce((n, w) => n + (w ? 1 : 0), 0), 1);
 });

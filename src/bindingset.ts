@@ -1,13 +1,23 @@
 // A binding set as the data plane stores it: one hash map of
 // binding_key -> binding_value. Encoding and decoding only; the dispatcher
 // decides when to write.
+//
+// Large sets travel as a PackedBindings: the keys exactly as the map holds
+// them, plus an action and a label per binding, so that loading, diffing
+// and listing 100k bindings builds no object per binding.
+import { endianness } from 'node:os';
 import type { Binding } from './binding.js';
+import { TubularError } from './errors.js';
+import { KeyIndex, keyWords } from './keyindex.js';
 import {
-  ACTION_REJECT, ACTION_STEER, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, IPPROTO, NO_DESTINATION,
+  ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, IPPROTO, NO_DESTINATION,
   decodeBindingKey, encodeBindingKey, readU32, writeU32,
 } from './layout.js';
 import type { DestinationKey } from './destination.js';
-import { domainOf } from './protocol.js';
+import { type Family, formatAddressAt } from './prefix.js';
+import { type Protocol, domainOf } from './protocol.js';
+
+const LE = endianness() === 'LE';
 
 export function bindingKey(b: Pick<Binding, 'protocol' | 'prefix' | 'port'>, buf?: Buffer, off = 0): Buffer {
   return encodeBindingKey({ protocol: IPPROTO[b.protocol], family: b.prefix.family, prefixlen: b.prefix.length, port: b.port, addr: b.prefix.bytes }, buf, off);
@@ -53,3 +63,275 @@ export function unpackBindings(keys: Buffer, values: Buffer, count: number, labe
   }
   return out;
 }
+
+/** A binding set in the map's encoding, with an action and a label per binding. */
+export interface PackedBindings {
+  readonly count: number;
+  /** `count` binding keys (layout.ts), BINDING_KEY_SIZE bytes each */
+  readonly keys: Buffer;
+  /** per binding: ACTION_STEER or ACTION_REJECT */
+  readonly actions: Uint8Array;
+  /** per binding: an index into `labels`, or -1 for a reject binding without a label */
+  readonly labelIndex: Int32Array;
+  /** the distinct labels */
+  readonly labels: readonly string[];
+}
+
+/** Packs Binding objects, in order. */
+export function packBindingSet(bindings: readonly Binding[]): PackedBindings {
+  const count = bindings.length;
+  const keys = Buffer.alloc(count * BINDING_KEY_SIZE);
+  const actions = new Uint8Array(count);
+  const labelIndex = new Int32Array(count);
+  const labels: string[] = [];
+  const seen = new Map<string, number>();
+  for (let i = 0; i < count; i++) {
+    const b = bindings[i];
+    bindingKey(b, keys, i * BINDING_KEY_SIZE);
+    actions[i] = b.action === 'reject' ? ACTION_REJECT : ACTION_STEER;
+    let li = -1;
+    if (b.label !== '') {
+      li = seen.get(b.label) ?? -1;
+      if (li < 0) {
+        li = labels.push(b.label) - 1;
+        seen.set(b.label, li);
+      }
+    }
+    labelIndex[i] = li;
+  }
+  return { count, keys, actions, labelIndex, labels };
+}
+
+/** The fields of the key at keys[off..]. */
+export const keyProtocol = (keys: Uint8Array, off: number): Protocol => (keys[off] === IPPROTO.tcp ? 'tcp' : 'udp');
+export const keyFamily = (keys: Uint8Array, off: number): Family => (keys[off + 1] === AF[4] ? 4 : 6);
+export const keyLength = (keys: Uint8Array, off: number): number => keys[off + 2];
+export const keyPort = (keys: Uint8Array, off: number): number => (LE ? keys[off + 4] | (keys[off + 5] << 8) : (keys[off + 4] << 8) | keys[off + 5]);
+/** The prefix of the key at keys[off..] as text, e.g. "10.0.0.0/24". */
+export const keyPrefixText = (keys: Uint8Array, off: number): string =>
+  `${formatAddressAt(keyFamily(keys, off), keys, off + 8)}/${keys[off + 2]}`;
+/** bindingId of the key at keys[off..]. */
+export const keyId = (keys: Uint8Array, off: number): string => `${keyProtocol(keys, off)} ${keyPrefixText(keys, off)} ${keyPort(keys, off)}`;
+
+/** The label of binding i: '' for a reject binding without one. */
+export const labelAt = (set: PackedBindings, i: number): string => (set.labelIndex[i] < 0 ? '' : set.labels[set.labelIndex[i]]);
+
+/** Binding i as an object. */
+export function bindingAt(set: PackedBindings, i: number): Binding {
+  const k = decodeBindingKey(set.keys, i * BINDING_KEY_SIZE);
+  return {
+    label: labelAt(set, i),
+    protocol: k.protocol === IPPROTO.tcp ? 'tcp' : 'udp',
+    prefix: { family: k.family, bytes: k.addr, length: k.prefixlen },
+    port: k.port,
+    action: set.actions[i] === ACTION_REJECT ? 'reject' : 'steer',
+  };
+}
+
+/** An index of the set's keys; a key that appears twice is an error. */
+export function indexBindingSet(set: PackedBindings): { index: KeyIndex; words: Uint32Array } {
+  const words = keyWords(set.keys, set.count);
+  const index = new KeyIndex(words, set.count);
+  for (let i = 0; i < set.count; i++) {
+    if (index.add(i) >= 0) throw new TubularError('EINVAL', `the binding ${keyId(set.keys, i * BINDING_KEY_SIZE)} appears twice: keep one`);
+  }
+  return { index, words };
+}
+
+/**
+ * Decodes a dump of the map (`count` keys and values); labelOf maps a
+ * destination id to its label.
+ */
+export function packedFromDump(keys: Buffer, values: Buffer, count: number, labelOf: (id: number) => string | undefined): PackedBindings {
+  const actions = new Uint8Array(count);
+  const labelIndex = new Int32Array(count);
+  const labels: string[] = [];
+  const byId = new Map<number, number>();
+  for (let i = 0; i < count; i++) {
+    const id = readU32(values, i * BINDING_VALUE_SIZE);
+    actions[i] = readU32(values, i * BINDING_VALUE_SIZE + 4) === ACTION_REJECT ? ACTION_REJECT : ACTION_STEER;
+    let li = -1;
+    if (id !== NO_DESTINATION) {
+      li = byId.get(id) ?? -1;
+      if (li < 0) {
+        li = labels.push(labelOf(id) ?? `#${id}`) - 1;
+        byId.set(id, li);
+      }
+    }
+    labelIndex[i] = li;
+  }
+  return { count, keys: keys.subarray(0, count * BINDING_KEY_SIZE), actions, labelIndex, labels };
+}
+
+/**
+ * The destinations a set names, each once: `slotOf[i]` is binding i's index
+ * into `slots`, or -1 for a reject binding without a label.
+ */
+export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slots: DestinationKey[] } {
+  const slotOf = new Int32Array(set.count);
+  const compact = new Int32Array(set.labels.length * 4).fill(-1);
+  const slots: DestinationKey[] = [];
+  for (let i = 0; i < set.count; i++) {
+    const li = set.labelIndex[i];
+    if (li < 0) {
+      slotOf[i] = -1;
+      continue;
+    }
+    const off = i * BINDING_KEY_SIZE;
+    const family = keyFamily(set.keys, off);
+    const protocol = keyProtocol(set.keys, off);
+    const wide = li * 4 + (family === 6 ? 2 : 0) + (protocol === 'udp' ? 1 : 0);
+    if (compact[wide] < 0) compact[wide] = slots.push({ label: set.labels[li], domain: domainOf(family), protocol }) - 1;
+    slotOf[i] = compact[wide];
+  }
+  return { slotOf, slots };
+}
+
+/** Binding values for a set whose destination slots have these ids (-1: none yet, written as NO_DESTINATION). */
+export function packValues(set: PackedBindings, slotOf: Int32Array, ids: Int32Array): Buffer {
+  const values = Buffer.alloc(set.count * BINDING_VALUE_SIZE);
+  const words = new Uint32Array(values.buffer, values.byteOffset, set.count * 2);
+  for (let i = 0; i < set.count; i++) {
+    const slot = slotOf[i];
+    const id = slot < 0 ? -1 : ids[slot];
+    words[2 * i] = id < 0 ? NO_DESTINATION : id;
+    words[2 * i + 1] = set.actions[i];
+  }
+  return values;
+}
+
+export interface SetDiff {
+  added: number;
+  removed: number;
+  changed: number;
+  unchanged: number;
+  /** indices into the dump of the reject bindings that are gone */
+  staleRejects: number[];
+}
+
+/**
+ * Compares a new set (indexed, with its values) with a dump of the set in
+ * force. A binding whose destination does not exist yet (pending(i)) is
+ * never unchanged.
+ */
+export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: number; pending: (i: number) => boolean },
+  current: { keys: Buffer; values: Buffer; count: number }): SetDiff {
+  const diff: SetDiff = { added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [] };
+  const curKeys = keyWords(current.keys, current.count);
+  const curValues = u32Words(current.values, current.count * 2);
+  const newValues = u32Words(next.values, next.count * 2);
+  for (let j = 0; j < current.count; j++) {
+    const i = next.index.find(curKeys, j);
+    if (i < 0) {
+      diff.removed++;
+      if (curValues[2 * j + 1] === ACTION_REJECT) diff.staleRejects.push(j);
+    } else if (curValues[2 * j] === newValues[2 * i] && curValues[2 * j + 1] === newValues[2 * i + 1] && !next.pending(i)) {
+      diff.unchanged++;
+    } else {
+      diff.changed++;
+    }
+  }
+  diff.added = next.count - diff.unchanged - diff.changed;
+  return diff;
+}
+
+function u32Words(buf: Buffer, n: number): Uint32Array {
+  const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf.subarray(0, n * 4));
+  return new Uint32Array(aligned.buffer, aligned.byteOffset, n);
+}
+
+/** A binding's protocol, port and prefix: what the length bitmaps need. */
+export type BindingShape = Pick<Binding, 'protocol' | 'port' | 'prefix'>;
+
+/**
+ * The protocol, port and prefix of each binding of a set, for lengthsFor,
+ * without an object per binding: one object (and address buffer) is reused,
+ * so each item is valid only until the next.
+ */
+export function bindingShapes(set: PackedBindings): Iterable<BindingShape> {
+  return {
+    [Symbol.iterator](): Iterator<BindingShape> {
+      const v4 = new Uint8Array(4);
+      const v6 = new Uint8Array(16);
+      const shape = { protocol: 'tcp' as Protocol, port: 0, prefix: { family: 4 as Family, bytes: v4, length: 0 } };
+      let i = 0;
+      return {
+        next(): IteratorResult<BindingShape> {
+          if (i >= set.count) return { done: true, value: undefined };
+          const off = i++ * BINDING_KEY_SIZE;
+          const family = keyFamily(set.keys, off);
+          const bytes = family === 4 ? v4 : v6;
+          for (let b = 0; b < bytes.length; b++) bytes[b] = set.keys[off + 8 + b];
+          shape.protocol = keyProtocol(set.keys, off);
+          shape.port = keyPort(set.keys, off);
+          shape.prefix.family = family;
+          shape.prefix.bytes = bytes;
+          shape.prefix.length = set.keys[off + 2];
+          return { done: false, value: shape };
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Indices of the set's bindings (all, or those `keep` accepts) in the order
+ * of comparePrecedence: longer prefix, specific port before port 0, IPv4
+ * before IPv6, tcp before udp, address, port.
+ */
+export function precedenceOrder(set: PackedBindings, keep?: (i: number) => boolean): number[] {
+  const k = set.keys;
+  // One native sort of u64s: the class (length, port 0, family, protocol:
+  // 11 bits), the first address word (32 bits) and the index (21 bits).
+  // Runs that tie on class and first word are then sorted by the rest.
+  if (set.count > 1 << 21) throw new RangeError(`precedenceOrder: ${set.count} bindings are more than it can sort`);
+  const sortKeys = new BigUint64Array(set.count);
+  const w = new Uint32Array(sortKeys.buffer);
+  const [LO, HI] = LE ? [0, 1] : [1, 0];
+  let m = 0;
+  for (let i = 0; i < set.count; i++) {
+    if (keep && !keep(i)) continue;
+    const off = i * BINDING_KEY_SIZE;
+    const cls = ((128 - k[off + 2]) << 3) | (keyPort(k, off) === 0 ? 4 : 0) | (k[off + 1] === AF[4] ? 0 : 2) | (k[off] === IPPROTO.tcp ? 0 : 1);
+    const addr = ((k[off + 8] << 24) | (k[off + 9] << 16) | (k[off + 10] << 8) | k[off + 11]) >>> 0;
+    w[2 * m + HI] = ((cls << 21) | (addr >>> 11)) >>> 0;
+    w[2 * m + LO] = (((addr & 0x7ff) << 21) | i) >>> 0;
+    m++;
+  }
+  sortKeys.subarray(0, m).sort();
+  const order = new Array<number>(m);
+  for (let j = 0; j < m; j++) order[j] = w[2 * j + LO] & 0x1fffff;
+  for (let start = 0, j = 1; j <= m; j++) {
+    if (j < m && w[2 * j + HI] === w[2 * start + HI] && (w[2 * j + LO] >>> 21) === (w[2 * start + LO] >>> 21)) continue;
+    if (j - start > 1) sortRun(k, order, start, j, 1);
+    start = j;
+  }
+  return order;
+}
+
+/** What decides among bindings that tie on everything before: address words 1-3 (big-endian), then the port. */
+const tieField = (k: Buffer, off: number, level: number): number => (level < 4 ? k.readUInt32BE(off + 8 + 4 * level) : keyPort(k, off));
+
+/** Sorts order[start, end), which tie on every field before `level`, by the fields from `level` on. */
+function sortRun(k: Buffer, order: number[], start: number, end: number, level: number): void {
+  if (level > 4) return;
+  const n = end - start;
+  const keys = new BigUint64Array(n);
+  const w = new Uint32Array(keys.buffer);
+  const [LO, HI] = LE ? [0, 1] : [1, 0];
+  for (let j = 0; j < n; j++) {
+    // field (32 bits) and the position in the run (21 bits)
+    const field = tieField(k, order[start + j] * BINDING_KEY_SIZE, level);
+    w[2 * j + HI] = field >>> 11;
+    w[2 * j + LO] = (((field & 0x7ff) << 21) | j) >>> 0;
+  }
+  keys.sort();
+  const run = order.slice(start, end);
+  for (let j = 0; j < n; j++) order[start + j] = run[w[2 * j + LO] & 0x1fffff];
+  for (let a = 0, b = 1; b <= n; b++) {
+    if (b < n && w[2 * b + HI] === w[2 * a + HI] && (w[2 * b + LO] >>> 21) === (w[2 * a + LO] >>> 21)) continue;
+    if (b - a > 1) sortRun(k, order, start + a, start + b, level + 1);
+    a = b;
+  }
+}
+

@@ -8,14 +8,17 @@
 import { chmodSync, chownSync, existsSync, mkdirSync, openSync, closeSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { type Binding, bindingId, sameTarget } from './binding.js';
-import { bindingKey, bindingValue, destinationOf, unpackBindings } from './bindingset.js';
+import {
+  type PackedBindings, bindingAt, bindingKey, bindingShapes, bindingValue, destinationOf, destinationSlots, diffBindingSets,
+  indexBindingSet, packBindingSet, packValues, packedFromDump, unpackBindings,
+} from './bindingset.js';
 import {
   type DestinationEntry, type DestinationKey, decodeDestination, destinationName, encodeDestinationKey,
   encodeDestinationValue, freeId,
 } from './destination.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import {
-  ACTION_REJECT, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
+  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
   DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, LENGTHS_VALUE_SIZE, MAX_BINDINGS, MAX_DESTINATIONS,
   META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, lengthsIndex, readU32, readU64, writeU32, writeU64,
 } from './layout.js';
@@ -343,6 +346,26 @@ export class Dispatcher {
     return entry;
   }
 
+  /** Creates destinations known not to exist, with zeroed counters; returns their ids. */
+  private createDestinations(missing: readonly DestinationKey[], known: DestinationEntry[]): number[] {
+    if (missing.length === 0) return [];
+    const n = native();
+    const taken = new Uint8Array(MAX_DESTINATIONS);
+    for (const e of known) taken[e.id] = 1;
+    const zero = Buffer.alloc(DESTINATION_METRICS_SIZE * n.numPossibleCpus());
+    let id = 0;
+    return missing.map((d) => {
+      while (id < MAX_DESTINATIONS && taken[id]) id++;
+      if (id === MAX_DESTINATIONS) freeId(known.map((e) => e.id)); // throws ENOSPC
+      taken[id] = 1;
+      n.mapUpdate(this.maps.destination_metrics, u32(id), zero, BPF_ANY);
+      if (this.hasSocket(id)) this.deleteSocket(id);
+      n.mapUpdate(this.maps.destinations, encodeDestinationKey(d), encodeDestinationValue(id, 0), BPF_ANY);
+      known.push({ ...d, id, bindings: 0 });
+      return id;
+    });
+  }
+
   private setBindingCount(d: DestinationEntry, bindings: number): void {
     if (bindings === 0 && !this.hasSocket(d.id)) {
       native().mapDelete(this.maps.destinations, encodeDestinationKey(d));
@@ -446,10 +469,20 @@ export class Dispatcher {
   }
 
   private readBindings(): Binding[] {
+    const set = this.readPackedBindings();
+    return Array.from({ length: set.count }, (_, i) => bindingAt(set, i));
+  }
+
+  /** All bindings, packed (see bindingset.ts), in no particular order: what tubectl bindings formats. */
+  packedBindings(): PackedBindings {
+    return this.read(() => this.readPackedBindings());
+  }
+
+  private readPackedBindings(): PackedBindings {
     const labels = this.labels();
     return this.withBindingSet((set) => {
       const { keys, values, count } = native().mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
-      return unpackBindings(keys, values, count, (id) => labels.get(id));
+      return packedFromDump(keys, values, count, (id) => labels.get(id));
     });
   }
 
@@ -459,74 +492,50 @@ export class Dispatcher {
    * old set or exactly the new one. An identical set changes nothing.
    */
   replaceBindings(next: readonly Binding[]): ReplaceResult {
-    // Everything is compared in the encoding the map holds: one packed key
-    // buffer for the new set, diffed against a dump of the set in force.
-    const keys = Buffer.alloc(next.length * BINDING_KEY_SIZE);
-    const position = new Map<string, number>();
-    for (let i = 0; i < next.length; i++) {
-      const off = i * BINDING_KEY_SIZE;
-      bindingKey(next[i], keys, off);
-      const k = keys.toString('latin1', off, off + BINDING_KEY_SIZE);
-      if (position.has(k)) throw new TubularError('EINVAL', `the binding ${bindingId(next[i])} appears twice: keep one`);
-      position.set(k, i);
+    return this.replacePackedBindings(packBindingSet(next));
+  }
+
+  /** replaceBindings for a packed set (see bindingset.ts), as tubectl load-bindings parses a file. */
+  replacePackedBindings(next: PackedBindings): ReplaceResult {
+    // Everything is compared in the encoding the map holds: the packed keys
+    // of the new set, diffed against a dump of the set in force.
+    const { index } = indexBindingSet(next);
+    if (next.count > MAX_BINDINGS) {
+      throw new TubularError('ENOSPC', `${next.count} bindings exceed the capacity of ${MAX_BINDINGS}`);
     }
-    if (next.length > MAX_BINDINGS) {
-      throw new TubularError('ENOSPC', `${next.length} bindings exceed the capacity of ${MAX_BINDINGS}`);
-    }
+    const keys = next.keys;
     return this.write(() => {
       const n = native();
       const known = this.destinationEntries();
       const byName = new Map(known.map((d) => [destinationName(d), d]));
       // Values with the ids of destinations that exist; a missing one is a change.
-      const values = Buffer.alloc(next.length * BINDING_VALUE_SIZE);
-      const missing: number[] = [];
-      for (let i = 0; i < next.length; i++) {
-        const d = destinationOf(next[i]);
-        const id = d ? byName.get(destinationName(d))?.id : NO_DESTINATION;
-        if (id === undefined) missing.push(i);
-        bindingValue(id ?? NO_DESTINATION, next[i].action, values, i * BINDING_VALUE_SIZE);
-      }
+      const { slotOf, slots } = destinationSlots(next);
+      const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d))?.id ?? -1);
+      let values = packValues(next, slotOf, ids);
+      const pending = (i: number): boolean => slotOf[i] >= 0 && ids[slotOf[i]] < 0;
       const current = this.withBindingSet((set) => n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE));
-      const result: ReplaceResult = { added: 0, removed: 0, changed: 0, unchanged: 0 };
-      const isMissing = new Set(missing);
-      const staleRejects: number[] = [];
-      for (let j = 0; j < current.count; j++) {
-        const off = j * BINDING_KEY_SIZE;
-        const i = position.get(current.keys.toString('latin1', off, off + BINDING_KEY_SIZE));
-        const v = j * BINDING_VALUE_SIZE;
-        if (i === undefined) {
-          result.removed++;
-          if (readU32(current.values, v + 4) === ACTION_REJECT) staleRejects.push(j);
-        } else if (!isMissing.has(i) && current.values.compare(values, i * BINDING_VALUE_SIZE, (i + 1) * BINDING_VALUE_SIZE, v, v + BINDING_VALUE_SIZE) === 0) {
-          result.unchanged++;
-        } else {
-          result.changed++;
-        }
-      }
-      result.added = next.length - result.unchanged - result.changed;
+      const { staleRejects, ...result } = diffBindingSets({ index, values, count: next.count, pending }, current);
       if (result.added === 0 && result.removed === 0 && result.changed === 0) return result;
 
       // Destinations: create the missing ones, then count bindings per id.
-      for (const i of missing) {
-        const id = this.ensureDestination(destinationOf(next[i])!, known).id;
-        bindingValue(id, next[i].action, values, i * BINDING_VALUE_SIZE);
-      }
+      const missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
+      this.createDestinations(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
+      values = packValues(next, slotOf, ids);
       const counts = new Map<number, number>();
-      for (let i = 0; i < next.length; i++) {
-        const id = readU32(values, i * BINDING_VALUE_SIZE);
-        if (id !== NO_DESTINATION) counts.set(id, (counts.get(id) ?? 0) + 1);
-      }
+      const perSlot = new Int32Array(slots.length);
+      for (let i = 0; i < next.count; i++) if (slotOf[i] >= 0) perSlot[slotOf[i]]++;
+      perSlot.forEach((c, k) => counts.set(ids[k], (counts.get(ids[k]) ?? 0) + c));
       const set = createBindingSet();
       try {
-        if (next.length > 0) context('fill the new binding set', () => n.mapUpdateBatch(set, keys, values, next.length, BPF_ANY));
+        if (next.count > 0) context('fill the new binding set', () => n.mapUpdateBatch(set, keys, values, next.count, BPF_ANY));
         // Filters: widen to old | new, swap, then narrow to new. The
         // program may skip a lookup only if no binding in force needs it.
         // The swap returns once no program can still see the old set, and
         // the program reads the set before the filters, so narrowing
         // afterwards never hides a binding from a lookup in flight.
         const filters = [
-          { fd: this.maps.lengths, words: WORDS, target: lengthsFor(next) },
-          { fd: this.maps.blocks, words: BLOCK_WORDS, target: blocksFor(keys, next.length) },
+          { fd: this.maps.lengths, words: WORDS, target: lengthsFor(bindingShapes(next)) },
+          { fd: this.maps.blocks, words: BLOCK_WORDS, target: blocksFor(keys, next.count) },
         ].map((f) => {
           const live = readTable(f.fd, f.words);
           const wide = union(live, f.target);

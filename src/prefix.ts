@@ -1,6 +1,16 @@
-// IP prefixes: parsing with ipaddr.js, masking, canonical text, containment.
-import ipaddr from 'ipaddr.js';
+// IP prefixes: parsing (the common spellings by hand, the rest with
+// ipaddr.js), masking, canonical text, containment.
+import { createRequire } from 'node:module';
+import type * as IpaddrLib from 'ipaddr.js';
 import { invalid } from './errors.js';
+
+type Ipaddr = typeof IpaddrLib;
+let ipaddrLib: Ipaddr | undefined;
+/** ipaddr.js, loaded on first use: the common spellings never need it, and start-up time counts. */
+function ipaddr(): Ipaddr {
+  ipaddrLib ??= createRequire(import.meta.url)('ipaddr.js') as Ipaddr;
+  return ipaddrLib;
+}
 
 export type Family = 4 | 6;
 
@@ -42,11 +52,12 @@ export function parsePrefix(text: string): ParsedPrefix {
   // binding files); anything else takes the general path below.
   const fast = parseIPv4(addrText) ?? parsePlainIPv6(addrText);
   if (fast) return finish(text, s, slash, fast.length === 4 ? 4 : 6, fast);
-  let addr: ipaddr.IPv4 | ipaddr.IPv6;
-  if (ipaddr.IPv4.isValidFourPartDecimal(addrText)) {
-    addr = ipaddr.IPv4.parse(addrText);
-  } else if (ipaddr.IPv6.isValid(addrText) && addrText.includes(':')) {
-    addr = ipaddr.IPv6.parse(addrText);
+  const lib = ipaddr();
+  let addr: IpaddrLib.IPv4 | IpaddrLib.IPv6;
+  if (lib.IPv4.isValidFourPartDecimal(addrText)) {
+    addr = lib.IPv4.parse(addrText);
+  } else if (lib.IPv6.isValid(addrText) && addrText.includes(':')) {
+    addr = lib.IPv6.parse(addrText);
     if (addr.isIPv4MappedAddress()) {
       throw invalid(`invalid prefix "${text}": IPv4-mapped IPv6 addresses never match; write the IPv4 prefix ${addr.toIPv4Address().toString()} instead`);
     }
@@ -54,6 +65,118 @@ export function parsePrefix(text: string): ParsedPrefix {
     throw invalid(`invalid prefix "${text}": expected an IPv4 or IPv6 address, optionally with /length`);
   }
   return finish(text, s, slash, addr.kind() === 'ipv4' ? 4 : 6, Uint8Array.from(addr.toByteArray()));
+}
+
+/** parsePrefixInto: the result is IPv6 */
+export const INTO_IPV6 = 0x100;
+/** parsePrefixInto: host bits were set and have been cleared */
+export const INTO_MASKED = 0x200;
+/** the IPv6 groups parsePrefixInto reads, reused */
+const scratch = new Uint16Array(8);
+
+/**
+ * parsePrefix for the spellings machines write (a dotted quad, hex groups
+ * with at most one "::", an optional /length; no spaces), without
+ * allocating: writes the masked address to out[off..off + 16) (IPv4 in the
+ * first 4 bytes, zeros after) and returns the length | INTO_IPV6 |
+ * INTO_MASKED. Returns -1 for anything else, valid or not: then ask
+ * parsePrefix, which accepts every spelling this does, with the same result.
+ */
+export function parsePrefixInto(text: string, out: Uint8Array, off: number): number {
+  let end = text.indexOf('/');
+  if (end < 0) end = text.length;
+  let family: Family;
+  if (text.indexOf(':') < 0) {
+    // Dotted quad, no leading zeros (as ipaddr.js's four-part decimal).
+    let part = 0;
+    let value = 0;
+    let digits = 0;
+    for (let i = 0; i <= end; i++) {
+      const c = i < end ? text.charCodeAt(i) : 46;
+      if (c >= 48 && c <= 57) {
+        if (digits > 0 && value === 0) return -1;
+        value = value * 10 + (c - 48);
+        if (++digits > 3 || value > 255) return -1;
+      } else if (c === 46) {
+        if (digits === 0 || part > 3) return -1;
+        out[off + part++] = value;
+        value = 0;
+        digits = 0;
+      } else {
+        return -1;
+      }
+    }
+    if (part !== 4) return -1;
+    out.fill(0, off + 4, off + 16);
+    family = 4;
+  } else {
+    let n = 0;
+    let gap = -1;
+    let i = 0;
+    if (text.charCodeAt(0) === 58 && text.charCodeAt(1) === 58) {
+      gap = 0;
+      i = 2;
+    }
+    while (i < end) {
+      let value = 0;
+      let digits = 0;
+      for (; i < end; i++) {
+        const c = text.charCodeAt(i);
+        const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+        if (d < 0) break;
+        value = (value << 4) | d;
+        digits++;
+      }
+      if (digits === 0 || digits > 4 || n === 8) return -1;
+      scratch[n++] = value;
+      if (i === end) break;
+      if (text.charCodeAt(i) !== 58) return -1;
+      if (text.charCodeAt(i + 1) === 58) {
+        if (gap >= 0) return -1;
+        gap = n;
+        i += 2;
+      } else {
+        i += 1;
+        if (i === end) return -1;
+      }
+    }
+    if (gap < 0 ? n !== 8 : n > 7) return -1;
+    const zeros = gap < 0 ? 0 : 8 - n;
+    for (let g = 0, k = 0; g < 8; g++) {
+      const v = gap >= 0 && g >= gap && g < gap + zeros ? 0 : scratch[k++];
+      out[off + 2 * g] = v >> 8;
+      out[off + 2 * g + 1] = v & 0xff;
+    }
+    let mapped = out[off + 10] === 0xff && out[off + 11] === 0xff;
+    for (let b = 0; b < 10 && mapped; b++) mapped = out[off + b] === 0;
+    if (mapped) return -1;
+    family = 6;
+  }
+  const max = maxLength(family);
+  let length = max;
+  if (end < text.length) {
+    const digits = text.length - end - 1;
+    if (digits < 1 || digits > 3) return -1;
+    length = 0;
+    for (let i = end + 1; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 48 || c > 57) return -1;
+      length = length * 10 + (c - 48);
+    }
+    if (length > max) return -1;
+  }
+  let masked = false;
+  for (let b = 0; b < max / 8; b++) {
+    const keep = length - b * 8;
+    if (keep >= 8) continue;
+    const m = keep <= 0 ? 0 : (0xff << (8 - keep)) & 0xff;
+    const v = out[off + b];
+    if ((v & m) !== v) {
+      out[off + b] = v & m;
+      masked = true;
+    }
+  }
+  return length | (family === 6 ? INTO_IPV6 : 0) | (masked ? INTO_MASKED : 0);
 }
 
 /** Applies the /length of `s` (trimmed `text`) to a parsed address. */
@@ -127,24 +250,32 @@ function parsePlainIPv6(t: string): Uint8Array | undefined {
 }
 
 export function formatAddress(family: Family, bytes: Uint8Array): string {
-  if (family === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  return formatIPv6(bytes);
+  return formatAddressAt(family, bytes, 0);
+}
+
+/** The address of `family` at bytes[off..]: dotted quad, or RFC 5952 for IPv6. */
+export function formatAddressAt(family: Family, bytes: Uint8Array, off: number): string {
+  if (family === 4) return `${bytes[off]}.${bytes[off + 1]}.${bytes[off + 2]}.${bytes[off + 3]}`;
+  return formatIPv6(bytes, off);
 }
 
 /** RFC 5952: lowercase, no leading zeros, the longest run of two or more zero groups as "::" (the first on a tie). */
-function formatIPv6(bytes: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i] << 8) | bytes[i + 1]);
+function formatIPv6(bytes: Uint8Array, off: number): string {
+  const group = (i: number): number => (bytes[off + 2 * i] << 8) | bytes[off + 2 * i + 1];
   let best = -1;
   let bestLen = 1;
   for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i++; continue; }
+    if (group(i) !== 0) { i++; continue; }
     let j = i;
-    while (j < 8 && groups[j] === 0) j++;
+    while (j < 8 && group(j) === 0) j++;
     if (j - i > bestLen) { best = i; bestLen = j - i; }
     i = j;
   }
-  const hex = (from: number, to: number): string => groups.slice(from, to).map((g) => g.toString(16)).join(':');
+  const hex = (from: number, to: number): string => {
+    let out = '';
+    for (let i = from; i < to; i++) out += i === from ? group(i).toString(16) : `:${group(i).toString(16)}`;
+    return out;
+  };
   if (best < 0) return hex(0, 8);
   return `${hex(0, best)}::${hex(best + bestLen, 8)}`;
 }

@@ -1,12 +1,16 @@
 // Verbs over bindings: bind, unbind, bindings, load-bindings.
 import { readFileSync } from 'node:fs';
-import { type Binding, type BindingJSON, comparePrecedence, parseBinding, toJSON } from '../binding.js';
+import { type Binding, parseBinding, toJSON } from '../binding.js';
+import {
+  type PackedBindings, bindingAt, keyFamily, keyLength, keyPort, keyProtocol, packBindingSet, precedenceOrder,
+} from '../bindingset.js';
 import { TubularError, isSystemError } from '../errors.js';
+import { BINDING_KEY_SIZE } from '../layout.js';
 import { containsPrefix, parsePrefix, type Prefix } from '../prefix.js';
 import { parsePort, parseProtocol, type Protocol } from '../protocol.js';
 import { type Env, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
-import { bindingsTable, describeBinding, writeJSON } from './output.js';
+import { describeBinding, packedBindingsTable, writeJSON } from './output.js';
 
 export interface BindOptions {
   /** refuse matching connections instead of steering them to a label */
@@ -95,18 +99,39 @@ export function matchesFilter(b: Binding, f: BindingFilter): boolean {
   return true;
 }
 
+/** matchesFilter for binding i of a packed set. */
+export function matchesFilterAt(set: PackedBindings, i: number, f: BindingFilter): boolean {
+  const k = set.keys;
+  const off = i * BINDING_KEY_SIZE;
+  if (f.protocol && keyProtocol(k, off) !== f.protocol) return false;
+  if (f.port) {
+    const port = keyPort(k, off);
+    if (port !== 0 && port !== f.port) return false;
+  }
+  if (f.prefix) {
+    const p = f.prefix;
+    if (keyFamily(k, off) !== p.family || keyLength(k, off) < p.length) return false;
+    for (let bit = 0; bit < p.length; bit += 8) {
+      const mask = p.length - bit >= 8 ? 0xff : (0xff << (8 - (p.length - bit))) & 0xff;
+      if ((k[off + 8 + (bit >> 3)] & mask) !== p.bytes[bit >> 3]) return false;
+    }
+  }
+  return true;
+}
+
 export async function bindings(env: Env, args: readonly (string | undefined)[]): Promise<void> {
   const notes: string[] = [];
   const filter = parseFilter(args, notes);
   writeNotes(env, notes);
-  const all = await withDispatcher(env, true, (d) => d.bindings());
-  const list: BindingJSON[] = all.filter((b) => matchesFilter(b, filter)).sort(comparePrecedence).map(toJSON);
+  const set = await withDispatcher(env, true, (d) => d.packedBindings());
+  const filtering = filter.protocol !== undefined || filter.prefix !== undefined || Boolean(filter.port);
+  const order = precedenceOrder(set, filtering ? (i) => matchesFilterAt(set, i, filter) : undefined);
   if (env.json) {
-    writeJSON(env, { bindings: list });
-  } else if (list.length === 0) {
-    env.stdout.write(all.length === 0 ? 'no bindings\n' : 'no bindings matched\n');
+    writeJSON(env, { bindings: order.map((i) => toJSON(bindingAt(set, i))) });
+  } else if (order.length === 0) {
+    env.stdout.write(set.count === 0 ? 'no bindings\n' : 'no bindings matched\n');
   } else {
-    env.stdout.write(bindingsTable(list));
+    for (const chunk of packedBindingsTable(set, order)) env.stdout.write(chunk);
   }
 }
 
@@ -119,10 +144,19 @@ export async function loadBindings(env: Env, file: string): Promise<void> {
     if (isSystemError(err, 'EISDIR')) throw new TubularError('EINVAL', `cannot read ${file}: it is a directory, give a JSON file`);
     throw err;
   }
-  const { parseBindingsFile } = await import('../bindings-file.js');
-  const { bindings: next, notes } = parseBindingsFile(text, file);
-  writeNotes(env, notes);
-  const r = await withDispatcher(env, false, (d) => d.replaceBindings(next));
+  // The common case is read straight into the map's encoding; anything else
+  // (including every mistake) goes through the reference parser, which
+  // names each problem.
+  const { packBindingsFile } = await import('../bindings-file-packed.js');
+  let parsed = packBindingsFile(text);
+  if (!parsed) {
+    const { parseBindingsFile } = await import('../bindings-file.js');
+    const { bindings: next, notes } = parseBindingsFile(text, file);
+    parsed = { set: packBindingSet(next), notes };
+  }
+  writeNotes(env, parsed.notes);
+  const set = parsed.set;
+  const r = await withDispatcher(env, false, (d) => d.replacePackedBindings(set));
   if (env.json) {
     writeJSON(env, r);
   } else {

@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { normalizeArgv } from './argv.js';
 import { DEFAULT_BPFFS, DEFAULT_NETNS, type Env, type Output } from './env.js';
 import { EXIT_OK, EXIT_USAGE, report } from './errors.js';
+import { endQuietlyOnClosedPipe } from './pipe.js';
 
 export interface Io {
   stdout: Output;
@@ -99,7 +100,9 @@ function buildProgram(io: Io): Command {
   program.command('register').description('register the sockets passed by systemd socket activation')
     .argument('<label>', 'the label whose bindings the sockets serve')
     .addHelpText('after', '\nReads LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES; sockets named like the label are\n' +
-      'chosen when there are any, else all. Typically ExecStartPre=tubectl register web\nin a service with Sockets=.\n')
+      'chosen when there are any, else all. systemd passes sockets only to ExecStart=, so\n' +
+      'run it from a oneshot unit of its own, ordered before the service:\n\n' +
+      '  [Service]\n  Type=oneshot\n  RemainAfterExit=yes\n  Sockets=web.socket\n  ExecStart=/usr/bin/tubectl register web\n')
     .action(async (label: string) => (await import('./register.js')).register(env(), label));
 
   program.command('register-pid').description('register the socket a running process listens on (TCP) or is bound to (UDP)')
@@ -144,6 +147,8 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  endQuietlyOnClosedPipe(process.stdout);
+  endQuietlyOnClosedPipe(process.stderr);
   process.exitCode = await run(process.argv.slice(2), {
     stdout: process.stdout, stderr: process.stderr, getenv: (name) => process.env[name], pid: process.pid,
   });

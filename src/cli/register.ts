@@ -43,7 +43,7 @@ export function passedSockets(env: Pick<Env, 'getenv' | 'pid'>, label: string): 
   const pid = env.getenv('LISTEN_PID');
   if (fds === undefined || fds === '') {
     throw new TubularError('EINVAL', 'no sockets were passed (LISTEN_FDS is not set): run tubectl register under systemd socket activation, ' +
-      'e.g. as ExecStartPre= of a service with Sockets=');
+      'e.g. as ExecStart= of a oneshot unit with Sockets=');
   }
   if (!/^\d+$/.test(fds) || Number(fds) < 1) {
     throw new TubularError('EINVAL', `LISTEN_FDS="${fds}" should be the number of sockets passed (1 or more)`);

@@ -1,0 +1,73 @@
+// An index of packed binding keys: which key of a set equals a given key,
+// without a string or an object per key. Open addressing with linear probing
+// over an Int32Array; a key is read as six host-order u32 words. Used to find
+// duplicates in a new set and to diff it against a dump of the set in force.
+import { BINDING_KEY_SIZE } from './layout.js';
+
+const KEY_WORDS = BINDING_KEY_SIZE / 4;
+const MUL = 0x9e3779b1;
+const FIN = 0x85ebca6b;
+
+/** The keys of a packed buffer as u32 words (copied only when the buffer is not 4-byte aligned). */
+export function keyWords(keys: Buffer, count: number): Uint32Array {
+  const aligned = keys.byteOffset % 4 === 0 ? keys : Buffer.from(keys.subarray(0, count * BINDING_KEY_SIZE));
+  return new Uint32Array(aligned.buffer, aligned.byteOffset, count * KEY_WORDS);
+}
+
+function hash(w: Uint32Array, at: number): number {
+  let h = Math.imul(w[at], MUL);
+  h = Math.imul(h ^ w[at + 1], MUL);
+  h = Math.imul(h ^ w[at + 2], MUL);
+  h = Math.imul(h ^ w[at + 3], MUL);
+  h = Math.imul(h ^ w[at + 4], MUL);
+  h = Math.imul(h ^ w[at + 5], MUL);
+  h ^= h >>> 16;
+  h = Math.imul(h, FIN);
+  return h ^ (h >>> 13);
+}
+
+function equal(a: Uint32Array, i: number, b: Uint32Array, j: number): boolean {
+  return a[i] === b[j] && a[i + 1] === b[j + 1] && a[i + 2] === b[j + 2] &&
+    a[i + 3] === b[j + 3] && a[i + 4] === b[j + 4] && a[i + 5] === b[j + 5];
+}
+
+export class KeyIndex {
+  private readonly words: Uint32Array;
+  /** slot -> key index + 1; 0 is empty */
+  private readonly slots: Int32Array;
+  private readonly mask: number;
+
+  /** An empty index over up to `count` keys of `words` (see keyWords). */
+  constructor(words: Uint32Array, count: number) {
+    this.words = words;
+    let size = 16;
+    while (size < count * 2) size *= 2;
+    this.slots = new Int32Array(size);
+    this.mask = size - 1;
+  }
+
+  /** Adds key i; returns the index of an equal key added before (and does not add), or -1. */
+  add(i: number): number {
+    const w = this.words;
+    const at = i * KEY_WORDS;
+    for (let s = hash(w, at) & this.mask; ; s = (s + 1) & this.mask) {
+      const k = this.slots[s];
+      if (k === 0) {
+        this.slots[s] = i + 1;
+        return -1;
+      }
+      if (equal(w, (k - 1) * KEY_WORDS, w, at)) return k - 1;
+    }
+  }
+
+  /** The index of the key equal to key j of `other` (words as from keyWords), or -1. */
+  find(other: Uint32Array, j: number): number {
+    const w = this.words;
+    const at = j * KEY_WORDS;
+    for (let s = hash(other, at) & this.mask; ; s = (s + 1) & this.mask) {
+      const k = this.slots[s];
+      if (k === 0) return -1;
+      if (equal(w, (k - 1) * KEY_WORDS, other, at)) return k - 1;
+    }
+  }
+}

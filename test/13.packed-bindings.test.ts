@@ -1,0 +1,160 @@
+// Packed binding sets: the fast paths that load and list 100k bindings must
+// agree exactly with the reference code they stand in for (parsePrefix,
+// parseBindingsFile, comparePrecedence, bindingsTable), on valid and broken
+// input alike.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { type Binding, comparePrecedence, parseBinding, toJSON } from '../src/binding.js';
+import { packBindingsFile } from '../src/bindings-file-packed.js';
+import { parseBindingsFile } from '../src/bindings-file.js';
+import {
+  type PackedBindings, bindingAt, diffBindingSets, indexBindingSet, labelAt, packBindingSet, packValues, precedenceOrder,
+} from '../src/bindingset.js';
+import { bindingsTable, packedBindingsTable } from '../src/cli/output.js';
+import { BINDING_KEY_SIZE } from '../src/layout.js';
+import { INTO_IPV6, INTO_MASKED, parsePrefix, parsePrefixInto } from '../src/prefix.js';
+
+const octet = fc.oneof(fc.integer({ min: 0, max: 255 }).map(String), fc.constantFrom('00', '01', '256', '999', '1000', '', 'x'));
+const group = fc.oneof(fc.integer({ min: 0, max: 0xffff }).map((v) => v.toString(16)), fc.constantFrom('0000', 'FFFF', 'aBc', '12345', '', 'g', '0:0'));
+const length = fc.option(fc.oneof(fc.integer({ min: 0, max: 130 }).map(String), fc.constantFrom('024', '', '-1', '1a', '0001')), { nil: undefined });
+const v4Text = fc.tuple(fc.array(octet, { minLength: 3, maxLength: 5 }), length).map(([o, l]) => o.join('.') + (l === undefined ? '' : `/${l}`));
+const v6Text = fc.tuple(fc.array(group, { minLength: 1, maxLength: 9 }), fc.option(fc.nat(9), { nil: undefined }), length).map(([g, gap, l]) => {
+  const parts = [...g];
+  if (gap !== undefined) parts.splice(Math.min(gap, parts.length), 0, '');
+  let t = parts.join(':');
+  if (t.startsWith(':') && !t.startsWith('::')) t = `:${t}`;
+  if (t.endsWith(':') && !t.endsWith('::')) t = `${t}:`;
+  return t + (l === undefined ? '' : `/${l}`);
+});
+const oddText = fc.constantFrom(' 10.0.0.0/8', '10.0.0.0/8 ', '::ffff:1.2.3.4', '::ffff:102:304', '::1.2.3.4', '1::2::3', ':::', '::', '::/0', 'fe80::1%eth0', '1.2.3.4/2/4', '');
+const prefixText = fc.oneof(v4Text, v6Text, oddText);
+
+test('parsePrefixInto agrees with parsePrefix wherever it answers, and answers the common spellings', () => {
+  const out = new Uint8Array(24);
+  fc.assert(fc.property(prefixText, (text) => {
+    out.fill(0xaa);
+    const r = parsePrefixInto(text, out, 4);
+    let ref: ReturnType<typeof parsePrefix> | undefined;
+    try { ref = parsePrefix(text); } catch { ref = undefined; }
+    if (r < 0) {
+      // Declining is always allowed; it must not decline a plain valid spelling.
+      const plain = ref && !/\s/.test(text) && /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(text) && !/::ffff:/i.test(text) &&
+        !(text.includes(':') && text.includes('.'));
+      assert.ok(!plain, `declined ${JSON.stringify(text)}`);
+      return;
+    }
+    assert.ok(ref, `accepted ${JSON.stringify(text)}, which parsePrefix refuses`);
+    assert.equal(r & 0xff, ref.prefix.length, text);
+    assert.equal((r & INTO_IPV6) !== 0, ref.prefix.family === 6, text);
+    assert.equal((r & INTO_MASKED) !== 0, ref.masked !== undefined, text);
+    const want = new Uint8Array(16);
+    want.set(ref.prefix.bytes);
+    assert.deepEqual(out.subarray(4, 20), want, text);
+  }), { numRuns: 20000 });
+});
+
+// Entries of a bindings file: mostly valid, sometimes broken in one field.
+const entryArb = fc.record({
+  label: fc.option(fc.constantFrom('web', 'dns', 'a', 'svc-1', '', 'a b', 'x'.repeat(65)), { nil: undefined }),
+  prefix: fc.oneof(fc.constantFrom('127.0.0.0/24', '127.0.0.9/24', '127.0.0.1', '10.0.0.0/8', '::1', '2001:db8::/32', '2001:db8::1/32', '2001:DB8:0:0:0:0:0:0/48', ' ::1', '1.2.3'), prefixText),
+  port: fc.oneof(fc.constantFrom(0, 53, 80, 443), fc.constantFrom(-1, 65536, 8.5, '80' as unknown as number)),
+  protocol: fc.option(fc.constantFrom('tcp', 'udp', 'sctp'), { nil: undefined }),
+  action: fc.option(fc.constantFrom('steer', 'reject', 'drop'), { nil: undefined }),
+  extra: fc.option(fc.constant(true), { nil: undefined, freq: 20 }),
+}, { requiredKeys: [] });
+
+const toFile = (entries: readonly Record<string, unknown>[]): string => JSON.stringify({ bindings: entries });
+
+function samePacked(a: PackedBindings, b: PackedBindings): void {
+  assert.equal(a.count, b.count);
+  assert.deepEqual(a.keys, b.keys);
+  assert.deepEqual(a.actions, b.actions);
+  for (let i = 0; i < a.count; i++) assert.equal(labelAt(a, i), labelAt(b, i));
+}
+
+test('packBindingsFile accepts only what parseBindingsFile accepts, with the same bindings and notes', () => {
+  let fast = 0;
+  fc.assert(fc.property(fc.array(entryArb, { maxLength: 8 }), (entries) => {
+    const text = toFile(entries);
+    const packed = packBindingsFile(text);
+    let ref: ReturnType<typeof parseBindingsFile> | undefined;
+    try { ref = parseBindingsFile(text, 'f.json'); } catch { ref = undefined; }
+    if (!packed) return;
+    fast++;
+    assert.ok(ref, `fast path accepted a file the reference refuses: ${text}`);
+    samePacked(packed.set, packBindingSet(ref.bindings));
+    assert.deepEqual(packed.notes, ref.notes);
+  }), { numRuns: 5000 });
+  assert.ok(fast > 100, `the fast path answered only ${fast} files`);
+});
+
+test('packBindingsFile answers every valid file of common spellings', () => {
+  const valid = fc.array(fc.record({
+    label: fc.constantFrom('web', 'dns', 'svc_2'),
+    prefix: fc.constantFrom('127.0.0.0/24', '127.0.0.9/24', '10.1.2.3', '::1', '2001:db8::/32', '2001:db8:0:0:1:0:0:0/64', 'fe80::/10'),
+    port: fc.integer({ min: 0, max: 65535 }),
+  }), { maxLength: 10 });
+  fc.assert(fc.property(valid, (entries) => {
+    const text = toFile(entries);
+    let ref: ReturnType<typeof parseBindingsFile> | undefined;
+    try { ref = parseBindingsFile(text, 'f.json'); } catch { return; } // duplicates
+    const packed = packBindingsFile(text);
+    assert.ok(packed, text);
+    samePacked(packed.set, packBindingSet(ref.bindings));
+    assert.deepEqual(packed.notes, ref.notes);
+  }), { numRuns: 2000 });
+  for (const bad of ['{"bindings": [', '{}', '[]', '{"bindings": {}}', '{"bindings": [], "x": 1}', '{"bindings": [null]}', '{"bindings": [[]]}']) {
+    assert.equal(packBindingsFile(bad), undefined, bad);
+  }
+});
+
+const bindingArb = fc.record({
+  label: fc.constantFrom('a', 'b', 'web'),
+  protocol: fc.constantFrom('tcp', 'udp'),
+  prefix: fc.oneof(
+    fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 32 })).map(([a, b, l]) => `10.${b}.${a}.${a}/${l}`),
+    fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 128 })).map(([a, b, l]) => `2001:db8:${a}::${b.toString(16)}:1/${l}`),
+    // every pattern of zero groups, for the RFC 5952 "::"
+    fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff })), { minLength: 8, maxLength: 8 }).map((g) => `${g.map((x) => x.toString(16)).join(':')}/128`),
+  ),
+  port: fc.constantFrom(0, 0, 53, 80, 443, 65535),
+  action: fc.constantFrom('steer', 'steer', 'reject') as fc.Arbitrary<'steer' | 'reject'>,
+});
+
+function uniqueSet(raw: readonly Parameters<typeof parseBinding>[0][]): Binding[] {
+  const seen = new Set<string>();
+  return raw.map((r) => parseBinding(r)).filter((b) => {
+    const id = `${b.protocol} ${toJSON(b).prefix} ${b.port}`;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  });
+}
+
+test('precedenceOrder is comparePrecedence, and the packed table is bindingsTable byte for byte', () => {
+  fc.assert(fc.property(fc.array(bindingArb, { maxLength: 60 }), (raw) => {
+    const list = uniqueSet(raw);
+    const set = packBindingSet(list);
+    const order = precedenceOrder(set);
+    const want = [...list].sort(comparePrecedence).map(toJSON);
+    assert.deepEqual(order.map((i) => toJSON(bindingAt(set, i))), want);
+    if (want.length > 0) assert.equal(packedBindingsTable(set, order).join(''), bindingsTable(want));
+  }), { numRuns: 1000 });
+});
+
+test('diffBindingSets counts added, removed, changed and unchanged by key and value', () => {
+  const b = (label: string, prefix: string, port: number, action?: 'reject') => parseBinding({ label, protocol: 'tcp', prefix, port, action });
+  const old = packBindingSet([b('a', '10.0.0.0/8', 80), b('b', '10.0.0.0/8', 81), b('c', '10.0.0.0/8', 82, 'reject'), b('d', '::1', 1)]);
+  const next = packBindingSet([b('a', '10.0.0.0/8', 80), b('x', '10.0.0.0/8', 81), b('e', '10.0.0.0/16', 80)]);
+  const ids = (set: PackedBindings) => Int32Array.from(set.labels, (l) => l.charCodeAt(0));
+  const slots = (set: PackedBindings) => set.labelIndex;
+  const current = { keys: old.keys, values: packValues(old, slots(old), ids(old)), count: old.count };
+  const { index } = indexBindingSet(next);
+  const d = diffBindingSets({ index, values: packValues(next, slots(next), ids(next)), count: next.count, pending: () => false }, current);
+  assert.deepEqual(d, { added: 1, removed: 2, changed: 1, unchanged: 1, staleRejects: [2] });
+  const pending = diffBindingSets({ index, values: packValues(next, slots(next), ids(next)), count: next.count, pending: (i) => i === 0 }, current);
+  assert.equal(pending.unchanged, 0);
+  assert.throws(() => indexBindingSet(packBindingSet([b('a', '10.0.0.1/8', 80), b('b', '10.0.0.0/8', 80)])), /the binding tcp 10\.0\.0\.0\/8 80 appears twice/);
+  assert.equal(old.keys.length, old.count * BINDING_KEY_SIZE);
+});

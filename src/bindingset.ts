@@ -240,39 +240,6 @@ function u32Words(buf: Buffer, n: number): Uint32Array {
   return new Uint32Array(aligned.buffer, aligned.byteOffset, n);
 }
 
-/** A binding's protocol, port and prefix: what the length bitmaps need. */
-export type BindingShape = Pick<Binding, 'protocol' | 'port' | 'prefix'>;
-
-/**
- * The protocol, port and prefix of each binding of a set, for lengthsFor,
- * without an object per binding: one object (and address buffer) is reused,
- * so each item is valid only until the next.
- */
-export function bindingShapes(set: PackedBindings): Iterable<BindingShape> {
-  return {
-    [Symbol.iterator](): Iterator<BindingShape> {
-      const v4 = new Uint8Array(4);
-      const v6 = new Uint8Array(16);
-      const shape = { protocol: 'tcp' as Protocol, port: 0, prefix: { family: 4 as Family, bytes: v4, length: 0 } };
-      let i = 0;
-      return {
-        next(): IteratorResult<BindingShape> {
-          if (i >= set.count) return { done: true, value: undefined };
-          const off = i++ * BINDING_KEY_SIZE;
-          const family = keyFamily(set.keys, off);
-          const bytes = family === 4 ? v4 : v6;
-          for (let b = 0; b < bytes.length; b++) bytes[b] = set.keys[off + 8 + b];
-          shape.protocol = keyProtocol(set.keys, off);
-          shape.port = keyPort(set.keys, off);
-          shape.prefix.family = family;
-          shape.prefix.bytes = bytes;
-          shape.prefix.length = set.keys[off + 2];
-          return { done: false, value: shape };
-        },
-      };
-    },
-  };
-}
 
 /**
  * Indices of the set's bindings (all, or those `keep` accepts) in the order

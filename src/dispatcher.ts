@@ -9,7 +9,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, openSync, closeSync, readd
 import path from 'node:path';
 import { type Binding, bindingId, sameTarget } from './binding.js';
 import {
-  type PackedBindings, bindingAt, bindingKey, bindingShapes, bindingValue, destinationOf, destinationSlots, diffBindingSets,
+  type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
   indexBindingSet, packBindingSet, packValues, packedFromDump, unpackBindings,
 } from './bindingset.js';
 import {
@@ -19,17 +19,18 @@ import {
 import { TubularError, context, isSystemError } from './errors.js';
 import {
   BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
-  DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, LENGTHS_VALUE_SIZE, MAX_BINDINGS, MAX_DESTINATIONS,
+  DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAX_BINDINGS, MAX_DESTINATIONS,
   META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, lengthsIndex, readU32, readU64, writeU32, writeU64,
 } from './layout.js';
-import { BLOCK_WORDS, blockBit, blocksFor } from './blocks.js';
-import { WORDS, changedEntries, lengthBit, lengthWord, lengthsFor, packEntries, union } from './lengths.js';
+import { BLOCK_WORDS, blockBit } from './blocks.js';
+import { BLOCKS_FILTER, LENGTHS_FILTER, type Packed, planFilter } from './filters.js';
+import { WORDS, lengthBit, lengthWord } from './lengths.js';
 import { withLock } from './lock.js';
 import { native } from './native.js';
 import { DEFAULT_BPFFS, DEFAULT_NETNS, netnsInode } from './netns.js';
 import { programObjectPath, stateDirName } from './paths.js';
 import { formatPrefix, type Prefix } from './prefix.js';
-import type { Domain, Protocol } from './protocol.js';
+import type { Protocol } from './protocol.js';
 import { registrableKind } from './socket.js';
 
 export interface DispatcherOptions {
@@ -533,20 +534,16 @@ export class Dispatcher {
         // The swap returns once no program can still see the old set, and
         // the program reads the set before the filters, so narrowing
         // afterwards never hides a binding from a lookup in flight.
-        const filters = [
-          { fd: this.maps.lengths, words: WORDS, target: lengthsFor(bindingShapes(next)) },
-          { fd: this.maps.blocks, words: BLOCK_WORDS, target: blocksFor(keys, next.count) },
-        ].map((f) => {
-          const live = readTable(f.fd, f.words);
-          const wide = union(live, f.target);
-          writeTable(f.fd, f.words, wide, changedEntries(live, wide, f.words));
-          return { ...f, wide };
-        });
+        const plans = [
+          { fd: this.maps.lengths, plan: planFilter(LENGTHS_FILTER, current, next) },
+          { fd: this.maps.blocks, plan: planFilter(BLOCKS_FILTER, current, next) },
+        ];
+        for (const p of plans) writeEntries(p.fd, p.plan.widen);
         const pending = `${PIN.bindingSet}_new`;
         this.pin(set, pending);
         n.mapUpdate(this.maps.bindings, ZERO, u32(set), BPF_ANY);
         renameSync(path.join(this.stateDir, pending), path.join(this.stateDir, PIN.bindingSet));
-        for (const f of filters) writeTable(f.fd, f.words, f.target, changedEntries(f.wide, f.target, f.words));
+        for (const p of plans) writeEntries(p.fd, p.plan.narrow);
       } finally {
         n.close(set);
       }
@@ -706,17 +703,8 @@ export class Dispatcher {
   }
 }
 
-/** A whole filter map (an ARRAY of `words` u32 words per entry) as one table. */
-function readTable(fd: number, words: number): Uint32Array {
-  const { values, count } = native().mapDump(fd, 4, words * 4);
-  const aligned = values.byteOffset % 4 === 0 ? values : Buffer.from(values);
-  return Uint32Array.from(new Uint32Array(aligned.buffer, aligned.byteOffset, count * words));
-}
-
-function writeTable(fd: number, words: number, table: Uint32Array, entries: number[]): void {
-  if (entries.length === 0) return;
-  const { keys, values } = packEntries(table, entries, words);
-  native().mapUpdateBatch(fd, keys, values, entries.length, BPF_ANY);
+function writeEntries(fd: number, p: Packed): void {
+  if (p.count > 0) native().mapUpdateBatch(fd, p.keys, p.values, p.count, BPF_ANY);
 }
 
 function createBindingSet(): number {

@@ -48,7 +48,7 @@ const LE = endianness() === 'LE';
 function writeU16(buf: Buffer, v: number, off: number): void {
   if (LE) buf.writeUInt16LE(v, off); else buf.writeUInt16BE(v, off);
 }
-function readU16(buf: Buffer, off: number): number {
+export function readU16(buf: Buffer, off: number): number {
   return LE ? buf.readUInt16LE(off) : buf.readUInt16BE(off);
 }
 export function writeU32(buf: Buffer, v: number, off: number): void {

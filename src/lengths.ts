@@ -2,7 +2,6 @@
 // binding, as bitmaps the BPF program walks longest first. Port 0's entry
 // holds the lengths of "every port" bindings. Eight host-order u32 words per
 // entry: v4 in words 0-1, IPv6 /0-/63 in 2-3, /64-/127 in 4-5, /128 in 6.
-// Also the table helpers shared with the `blocks` filter (src/blocks.ts).
 import type { Binding } from './binding.js';
 import { LENGTHS_ENTRIES, LENGTHS_VALUE_SIZE, lengthsIndex } from './layout.js';
 import type { Family } from './prefix.js';
@@ -30,36 +29,4 @@ export function lengthsFor(bindings: Iterable<Pick<Binding, 'protocol' | 'port' 
 
 export function hasLength(table: Uint32Array, protocol: Protocol, port: number, family: Family, length: number): boolean {
   return (table[lengthsIndex(protocol, port) * WORDS + lengthWord(family, length)] & lengthBit(length)) !== 0;
-}
-
-/** Indices whose entry (of `words` u32 words) differs between two tables of the same size. */
-export function changedEntries(a: Uint32Array, b: Uint32Array, words = WORDS): number[] {
-  const out: number[] = [];
-  for (let e = 0; e < a.length / words; e++) {
-    const base = e * words;
-    for (let w = 0; w < words; w++) {
-      if (a[base + w] !== b[base + w]) { out.push(e); break; }
-    }
-  }
-  return out;
-}
-
-/** a | b, word by word. */
-export function union(a: Uint32Array, b: Uint32Array): Uint32Array {
-  const out = new Uint32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = (a[i] | b[i]) >>> 0;
-  return out;
-}
-
-/** Packs the given entries (of `words` u32 words) of a table as (keys, values) for a batch update. */
-export function packEntries(table: Uint32Array, entries: readonly number[], words = WORDS): { keys: Buffer; values: Buffer } {
-  const keys = Buffer.alloc(entries.length * 4);
-  const values = Buffer.alloc(entries.length * words * 4);
-  const keyWords = new Uint32Array(keys.buffer, keys.byteOffset, entries.length);
-  const valueWords = new Uint32Array(values.buffer, values.byteOffset, entries.length * words);
-  entries.forEach((e, n) => {
-    keyWords[n] = e;
-    valueWords.set(table.subarray(e * words, (e + 1) * words), n * words);
-  });
-  return { keys, values };
 }

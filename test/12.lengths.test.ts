@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { type Binding, matchBinding, parseBinding } from '../src/binding.js';
 import { bindingKey } from '../src/bindingset.js';
 import { decodeBindingKey, encodeBindingKey, IPPROTO, lengthsIndex } from '../src/layout.js';
-import { WORDS, changedEntries, hasLength, lengthsFor, packEntries, union } from '../src/lengths.js';
+import { WORDS, hasLength, lengthsFor } from '../src/lengths.js';
+import { BLOCKS_FILTER, LENGTHS_FILTER, planFilter } from '../src/filters.js';
 import { maskBytes, parsePrefix } from '../src/prefix.js';
 import { BLOCK_WORDS, blockBit, blocksFor } from '../src/blocks.js';
 
@@ -57,21 +58,40 @@ test('binding keys round-trip and keep families apart', () => {
   assert.notDeepEqual(four, six);
 });
 
-test('lengths table: bits, union, changed entries and packing', () => {
+test('lengths table: one bit per (protocol, port, family, length)', () => {
   const a = lengthsFor([parseBinding({ label: 'x', protocol: 'tcp', prefix: '127.0.0.0/24', port: 80 })]);
   const b = lengthsFor([parseBinding({ label: 'x', protocol: 'udp', prefix: '::/128', port: 0 }), parseBinding({ label: 'x', protocol: 'udp', prefix: '::/0', port: 0 })]);
   assert.ok(hasLength(a, 'tcp', 80, 4, 24));
   assert.ok(!hasLength(a, 'tcp', 80, 6, 24));
   assert.ok(!hasLength(a, 'udp', 80, 4, 24));
   assert.ok(hasLength(b, 'udp', 0, 6, 128) && hasLength(b, 'udp', 0, 6, 0));
-  const u = union(a, b);
-  assert.deepEqual(changedEntries(a, u), [lengthsIndex('udp', 0)]);
-  assert.deepEqual(changedEntries(b, u), [lengthsIndex('tcp', 80)]);
-  const { keys, values } = packEntries(u, [lengthsIndex('udp', 0)]);
-  assert.equal(keys.readUInt32LE(0), 1 << 16);
-  const words = new Uint32Array(values.buffer, values.byteOffset, WORDS);
-  assert.equal(words[2], 1);       // ::/0 -> IPv6 word 0, bit 0
-  assert.equal(words[6], 1);       // ::/128 -> the word of length 128
+  const at = lengthsIndex('udp', 0) * WORDS;
+  assert.equal(b[at + 2], 1);       // ::/0 -> IPv6 word 0, bit 0
+  assert.equal(b[at + 6], 1);       // ::/128 -> the word of length 128
+});
+
+test('a replace widens every touched filter entry to old | new, then narrows only what shrank', () => {
+  const keys = (...xs: Array<[string, string, number]>) => {
+    const out = Buffer.alloc(xs.length * 24);
+    xs.forEach(([protocol, prefix, port], i) => bindingKey(parseBinding({ label: 'x', protocol, prefix, port }), out, i * 24));
+    return { keys: out, count: xs.length };
+  };
+  const before = keys(['tcp', '127.0.0.0/24', 80], ['tcp', '127.0.0.7/32', 80]);
+  const after = keys(['tcp', '127.0.0.0/24', 80], ['udp', '127.0.0.0/28', 53]);
+  const lengths = planFilter(LENGTHS_FILTER, before, after);
+  const entries = (k: Buffer) => [...new Uint32Array(k.buffer, k.byteOffset, k.length / 4)];
+  assert.deepEqual(entries(lengths.widen.keys), [lengthsIndex('tcp', 80), lengthsIndex('udp', 53)]);
+  const wideTcp80 = new Uint32Array(lengths.widen.values.buffer, lengths.widen.values.byteOffset, WORDS);
+  assert.equal(wideTcp80[0], ((1 << 24) >>> 0));   // /24 kept
+  assert.equal(wideTcp80[1], 1);                    // /32 still there while widened
+  assert.deepEqual(entries(lengths.narrow.keys), [lengthsIndex('tcp', 80)]);
+  const narrowTcp80 = new Uint32Array(lengths.narrow.values.buffer, lengths.narrow.values.byteOffset, WORDS);
+  assert.equal(narrowTcp80[1], 0);                  // /32 gone after the swap
+  const blocks = planFilter(BLOCKS_FILTER, before, after);
+  assert.equal(blocks.widen.count, 2);              // tcp /24 and /32 share their /24's block; udp /28 has its own
+  assert.equal(blocks.narrow.count, 1);             // the tcp block loses the /32
+  const same = planFilter(BLOCKS_FILTER, before, before);
+  assert.equal(same.narrow.count, 0);
 });
 
 test('blocks: bindings are filed under their /16 or /24 (IPv6: /32, /48, /64); short ones are not', () => {

@@ -207,6 +207,10 @@ export interface SetDiff {
   unchanged: number;
   /** indices into the dump of the reject bindings that are gone */
   staleRejects: number[];
+  /** indices into the dump of every binding that is gone */
+  removedKeys: number[];
+  /** indices into the new set of every binding that is new */
+  addedKeys: number[];
 }
 
 /**
@@ -216,7 +220,8 @@ export interface SetDiff {
  */
 export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: number; pending: (i: number) => boolean },
   current: { keys: Buffer; values: Buffer; count: number }): SetDiff {
-  const diff: SetDiff = { added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [] };
+  const diff: SetDiff = { added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: [], addedKeys: [] };
+  const found = new Uint8Array(next.count);
   const curKeys = keyWords(current.keys, current.count);
   const curValues = u32Words(current.values, current.count * 2);
   const newValues = u32Words(next.values, next.count * 2);
@@ -224,14 +229,19 @@ export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: 
     const i = next.index.find(curKeys, j);
     if (i < 0) {
       diff.removed++;
+      diff.removedKeys.push(j);
       if (curValues[2 * j + 1] === ACTION_REJECT) diff.staleRejects.push(j);
-    } else if (curValues[2 * j] === newValues[2 * i] && curValues[2 * j + 1] === newValues[2 * i + 1] && !next.pending(i)) {
+      continue;
+    }
+    found[i] = 1;
+    if (curValues[2 * j] === newValues[2 * i] && curValues[2 * j + 1] === newValues[2 * i + 1] && !next.pending(i)) {
       diff.unchanged++;
     } else {
       diff.changed++;
     }
   }
   diff.added = next.count - diff.unchanged - diff.changed;
+  for (let i = 0; i < next.count; i++) if (!found[i]) diff.addedKeys.push(i);
   return diff;
 }
 

@@ -4,7 +4,6 @@
 // 65-128 under its /64. Each block hashes to one u64 whose bit i means
 // "length first + i has a binding in some block hashing here". Shorter
 // bindings are not filed: the program always tries them.
-import { BINDING_KEY_SIZE } from './layout.js';
 
 export const BLOCK_BITS = 20;
 export const BLOCK_ENTRIES = 1 << BLOCK_BITS;
@@ -34,28 +33,26 @@ export function blockIndex(protocol: number, family: number, level: number, a: n
 const maskTo = (word: number, bits: number): number => (bits <= 0 ? 0 : bits >= 32 ? word : (word & ~((1 << (32 - bits)) - 1)) >>> 0);
 
 /**
- * Where the encoded binding key at keys[off..] is filed: the u32 word of a
- * block table and the mask of its bit; undefined for a short binding.
+ * Where the encoded binding key at keys[off..] is filed: (u32 word of a
+ * block table) * 32 + bit, or -1 for a short binding.
  */
-export function blockBit(keys: Buffer, off = 0): { word: number; mask: number } | undefined {
+export function blockPosition(keys: Buffer, off = 0): number {
   const family = keys[off + 1];
   const length = keys[off + 2];
-  const level = (family === AF_INET ? V4 : V6).find((l) => length >= l.first && length <= l.last);
-  if (!level) return undefined;
+  const levels = family === AF_INET ? V4 : V6;
+  let level: Level | undefined;
+  for (const l of levels) if (length >= l.first && length <= l.last) level = l;
+  if (!level) return -1;
   const a = maskTo(keys.readUInt32BE(off + 8), level.level);
   const b = maskTo(keys.readUInt32BE(off + 12), level.level - 32);
   const index = blockIndex(keys[off], family, level.level, a, b);
   const bit = length - level.first;
   const high = bit >= 32 ? 1 : 0;
-  return { word: index * BLOCK_WORDS + (LE ? high : 1 - high), mask: (1 << (bit & 31)) >>> 0 };
+  return (index * BLOCK_WORDS + (LE ? high : 1 - high)) * 32 + (bit & 31);
 }
 
-/** The exact block table for `count` packed binding keys. */
-export function blocksFor(keys: Buffer, count: number): Uint32Array {
-  const table = new Uint32Array(BLOCK_ENTRIES * BLOCK_WORDS);
-  for (let i = 0; i < count; i++) {
-    const at = blockBit(keys, i * BINDING_KEY_SIZE);
-    if (at) table[at.word] = (table[at.word] | at.mask) >>> 0;
-  }
-  return table;
+/** blockPosition as a u32 word and mask; undefined for a short binding. */
+export function blockBit(keys: Buffer, off = 0): { word: number; mask: number } | undefined {
+  const at = blockPosition(keys, off);
+  return at < 0 ? undefined : { word: at >>> 5, mask: (1 << (at & 31)) >>> 0 };
 }

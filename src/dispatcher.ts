@@ -515,7 +515,7 @@ export class Dispatcher {
       let values = packValues(next, slotOf, ids);
       const pending = (i: number): boolean => slotOf[i] >= 0 && ids[slotOf[i]] < 0;
       const current = this.withBindingSet((set) => n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE));
-      const { staleRejects, ...result } = diffBindingSets({ index, values, count: next.count, pending }, current);
+      const { staleRejects, removedKeys, addedKeys, ...result } = diffBindingSets({ index, values, count: next.count, pending }, current);
       if (result.added === 0 && result.removed === 0 && result.changed === 0) return result;
 
       // Destinations: create the missing ones, then count bindings per id.
@@ -535,8 +535,8 @@ export class Dispatcher {
         // the program reads the set before the filters, so narrowing
         // afterwards never hides a binding from a lookup in flight.
         const plans = [
-          { fd: this.maps.lengths, plan: planFilter(LENGTHS_FILTER, current, next) },
-          { fd: this.maps.blocks, plan: planFilter(BLOCKS_FILTER, current, next) },
+          { fd: this.maps.lengths, plan: planFilter(LENGTHS_FILTER, current, next, removedKeys, addedKeys) },
+          { fd: this.maps.blocks, plan: planFilter(BLOCKS_FILTER, current, next, removedKeys, addedKeys) },
         ];
         for (const p of plans) writeEntries(p.fd, p.plan.widen);
         const pending = `${PIN.bindingSet}_new`;

@@ -1,18 +1,18 @@
 // How a replace moves the two filters (`lengths`, `blocks`) from the old
 // binding set to the new one: widen to old | new before the swap, narrow to
 // new after it. Both are computed from the packed keys of the two sets, and
-// only entries that a key of either set touches are written: every other
-// entry holds no bit a binding in force needs, so it can be left alone.
+// only entries that an added or a removed key touches are written: an entry
+// touched by neither holds the same bits for both sets.
 import { BINDING_KEY_SIZE, LENGTHS_ENTRIES, lengthsIndex, readU16 } from './layout.js';
-import { BLOCK_ENTRIES, BLOCK_WORDS, blockBit } from './blocks.js';
-import { WORDS, lengthBit, lengthWord } from './lengths.js';
+import { BLOCK_ENTRIES, BLOCK_WORDS, blockPosition } from './blocks.js';
+import { WORDS, lengthWord } from './lengths.js';
 
 export interface FilterSpec {
   /** u32 words per entry */
   words: number;
   entries: number;
-  /** the u32 word of the whole table, and the bit, an encoded key sets; undefined: none */
-  at(keys: Buffer, off: number): { word: number; mask: number } | undefined;
+  /** where an encoded key sets its bit: (u32 word of the whole table) * 32 + bit, or -1 for none */
+  at(keys: Buffer, off: number): number;
 }
 
 const TCP = 6;
@@ -24,11 +24,11 @@ export const LENGTHS_FILTER: FilterSpec = {
     const family = keys[off + 1] === 2 ? 4 : 6;
     const length = keys[off + 2];
     const entry = lengthsIndex(keys[off] === TCP ? 'tcp' : 'udp', readU16(keys, off + 4));
-    return { word: entry * WORDS + lengthWord(family, length), mask: lengthBit(length) };
+    return (entry * WORDS + lengthWord(family, length)) * 32 + (length & 31);
   },
 };
 
-export const BLOCKS_FILTER: FilterSpec = { words: BLOCK_WORDS, entries: BLOCK_ENTRIES, at: blockBit };
+export const BLOCKS_FILTER: FilterSpec = { words: BLOCK_WORDS, entries: BLOCK_ENTRIES, at: blockPosition };
 
 export interface Packed { keys: Buffer; values: Buffer; count: number }
 /** `count` packed binding keys */
@@ -41,15 +41,23 @@ export interface FilterPlan {
   narrow: Packed;
 }
 
-function tableOf(spec: FilterSpec, keys: Buffer, count: number, touched: Uint8Array): Uint32Array {
+function tableOf(spec: FilterSpec, set: KeySet): Uint32Array {
   const table = new Uint32Array(spec.entries * spec.words);
-  for (let i = 0; i < count; i++) {
-    const at = spec.at(keys, i * BINDING_KEY_SIZE);
-    if (!at) continue;
-    table[at.word] = (table[at.word] | at.mask) >>> 0;
-    touched[Math.floor(at.word / spec.words)] = 1;
+  for (let i = 0; i < set.count; i++) {
+    const at = spec.at(set.keys, i * BINDING_KEY_SIZE);
+    if (at >= 0) table[at >>> 5] = (table[at >>> 5] | (1 << (at & 31))) >>> 0;
   }
   return table;
+}
+
+/** The entries the keys at these indices of a set touch, sorted, each once. */
+function touchedBy(spec: FilterSpec, set: KeySet, indices: readonly number[]): number[] {
+  const seen = new Set<number>();
+  for (const i of indices) {
+    const at = spec.at(set.keys, i * BINDING_KEY_SIZE);
+    if (at >= 0) seen.add(Math.floor((at >>> 5) / spec.words));
+  }
+  return [...seen].sort((a, b) => a - b);
 }
 
 function pack(spec: FilterSpec, entries: number[], word: (i: number) => number): Packed {
@@ -64,22 +72,19 @@ function pack(spec: FilterSpec, entries: number[], word: (i: number) => number):
   return { keys, values, count: entries.length };
 }
 
-/** The writes that move a filter from the set `before` to the set `after` (packed keys). */
-export function planFilter(spec: FilterSpec, before: KeySet, after: KeySet): FilterPlan {
-  const touched = new Uint8Array(spec.entries);
-  const old = tableOf(spec, before.keys, before.count, touched);
-  const next = tableOf(spec, after.keys, after.count, touched);
-  const all: number[] = [];
-  const narrowed: number[] = [];
-  for (let e = 0; e < spec.entries; e++) {
-    if (!touched[e]) continue;
-    all.push(e);
-    for (let w = e * spec.words; w < (e + 1) * spec.words; w++) {
-      if ((old[w] & ~next[w]) !== 0) { narrowed.push(e); break; }
-    }
+/**
+ * The writes that move a filter from the set `before` to the set `after`
+ * (packed keys), given which keys of each are removed and added.
+ */
+export function planFilter(spec: FilterSpec, before: KeySet, after: KeySet, removed: readonly number[], added: readonly number[]): FilterPlan {
+  if (removed.length === 0 && added.length === 0) {
+    const none = { keys: Buffer.alloc(0), values: Buffer.alloc(0), count: 0 };
+    return { widen: none, narrow: none };
   }
+  const old = tableOf(spec, before);
+  const next = tableOf(spec, after);
   return {
-    widen: pack(spec, all, (w) => (old[w] | next[w]) >>> 0),
-    narrow: pack(spec, narrowed, (w) => next[w]),
+    widen: pack(spec, touchedBy(spec, after, added), (w) => (old[w] | next[w]) >>> 0),
+    narrow: pack(spec, touchedBy(spec, before, removed), (w) => next[w]),
   };
 }

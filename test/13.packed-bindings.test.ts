@@ -152,7 +152,7 @@ test('diffBindingSets counts added, removed, changed and unchanged by key and va
   const current = { keys: old.keys, values: packValues(old, slots(old), ids(old)), count: old.count };
   const { index } = indexBindingSet(next);
   const d = diffBindingSets({ index, values: packValues(next, slots(next), ids(next)), count: next.count, pending: () => false }, current);
-  assert.deepEqual(d, { added: 1, removed: 2, changed: 1, unchanged: 1, staleRejects: [2] });
+  assert.deepEqual(d, { added: 1, removed: 2, changed: 1, unchanged: 1, staleRejects: [2], removedKeys: [2, 3], addedKeys: [2] });
   const pending = diffBindingSets({ index, values: packValues(next, slots(next), ids(next)), count: next.count, pending: (i) => i === 0 }, current);
   assert.equal(pending.unchanged, 0);
   assert.throws(() => indexBindingSet(packBindingSet([b('a', '10.0.0.1/8', 80), b('b', '10.0.0.0/8', 80)])), /the binding tcp 10\.0\.0\.0\/8 80 appears twice/);

@@ -75,7 +75,9 @@ struct destination_metrics {
 
 // The inner map: the whole binding set. The control plane creates a new one
 // for each replace and swaps it in with one update of the outer array, so a
-// connection sees the old set or the new one, never a mix.
+// connection sees the old set or the new one, never a mix. The kernel does
+// not hold an inner hash map to the template's max_entries, so each set is
+// sized to its contents (up to MAX_BINDINGS).
 struct bindings_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_BINDINGS);

@@ -19,7 +19,7 @@ import {
 import { TubularError, context, isSystemError } from './errors.js';
 import {
   BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
-  DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAX_BINDINGS, MAX_DESTINATIONS,
+  DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAX_BINDINGS, MAX_DESTINATIONS, setCapacity,
   META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, lengthsIndex, readU32, readU64, writeU32, writeU64,
 } from './layout.js';
 import { BLOCK_WORDS, blockBit } from './blocks.js';
@@ -177,7 +177,7 @@ export class Dispatcher {
       Object.values(obj.maps).forEach(keep);
       const destinations = keep(context('create the destinations map', () =>
         n.mapCreate(BPF_MAP_TYPE_HASH, 'destinations', DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, MAX_DESTINATIONS, 0)));
-      const set = keep(createBindingSet());
+      const set = keep(createBindingSet(0));
       n.mapUpdate(obj.maps.bindings, ZERO, u32(set), BPF_ANY);
       const meta = Buffer.alloc(8);
       writeU64(meta, metaValue(), 0);
@@ -413,12 +413,43 @@ export class Dispatcher {
       this.setLengthsBit(lengthsIndex(b.protocol, b.port), lengthWord(b.prefix.family, b.prefix.length), lengthBit(b.prefix.length), true);
       const block = blockBit(key);
       if (block) this.setTableBit(this.maps.blocks, BLOCK_WORDS, block.word, block.mask, true);
-      n.mapUpdate(set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action), BPF_ANY);
+      this.insert(set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action));
       if (entry && entry.id !== oldId) this.setBindingCount(entry, entry.bindings + 1);
       if (oldId !== NO_DESTINATION && oldId !== entry?.id) this.releaseDestination(oldId);
       if (replaced?.action === 'reject' && b.action !== 'reject') n.mapDelete(this.maps.reject_metrics, key);
       return replaced ? { replaced } : {};
     }));
+  }
+
+  /** Inserts into the set in force; a full set is first rebuilt twice as large, and swapped in. */
+  private insert(set: number, key: Buffer, value: Buffer): void {
+    const n = native();
+    try {
+      n.mapUpdate(set, key, value, BPF_ANY);
+      return;
+    } catch (err) {
+      if (!isSystemError(err, 'E2BIG')) throw err;
+    }
+    const { keys, values, count } = n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
+    if (count >= MAX_BINDINGS) {
+      throw new TubularError('ENOSPC', `the binding set is full (${MAX_BINDINGS} bindings): unbind some first`);
+    }
+    const bigger = createBindingSet(count + 1);
+    try {
+      if (count > 0) n.mapUpdateBatch(bigger, keys, values, count, BPF_ANY);
+      n.mapUpdate(bigger, key, value, BPF_ANY);
+      this.swapBindingSet(bigger);
+    } finally {
+      n.close(bigger);
+    }
+  }
+
+  /** Makes `set` the binding set in force: one update of the outer map, then the pin. */
+  private swapBindingSet(set: number): void {
+    const pending = `${PIN.bindingSet}_new`;
+    this.pin(set, pending);
+    native().mapUpdate(this.maps.bindings, ZERO, u32(set), BPF_ANY);
+    renameSync(path.join(this.stateDir, pending), path.join(this.stateDir, PIN.bindingSet));
   }
 
   private releaseDestination(id: number): void {
@@ -526,7 +557,7 @@ export class Dispatcher {
       const perSlot = new Int32Array(slots.length);
       for (let i = 0; i < next.count; i++) if (slotOf[i] >= 0) perSlot[slotOf[i]]++;
       perSlot.forEach((c, k) => counts.set(ids[k], (counts.get(ids[k]) ?? 0) + c));
-      const set = createBindingSet();
+      const set = createBindingSet(next.count);
       try {
         if (next.count > 0) context('fill the new binding set', () => n.mapUpdateBatch(set, keys, values, next.count, BPF_ANY));
         // Filters: widen to old | new, swap, then narrow to new. The
@@ -539,10 +570,7 @@ export class Dispatcher {
           { fd: this.maps.blocks, plan: planFilter(BLOCKS_FILTER, current, next, removedKeys, addedKeys) },
         ];
         for (const p of plans) writeEntries(p.fd, p.plan.widen);
-        const pending = `${PIN.bindingSet}_new`;
-        this.pin(set, pending);
-        n.mapUpdate(this.maps.bindings, ZERO, u32(set), BPF_ANY);
-        renameSync(path.join(this.stateDir, pending), path.join(this.stateDir, PIN.bindingSet));
+        this.swapBindingSet(set);
         for (const p of plans) writeEntries(p.fd, p.plan.narrow);
       } finally {
         n.close(set);
@@ -707,9 +735,9 @@ function writeEntries(fd: number, p: Packed): void {
   if (p.count > 0) native().mapUpdateBatch(fd, p.keys, p.values, p.count, BPF_ANY);
 }
 
-function createBindingSet(): number {
+function createBindingSet(count: number): number {
   return context('create a binding set', () =>
-    native().mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, BPF_F_NO_PREALLOC));
+    native().mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, setCapacity(count), BPF_F_NO_PREALLOC));
 }
 
 function pinWithMode(fd: number, file: string, gid: number | undefined): void {

@@ -9,6 +9,14 @@ export const LAYOUT_VERSION = 3;
 export const META_MAGIC = 0x54554254;
 
 export const MAX_BINDINGS = 1 << 20;
+/**
+ * Each binding set's map is sized to twice its contents (at least
+ * MIN_SET_CAPACITY, at most MAX_BINDINGS): a small set is quick to build,
+ * dump and free, and single binds have room. A bind into a full set
+ * rebuilds it twice as large.
+ */
+export const MIN_SET_CAPACITY = 1024;
+export const setCapacity = (count: number): number => Math.min(MAX_BINDINGS, Math.max(MIN_SET_CAPACITY, count * 2));
 export const MAX_DESTINATIONS = 4096;
 export const LABEL_MAX_BYTES = 64;
 

@@ -263,6 +263,27 @@ describe('binding sets', () => {
     }
   });
 
+  test('a bind into a full binding set rebuilds it larger and keeps every binding', async () => {
+    const d = Dispatcher.create(opts);
+    const grown = await tcpServer('grown');
+    try {
+      d.registerSocket('grown', grown.fd);
+      const host = (i: number) => `127.1.${i >> 8}.${i & 255}`;
+      // A set of 600 is sized for 1200: the singles below overflow it.
+      d.replaceBindings(Array.from({ length: 600 }, (_, i) => B('grown', 'tcp', host(i), 5000)));
+      for (let i = 600; i < 1300; i++) d.bind(B('grown', 'tcp', host(i), 5000));
+      assert.equal(d.bindings().length, 1300);
+      assert.equal(d.destinations()[0].bindings, 1300);
+      assert.equal(await tcpProbe(host(5), 5000), 'grown');
+      assert.equal(await tcpProbe(host(1299), 5000), 'grown');
+      assert.equal(await tcpProbe(host(1300), 5000), 'ECONNREFUSED');
+    } finally {
+      await grown.close();
+      d.close();
+      Dispatcher.unload(opts);
+    }
+  });
+
   test('replace is atomic: connections during repeated replaces see only the old or the new set', async () => {
     const d = Dispatcher.create(opts);
     const a = await tcpServer('a');

@@ -9,7 +9,7 @@ import { native } from '../src/native.js';
 import { PIN } from '../src/layout.js';
 import { parsePrefix } from '../src/prefix.js';
 import { loadFloor } from './floor.js';
-import { type Lookup, selectedCookie, skLookupContext } from './skctx.js';
+import { type ProbePacket as Lookup, lookupContext as skLookupContext, selectedCookie } from '../src/probe.js';
 import { median } from './stats.js';
 import { bindingsOf, entries } from './workload.js';
 

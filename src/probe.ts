@@ -48,9 +48,13 @@ export function lookupContext(p: ProbePacket, remotePort = 40000): Buffer {
   return ctx;
 }
 
+/** The cookie of the socket the program selected (ctx_out.cookie), 0n for none. */
+export function selectedCookie(ctxOut: Buffer): bigint {
+  return ctxOut.length >= 8 ? readU64(ctxOut, 0) : 0n;
+}
+
 /** Runs the program on one made-up lookup `repeat` times. */
 export function probe(progFd: number, p: ProbePacket, repeat = 1): ProbeResult {
   const r = native().progTestRun(progFd, lookupContext(p), repeat);
-  const cookie = r.ctxOut.length >= 8 ? readU64(r.ctxOut, 0) : 0n;
-  return { verdict: r.retval === 1 ? 'pass' : 'drop', cookie, durationNs: r.durationNs };
+  return { verdict: r.retval === 1 ? 'pass' : 'drop', cookie: selectedCookie(r.ctxOut), durationNs: r.durationNs };
 }

@@ -5,7 +5,7 @@ import { TubularError } from '../errors.js';
 import { labelProblem } from '../label.js';
 import { native, type PeerCred, type ReceivedMessage } from '../native.js';
 import type { Domain, Protocol } from '../protocol.js';
-import { registrableKind } from '../socket.js';
+import { registrableKind, socketProblem } from '../socket.js';
 import { allows, type Policy } from './policy.js';
 import type { DispatcherHandle } from './state.js';
 import {
@@ -26,29 +26,14 @@ export interface Handled {
   result: string;
 }
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_DGRAM = 2;
-const IPPROTO_TCP = 6;
-const IPPROTO_UDP = 17;
-
 /** What is wrong with a socket, as a distinct code, before the dispatcher sees it. */
 function checkSocket(fd: number, index: number): { domain: Domain; protocol: Protocol; address: string; port: number } {
   const n = native();
   const which = `socket #${index + 1}`;
   if (n.socketType(fd) < 0) throw new RequestError('ENOTSOCK', `${which} is not a socket: attach the fds of listening TCP or bound UDP sockets`);
   const info = n.socketInfo(fd);
-  if (info.domain !== AF_INET && info.domain !== AF_INET6) {
-    throw new RequestError('EAFNOSUPPORT', `${which} is not an IPv4 or IPv6 socket (domain ${info.domain}): attach TCP or UDP sockets only`);
-  }
-  const tcp = info.type === SOCK_STREAM && info.protocol === IPPROTO_TCP;
-  const udp = info.type === SOCK_DGRAM && info.protocol === IPPROTO_UDP;
-  if (!tcp && !udp) {
-    throw new RequestError('EPROTONOSUPPORT', `${which} is neither TCP nor UDP (type ${info.type}, protocol ${info.protocol}): attach TCP or UDP sockets only`);
-  }
-  if (tcp && !info.listening) throw new RequestError('ENOTLISTENING', `${which} is a TCP socket that is not listening: call listen() before sending it`);
-  if (udp && info.port === 0) throw new RequestError('ENOTBOUND', `${which} is a UDP socket that is not bound: bind() it to an address and port before sending it`);
+  const problem = socketProblem(info);
+  if (problem) throw new RequestError(problem.code, `${which} is ${problem.message}`);
   return { ...registrableKind(info), address: info.address, port: info.port };
 }
 

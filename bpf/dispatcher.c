@@ -130,11 +130,13 @@ struct {
 	__type(value, __u64);
 } reject_metrics SEC(".maps");
 
-// The layout version the control plane wrote when it created the state;
-// compared against the code's own before anything is changed.
+// For the control plane only. Slot 0: the layout version it wrote when it
+// created the state, compared against the code's own before anything is
+// changed. Slot 1: a digest of the binding set a replace wrote, cleared by
+// any other change to the set, so reloading the same file is a no-op.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } meta SEC(".maps");

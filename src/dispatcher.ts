@@ -6,6 +6,7 @@
 // method; readers take it shared, briefly. Nothing here depends on a process
 // of ours staying alive: the pins are the state.
 import { chmodSync, chownSync, existsSync, mkdirSync, openSync, closeSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { type Binding, bindingId, sameTarget } from './binding.js';
 import {
@@ -108,9 +109,17 @@ function resolve(opts: DispatcherOptions): { netns: string; bpffs: string; ino: 
 const notLoaded = (netns: string, dir: string): TubularError =>
   new TubularError('ENOTLOADED', `no dispatcher is loaded in network namespace ${netns} (no ${dir}): run tubectl load`);
 
-const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
 const u32 = (v: number): Buffer => { const b = Buffer.alloc(4); writeU32(b, v, 0); return b; };
 const ZERO = u32(0);
+const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
+/** meta slot holding the digest of the binding set a replace wrote (0: unknown) */
+const META_DIGEST = u32(1);
+
+/** 64 bits of SHA-256 over a packed set, never 0. */
+function setDigest(keys: Buffer, values: Buffer): bigint {
+  const d = createHash('sha256').update(keys).update(values).digest().readBigUInt64LE(0);
+  return d === 0n ? 1n : d;
+}
 
 /** Removes a directory of pins (bpffs has no recursive delete). */
 function removePins(dir: string): void {
@@ -290,6 +299,19 @@ export class Dispatcher {
     pinWithMode(fd, path.join(this.stateDir, name), statSync(this.stateDir).gid);
   }
 
+  /** The digest of the set in force, when the last change to it was a replace. */
+  private storedDigest(): bigint {
+    const v = Buffer.alloc(8);
+    native().mapLookup(this.maps.meta, META_DIGEST, v);
+    return readU64(v, 0);
+  }
+
+  private storeDigest(digest: bigint): void {
+    const v = Buffer.alloc(8);
+    writeU64(v, digest, 0);
+    native().mapUpdate(this.maps.meta, META_DIGEST, v, BPF_ANY);
+  }
+
   /** Finishes a replace that died between swapping the set and re-pinning it. */
   private recover(): void {
     const pending = path.join(this.stateDir, `${PIN.bindingSet}_new`);
@@ -406,6 +428,7 @@ export class Dispatcher {
       const labels = existed ? this.labels() : undefined;
       const replaced = existed ? unpackBindings(key, old, 1, (id) => labels!.get(id))[0] : undefined;
       if (replaced && sameTarget(replaced, b)) return { replaced };
+      this.storeDigest(0n);
       const dest = destinationOf(b);
       const entry = dest ? this.ensureDestination(dest) : undefined;
       // Make the length and the block bit visible before the binding, so
@@ -472,6 +495,7 @@ export class Dispatcher {
       if (b.label !== undefined && b.label !== existing.label) {
         throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
       }
+      this.storeDigest(0n);
       n.mapDelete(set, key);
       n.mapDelete(this.maps.reject_metrics, key);
       // Clear the length bit and the block bit only when no other binding needs them.
@@ -544,10 +568,20 @@ export class Dispatcher {
       const { slotOf, slots } = destinationSlots(next);
       const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d))?.id ?? -1);
       let values = packValues(next, slotOf, ids);
+      // The same file again: every destination exists and the bytes are
+      // those the last replace wrote, with no change since.
+      const stored = this.storedDigest();
+      if (stored !== 0n && !ids.includes(-1) && setDigest(keys, values) === stored) {
+        return { added: 0, removed: 0, changed: 0, unchanged: next.count };
+      }
       const pending = (i: number): boolean => slotOf[i] >= 0 && ids[slotOf[i]] < 0;
       const current = this.withBindingSet((set) => n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE));
       const { staleRejects, removedKeys, addedKeys, ...result } = diffBindingSets({ index, values, count: next.count, pending }, current);
-      if (result.added === 0 && result.removed === 0 && result.changed === 0) return result;
+      if (result.added === 0 && result.removed === 0 && result.changed === 0) {
+        this.storeDigest(setDigest(keys, values));
+        return result;
+      }
+      this.storeDigest(0n);
 
       // Destinations: create the missing ones, then count bindings per id.
       const missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
@@ -576,6 +610,7 @@ export class Dispatcher {
         n.close(set);
       }
       for (const d of known) this.setBindingCount(d, counts.get(d.id) ?? 0);
+      this.storeDigest(setDigest(keys, values));
       // Counters of reject bindings that are gone.
       if (staleRejects.length > 0) {
         const staleKeys = Buffer.alloc(staleRejects.length * BINDING_KEY_SIZE);

@@ -248,6 +248,13 @@ describe('binding sets', () => {
       const a = [B('a', 'tcp', '127.0.0.0/24', 80), B('b', 'udp', '127.0.0.0/24', 0), B('', 'tcp', '127.0.0.0/28', 25, 'reject')];
       assert.deepEqual(d.replaceBindings(a), { added: 3, removed: 0, changed: 0, unchanged: 0 });
       assert.deepEqual(d.replaceBindings(a), { added: 0, removed: 0, changed: 0, unchanged: 3 });
+      // A bind or an unbind in between is seen: the set is no longer the file's.
+      d.bind(B('x', 'tcp', '127.0.0.9', 1));
+      assert.deepEqual(d.replaceBindings(a), { added: 0, removed: 1, changed: 0, unchanged: 3 });
+      d.unbind(a[0]);
+      assert.deepEqual(d.replaceBindings(a), { added: 1, removed: 0, changed: 0, unchanged: 2 });
+      d.bind(B('other', 'tcp', '127.0.0.0/24', 80));
+      assert.deepEqual(d.replaceBindings(a), { added: 0, removed: 0, changed: 1, unchanged: 2 });
       const b = [B('c', 'tcp', '127.0.0.0/24', 80), B('b', 'udp', '127.0.0.0/24', 0)];
       assert.deepEqual(d.replaceBindings(b), { added: 0, removed: 1, changed: 1, unchanged: 1 });
       assert.deepEqual(d.bindings().map(toJSON).sort((x, y) => x.label.localeCompare(y.label)), b.map(toJSON).sort((x, y) => x.label.localeCompare(y.label)));

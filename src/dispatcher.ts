@@ -13,19 +13,14 @@ import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
   indexBindingSet, packBindingSet, packValues, packedFromDump, unpackBindings,
 } from './bindingset.js';
-import {
-  type DestinationEntry, type DestinationKey, decodeDestination, destinationName, encodeDestinationKey,
-  encodeDestinationValue, freeId,
-} from './destination.js';
+import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import {
   BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
   DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAX_BINDINGS, MAX_DESTINATIONS, setCapacity,
-  META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, lengthsIndex, readU32, readU64, writeU32, writeU64,
+  META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, readU32, readU64, u32, writeU64,
 } from './layout.js';
-import { BLOCK_WORDS, blockBit } from './blocks.js';
-import { BLOCKS_FILTER, LENGTHS_FILTER, type Packed, planFilter } from './filters.js';
-import { WORDS, lengthBit, lengthWord } from './lengths.js';
+import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, type Packed, planFilter, setFilterBit } from './filters.js';
 import { withLock } from './lock.js';
 import { native } from './native.js';
 import { DEFAULT_BPFFS, DEFAULT_NETNS, netnsInode } from './netns.js';
@@ -33,6 +28,7 @@ import { programObjectPath, stateDirName } from './paths.js';
 import { formatPrefix, type Prefix } from './prefix.js';
 import type { Protocol } from './protocol.js';
 import { registrableKind } from './socket.js';
+import { DestinationTable } from './destination-table.js';
 
 export interface DispatcherOptions {
   /** network namespace path; default: the caller's (/proc/self/ns/net) */
@@ -109,7 +105,6 @@ function resolve(opts: DispatcherOptions): { netns: string; bpffs: string; ino: 
 const notLoaded = (netns: string, dir: string): TubularError =>
   new TubularError('ENOTLOADED', `no dispatcher is loaded in network namespace ${netns} (no ${dir}): run tubectl load`);
 
-const u32 = (v: number): Buffer => { const b = Buffer.alloc(4); writeU32(b, v, 0); return b; };
 const ZERO = u32(0);
 const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
 /** meta slot holding the digest of the binding set a replace wrote (0: unknown) */
@@ -145,6 +140,7 @@ export class Dispatcher {
   readonly readOnly: boolean;
   private readonly dirFd: number;
   private readonly maps: Record<MapName, number>;
+  private readonly dests: DestinationTable;
   private closed = false;
 
   private constructor(netns: string, ino: number, dir: string, readOnly: boolean, dirFd: number, maps: Record<MapName, number>) {
@@ -154,6 +150,7 @@ export class Dispatcher {
     this.readOnly = readOnly;
     this.dirFd = dirFd;
     this.maps = maps;
+    this.dests = new DestinationTable(maps);
   }
 
   /** Whether a dispatcher is loaded in the namespace. */
@@ -339,82 +336,6 @@ export class Dispatcher {
     }
   }
 
-  // ---- destinations ----
-
-  private destinationEntries(): DestinationEntry[] {
-    const { keys, values, count } = native().mapDump(this.maps.destinations, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE);
-    const out: DestinationEntry[] = [];
-    for (let i = 0; i < count; i++) out.push(decodeDestination(keys, values, i * DESTINATION_KEY_SIZE, i * DESTINATION_VALUE_SIZE));
-    return out;
-  }
-
-  private lookupDestination(d: DestinationKey): DestinationEntry | undefined {
-    const value = Buffer.alloc(DESTINATION_VALUE_SIZE);
-    const key = encodeDestinationKey(d);
-    return native().mapLookup(this.maps.destinations, key, value) ? decodeDestination(key, value) : undefined;
-  }
-
-  /** Finds or creates a destination; a new one starts with zeroed counters. */
-  private ensureDestination(d: DestinationKey, known?: DestinationEntry[]): DestinationEntry {
-    const found = known ? known.find((e) => e.label === d.label && e.domain === d.domain && e.protocol === d.protocol) : this.lookupDestination(d);
-    if (found) return found;
-    const all = known ?? this.destinationEntries();
-    const id = freeId(all.map((e) => e.id));
-    const n = native();
-    n.mapUpdate(this.maps.destination_metrics, u32(id), Buffer.alloc(DESTINATION_METRICS_SIZE * n.numPossibleCpus()), BPF_ANY);
-    this.deleteSocket(id);
-    n.mapUpdate(this.maps.destinations, encodeDestinationKey(d), encodeDestinationValue(id, 0), BPF_ANY);
-    const entry = { ...d, id, bindings: 0 };
-    known?.push(entry);
-    return entry;
-  }
-
-  /** Creates destinations known not to exist, with zeroed counters; returns their ids. */
-  private createDestinations(missing: readonly DestinationKey[], known: DestinationEntry[]): number[] {
-    if (missing.length === 0) return [];
-    const n = native();
-    const taken = new Uint8Array(MAX_DESTINATIONS);
-    for (const e of known) taken[e.id] = 1;
-    const zero = Buffer.alloc(DESTINATION_METRICS_SIZE * n.numPossibleCpus());
-    let id = 0;
-    return missing.map((d) => {
-      while (id < MAX_DESTINATIONS && taken[id]) id++;
-      if (id === MAX_DESTINATIONS) freeId(known.map((e) => e.id)); // throws ENOSPC
-      taken[id] = 1;
-      n.mapUpdate(this.maps.destination_metrics, u32(id), zero, BPF_ANY);
-      if (this.hasSocket(id)) this.deleteSocket(id);
-      n.mapUpdate(this.maps.destinations, encodeDestinationKey(d), encodeDestinationValue(id, 0), BPF_ANY);
-      known.push({ ...d, id, bindings: 0 });
-      return id;
-    });
-  }
-
-  private setBindingCount(d: DestinationEntry, bindings: number): void {
-    if (bindings === 0 && !this.hasSocket(d.id)) {
-      native().mapDelete(this.maps.destinations, encodeDestinationKey(d));
-    } else if (bindings !== d.bindings) {
-      native().mapUpdate(this.maps.destinations, encodeDestinationKey(d), encodeDestinationValue(d.id, bindings), BPF_ANY);
-    }
-  }
-
-  /** Empties a socket slot; a sockmap says EINVAL, not ENOENT, for an empty one. */
-  private deleteSocket(id: number): boolean {
-    try {
-      return native().mapDelete(this.maps.sockets, u32(id));
-    } catch (err) {
-      if (isSystemError(err, 'EINVAL')) return false;
-      throw err;
-    }
-  }
-
-  private hasSocket(id: number): boolean {
-    return native().mapLookup(this.maps.sockets, u32(id), Buffer.alloc(SOCKET_VALUE_SIZE));
-  }
-
-  private labels(): Map<number, string> {
-    return new Map(this.destinationEntries().map((d) => [d.id, d.label]));
-  }
-
   // ---- bindings ----
 
   /** Adds a binding, or replaces the one with the same protocol, prefix and port. */
@@ -425,20 +346,21 @@ export class Dispatcher {
       const old = Buffer.alloc(BINDING_VALUE_SIZE);
       const existed = n.mapLookup(set, key, old);
       const oldId = existed ? readU32(old, 0) : NO_DESTINATION;
-      const labels = existed ? this.labels() : undefined;
+      const labels = existed ? this.dests.labels() : undefined;
       const replaced = existed ? unpackBindings(key, old, 1, (id) => labels!.get(id))[0] : undefined;
       if (replaced && sameTarget(replaced, b)) return { replaced };
       this.storeDigest(0n);
       const dest = destinationOf(b);
-      const entry = dest ? this.ensureDestination(dest) : undefined;
+      const entry = dest ? this.dests.ensure(dest) : undefined;
       // Make the length and the block bit visible before the binding, so
       // the program never skips a lookup that would match.
-      this.setLengthsBit(lengthsIndex(b.protocol, b.port), lengthWord(b.prefix.family, b.prefix.length), lengthBit(b.prefix.length), true);
-      const block = blockBit(key);
-      if (block) this.setTableBit(this.maps.blocks, BLOCK_WORDS, block.word, block.mask, true);
+      for (const f of this.filters()) {
+        const at = f.spec.at(key, 0);
+        if (at >= 0) setFilterBit(f.fd, f.spec, at, true);
+      }
       this.insert(set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action));
-      if (entry && entry.id !== oldId) this.setBindingCount(entry, entry.bindings + 1);
-      if (oldId !== NO_DESTINATION && oldId !== entry?.id) this.releaseDestination(oldId);
+      if (entry && entry.id !== oldId) this.dests.setBindingCount(entry, entry.bindings + 1);
+      if (oldId !== NO_DESTINATION && oldId !== entry?.id) this.dests.release(oldId);
       if (replaced?.action === 'reject' && b.action !== 'reject') n.mapDelete(this.maps.reject_metrics, key);
       return replaced ? { replaced } : {};
     }));
@@ -475,11 +397,6 @@ export class Dispatcher {
     renameSync(path.join(this.stateDir, pending), path.join(this.stateDir, PIN.bindingSet));
   }
 
-  private releaseDestination(id: number): void {
-    const d = this.destinationEntries().find((e) => e.id === id);
-    if (d) this.setBindingCount(d, Math.max(0, d.bindings - 1));
-  }
-
   /** Removes the binding with this protocol, prefix and port; label, if given, must match. */
   unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string }): Binding {
     return this.write(() => this.withBindingSet((set) => {
@@ -490,7 +407,7 @@ export class Dispatcher {
       if (!n.mapLookup(set, key, value)) {
         throw new TubularError('ENOENT', `there is no binding ${name}: tubectl bindings lists them`);
       }
-      const labels = this.labels();
+      const labels = this.dests.labels();
       const existing = unpackBindings(key, value, 1, (id) => labels.get(id))[0];
       if (b.label !== undefined && b.label !== existing.label) {
         throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
@@ -500,21 +417,14 @@ export class Dispatcher {
       n.mapDelete(this.maps.reject_metrics, key);
       // Clear the length bit and the block bit only when no other binding needs them.
       const { keys, count } = n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
-      const block = blockBit(key);
-      let lengthNeeded = false;
-      let blockNeeded = !block;
-      for (let i = 0; i < count && !(lengthNeeded && blockNeeded); i++) {
-        const off = i * BINDING_KEY_SIZE;
-        lengthNeeded ||= keys[off] === key[0] && keys[off + 1] === key[1] && keys[off + 2] === key[2] && keys[off + 4] === key[4] && keys[off + 5] === key[5];
-        if (!blockNeeded) {
-          const other = blockBit(keys, off);
-          blockNeeded = other !== undefined && other.word === block!.word && other.mask === block!.mask;
-        }
+      for (const f of this.filters()) {
+        const at = f.spec.at(key, 0);
+        let needed = at < 0;
+        for (let i = 0; i < count && !needed; i++) needed = f.spec.at(keys, i * BINDING_KEY_SIZE) === at;
+        if (!needed) setFilterBit(f.fd, f.spec, at, false);
       }
-      if (!lengthNeeded) this.setLengthsBit(lengthsIndex(b.protocol, b.port), lengthWord(b.prefix.family, b.prefix.length), lengthBit(b.prefix.length), false);
-      if (!blockNeeded) this.setTableBit(this.maps.blocks, BLOCK_WORDS, block!.word, block!.mask, false);
       const id = readU32(value, 0);
-      if (id !== NO_DESTINATION) this.releaseDestination(id);
+      if (id !== NO_DESTINATION) this.dests.release(id);
       return existing;
     }));
   }
@@ -535,7 +445,7 @@ export class Dispatcher {
   }
 
   private readPackedBindings(): PackedBindings {
-    const labels = this.labels();
+    const labels = this.dests.labels();
     return this.withBindingSet((set) => {
       const { keys, values, count } = native().mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
       return packedFromDump(keys, values, count, (id) => labels.get(id));
@@ -562,7 +472,7 @@ export class Dispatcher {
     const keys = next.keys;
     return this.write(() => {
       const n = native();
-      const known = this.destinationEntries();
+      const known = this.dests.entries();
       const byName = new Map(known.map((d) => [destinationName(d), d]));
       // Values with the ids of destinations that exist; a missing one is a change.
       const { slotOf, slots } = destinationSlots(next);
@@ -585,7 +495,7 @@ export class Dispatcher {
 
       // Destinations: create the missing ones, then count bindings per id.
       const missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-      this.createDestinations(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
+      this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
       values = packValues(next, slotOf, ids);
       const counts = new Map<number, number>();
       const perSlot = new Int32Array(slots.length);
@@ -599,17 +509,14 @@ export class Dispatcher {
         // The swap returns once no program can still see the old set, and
         // the program reads the set before the filters, so narrowing
         // afterwards never hides a binding from a lookup in flight.
-        const plans = [
-          { fd: this.maps.lengths, plan: planFilter(LENGTHS_FILTER, current, next, removedKeys, addedKeys) },
-          { fd: this.maps.blocks, plan: planFilter(BLOCKS_FILTER, current, next, removedKeys, addedKeys) },
-        ];
+        const plans = this.filters().map((f) => ({ fd: f.fd, plan: planFilter(f.spec, current, next, removedKeys, addedKeys) }));
         for (const p of plans) writeEntries(p.fd, p.plan.widen);
         this.swapBindingSet(set);
         for (const p of plans) writeEntries(p.fd, p.plan.narrow);
       } finally {
         n.close(set);
       }
-      for (const d of known) this.setBindingCount(d, counts.get(d.id) ?? 0);
+      for (const d of known) this.dests.setBindingCount(d, counts.get(d.id) ?? 0);
       this.storeDigest(setDigest(keys, values));
       // Counters of reject bindings that are gone.
       if (staleRejects.length > 0) {
@@ -621,21 +528,9 @@ export class Dispatcher {
     });
   }
 
-  /** Sets or clears bits of one 32-bit word of one entry of the `lengths` map. */
-  private setLengthsBit(entry: number, word: number, mask: number, on: boolean): void {
-    this.setTableBit(this.maps.lengths, WORDS, entry * WORDS + word, mask, on);
-  }
-
-  /** Sets or clears bits of the u32 word at `word` of a filter table of `words`-word entries. */
-  private setTableBit(fd: number, words: number, word: number, mask: number, on: boolean): void {
-    const n = native();
-    const index = u32(Math.floor(word / words));
-    const value = Buffer.alloc(words * 4);
-    n.mapLookup(fd, index, value);
-    const at = (word % words) * 4;
-    const old = readU32(value, at);
-    writeU32(value, (on ? old | mask : old & ~mask) >>> 0, at);
-    n.mapUpdate(fd, index, value, BPF_ANY);
+  /** The two filters in front of the binding set, with their maps. */
+  private filters(): Array<{ spec: FilterSpec; fd: number }> {
+    return [{ spec: LENGTHS_FILTER, fd: this.maps.lengths }, { spec: BLOCKS_FILTER, fd: this.maps.blocks }];
   }
 
   // ---- sockets ----
@@ -649,7 +544,7 @@ export class Dispatcher {
     const info = context('inspect the socket', () => n.socketInfo(fd));
     const kind = registrableKind(info);
     return this.write(() => {
-      const dest = this.ensureDestination({ label, ...kind });
+      const dest = this.dests.ensure({ label, ...kind });
       const key = u32(dest.id);
       const old = Buffer.alloc(SOCKET_VALUE_SIZE);
       const replaced = n.mapLookup(this.maps.sockets, key, old) ? readU64(old, 0) : null;
@@ -663,11 +558,11 @@ export class Dispatcher {
   /** Removes the socket of a destination; its bindings then refuse connections. */
   unregisterSocket(d: DestinationKey): void {
     this.write(() => {
-      const dest = this.lookupDestination(d);
-      if (!dest || !this.deleteSocket(dest.id)) {
+      const dest = this.dests.lookup(d);
+      if (!dest || !this.dests.deleteSocket(dest.id)) {
         throw new TubularError('ENOENT', `no socket is registered for ${destinationName(d)}: tubectl list shows what is`);
       }
-      this.setBindingCount(dest, dest.bindings);
+      this.dests.setBindingCount(dest, dest.bindings);
     });
   }
 
@@ -680,7 +575,7 @@ export class Dispatcher {
       const cpus = n.numPossibleCpus();
       const { values: perCpu } = n.mapDump(this.maps.destination_metrics, 4, DESTINATION_METRICS_SIZE * cpus);
       const socket = Buffer.alloc(SOCKET_VALUE_SIZE);
-      return this.destinationEntries().map((d) => {
+      return this.dests.entries().map((d) => {
         const sum = [0n, 0n, 0n];
         for (let c = 0; c < cpus; c++) {
           const off = (d.id * cpus + c) * DESTINATION_METRICS_SIZE;

@@ -3,7 +3,8 @@
 // new after it. Both are computed from the packed keys of the two sets, and
 // only entries that an added or a removed key touches are written: an entry
 // touched by neither holds the same bits for both sets.
-import { BINDING_KEY_SIZE, LENGTHS_ENTRIES, lengthsIndex, readU16 } from './layout.js';
+import { BINDING_KEY_SIZE, BPF_ANY, LENGTHS_ENTRIES, lengthsIndex, readU16, readU32, u32, writeU32 } from './layout.js';
+import { native } from './native.js';
 import { BLOCK_ENTRIES, BLOCK_WORDS, blockPosition } from './blocks.js';
 import { WORDS, lengthWord } from './lengths.js';
 
@@ -87,4 +88,18 @@ export function planFilter(spec: FilterSpec, before: KeySet, after: KeySet, remo
     widen: pack(spec, touchedBy(spec, after, added), (w) => (old[w] | next[w]) >>> 0),
     narrow: pack(spec, touchedBy(spec, before, removed), (w) => next[w]),
   };
+}
+
+/** Sets or clears one bit (a position from spec.at) in a filter map, for a single bind or unbind. */
+export function setFilterBit(fd: number, spec: FilterSpec, at: number, on: boolean): void {
+  const n = native();
+  const word = at >>> 5;
+  const entry = u32(Math.floor(word / spec.words));
+  const value = Buffer.alloc(spec.words * 4);
+  n.mapLookup(fd, entry, value);
+  const off = (word % spec.words) * 4;
+  const old = readU32(value, off);
+  const mask = 1 << (at & 31);
+  writeU32(value, (on ? old | mask : old & ~mask) >>> 0, off);
+  n.mapUpdate(fd, entry, value, BPF_ANY);
 }

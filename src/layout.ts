@@ -62,6 +62,12 @@ export function readU16(buf: Buffer, off: number): number {
 export function writeU32(buf: Buffer, v: number, off: number): void {
   if (LE) buf.writeUInt32LE(v, off); else buf.writeUInt32BE(v, off);
 }
+/** A u32 in host order, as a 4-byte map key or value. */
+export function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  writeU32(b, v, 0);
+  return b;
+}
 export function readU32(buf: Buffer, off: number): number {
   return LE ? buf.readUInt32LE(off) : buf.readUInt32BE(off);
 }

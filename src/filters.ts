@@ -42,23 +42,27 @@ export interface FilterPlan {
   narrow: Packed;
 }
 
-function tableOf(spec: FilterSpec, set: KeySet): Uint32Array {
+/** Where each key of a set sets its bit (-1: none). */
+function positions(spec: FilterSpec, set: KeySet): Int32Array {
+  const out = new Int32Array(set.count);
+  for (let i = 0; i < set.count; i++) out[i] = spec.at(set.keys, i * BINDING_KEY_SIZE);
+  return out;
+}
+
+function tableOf(spec: FilterSpec, at: Int32Array): Uint32Array {
   const table = new Uint32Array(spec.entries * spec.words);
-  for (let i = 0; i < set.count; i++) {
-    const at = spec.at(set.keys, i * BINDING_KEY_SIZE);
-    if (at >= 0) table[at >>> 5] = (table[at >>> 5] | (1 << (at & 31))) >>> 0;
-  }
+  for (const p of at) if (p >= 0) table[p >>> 5] = (table[p >>> 5] | (1 << (p & 31))) >>> 0;
   return table;
 }
 
-/** The entries the keys at these indices of a set touch, sorted, each once. */
-function touchedBy(spec: FilterSpec, set: KeySet, indices: readonly number[]): number[] {
-  const seen = new Set<number>();
-  for (const i of indices) {
-    const at = spec.at(set.keys, i * BINDING_KEY_SIZE);
-    if (at >= 0) seen.add(Math.floor((at >>> 5) / spec.words));
-  }
-  return [...seen].sort((a, b) => a - b);
+/** The entries the keys at these indices touch, in order, each once. */
+function touchedBy(spec: FilterSpec, at: Int32Array, indices: readonly number[]): number[] {
+  const marked = new Uint8Array(spec.entries);
+  const perEntry = 32 * spec.words;
+  for (const i of indices) if (at[i] >= 0) marked[Math.floor(at[i] / perEntry)] = 1;
+  const out: number[] = [];
+  for (let e = 0; e < spec.entries; e++) if (marked[e]) out.push(e);
+  return out;
 }
 
 function pack(spec: FilterSpec, entries: number[], word: (i: number) => number): Packed {
@@ -82,11 +86,13 @@ export function planFilter(spec: FilterSpec, before: KeySet, after: KeySet, remo
     const none = { keys: Buffer.alloc(0), values: Buffer.alloc(0), count: 0 };
     return { widen: none, narrow: none };
   }
-  const old = tableOf(spec, before);
-  const next = tableOf(spec, after);
+  const oldAt = positions(spec, before);
+  const nextAt = positions(spec, after);
+  const old = tableOf(spec, oldAt);
+  const next = tableOf(spec, nextAt);
   return {
-    widen: pack(spec, touchedBy(spec, after, added), (w) => (old[w] | next[w]) >>> 0),
-    narrow: pack(spec, touchedBy(spec, before, removed), (w) => next[w]),
+    widen: pack(spec, touchedBy(spec, nextAt, added), (w) => (old[w] | next[w]) >>> 0),
+    narrow: pack(spec, touchedBy(spec, oldAt, removed), (w) => next[w]),
   };
 }
 

@@ -58,10 +58,12 @@ struct lengths {
 
 // `blocks`: which prefix lengths have a binding near the address. Bindings
 // of length 16-23 (IPv4) are filed under their /16, 24-32 under their /24;
-// IPv6 32-47 under the /32, 48-64 under the /48, 65-128 under the /64. Each
-// block hashes to one u64 whose bit i means "length first + i is bound
-// somewhere in a block hashing here". Shorter bindings are always tried.
-// A miss far from every binding costs no hash lookup; a hit usually one.
+// IPv6 32-47 under the /32, 48-64 under the /48, 65-96 under the /64, 97-128
+// under the /96. Each block hashes to one u64: bit i of its low half means
+// "length first + i has a port-specific binding in some block hashing
+// here", of its high half the same for port 0. Shorter bindings are always
+// tried. A miss far from every binding costs no hash lookup; a hit usually
+// one, and a port-0 hit does not first try the port.
 #define BLOCK_BITS 20
 #define BLOCK_ENTRIES (1 << BLOCK_BITS)
 #define BLOCK_MUL 0x9e3779b1U
@@ -187,17 +189,18 @@ struct walk {
 	struct binding_value result;
 };
 
-// The lengths bound in the block of an address (see `blocks`); a, b are
-// the first two words of the address, host order, masked to the block.
+// The lengths bound in the block of an address (see `blocks`); a, b, c are
+// the first three words of the address, host order, masked to the block.
 // src/blocks.ts computes the same hash.
 static __always_inline __u64 block(__u32 protocol, __u32 family, __u32 level,
-				   __u32 a, __u32 b)
+				   __u32 a, __u32 b, __u32 c)
 {
 	__u32 h = (protocol | family << 8 | level << 16) * BLOCK_MUL;
 	__u64 *bits;
 
 	h = (h ^ a) * BLOCK_MUL;
 	h = (h ^ b) * BLOCK_MUL;
+	h = (h ^ c) * BLOCK_MUL;
 	h = (h ^ (h >> 15)) * BLOCK_FIN;
 	bits = bpf_map_lookup_elem(&blocks, &(__u32){ h >> (32 - BLOCK_BITS) });
 	return bits ? *bits : 0;
@@ -268,6 +271,18 @@ static __always_inline int walk_word(struct walk *w, __u32 base,
 	return w->found;
 }
 
+// The IPv6 length bitmaps (words 0-63, 64-127, 128) allowed by the blocks
+// of an address: /0-/31 always, then the half `shift` of each block.
+static __always_inline void near6(const __u64 b[4], int shift, __u64 out[3])
+{
+	__u64 x32 = b[0] >> shift & 0xffff, x48 = b[1] >> shift & 0x1ffff;
+	__u64 x64 = b[2] >> shift & 0xffffffff, x96 = b[3] >> shift & 0xffffffff;
+
+	out[0] = 0xffffffff | x32 << 32 | (x48 & 0xffff) << 48;
+	out[1] = x48 >> 16 | x64 << 1 | x96 << 33;
+	out[2] = x96 >> 31;
+}
+
 static __always_inline void count_reject(struct binding_key *key)
 {
 	__u64 one = 1, *count = bpf_map_lookup_elem(&reject_metrics, key);
@@ -315,32 +330,32 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	w.key.family = ctx->family;
 	if (ctx->family == AF_INET) {
 		__u32 a = bpf_ntohl(ctx->local_ip4);
-		// ... intersected with the lengths bound near this address.
-		__u64 near = 0xffff |
-			     block(protocol, AF_INET, 16, a & 0xffff0000, 0) << 16 |
-			     block(protocol, AF_INET, 24, a & 0xffffff00, 0) << 24;
+		// ... intersected with the lengths bound near this address: the
+		// low half of a block for the port, the high half for port 0.
+		__u64 b16 = block(protocol, AF_INET, 16, a & 0xffff0000, 0, 0);
+		__u64 b24 = block(protocol, AF_INET, 24, a & 0xffffff00, 0, 0);
+		__u64 ns = 0xffff | (b16 & 0xff) << 16 | (b24 & 0x1ff) << 24;
+		__u64 na = 0xffff | (b16 >> 32 & 0xff) << 16 | (b24 >> 32 & 0x1ff) << 24;
 
 		w.ip[0] = ctx->local_ip4;
-		walk_word(&w, 0, spec->v4 & near, any->v4 & near, 0);
+		walk_word(&w, 0, spec->v4 & ns, any->v4 & na, 0);
 	} else if (ctx->family == AF_INET6) {
-		__u32 a, b;
-		__u64 b48, b64, near[3];
+		__u64 b[4], ns[3], na[3];
 
 		w.ip[0] = ctx->local_ip6[0];
 		w.ip[1] = ctx->local_ip6[1];
 		w.ip[2] = ctx->local_ip6[2];
 		w.ip[3] = ctx->local_ip6[3];
-		a = bpf_ntohl(w.ip[0]);
-		b = bpf_ntohl(w.ip[1]);
-		b48 = block(protocol, AF_INET6, 48, a, b & 0xffff0000);
-		b64 = block(protocol, AF_INET6, 64, a, b);
-		near[0] = 0xffffffff | block(protocol, AF_INET6, 32, a, 0) << 32 | b48 << 48;
-		near[1] = (b48 >> 16 & 1) | b64 << 1;
-		near[2] = b64 >> 63;
+		b[0] = block(protocol, AF_INET6, 32, bpf_ntohl(w.ip[0]), 0, 0);
+		b[1] = block(protocol, AF_INET6, 48, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]) & 0xffff0000, 0);
+		b[2] = block(protocol, AF_INET6, 64, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), 0);
+		b[3] = block(protocol, AF_INET6, 96, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), bpf_ntohl(w.ip[2]));
+		near6(b, 0, ns);
+		near6(b, 32, na);
 		// Longest first: word 2 holds only /128, then /64-/127, /0-/63.
-		walk_word(&w, 128, spec->v6[2] & near[2], any->v6[2] & near[2], 1) ||
-			walk_word(&w, 64, spec->v6[1] & near[1], any->v6[1] & near[1], 1) ||
-			walk_word(&w, 0, spec->v6[0] & near[0], any->v6[0] & near[0], 1);
+		walk_word(&w, 128, spec->v6[2] & ns[2], any->v6[2] & na[2], 1) ||
+			walk_word(&w, 64, spec->v6[1] & ns[1], any->v6[1] & na[1], 1) ||
+			walk_word(&w, 0, spec->v6[0] & ns[0], any->v6[0] & na[0], 1);
 	}
 
 	// No binding: leave the packet to the kernel's own socket lookup.

@@ -96,7 +96,7 @@ test('a replace widens every touched filter entry to old | new, then narrows onl
 });
 
 test('blocks: bindings are filed under their /16 or /24 (IPv6: /32, /48, /64); short ones are not', () => {
-  const at = (prefix: string, protocol = 'tcp') => blockBit(bindingKey(parseBinding({ label: 'x', protocol, prefix, port: 80 })));
+  const at = (prefix: string, protocol = 'tcp', port = 80) => blockBit(bindingKey(parseBinding({ label: 'x', protocol, prefix, port })));
   assert.equal(at('10.0.0.0/8'), undefined);
   assert.equal(at('2001:db8::/24'), undefined);
   // Two /28s of one /24 share a block and a bit; a /32 there shares the block only.
@@ -107,7 +107,12 @@ test('blocks: bindings are filed under their /16 or /24 (IPv6: /32, /48, /64); s
   assert.equal(Math.floor(a.word / BLOCK_WORDS), Math.floor(c.word / BLOCK_WORDS));
   assert.notDeepEqual(a, c);
   assert.notDeepEqual(at('10.1.2.0/28'), at('10.1.2.0/28', 'udp'));
-  // /128 is the last bit of the /64's u64.
+  // Port 0 takes the other half of the same block's u64.
+  const wild = at('10.1.2.0/28', 'tcp', 0)!;
+  assert.equal(Math.floor(wild.word / BLOCK_WORDS), Math.floor(a.word / BLOCK_WORDS));
+  assert.notEqual(wild.word, a.word);
+  assert.equal(wild.mask, a.mask);
+  // /128 is the last bit of its /96's half.
   const host = at('2001:db8::1/128')!;
   assert.equal(host.mask >>> 0, 0x80000000);
 });

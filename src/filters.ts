@@ -88,8 +88,9 @@ export function planFilter(spec: FilterSpec, before: KeySet, after: KeySet, remo
   }
   const oldAt = positions(spec, before);
   const nextAt = positions(spec, after);
-  const old = tableOf(spec, oldAt);
   const next = tableOf(spec, nextAt);
+  // Loading into an empty set (the common first load) needs no old table.
+  const old = before.count === 0 ? next : tableOf(spec, oldAt);
   return {
     widen: pack(spec, touchedBy(spec, nextAt, added), (w) => (old[w] | next[w]) >>> 0),
     narrow: pack(spec, touchedBy(spec, oldAt, removed), (w) => next[w]),

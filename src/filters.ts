@@ -36,9 +36,9 @@ export interface Packed { keys: Buffer; values: Buffer; count: number }
 export interface KeySet { keys: Buffer; count: number }
 
 export interface FilterPlan {
-  /** old | new, for every touched entry: written before the swap */
+  /** old | new, for every entry an added key touches: written before the swap */
   widen: Packed;
-  /** new, for touched entries where it differs from old | new: written after */
+  /** new, for every entry a removed key touches: written after the swap */
   narrow: Packed;
 }
 

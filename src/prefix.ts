@@ -259,8 +259,12 @@ export function formatAddressAt(family: Family, bytes: Uint8Array, off: number):
   return formatIPv6(bytes, off);
 }
 
-/** RFC 5952: lowercase, no leading zeros, the longest run of two or more zero groups as "::" (the first on a tie). */
-function formatIPv6(bytes: Uint8Array, off: number): string {
+/**
+ * RFC 5952's "::": the first longest run of two or more zero groups of the
+ * IPv6 address at bytes[off..off + 16), as [first group, length]; [-1, 1]
+ * when there is none.
+ */
+export function zeroRun(bytes: Uint8Array, off: number): [number, number] {
   const group = (i: number): number => (bytes[off + 2 * i] << 8) | bytes[off + 2 * i + 1];
   let best = -1;
   let bestLen = 1;
@@ -271,6 +275,13 @@ function formatIPv6(bytes: Uint8Array, off: number): string {
     if (j - i > bestLen) { best = i; bestLen = j - i; }
     i = j;
   }
+  return [best, bestLen];
+}
+
+/** RFC 5952: lowercase, no leading zeros, the longest run of two or more zero groups as "::" (the first on a tie). */
+function formatIPv6(bytes: Uint8Array, off: number): string {
+  const group = (i: number): number => (bytes[off + 2 * i] << 8) | bytes[off + 2 * i + 1];
+  const [best, bestLen] = zeroRun(bytes, off);
   const hex = (from: number, to: number): string => {
     let out = '';
     for (let i = from; i < to; i++) out += i === from ? group(i).toString(16) : `:${group(i).toString(16)}`;

@@ -4,6 +4,7 @@
 import type { BindingJSON } from '../binding.js';
 import { type PackedBindings, keyFamily, keyPort, keyProtocol, labelAt } from '../bindingset.js';
 import { ACTION_REJECT, BINDING_KEY_SIZE } from '../layout.js';
+import { zeroRun } from '../prefix.js';
 import type { Env } from './env.js';
 
 /** Left-aligned columns separated by two spaces; numbers right-aligned. */
@@ -67,15 +68,7 @@ function putPrefix(out: Uint8Array, at: number, k: Uint8Array, off: number): num
     }
   } else {
     const group = (g: number): number => (k[a + 2 * g] << 8) | k[a + 2 * g + 1];
-    let best = -1;
-    let bestLen = 1;
-    for (let g = 0; g < 8;) {
-      if (group(g) !== 0) { g++; continue; }
-      let e = g;
-      while (e < 8 && group(e) === 0) e++;
-      if (e - g > bestLen) { best = g; bestLen = e - g; }
-      g = e;
-    }
+    const [best, bestLen] = zeroRun(k, a);
     for (let g = 0; g < 8; g++) {
       if (g === best) {
         out[at++] = 58;

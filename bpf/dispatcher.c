@@ -18,7 +18,6 @@
 #define AF_INET6 10
 
 #define MAX_DESTINATIONS 4096
-#define MAX_BINDINGS (1 << 20)
 #define MAX_REJECT_COUNTERS 65536
 
 #define ACTION_STEER 1
@@ -79,11 +78,13 @@ struct destination_metrics {
 // for each replace and swaps it in with one update of the outer array, so a
 // connection sees the old set or the new one, never a mix. The kernel does
 // not hold an inner hash map to the template's max_entries, so each set is
-// sized to its contents (up to MAX_BINDINGS).
+// sized to its contents (up to MAX_BINDINGS, enforced by src/layout.ts) and
+// preallocated: filling a preallocated map is about twice as fast as
+// allocating each element. The template is only a shape (libbpf creates
+// and drops one while loading), hence one entry.
 struct bindings_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_BINDINGS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
 	__uint(key_size, sizeof(struct binding_key));
 	__uint(value_size, sizeof(struct binding_value));
 };

@@ -16,7 +16,7 @@ import {
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import {
-  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_NO_PREALLOC, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
+  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
   DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAX_BINDINGS, MAX_DESTINATIONS, setCapacity,
   META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, readU32, readU64, u32, writeU64,
 } from './layout.js';
@@ -667,7 +667,7 @@ function writeEntries(fd: number, p: Packed): void {
 
 function createBindingSet(count: number): number {
   return context('create a binding set', () =>
-    native().mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, setCapacity(count), BPF_F_NO_PREALLOC));
+    native().mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, setCapacity(count), 0));
 }
 
 function pinWithMode(fd: number, file: string, gid: number | undefined): void {

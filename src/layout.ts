@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -47,7 +47,6 @@ export const PIN = {
 export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'sockets', 'destination_metrics', 'reject_metrics', 'meta'] as const;
 
 export const BPF_MAP_TYPE_HASH = 1;
-export const BPF_F_NO_PREALLOC = 1;
 export const BPF_F_RDONLY = 1 << 3;
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;

@@ -3,12 +3,11 @@
 // plane noticing, and a new one takes over at once.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, existsSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
-import { startDaemon, type Daemon } from './lib/daemon.js';
+import { startDaemon, type Daemon, workDir } from './lib/daemon.js';
 import { startProbeLoop } from './lib/children.js';
 import { tcpProbe, tcpServer, udpProbe, udpServer, type Served } from './lib/traffic.js';
 import { parseBinding } from '../src/binding.js';
@@ -16,8 +15,7 @@ import { HandoffClient, HandoffError, listDestinations, ping, registerSockets, u
 import { Dispatcher } from '../src/dispatcher.js';
 
 const { bpffs } = isolate();
-const dir = mkdtempSync(path.join(tmpdir(), 'tubulard-'));
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const dir = workDir();
 const socket = path.join(dir, 'tubulard.sock');
 const opts = { socketPath: socket };
 

@@ -2,20 +2,18 @@
 // dispatcher, and leaks no fd in the daemon.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
-import { startDaemon, type Daemon } from './lib/daemon.js';
+import { startDaemon, type Daemon, workDir } from './lib/daemon.js';
 import { tcpServer, udpServer, type Served } from './lib/traffic.js';
 import { HandoffClient, registerSockets, type Reply } from '../src/client.js';
 import { Dispatcher } from '../src/dispatcher.js';
 
 const { bpffs } = isolate();
-const dir = mkdtempSync(path.join(tmpdir(), 'tubulard-'));
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const dir = workDir();
 const socket = path.join(dir, 'tubulard.sock');
 
 // Sockets Node cannot make: a raw socket, an unbound UDP socket.

@@ -3,19 +3,17 @@
 // test's mount namespace (private copies of /etc/passwd and /etc/group).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
 import { helper } from './lib/children.js';
-import { startDaemon, type Daemon } from './lib/daemon.js';
+import { startDaemon, type Daemon, workDir } from './lib/daemon.js';
 import type { Reply } from '../src/client.js';
 import { Dispatcher } from '../src/dispatcher.js';
 
 const { bpffs } = isolate();
-const dir = mkdtempSync(path.join(tmpdir(), 'tubulard-'));
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const dir = workDir();
 chmodSync(dir, 0o755);
 const socket = path.join(dir, 'tubulard.sock');
 const policyFile = path.join(dir, 'policy.json');

@@ -1,20 +1,17 @@
 // Many clients at once, silent clients, too many clients: nobody blocks
 // anybody, idle connections are dropped, the cap is enforced with EBUSY.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
-import { startDaemon, type Daemon } from './lib/daemon.js';
+import { startDaemon, type Daemon, workDir } from './lib/daemon.js';
 import { tcpProbe, tcpServer, type Served } from './lib/traffic.js';
 import { parseBinding } from '../src/binding.js';
 import { HandoffClient, type HandoffError, ping } from '../src/client.js';
 import { Dispatcher } from '../src/dispatcher.js';
 
 const { bpffs } = isolate();
-const dir = mkdtempSync(path.join(tmpdir(), 'tubulard-'));
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const dir = workDir();
 const socket = path.join(dir, 'tubulard.sock');
 
 describe('clients', () => {

@@ -4,22 +4,20 @@
 // as written against a real daemon.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isolate } from './lib/isolate.js';
-import { startDaemon } from './lib/daemon.js';
+import { startDaemon, workDir } from './lib/daemon.js';
 import { tcpProbe } from './lib/traffic.js';
 import { parseBinding } from '../src/binding.js';
 import { listDestinations, ping } from '../src/client.js';
 import { Dispatcher } from '../src/dispatcher.js';
 
 const { bpffs } = isolate();
-const dir = mkdtempSync(path.join(tmpdir(), 'tubulard-'));
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const dir = workDir();
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** Starts a process and collects its stdout lines; resolves lines as they come. */

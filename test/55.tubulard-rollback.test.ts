@@ -2,12 +2,10 @@
 // register: with one destination left, a message of two new sockets
 // registers the first, fails on the second (ENOSPC), and rolls the first back.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
-import { startDaemon, type Daemon } from './lib/daemon.js';
+import { startDaemon, type Daemon, workDir } from './lib/daemon.js';
 import { tcpServer, type Served } from './lib/traffic.js';
 import { parseBinding } from '../src/binding.js';
 import { HandoffClient } from '../src/client.js';
@@ -15,8 +13,7 @@ import { Dispatcher } from '../src/dispatcher.js';
 import { MAX_DESTINATIONS } from '../src/layout.js';
 
 const { bpffs } = isolate();
-const dir = mkdtempSync(path.join(tmpdir(), 'tubulard-'));
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const dir = workDir();
 const socket = path.join(dir, 'tubulard.sock');
 
 describe('rollback', () => {

@@ -1,7 +1,8 @@
 // A real tubulard process for integration tests: started on a socket of the
 // test's own, in the test's namespaces, and stopped at the end.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -70,4 +71,11 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     },
     fdCount: () => readdirSync(`/proc/${child.pid}/fd`).length,
   };
+}
+
+/** A temporary directory for a test file's sockets and files, removed when the process exits. */
+export function workDir(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tubulard-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }

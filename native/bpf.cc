@@ -249,6 +249,12 @@ Napi::Value LinkUpdate(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value LinkDetach(const Napi::CallbackInfo& info) {
+  int linkFd = ArgFd(info, 0, "linkFd");
+  if (bpf_link_detach(linkFd) < 0) ThrowErrno(info.Env(), "bpf_link_detach", errno);
+  return info.Env().Undefined();
+}
+
 Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int progFd = ArgFd(info, 0, "progFd");
@@ -283,6 +289,7 @@ void InitBpf(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "linkInfo", LinkInfo);
   Export(env, exports, "linkCreateNetns", LinkCreateNetns);
   Export(env, exports, "linkUpdate", LinkUpdate);
+  Export(env, exports, "linkDetach", LinkDetach);
   Export(env, exports, "progTestRun", ProgTestRun);
 }
 

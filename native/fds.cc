@@ -1,6 +1,8 @@
 // Generic file descriptor operations.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/syscall.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,6 +49,15 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// renameat2(RENAME_NOREPLACE): fails with EEXIST instead of replacing.
+Napi::Value RenameNoReplace(const Napi::CallbackInfo& info) {
+  std::string from = ArgString(info, 0, "from");
+  std::string to = ArgString(info, 1, "to");
+  if (syscall(SYS_renameat2, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) < 0)
+    ThrowErrno(info.Env(), "rename", errno, ": " + to);
+  return info.Env().Undefined();
+}
+
 Napi::Value Inode(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "fd");
   struct stat st;
@@ -83,6 +94,7 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "close", Close);
   Export(env, exports, "open", Open);
   Export(env, exports, "flock", Flock);
+  Export(env, exports, "renameNoReplace", RenameNoReplace);
   Export(env, exports, "inode", Inode);
   Export(env, exports, "dup", Dup);
   Export(env, exports, "fdCount", FdCount);

@@ -2,7 +2,10 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -41,6 +44,7 @@ Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
   int type = IntOpt(env, fd, SO_TYPE);
   int protocol = IntOpt(env, fd, SO_PROTOCOL);
   int listening = IntOpt(env, fd, SO_ACCEPTCONN);
+  int reusePort = IntOpt(env, fd, SO_REUSEPORT);
   uint64_t cookie = 0;
   socklen_t clen = sizeof(cookie);
   if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &clen) < 0) ThrowErrno(env, "getsockopt", errno);
@@ -69,6 +73,7 @@ Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
   o.Set("type", Napi::Number::New(env, type));
   o.Set("protocol", Napi::Number::New(env, protocol));
   o.Set("listening", Napi::Boolean::New(env, listening != 0));
+  o.Set("reusePort", Napi::Boolean::New(env, reusePort != 0));
   o.Set("address", Napi::String::New(env, text));
   o.Set("port", Napi::Number::New(env, port));
   o.Set("cookie", Napi::BigInt::New(env, cookie));
@@ -96,6 +101,20 @@ Napi::Value SetNonBlocking(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The inode of the network namespace a socket belongs to: SIOCGSKNS gives
+// an fd of the namespace (needs CAP_NET_ADMIN over it), fstat names it.
+Napi::Value SocketNetnsInode(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  int ns = ioctl(fd, SIOCGSKNS);
+  if (ns < 0) ThrowErrno(info.Env(), "ioctl(SIOCGSKNS)", errno);
+  struct stat st;
+  int r = fstat(ns, &st);
+  int err = errno;
+  close(ns);
+  if (r < 0) ThrowErrno(info.Env(), "fstat", err);
+  return Napi::Number::New(info.Env(), static_cast<double>(st.st_ino));
+}
+
 Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
   int pid = static_cast<int>(ArgInt(info, 0, "pid", 1, INT_MAX));
   long fd = syscall(SYS_pidfd_open, pid, 0);  // pidfds are always O_CLOEXEC
@@ -117,6 +136,7 @@ void InitSockets(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "socketInfo", SocketInfo);
   Export(env, exports, "socketType", SocketType);
   Export(env, exports, "setNonBlocking", SetNonBlocking);
+  Export(env, exports, "socketNetnsInode", SocketNetnsInode);
   Export(env, exports, "pidfdOpen", PidfdOpen);
   Export(env, exports, "pidfdGetfd", PidfdGetfd);
 }

@@ -92,6 +92,22 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// SO_PEERGROUPS: the supplementary groups of the peer when it connected.
+Napi::Value PeerGroups(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  std::vector<gid_t> groups(64);
+  socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+  while (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) < 0) {
+    if (errno != ERANGE || len <= groups.size() * sizeof(gid_t)) ThrowErrno(env, "getsockopt", errno);
+    groups.resize(len / sizeof(gid_t));
+  }
+  size_t n = len / sizeof(gid_t);
+  Napi::Array out = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; i++) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, groups[i]));
+  return out;
+}
+
 Napi::Value SendMessage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0, "fd");
@@ -217,6 +233,7 @@ void InitUnix(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "seqpacketConnect", SeqpacketConnect);
   Export(env, exports, "accept", Accept);
   Export(env, exports, "peerCred", PeerCred);
+  Export(env, exports, "peerGroups", PeerGroups);
   Export(env, exports, "sendMessage", SendMessage);
   Export(env, exports, "recvMessage", RecvMessage);
   Export(env, exports, "unixDatagramSend", UnixDatagramSend);

@@ -29,6 +29,7 @@ export interface SocketInfo {
   type: number;         // SO_TYPE: SOCK_STREAM=1, SOCK_DGRAM=2, SOCK_SEQPACKET=5
   protocol: number;     // SO_PROTOCOL: IPPROTO_TCP=6, IPPROTO_UDP=17
   listening: boolean;   // SO_ACCEPTCONN
+  reusePort: boolean;   // SO_REUSEPORT
   address: string;      // getsockname: '' when unbound or not inet, else textual IP
   port: number;         // getsockname port, 0 when unbound
   cookie: bigint;       // SO_COOKIE
@@ -55,6 +56,8 @@ export interface Native {
   /** fstat inode number of an fd (e.g. of /proc/self/ns/net) */
   inode(fd: number): number;
   dup(fd: number): number;
+  /** renameat2(RENAME_NOREPLACE): EEXIST instead of replacing what is there */
+  renameNoReplace(from: string, to: string): void;
   /** number of open fds of this process (counts /proc/self/fd entries) */
   fdCount(): number;
 
@@ -82,6 +85,8 @@ export interface Native {
   linkCreateNetns(progFd: number, netnsFd: number): number;
   /** bpf_link_update(linkFd, newProgFd) */
   linkUpdate(linkFd: number, progFd: number): void;
+  /** bpf_link_detach: the link stays, its program no longer runs */
+  linkDetach(linkFd: number): void;
   /** BPF_PROG_TEST_RUN with ctx_in = ctx (struct bpf_sk_lookup), repeat times */
   progTestRun(progFd: number, ctx: Buffer, repeat: number): TestRunResult;
 
@@ -111,6 +116,8 @@ export interface Native {
 
   // ---- sockets ----
   socketInfo(fd: number): SocketInfo;
+  /** ioctl(SIOCGSKNS) + fstat: the inode of the socket's network namespace */
+  socketNetnsInode(fd: number): number;
   /** pidfd_open(pid, 0) */
   pidfdOpen(pid: number): number;
   /** pidfd_getfd(pidfd, targetFd, 0) */
@@ -125,6 +132,8 @@ export interface Native {
   accept(fd: number): number;
   /** SO_PEERCRED */
   peerCred(fd: number): PeerCred;
+  /** SO_PEERGROUPS: supplementary gids of the peer at connect time */
+  peerGroups(fd: number): number[];
   /** sendmsg with optional SCM_RIGHTS fds; returns bytes sent, -1 on EAGAIN */
   sendMessage(fd: number, data: Buffer, fds: number[]): number;
   /** recvmsg into a buffer of maxBytes with room for maxFds fds; returns null on EAGAIN */

@@ -198,7 +198,7 @@ describe('register arguments', () => {
 
   test('a socket matches its address, or the wildcard of the family', () => {
     const want = parsePidArgs(['1', 'web', 'tcp', '127.0.0.1', '80']);
-    const info = (address: string, over: object = {}) => ({ domain: 2, type: 1, protocol: 6, listening: true, address, port: 80, cookie: 1n, ...over });
+    const info = (address: string, over: object = {}) => ({ domain: 2, type: 1, protocol: 6, listening: true, reusePort: false, address, port: 80, cookie: 1n, ...over });
     assert.equal(socketMatch(info('127.0.0.1'), want), 2);
     assert.equal(socketMatch(info('0.0.0.0'), want), 1);
     assert.equal(socketMatch(info('127.0.0.2'), want), 0);
@@ -206,7 +206,7 @@ describe('register arguments', () => {
     assert.equal(socketMatch(info('127.0.0.1', { listening: false }), want), 0);
     assert.equal(socketMatch(info('127.0.0.1', { type: 2, protocol: 17 }), want), 0);
     const v6 = parsePidArgs(['1', 'dns', 'udp', '::1', '53']);
-    assert.equal(socketMatch({ domain: 10, type: 2, protocol: 17, listening: false, address: '::', port: 53, cookie: 1n }, v6), 1);
+    assert.equal(socketMatch({ domain: 10, type: 2, protocol: 17, listening: false, reusePort: false, address: '::', port: 53, cookie: 1n }, v6), 1);
   });
 });
 

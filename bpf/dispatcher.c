@@ -11,6 +11,7 @@
 
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <linux/errno.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -19,6 +20,15 @@
 
 #define MAX_DESTINATIONS 4096
 #define MAX_REJECT_COUNTERS 65536
+// Sockets per destination: the members of one SO_REUSEPORT group. The
+// kernel removes a socket from the map when it closes; the program takes
+// the first member still there, and the kernel's reuseport selection then
+// spreads connections over the group.
+#define SOCKET_SLOTS 8
+
+// The control plane writes multi-byte words in host order and the filters
+// assume little-endian words (src/layout.ts checks the same at run time).
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the map layout assumes a little-endian host");
 
 #define ACTION_STEER 1
 #define ACTION_REJECT 2
@@ -110,9 +120,10 @@ struct {
 	__type(value, __u64);
 } blocks SEC(".maps");
 
+// Key: destination id * SOCKET_SLOTS + slot.
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKMAP);
-	__uint(max_entries, MAX_DESTINATIONS);
+	__uint(max_entries, MAX_DESTINATIONS * SOCKET_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } sockets SEC(".maps");
@@ -133,13 +144,24 @@ struct {
 	__type(value, __u64);
 } reject_metrics SEC(".maps");
 
+// Refusals by reject bindings that found reject_metrics full, so that a
+// full table is visible instead of silent.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} reject_overflow SEC(".maps");
+
 // For the control plane only. Slot 0: the layout version it wrote when it
 // created the state, compared against the code's own before anything is
 // changed. Slot 1: a digest of the binding set a replace wrote, cleared by
 // any other change to the set, so reloading the same file is a no-op.
+// Slot 2: non-zero while a writer is part-way through a change; the next
+// writer then recomputes everything derived from the binding set.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } meta SEC(".maps");
@@ -288,10 +310,34 @@ static __always_inline void count_reject(struct binding_key *key)
 {
 	__u64 one = 1, *count = bpf_map_lookup_elem(&reject_metrics, key);
 
-	if (count)
+	__u32 zero = 0;
+	long err;
+
+	if (count) {
 		*count += 1;
-	else
-		bpf_map_update_elem(&reject_metrics, key, &one, BPF_NOEXIST);
+		return;
+	}
+	err = bpf_map_update_elem(&reject_metrics, key, &one, BPF_NOEXIST);
+	if (err && err != -EEXIST) { // full (E2BIG) or out of memory
+		count = bpf_map_lookup_elem(&reject_overflow, &zero);
+		if (count)
+			*count += 1;
+	}
+}
+
+// The first socket still registered for a destination, or NULL.
+static __always_inline struct bpf_sock *destination_socket(__u32 destination)
+{
+	struct bpf_sock *sk;
+	__u32 slot;
+
+#pragma unroll
+	for (slot = 0; slot < SOCKET_SLOTS; slot++) {
+		sk = bpf_map_lookup_elem(&sockets, &(__u32){ destination * SOCKET_SLOTS + slot });
+		if (sk)
+			return sk;
+	}
+	return NULL;
 }
 
 SEC("sk_lookup")
@@ -377,7 +423,7 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 
 	// A bound destination without a socket refuses: falling through to
 	// whatever else listens on the port is how traffic leaks.
-	sk = bpf_map_lookup_elem(&sockets, &destination);
+	sk = destination_socket(destination);
 	if (!sk) {
 		metrics->misses++;
 		return SK_DROP;

@@ -115,6 +115,38 @@ Napi::Value SocketNetnsInode(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(st.st_ino));
 }
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+uint64_t NetnsCookie(Napi::Env env, int fd) {
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0) ThrowErrno(env, "getsockopt(SO_NETNS_COOKIE)", errno);
+  return cookie;
+}
+
+// SO_NETNS_COOKIE (Linux 5.14): the cookie of a socket's network namespace.
+Napi::Value SocketNetnsCookie(const Napi::CallbackInfo& info) {
+  return Napi::BigInt::New(info.Env(), NetnsCookie(info.Env(), ArgFd(info, 0, "fd")));
+}
+
+// The cookie of the caller's own network namespace, from a socket made for the purpose.
+Napi::Value OwnNetnsCookie(const Napi::CallbackInfo& info) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(info.Env(), "socket", errno);
+  uint64_t cookie;
+  try {
+    cookie = NetnsCookie(info.Env(), fd);
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  close(fd);
+  return Napi::BigInt::New(info.Env(), cookie);
+}
+
 Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
   int pid = static_cast<int>(ArgInt(info, 0, "pid", 1, INT_MAX));
   long fd = syscall(SYS_pidfd_open, pid, 0);  // pidfds are always O_CLOEXEC
@@ -137,6 +169,8 @@ void InitSockets(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "socketType", SocketType);
   Export(env, exports, "setNonBlocking", SetNonBlocking);
   Export(env, exports, "socketNetnsInode", SocketNetnsInode);
+  Export(env, exports, "socketNetnsCookie", SocketNetnsCookie);
+  Export(env, exports, "ownNetnsCookie", OwnNetnsCookie);
   Export(env, exports, "pidfdOpen", PidfdOpen);
   Export(env, exports, "pidfdGetfd", PidfdGetfd);
 }

@@ -1,36 +1,64 @@
 // The destinations map and what hangs off each destination id: its socket
-// slot and its per-CPU counters. The dispatcher calls this under its lock.
+// slots and its per-CPU counters. The dispatcher calls this under its lock.
+//
+// Nothing here counts bindings: which destinations the binding set uses is
+// derived from the set whenever it matters, so a writer that dies part-way
+// can never leave a count that lets a used destination be freed.
+import type { BpfMap } from './bpfmap.js';
 import {
-  type DestinationEntry, type DestinationKey, decodeDestination, encodeDestinationKey, encodeDestinationValue, freeId,
+  type DestinationEntry, type DestinationKey, decodeDestination, destinationName, encodeDestinationKey, encodeDestinationValue,
 } from './destination.js';
-import { isSystemError } from './errors.js';
+import { TubularError } from './errors.js';
 import {
-  BPF_ANY, DESTINATION_KEY_SIZE, DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, MAX_DESTINATIONS, SOCKET_VALUE_SIZE, u32,
+  BINDING_VALUE_SIZE, DESTINATION_METRICS_SIZE, MAX_DESTINATIONS, NO_DESTINATION, SOCKET_SLOTS, SOCKET_VALUE_SIZE,
+  readU32, readU64, u32, writeU64,
 } from './layout.js';
-import { native } from './native.js';
 
 export interface DestinationMaps {
-  destinations: number;
-  sockets: number;
-  destination_metrics: number;
+  destinations: BpfMap;
+  sockets: BpfMap;
+  destination_metrics: BpfMap;
 }
 
 const same = (a: DestinationKey, b: DestinationKey): boolean => a.label === b.label && a.domain === b.domain && a.protocol === b.protocol;
+const slotKey = (id: number, slot: number): Buffer => u32(id * SOCKET_SLOTS + slot);
+
+/** Which destination ids a dump of binding values points at. */
+export function referencedIds(values: Buffer, count: number): Uint8Array {
+  const used = new Uint8Array(MAX_DESTINATIONS);
+  for (let i = 0; i < count; i++) {
+    const id = readU32(values, i * BINDING_VALUE_SIZE);
+    if (id !== NO_DESTINATION && id < MAX_DESTINATIONS) used[id] = 1;
+  }
+  return used;
+}
+
+/** How many bindings of a dump point at each destination id. */
+export function bindingCounts(values: Buffer, count: number): Uint32Array {
+  const counts = new Uint32Array(MAX_DESTINATIONS);
+  for (let i = 0; i < count; i++) {
+    const id = readU32(values, i * BINDING_VALUE_SIZE);
+    if (id !== NO_DESTINATION && id < MAX_DESTINATIONS) counts[id]++;
+  }
+  return counts;
+}
 
 export class DestinationTable {
   constructor(private readonly maps: DestinationMaps) {}
 
   entries(): DestinationEntry[] {
-    const { keys, values, count } = native().mapDump(this.maps.destinations, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE);
+    const { keys, values, count } = this.maps.destinations.dump();
+    const ks = this.maps.destinations.info.keySize;
+    const vs = this.maps.destinations.info.valueSize;
     const out: DestinationEntry[] = [];
-    for (let i = 0; i < count; i++) out.push(decodeDestination(keys, values, i * DESTINATION_KEY_SIZE, i * DESTINATION_VALUE_SIZE));
+    for (let i = 0; i < count; i++) out.push(decodeDestination(keys, values, i * ks, i * vs));
     return out;
   }
 
   lookup(d: DestinationKey): DestinationEntry | undefined {
-    const value = Buffer.alloc(DESTINATION_VALUE_SIZE);
     const key = encodeDestinationKey(d);
-    return native().mapLookup(this.maps.destinations, key, value) ? decodeDestination(key, value) : undefined;
+    const value = this.maps.destinations.lookup(key);
+    return value ? decodeDestination(key, value) : undefined;
   }
 
   /** id -> label, for decoding bindings. */
@@ -49,54 +77,96 @@ export class DestinationTable {
 
   /**
    * Creates destinations known not to exist, each with the lowest free id,
-   * zeroed counters and an empty socket slot; appends them to `known` and
-   * returns their ids.
+   * zeroed counters and empty socket slots; appends them to `known` and
+   * returns their ids. Checks there is room for all of them first, so a
+   * failure creates none.
    */
   create(missing: readonly DestinationKey[], known: DestinationEntry[]): number[] {
     if (missing.length === 0) return [];
-    const n = native();
+    if (known.length + missing.length > MAX_DESTINATIONS) {
+      throw new TubularError('ENOSPC', `${missing.length} new destinations do not fit: ${known.length} of ${MAX_DESTINATIONS} are in use ` +
+        '(each label, address family and protocol is one): unbind labels or unregister sockets you no longer need');
+    }
     const taken = new Uint8Array(MAX_DESTINATIONS);
     for (const e of known) taken[e.id] = 1;
-    const zero = Buffer.alloc(DESTINATION_METRICS_SIZE * n.numPossibleCpus());
+    const zero = Buffer.alloc(this.maps.destination_metrics.valueBytes);
     let id = 0;
     return missing.map((d) => {
-      while (id < MAX_DESTINATIONS && taken[id]) id++;
-      if (id === MAX_DESTINATIONS) freeId(known.map((e) => e.id)); // throws ENOSPC
+      while (taken[id]) id++;
       taken[id] = 1;
-      n.mapUpdate(this.maps.destination_metrics, u32(id), zero, BPF_ANY);
-      if (this.hasSocket(id)) this.deleteSocket(id);
-      n.mapUpdate(this.maps.destinations, encodeDestinationKey(d), encodeDestinationValue(id, 0), BPF_ANY);
-      known.push({ ...d, id, bindings: 0 });
+      this.maps.destination_metrics.update(u32(id), zero);
+      this.clearSockets(id);
+      this.maps.destinations.update(encodeDestinationKey(d), encodeDestinationValue(id, null));
+      known.push({ ...d, id, owner: null });
       return id;
     });
   }
 
-  /** Records how many bindings point at a destination; one with none and no socket goes away. */
-  setBindingCount(d: DestinationEntry, bindings: number): void {
-    if (bindings === 0 && !this.hasSocket(d.id)) {
-      native().mapDelete(this.maps.destinations, encodeDestinationKey(d));
-    } else if (bindings !== d.bindings) {
-      native().mapUpdate(this.maps.destinations, encodeDestinationKey(d), encodeDestinationValue(d.id, bindings), BPF_ANY);
-    }
+  /** Records who registered a destination's sockets (null: nobody, or root's tools). */
+  setOwner(d: DestinationEntry, owner: number | null): void {
+    if (d.owner !== owner) this.maps.destinations.update(encodeDestinationKey(d), encodeDestinationValue(d.id, owner));
   }
 
-  /** One binding fewer points at destination `id`. */
-  release(id: number): void {
-    const d = this.entries().find((e) => e.id === id);
-    if (d) this.setBindingCount(d, Math.max(0, d.bindings - 1));
-  }
-
-  /** Empties a socket slot; a sockmap says EINVAL, not ENOENT, for an empty one. */
-  deleteSocket(id: number): boolean {
-    try {
-      return native().mapDelete(this.maps.sockets, u32(id));
-    } catch (err) {
-      if (isSystemError(err, 'EINVAL')) return false;
-      throw err;
-    }
+  /** The cookies of the sockets registered for id, by slot. */
+  sockets(id: number): bigint[] {
+    const out: bigint[] = [];
+    const v = Buffer.alloc(SOCKET_VALUE_SIZE);
+    for (let s = 0; s < SOCKET_SLOTS; s++) if (this.maps.sockets.lookup(slotKey(id, s), v)) out.push(readU64(v, 0));
+    return out;
   }
 
   hasSocket(id: number): boolean {
-    return native().mapLookup(this.maps.sockets, u32(id), Buffer.alloc(SOCKET_VALUE_SIZE));
+    return this.sockets(id).length > 0;
+  }
+
+  /**
+   * Puts sockets (the members of one SO_REUSEPORT group, or one socket) in
+   * the slots of id, then empties the slots beyond them. Each slot update
+   * is atomic, so every moment has a socket to hand connections to.
+   */
+  setSockets(d: DestinationKey & { id: number }, fds: readonly number[]): void {
+    const value = Buffer.alloc(SOCKET_VALUE_SIZE);
+    fds.forEach((fd, s) => {
+      writeU64(value, BigInt(fd), 0);
+      try {
+        this.maps.sockets.update(slotKey(d.id, s), value);
+      } catch (err) {
+        throw new TubularError('EBADSOCK', `the socket for ${destinationName(d)} could not be registered: ${(err as Error).message}`, { cause: err });
+      }
+    });
+    for (let s = fds.length; s < SOCKET_SLOTS; s++) this.maps.sockets.delete(slotKey(d.id, s));
+  }
+
+  /** Empties every socket slot of id; false when none held a socket. */
+  clearSockets(id: number): boolean {
+    let any = false;
+    for (let s = 0; s < SOCKET_SLOTS; s++) any = this.maps.sockets.delete(slotKey(id, s)) || any;
+    return any;
+  }
+
+  /** Deletes destinations that no binding uses and no socket serves; returns how many. */
+  collect(used: Uint8Array, known: DestinationEntry[] = this.entries()): number {
+    let n = 0;
+    for (const d of known) {
+      if (used[d.id] || this.hasSocket(d.id)) continue;
+      this.maps.destinations.delete(encodeDestinationKey(d));
+      n++;
+    }
+    return n;
+  }
+
+  /** Per-destination counters summed over CPUs: lookups, misses, errors. */
+  metrics(): (id: number) => [bigint, bigint, bigint] {
+    const m = this.maps.destination_metrics;
+    const { values } = m.dump();
+    const cpus = m.valueBytes / DESTINATION_METRICS_SIZE;
+    return (id) => {
+      const sum: [bigint, bigint, bigint] = [0n, 0n, 0n];
+      for (let c = 0; c < cpus; c++) {
+        const off = (id * cpus + c) * DESTINATION_METRICS_SIZE;
+        for (let f = 0; f < 3; f++) sum[f] += readU64(values, off + f * 8);
+      }
+      return sum;
+    };
   }
 }

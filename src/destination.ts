@@ -2,7 +2,7 @@
 // indexes the socket map and the per-CPU metrics; bindings store the id.
 import { TubularError } from './errors.js';
 import {
-  AF, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, IPPROTO, LABEL_MAX_BYTES, MAX_DESTINATIONS, readU32, writeU32,
+  AF, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, IPPROTO, LABEL_MAX_BYTES, MAX_DESTINATIONS, NO_OWNER, readU32, writeU32,
 } from './layout.js';
 import { type Domain, type Protocol } from './protocol.js';
 
@@ -14,8 +14,8 @@ export interface DestinationKey {
 
 export interface DestinationEntry extends DestinationKey {
   readonly id: number;
-  /** how many bindings point here */
-  readonly bindings: number;
+  /** the uid that registered its sockets through tubulard, or null */
+  readonly owner: number | null;
 }
 
 export const destinationName = (d: DestinationKey): string => `${d.label} ${d.domain} ${d.protocol}`;
@@ -34,13 +34,14 @@ export function decodeDestination(key: Buffer, value: Buffer, off = 0, voff = 0)
   const raw = key.subarray(off + 4, off + DESTINATION_KEY_SIZE);
   const end = raw.indexOf(0);
   const label = raw.subarray(0, end < 0 ? raw.length : end).toString('utf8');
-  return { label, domain, protocol, id: readU32(value, voff), bindings: readU32(value, voff + 4) };
+  const owner = readU32(value, voff + 4);
+  return { label, domain, protocol, id: readU32(value, voff), owner: owner === NO_OWNER ? null : owner };
 }
 
-export function encodeDestinationValue(id: number, bindings: number): Buffer {
+export function encodeDestinationValue(id: number, owner: number | null): Buffer {
   const buf = Buffer.alloc(DESTINATION_VALUE_SIZE);
   writeU32(buf, id, 0);
-  writeU32(buf, bindings, 4);
+  writeU32(buf, owner ?? NO_OWNER, 4);
   return buf;
 }
 

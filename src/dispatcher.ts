@@ -2,39 +2,48 @@
 // pinned maps that hold its state, under <bpffs>/<netns inode>_dispatcher/.
 //
 // Every method is synchronous: each is a handful of bpf() syscalls. Writers
-// take an exclusive flock on the state directory for the duration of one
-// method; readers take it shared, briefly. Nothing here depends on a process
-// of ours staying alive: the pins are the state.
-import { chmodSync, chownSync, existsSync, mkdirSync, openSync, closeSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+// hold the writers' lock (statedir.ts) for one method, repair what a dead
+// predecessor left (recovery.ts) and mark their intent while they change
+// several maps, so the next writer recomputes what a crash may have left
+// inconsistent. Readers take no lock. Nothing here depends on a process of
+// ours staying alive: the pins are the state.
+import { closeSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import { type Binding, bindingId, sameTarget } from './binding.js';
+import { BindingStore, PENDING_SET, pinAt } from './binding-store.js';
 import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
   indexBindingSet, packBindingSet, packValues, packedFromDump, unpackBindings,
 } from './bindingset.js';
+import { BpfMap, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
+import { DestinationTable, bindingCounts, referencedIds } from './destination-table.js';
 import { TubularError, context, isSystemError } from './errors.js';
+import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, exactFilter, planFilter, setFilterBit } from './filters.js';
 import {
-  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, DESTINATION_KEY_SIZE,
-  DESTINATION_METRICS_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAX_BINDINGS, MAX_DESTINATIONS, setCapacity,
-  META_MAGIC, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_VALUE_SIZE, decodeBindingKey, readU32, readU64, u32, writeU64,
+  ACTION_REJECT, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_LINK_TYPE_NETNS, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP,
+  DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_DIGEST, META_INTENT,
+  META_MAGIC, META_STAMP, type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, decodeBindingKey,
+  readU32, readU64, u32, writeU64,
 } from './layout.js';
-import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, type Packed, planFilter, setFilterBit } from './filters.js';
-import { withLock } from './lock.js';
-import { native } from './native.js';
-import { DEFAULT_BPFFS, DEFAULT_NETNS, netnsInode } from './netns.js';
-import { programObjectPath, stateDirName } from './paths.js';
+import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
+import { type Native, native } from './native.js';
+import { programObjectPath } from './paths.js';
 import { formatPrefix, type Prefix } from './prefix.js';
 import type { Protocol } from './protocol.js';
+import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { registrableKind } from './socket.js';
-import { DestinationTable } from './destination-table.js';
+import { type Location, StateDir, createStateDir, detachLink, locate, removeStaleFor } from './statedir.js';
 
 export interface DispatcherOptions {
   /** network namespace path; default: the caller's (/proc/self/ns/net) */
   netns?: string;
   /** bpffs mount; default /sys/fs/bpf */
   bpffs?: string;
+  /** how long a writer waits for another writer (default 10 s; 0: fail at once with EBUSY) */
+  lockTimeoutMs?: number;
+  /** the syscall layer; tests may pass their own */
+  sys?: Native;
 }
 
 export interface CreateOptions extends DispatcherOptions {
@@ -47,8 +56,12 @@ export interface OpenOptions extends DispatcherOptions {
 }
 
 export interface DestinationStatus extends DestinationEntry {
-  /** the registered socket's cookie, or null when none is registered */
+  /** how many bindings of the set in force point here */
+  bindings: number;
+  /** the cookie of the first registered socket, or null when none is registered */
   socket: bigint | null;
+  /** the cookies of every registered socket (the members of one SO_REUSEPORT group) */
+  sockets: bigint[];
   lookups: bigint;
   misses: bigint;
   errors: bigint;
@@ -85,30 +98,24 @@ export interface ReplaceResult {
 
 export interface Registration extends DestinationKey {
   id: number;
+  /** the cookie of the (first) socket registered */
   cookie: bigint;
-  /** the cookie of the socket this one replaced */
+  cookies: bigint[];
+  /** the cookie of the (first) socket this registration replaced */
   replaced: bigint | null;
 }
 
-type MapName = typeof OBJECT_MAPS[number] | 'destinations';
-const ALL_MAPS: readonly MapName[] = [...OBJECT_MAPS, 'destinations'];
-const STATE_MODE = 0o750;
-const PIN_MODE = 0o640;
-
-function resolve(opts: DispatcherOptions): { netns: string; bpffs: string; ino: number; dir: string } {
-  const netns = opts.netns ?? DEFAULT_NETNS;
-  const bpffs = opts.bpffs ?? DEFAULT_BPFFS;
-  const ino = netnsInode(netns);
-  return { netns, bpffs, ino, dir: path.join(bpffs, stateDirName(ino)) };
+export interface RegisterOptions {
+  /** the uid registering through tubulard (null or absent: root's tools) */
+  owner?: number | null;
 }
 
-const notLoaded = (netns: string, dir: string): TubularError =>
-  new TubularError('ENOTLOADED', `no dispatcher is loaded in network namespace ${netns} (no ${dir}): run tubectl load`);
+/** Destination ids kept for root: registrations by other users never take the last of them. */
+export const ROOT_RESERVED_DESTINATIONS = 64;
 
-const ZERO = u32(0);
+const ALL_MAPS: readonly MapName[] = [...OBJECT_MAPS, 'destinations'];
+const PENDING_PROGRAM = `${PIN.program}_new`;
 const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
-/** meta slot holding the digest of the binding set a replace wrote (0: unknown) */
-const META_DIGEST = u32(1);
 
 /** 64 bits of SHA-256 over a packed set, never 0. */
 function setDigest(keys: Buffer, values: Buffer): bigint {
@@ -116,46 +123,36 @@ function setDigest(keys: Buffer, values: Buffer): bigint {
   return d === 0n ? 1n : d;
 }
 
-/** Removes a directory of pins (bpffs has no recursive delete). */
-function removePins(dir: string): void {
-  if (!existsSync(dir)) return;
-  for (const name of readdirSync(dir)) unlinkSync(path.join(dir, name));
-  rmdirSync(dir);
-}
-
-/** Clears leftovers of creates or unloads that died half-way. (bpffs forbids dots in names.) */
-function removeStale(bpffs: string, ino: number): void {
-  const prefix = `${stateDirName(ino)}_`;
-  for (const name of readdirSync(bpffs)) {
-    if (!name.startsWith(prefix)) continue;
-    const pid = Number(name.slice(name.lastIndexOf('_') + 1));
-    if (Number.isInteger(pid) && pid !== process.pid && !existsSync(`/proc/${pid}`)) removePins(path.join(bpffs, name));
-  }
-}
+type Maps = Record<MapName, BpfMap>;
 
 export class Dispatcher {
   readonly netns: string;
   readonly netnsInode: number;
   readonly stateDir: string;
   readonly readOnly: boolean;
-  private readonly dirFd: number;
-  private readonly maps: Record<MapName, number>;
   private readonly dests: DestinationTable;
+  private readonly store: BindingStore;
   private closed = false;
 
-  private constructor(netns: string, ino: number, dir: string, readOnly: boolean, dirFd: number, maps: Record<MapName, number>) {
-    this.netns = netns;
-    this.netnsInode = ino;
-    this.stateDir = dir;
+  private constructor(
+    private readonly sys: Native,
+    private readonly loc: Location,
+    private readonly dir: StateDir,
+    private readonly maps: Maps,
+    readOnly: boolean,
+    private readonly lockTimeoutMs: number,
+  ) {
+    this.netns = loc.netns;
+    this.netnsInode = loc.ino;
+    this.stateDir = loc.dir;
     this.readOnly = readOnly;
-    this.dirFd = dirFd;
-    this.maps = maps;
     this.dests = new DestinationTable(maps);
+    this.store = new BindingStore(sys, dir, maps.bindings, readOnly);
   }
 
   /** Whether a dispatcher is loaded in the namespace. */
   static isLoaded(opts: DispatcherOptions = {}): boolean {
-    return existsSync(resolve(opts).dir);
+    return StateDir.exists(locate(opts));
   }
 
   /**
@@ -164,292 +161,375 @@ export class Dispatcher {
    * failure at any step leaves nothing behind.
    */
   static create(opts: CreateOptions = {}): Dispatcher {
-    const { netns, bpffs, ino, dir } = resolve(opts);
-    if (existsSync(dir)) {
-      throw new TubularError('ELOADED', `a dispatcher is already loaded in network namespace ${netns} (${dir}): use tubectl upgrade to replace its program, or tubectl unload first`);
-    }
-    const n = native();
-    removeStale(bpffs, ino);
-    const tmp = path.join(bpffs, `${stateDirName(ino)}_create_${process.pid}`);
-    const fds: number[] = [];
-    const keep = (fd: number): number => { fds.push(fd); return fd; };
-    try {
-      context(`create ${tmp}`, () => mkdirSync(tmp, { mode: STATE_MODE }));
-      if (opts.group !== undefined) chownSync(tmp, -1, opts.group);
-      chmodSync(tmp, STATE_MODE);
-      const pin = (fd: number, name: string): void => pinWithMode(fd, path.join(tmp, name), opts.group);
-      const obj = context('load the BPF program', () => n.loadObject(programObjectPath(), 'dispatcher', {}));
-      keep(obj.progFd);
-      Object.values(obj.maps).forEach(keep);
-      const destinations = keep(context('create the destinations map', () =>
-        n.mapCreate(BPF_MAP_TYPE_HASH, 'destinations', DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, MAX_DESTINATIONS, 0)));
-      const set = keep(createBindingSet(0));
-      n.mapUpdate(obj.maps.bindings, ZERO, u32(set), BPF_ANY);
-      const meta = Buffer.alloc(8);
-      writeU64(meta, metaValue(), 0);
-      n.mapUpdate(obj.maps.meta, ZERO, meta, BPF_ANY);
-      for (const name of OBJECT_MAPS) pin(obj.maps[name], name);
-      pin(destinations, PIN.destinations);
-      pin(set, PIN.bindingSet);
-      pin(obj.progFd, PIN.program);
-      const nsFd = keep(context(`open network namespace ${netns}`, () => openSync(netns, 'r')));
-      const link = keep(context(`attach to network namespace ${netns}`, () => n.linkCreateNetns(obj.progFd, nsFd)));
-      pin(link, PIN.link);
+    assertLittleEndian();
+    const sys = opts.sys ?? native();
+    const loc = locate(opts);
+    createStateDir(loc, opts.group, sys, (at) => {
+      const fds: number[] = [];
+      const keep = (fd: number): number => { fds.push(fd); return fd; };
       try {
-        renameSync(tmp, dir);
-      } catch (err) {
-        if (isSystemError(err, 'ENOTEMPTY') || isSystemError(err, 'EEXIST')) {
-          throw new TubularError('ELOADED', `a dispatcher was loaded in network namespace ${netns} at the same time: use that one`);
+        const pin = (fd: number, name: string): void => pinAt(sys, fd, at(name), opts.group);
+        const obj = context('load the BPF program', () => sys.loadObject(programObjectPath(), 'dispatcher', {}));
+        keep(obj.progFd);
+        Object.values(obj.maps).forEach(keep);
+        const destinations = keep(context('create the destinations map', () =>
+          sys.mapCreate(BPF_MAP_TYPE_HASH, 'destinations', DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, MAX_DESTINATIONS, 0)));
+        const set = keep(context('create a binding set', () =>
+          sys.mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, 1024, 0)));
+        sys.mapUpdate(obj.maps.bindings, u32(0), u32(set), 0);
+        const meta = Buffer.alloc(8);
+        writeU64(meta, metaValue(), 0);
+        sys.mapUpdate(obj.maps.meta, u32(META_STAMP), meta, 0);
+        for (const name of OBJECT_MAPS) pin(obj.maps[name], name);
+        pin(destinations, PIN.destinations);
+        pin(set, PIN.bindingSet);
+        pin(obj.progFd, PIN.program);
+        const nsFd = context(`open network namespace ${loc.netns}`, () => openSync(loc.netns, 'r'));
+        try {
+          pin(keep(context(`attach to network namespace ${loc.netns}`, () => sys.linkCreateNetns(obj.progFd, nsFd))), PIN.link);
+        } finally {
+          closeSync(nsFd);
         }
-        throw err;
+      } finally {
+        for (const fd of fds) sys.close(fd);
       }
-    } catch (err) {
-      try { removePins(tmp); } catch { /* the original error matters more */ }
-      throw err;
-    } finally {
-      for (const fd of fds) n.close(fd);
-    }
+    });
     return Dispatcher.open(opts);
   }
 
-  /** Opens the pinned state of a loaded dispatcher. */
+  /** Opens the pinned state of a loaded dispatcher, checking every map against this version's layout. */
   static open(opts: OpenOptions = {}): Dispatcher {
-    const { netns, ino, dir } = resolve(opts);
+    const sys = opts.sys ?? native();
+    const loc = locate(opts);
     const readOnly = opts.readOnly ?? false;
-    const n = native();
-    let dirFd: number;
+    const dir = StateDir.open(loc);
+    const maps: Partial<Maps> = {};
     try {
-      dirFd = openSync(dir, 'r');
-    } catch (err) {
-      if (isSystemError(err, 'ENOENT')) throw notLoaded(netns, dir);
-      return context(`open ${dir}`, () => { throw err; });
-    }
-    const maps: Partial<Record<MapName, number>> = {};
-    try {
-      for (const name of ALL_MAPS) {
-        maps[name] = context(`open ${path.join(dir, name)}`, () => n.getPinned(path.join(dir, name), readOnly ? BPF_F_RDONLY : 0));
-      }
-      const meta = Buffer.alloc(8);
-      n.mapLookup(maps.meta!, ZERO, meta);
-      const stamp = readU64(meta, 0);
-      if (stamp !== metaValue()) {
-        const version = Number(stamp & 0xffffffffn);
-        throw new TubularError('EINCOMPAT', `the dispatcher in ${dir} has state layout ${version}, this tubectl understands ${LAYOUT_VERSION}: ` +
+      // The stamp first: state of another layout gets that message, not a size mismatch.
+      const meta = BpfMap.open(sys, dir.at(PIN.meta), PIN.meta, MAP_SPECS.meta, { readOnly, upTo: true });
+      maps.meta = meta;
+      const stamp = readU64(meta.lookup(u32(META_STAMP)) ?? Buffer.alloc(8), 0);
+      if (stamp !== metaValue() || mismatch(meta.info, MAP_SPECS.meta)) {
+        const version = stamp >> 32n === BigInt(META_MAGIC) ? Number(stamp & 0xffffffffn) : 'unknown';
+        throw new TubularError('EINCOMPAT', `the dispatcher in ${loc.dir} has state layout ${version}, this tubectl understands ${LAYOUT_VERSION}: ` +
           'use the matching version, or tubectl unload and load again (bindings and registrations are lost)');
       }
+      for (const name of ALL_MAPS) {
+        if (name !== 'meta') maps[name] = BpfMap.open(sys, dir.at(name), name, MAP_SPECS[name], { readOnly });
+      }
     } catch (err) {
-      for (const fd of Object.values(maps)) n.close(fd);
-      closeSync(dirFd);
+      for (const m of Object.values(maps)) m.close();
+      dir.close();
       throw err;
     }
-    return new Dispatcher(netns, ino, dir, readOnly, dirFd, maps as Record<MapName, number>);
+    return new Dispatcher(sys, loc, dir, maps as Maps, readOnly, opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
   }
 
-  /** Detaches the program and removes all state: bindings and registrations are gone. */
-  static unload(opts: DispatcherOptions = {}): void {
-    const { netns, bpffs, ino, dir } = resolve(opts);
-    let dirFd: number;
+  /**
+   * Detaches the program, then removes all state: bindings and
+   * registrations are gone. Also finishes an unload that died part-way.
+   * Returns how many leftovers of interrupted creates and unloads it removed.
+   */
+  static unload(opts: DispatcherOptions = {}): { leftovers: number } {
+    const sys = opts.sys ?? native();
+    const loc = locate(opts);
+    const leftovers = removeStaleFor(loc, sys);
+    let dir: StateDir;
     try {
-      dirFd = openSync(dir, 'r');
+      dir = StateDir.open(loc);
     } catch (err) {
-      if (isSystemError(err, 'ENOENT')) throw notLoaded(netns, dir);
+      if (leftovers > 0 && err instanceof TubularError && err.code === 'ENOTLOADED') return { leftovers };
       throw err;
     }
     try {
-      withLock(dirFd, true, () => {
-        const doomed = path.join(bpffs, `${stateDirName(ino)}_unload_${process.pid}`);
-        context(`remove ${dir}`, () => renameSync(dir, doomed));
-        removePins(doomed);
+      dir.withLock(opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, () => {
+        // Detach first: from here on no connection is steered, whatever happens next.
+        context('detach the program', () => detachLink(dir.at(PIN.link), sys));
+        dir.retire(sys);
       });
     } finally {
-      closeSync(dirFd);
+      dir.close();
     }
+    return { leftovers };
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    const n = native();
-    for (const fd of Object.values(this.maps)) n.close(fd);
-    closeSync(this.dirFd);
-  }
-
-  private read<T>(fn: () => T): T {
-    this.check();
-    return withLock(this.dirFd, false, fn);
-  }
-
-  private write<T>(fn: () => T): T {
-    this.check();
-    if (this.readOnly) throw new TubularError('EPERM', 'the dispatcher was opened read-only: writing needs root');
-    return withLock(this.dirFd, true, () => {
-      this.recover();
-      return fn();
-    });
+    for (const m of Object.values(this.maps)) m.close();
+    this.dir.close();
   }
 
   private check(): void {
     if (this.closed) throw new Error('the dispatcher is closed');
   }
 
-  private pin(fd: number, name: string): void {
-    pinWithMode(fd, path.join(this.stateDir, name), statSync(this.stateDir).gid);
+  private write<T>(fn: () => T): T {
+    this.check();
+    if (this.readOnly) throw new TubularError('EPERM', 'the dispatcher was opened read-only: writing needs root');
+    assertLittleEndian();
+    return this.dir.withLock(this.lockTimeoutMs, () => {
+      this.recover();
+      return fn();
+    });
   }
 
-  /** The digest of the set in force, when the last change to it was a replace. */
-  private storedDigest(): bigint {
-    const v = Buffer.alloc(8);
-    native().mapLookup(this.maps.meta, META_DIGEST, v);
-    return readU64(v, 0);
+  /**
+   * Runs a change of several maps with the intent mark set: if this process
+   * dies inside, the next writer recomputes everything derived from the
+   * binding set. A change that fails is reconciled at once.
+   */
+  private changing<T>(fn: () => T): T {
+    this.setMeta(META_INTENT, 1n);
+    let result: T;
+    try {
+      result = fn();
+    } catch (err) {
+      try {
+        this.reconcile();
+        this.setMeta(META_INTENT, 0n);
+      } catch { /* the mark stays: the next writer reconciles */ }
+      throw err;
+    }
+    this.setMeta(META_INTENT, 0n);
+    return result;
+  }
+
+  private getMeta(slot: number): bigint {
+    return readU64(this.maps.meta.lookup(u32(slot)) ?? Buffer.alloc(8), 0);
+  }
+
+  private setMeta(slot: number, v: bigint): void {
+    const b = Buffer.alloc(8);
+    writeU64(b, v, 0);
+    this.maps.meta.update(u32(slot), b);
+  }
+
+  /** The id of the program pinned at name, or undefined. */
+  private pinnedProgram(name: string): number | undefined {
+    try {
+      const fd = this.sys.getPinned(this.dir.at(name), 0);
+      try { return this.sys.progInfo(fd).id; } finally { this.sys.close(fd); }
+    } catch (err) {
+      if (isSystemError(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  private link(): { progId: number; attached: boolean; id: number } | undefined {
+    let fd: number;
+    try {
+      fd = this.sys.getPinned(this.dir.at(PIN.link), 0);
+    } catch (err) {
+      if (isSystemError(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+    try {
+      const info = this.sys.linkInfo(fd);
+      return { id: info.id, progId: info.progId, attached: info.type === BPF_LINK_TYPE_NETNS && info.netnsIno === this.loc.ino };
+    } finally {
+      this.sys.close(fd);
+    }
+  }
+
+  /** Repairs what a writer that died part-way left: see recovery.ts. */
+  private recover(): void {
+    const link = this.link();
+    const facts: RecoveryFacts = {
+      setInForce: this.store.idInForce(),
+      pinnedSet: this.store.pinnedId(PIN.bindingSet),
+      pendingSet: this.store.pinnedId(PENDING_SET),
+      linkProgram: link?.progId,
+      linkAttached: link?.attached ?? false,
+      pendingProgram: this.pinnedProgram(PENDING_PROGRAM),
+      intent: this.getMeta(META_INTENT) !== 0n,
+    };
+    const plan = planRecovery(facts);
+    if (plan.halfUnloaded) {
+      throw new TubularError('ENOTLOADED', `the dispatcher in ${this.loc.dir} is detached (an unload was interrupted): ` +
+        'no traffic is steered; run tubectl unload to finish it, then tubectl load');
+    }
+    for (const step of plan.steps) {
+      switch (step) {
+        case 'adopt-pending-set': renameSync(this.dir.at(PENDING_SET), this.dir.at(PIN.bindingSet)); break;
+        case 'drop-pending-set': unlinkSync(this.dir.at(PENDING_SET)); break;
+        case 'adopt-pending-program': renameSync(this.dir.at(PENDING_PROGRAM), this.dir.at(PIN.program)); break;
+        case 'drop-pending-program': unlinkSync(this.dir.at(PENDING_PROGRAM)); break;
+        case 'reconcile': this.reconcile(); this.setMeta(META_INTENT, 0n); break;
+      }
+    }
+    if (plan.unpinnedSet) {
+      throw new TubularError('EINCOMPAT', `the binding set in force in ${this.loc.dir} is not pinned, and this tubectl cannot repair that: ` +
+        'tubectl unload and load again (bindings and registrations are lost)');
+    }
+  }
+
+  /**
+   * Recomputes everything derived from the binding set in force: both
+   * filters exactly, unused destinations collected, counters of bindings
+   * that are no longer reject bindings dropped, the replace digest cleared.
+   */
+  private reconcile(): void {
+    this.setMeta(META_DIGEST, 0n);
+    const set = this.store.with((s) => s.dump());
+    for (const f of this.filters()) {
+      const exact = exactFilter(f.spec, set);
+      f.map.updateBatch(exact.keys, exact.values, exact.count);
+    }
+    this.dests.collect(referencedIds(set.values, set.count));
+    const rejects = new Set<string>();
+    for (let i = 0; i < set.count; i++) {
+      if (readU32(set.values, i * BINDING_VALUE_SIZE + 4) === ACTION_REJECT) {
+        rejects.add(set.keys.toString('hex', i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE));
+      }
+    }
+    const counters = this.maps.reject_metrics.dump();
+    const stale: Buffer[] = [];
+    for (let i = 0; i < counters.count; i++) {
+      const key = counters.keys.subarray(i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE);
+      if (!rejects.has(key.toString('hex'))) stale.push(Buffer.from(key));
+    }
+    if (stale.length > 0) this.maps.reject_metrics.deleteBatch(Buffer.concat(stale), stale.length);
+  }
+
+  /** The two filters in front of the binding set, with their maps. */
+  private filters(): Array<{ spec: FilterSpec; map: BpfMap }> {
+    return [{ spec: LENGTHS_FILTER, map: this.maps.lengths }, { spec: BLOCKS_FILTER, map: this.maps.blocks }];
+  }
+
+  /**
+   * The destination for d, created when missing. A full table is first
+   * cleared of destinations the set in force does not use; `reserve` ids
+   * stay free for root.
+   */
+  private ensureDestination(d: DestinationKey, reserve = 0): DestinationEntry {
+    let known = this.dests.entries();
+    const found = known.find((e) => e.label === d.label && e.domain === d.domain && e.protocol === d.protocol);
+    if (found) return found;
+    if (known.length + 1 > MAX_DESTINATIONS - reserve) {
+      this.collectDestinations();
+      known = this.dests.entries();
+    }
+    if (known.length + 1 > MAX_DESTINATIONS - reserve) {
+      throw new TubularError('ENOSPC', reserve > 0
+        ? `the last ${reserve} of ${MAX_DESTINATIONS} destinations are kept for root and ${known.length} are in use: ask root to unregister labels no longer needed`
+        : `all ${MAX_DESTINATIONS} destinations are in use: unbind labels or unregister sockets you no longer need`);
+    }
+    return this.dests.ensure(d, known);
+  }
+
+  /** Deletes destinations no binding in force uses and no socket serves. */
+  private collectDestinations(): number {
+    const { values, count } = this.store.with((s) => s.dump());
+    return this.dests.collect(referencedIds(values, count));
   }
 
   private storeDigest(digest: bigint): void {
-    const v = Buffer.alloc(8);
-    writeU64(v, digest, 0);
-    native().mapUpdate(this.maps.meta, META_DIGEST, v, BPF_ANY);
-  }
-
-  /** Finishes a replace that died between swapping the set and re-pinning it. */
-  private recover(): void {
-    const pending = path.join(this.stateDir, `${PIN.bindingSet}_new`);
-    if (!existsSync(pending)) return;
-    const n = native();
-    const fd = n.getPinned(pending, 0);
-    try {
-      const current = Buffer.alloc(4);
-      n.mapLookup(this.maps.bindings, ZERO, current);
-      if (n.mapInfo(fd).id === readU32(current, 0)) renameSync(pending, path.join(this.stateDir, PIN.bindingSet));
-      else unlinkSync(pending);
-    } finally {
-      n.close(fd);
-    }
-  }
-
-  /** Runs fn with an fd of the binding set in force. */
-  private withBindingSet<T>(fn: (fd: number) => T): T {
-    const n = native();
-    const fd = n.getPinned(path.join(this.stateDir, PIN.bindingSet), this.readOnly ? BPF_F_RDONLY : 0);
-    try {
-      return fn(fd);
-    } finally {
-      n.close(fd);
-    }
+    this.setMeta(META_DIGEST, digest);
   }
 
   // ---- bindings ----
 
   /** Adds a binding, or replaces the one with the same protocol, prefix and port. */
   bind(b: Binding): BindResult {
-    return this.write(() => this.withBindingSet((set) => {
-      const n = native();
+    return this.write(() => this.store.with((set) => {
       const key = bindingKey(b);
-      const old = Buffer.alloc(BINDING_VALUE_SIZE);
-      const existed = n.mapLookup(set, key, old);
-      const oldId = existed ? readU32(old, 0) : NO_DESTINATION;
-      const labels = existed ? this.dests.labels() : undefined;
-      const replaced = existed ? unpackBindings(key, old, 1, (id) => labels!.get(id))[0] : undefined;
+      const old = set.lookup(key, Buffer.alloc(BINDING_VALUE_SIZE));
+      const oldId = old ? readU32(old, 0) : NO_DESTINATION;
+      const labels = old ? this.dests.labels() : undefined;
+      const replaced = old ? unpackBindings(key, old, 1, (id) => labels!.get(id))[0] : undefined;
       if (replaced && sameTarget(replaced, b)) return { replaced };
-      this.storeDigest(0n);
       const dest = destinationOf(b);
-      const entry = dest ? this.dests.ensure(dest) : undefined;
-      // Make the length and the block bit visible before the binding, so
-      // the program never skips a lookup that would match.
-      for (const f of this.filters()) {
-        const at = f.spec.at(key, 0);
-        if (at >= 0) setFilterBit(f.fd, f.spec, at, true);
-      }
-      this.insert(set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action));
-      if (entry && entry.id !== oldId) this.dests.setBindingCount(entry, entry.bindings + 1);
-      if (oldId !== NO_DESTINATION && oldId !== entry?.id) this.dests.release(oldId);
-      if (replaced?.action === 'reject' && b.action !== 'reject') n.mapDelete(this.maps.reject_metrics, key);
-      return replaced ? { replaced } : {};
+      return this.changing(() => {
+        this.storeDigest(0n);
+        const entry = dest ? this.ensureDestination(dest) : undefined;
+        // Make the length and the block bit visible before the binding, so
+        // the program never skips a lookup that would match.
+        for (const f of this.filters()) {
+          const at = f.spec.at(key, 0);
+          if (at >= 0) setFilterBit(f.map.fd, f.spec, at, true, this.sys);
+        }
+        this.insert(set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action));
+        if (replaced?.action === 'reject' && b.action !== 'reject') this.maps.reject_metrics.delete(key);
+        if (oldId !== NO_DESTINATION && oldId !== entry?.id) this.collectDestinations();
+        return replaced ? { replaced } : {};
+      });
     }));
   }
 
   /** Inserts into the set in force; a full set is first rebuilt twice as large, and swapped in. */
-  private insert(set: number, key: Buffer, value: Buffer): void {
-    const n = native();
+  private insert(set: BpfMap, key: Buffer, value: Buffer): void {
     try {
-      n.mapUpdate(set, key, value, BPF_ANY);
+      set.update(key, value);
       return;
     } catch (err) {
       if (!isSystemError(err, 'E2BIG')) throw err;
     }
-    const { keys, values, count } = n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
+    const { keys, values, count } = set.dump();
     if (count >= MAX_BINDINGS) {
       throw new TubularError('ENOSPC', `the binding set is full (${MAX_BINDINGS} bindings): unbind some first`);
     }
-    const bigger = createBindingSet(count + 1);
+    const bigger = this.store.create(count + 1);
     try {
-      if (count > 0) n.mapUpdateBatch(bigger, keys, values, count, BPF_ANY);
-      n.mapUpdate(bigger, key, value, BPF_ANY);
-      this.swapBindingSet(bigger);
+      bigger.updateBatch(keys, values, count);
+      bigger.update(key, value);
+      this.store.swap(bigger);
     } finally {
-      n.close(bigger);
+      bigger.close();
     }
-  }
-
-  /** Makes `set` the binding set in force: one update of the outer map, then the pin. */
-  private swapBindingSet(set: number): void {
-    const pending = `${PIN.bindingSet}_new`;
-    this.pin(set, pending);
-    native().mapUpdate(this.maps.bindings, ZERO, u32(set), BPF_ANY);
-    renameSync(path.join(this.stateDir, pending), path.join(this.stateDir, PIN.bindingSet));
   }
 
   /** Removes the binding with this protocol, prefix and port; label, if given, must match. */
   unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string }): Binding {
-    return this.write(() => this.withBindingSet((set) => {
-      const n = native();
+    return this.write(() => this.store.with((set) => {
       const key = bindingKey(b);
-      const value = Buffer.alloc(BINDING_VALUE_SIZE);
+      const value = set.lookup(key, Buffer.alloc(BINDING_VALUE_SIZE));
       const name = bindingId(b);
-      if (!n.mapLookup(set, key, value)) {
-        throw new TubularError('ENOENT', `there is no binding ${name}: tubectl bindings lists them`);
-      }
+      if (!value) throw new TubularError('ENOENT', `there is no binding ${name}: tubectl bindings lists them`);
       const labels = this.dests.labels();
       const existing = unpackBindings(key, value, 1, (id) => labels.get(id))[0];
       if (b.label !== undefined && b.label !== existing.label) {
         throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
       }
-      this.storeDigest(0n);
-      n.mapDelete(set, key);
-      n.mapDelete(this.maps.reject_metrics, key);
-      // Clear the length bit and the block bit only when no other binding needs them.
-      const { keys, count } = n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
-      for (const f of this.filters()) {
-        const at = f.spec.at(key, 0);
-        let needed = at < 0;
-        for (let i = 0; i < count && !needed; i++) needed = f.spec.at(keys, i * BINDING_KEY_SIZE) === at;
-        if (!needed) setFilterBit(f.fd, f.spec, at, false);
-      }
-      const id = readU32(value, 0);
-      if (id !== NO_DESTINATION) this.dests.release(id);
-      return existing;
+      return this.changing(() => {
+        this.storeDigest(0n);
+        set.delete(key);
+        this.maps.reject_metrics.delete(key);
+        // Clear the length bit and the block bit only when no other binding needs them.
+        const rest = set.dump();
+        for (const f of this.filters()) {
+          const at = f.spec.at(key, 0);
+          let needed = at < 0;
+          for (let i = 0; i < rest.count && !needed; i++) needed = f.spec.at(rest.keys, i * BINDING_KEY_SIZE) === at;
+          if (!needed) setFilterBit(f.map.fd, f.spec, at, false, this.sys);
+        }
+        if (readU32(value, 0) !== NO_DESTINATION) this.dests.collect(referencedIds(rest.values, rest.count));
+        return existing;
+      });
     }));
   }
 
   /** All bindings, most preferred first. */
   bindings(): Binding[] {
-    return this.read(() => this.readBindings());
-  }
-
-  private readBindings(): Binding[] {
-    const set = this.readPackedBindings();
+    this.check();
+    const set = this.packedBindings();
     return Array.from({ length: set.count }, (_, i) => bindingAt(set, i));
   }
 
-  /** All bindings, packed (see bindingset.ts), in no particular order: what tubectl bindings formats. */
+  /**
+   * All bindings, packed (see bindingset.ts), in no particular order: what
+   * tubectl bindings formats. Read without a lock: the set is read first,
+   * then the labels; a destination collected in between is read again.
+   */
   packedBindings(): PackedBindings {
-    return this.read(() => this.readPackedBindings());
-  }
-
-  private readPackedBindings(): PackedBindings {
-    const labels = this.dests.labels();
-    return this.withBindingSet((set) => {
-      const { keys, values, count } = native().mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
-      return packedFromDump(keys, values, count, (id) => labels.get(id));
-    });
+    this.check();
+    for (let attempt = 0; ; attempt++) {
+      const { keys, values, count } = this.store.with((s) => s.dump());
+      const labels = this.dests.labels();
+      const used = referencedIds(values, count);
+      const missing = used.some((u, id) => u === 1 && !labels.has(id));
+      if (!missing || attempt >= 3) return packedFromDump(keys, values, count, (id) => labels.get(id));
+    }
   }
 
   /**
@@ -471,207 +551,233 @@ export class Dispatcher {
     }
     const keys = next.keys;
     return this.write(() => {
-      const n = native();
-      const known = this.dests.entries();
-      const byName = new Map(known.map((d) => [destinationName(d), d]));
+      let known = this.dests.entries();
+      const idOf = (list: DestinationEntry[]): Map<string, number> => new Map(list.map((d) => [destinationName(d), d.id]));
       // Values with the ids of destinations that exist; a missing one is a change.
       const { slotOf, slots } = destinationSlots(next);
-      const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d))?.id ?? -1);
+      let byName = idOf(known);
+      const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d)) ?? -1);
       let values = packValues(next, slotOf, ids);
       // The same file again: every destination exists and the bytes are
       // those the last replace wrote, with no change since.
-      const stored = this.storedDigest();
+      const stored = this.getMeta(META_DIGEST);
       if (stored !== 0n && !ids.includes(-1) && setDigest(keys, values) === stored) {
         return { added: 0, removed: 0, changed: 0, unchanged: next.count };
       }
       const pending = (i: number): boolean => slotOf[i] >= 0 && ids[slotOf[i]] < 0;
-      const current = this.withBindingSet((set) => n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE));
+      const current = this.store.with((s) => s.dump());
       const { staleRejects, removedKeys, addedKeys, ...result } = diffBindingSets({ index, values, count: next.count, pending }, current);
       if (result.added === 0 && result.removed === 0 && result.changed === 0) {
         this.storeDigest(setDigest(keys, values));
         return result;
       }
-      this.storeDigest(0n);
-
-      // Destinations: create the missing ones, then count bindings per id.
-      const missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-      this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
-      values = packValues(next, slotOf, ids);
-      const counts = new Map<number, number>();
-      const perSlot = new Int32Array(slots.length);
-      for (let i = 0; i < next.count; i++) if (slotOf[i] >= 0) perSlot[slotOf[i]]++;
-      perSlot.forEach((c, k) => counts.set(ids[k], (counts.get(ids[k]) ?? 0) + c));
-      const set = createBindingSet(next.count);
-      try {
-        if (next.count > 0) context('fill the new binding set', () => n.mapUpdateBatch(set, keys, values, next.count, BPF_ANY));
-        // Filters: widen to old | new, swap, then narrow to new. The
-        // program may skip a lookup only if no binding in force needs it.
-        // The swap returns once no program can still see the old set, and
-        // the program reads the set before the filters, so narrowing
-        // afterwards never hides a binding from a lookup in flight.
-        const plans = this.filters().map((f) => ({ fd: f.fd, plan: planFilter(f.spec, current, next, removedKeys, addedKeys) }));
-        for (const p of plans) writeEntries(p.fd, p.plan.widen);
-        this.swapBindingSet(set);
-        for (const p of plans) writeEntries(p.fd, p.plan.narrow);
-      } finally {
-        n.close(set);
+      // Room for the new destinations, checked before anything is created:
+      // first without the destinations nothing in force uses.
+      let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
+      if (known.length + missing.length > MAX_DESTINATIONS) {
+        this.dests.collect(referencedIds(current.values, current.count), known);
+        known = this.dests.entries();
+        byName = idOf(known);
+        slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });
+        missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
       }
-      for (const d of known) this.dests.setBindingCount(d, counts.get(d.id) ?? 0);
-      this.storeDigest(setDigest(keys, values));
-      // Counters of reject bindings that are gone.
-      if (staleRejects.length > 0) {
-        const staleKeys = Buffer.alloc(staleRejects.length * BINDING_KEY_SIZE);
-        staleRejects.forEach((j, k) => current.keys.copy(staleKeys, k * BINDING_KEY_SIZE, j * BINDING_KEY_SIZE, (j + 1) * BINDING_KEY_SIZE));
-        n.mapDeleteBatch(this.maps.reject_metrics, staleKeys, staleRejects.length);
+      if (known.length + missing.length > MAX_DESTINATIONS) {
+        throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
+          `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free: nothing was changed; use fewer labels`);
       }
-      return result;
+      return this.changing(() => {
+        this.storeDigest(0n);
+        this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
+        values = packValues(next, slotOf, ids);
+        const set = this.store.create(next.count);
+        try {
+          context('fill the new binding set', () => set.updateBatch(keys, values, next.count));
+          // Filters: widen to old | new, swap, then narrow to new. The
+          // program may skip a lookup only if no binding in force needs it.
+          // The swap returns once no program can still see the old set, and
+          // the program reads the set before the filters, so narrowing
+          // afterwards never hides a binding from a lookup in flight.
+          const plans = this.filters().map((f) => ({ map: f.map, plan: planFilter(f.spec, current, next, removedKeys, addedKeys) }));
+          for (const p of plans) p.map.updateBatch(p.plan.widen.keys, p.plan.widen.values, p.plan.widen.count);
+          this.store.swap(set);
+          for (const p of plans) p.map.updateBatch(p.plan.narrow.keys, p.plan.narrow.values, p.plan.narrow.count);
+        } finally {
+          set.close();
+        }
+        this.dests.collect(referencedIds(values, next.count));
+        // Counters of reject bindings that are gone.
+        if (staleRejects.length > 0) {
+          const staleKeys = Buffer.alloc(staleRejects.length * BINDING_KEY_SIZE);
+          staleRejects.forEach((j, k) => current.keys.copy(staleKeys, k * BINDING_KEY_SIZE, j * BINDING_KEY_SIZE, (j + 1) * BINDING_KEY_SIZE));
+          this.maps.reject_metrics.deleteBatch(staleKeys, staleRejects.length);
+        }
+        this.storeDigest(setDigest(keys, values));
+        return result;
+      });
     });
-  }
-
-  /** The two filters in front of the binding set, with their maps. */
-  private filters(): Array<{ spec: FilterSpec; fd: number }> {
-    return [{ spec: LENGTHS_FILTER, fd: this.maps.lengths }, { spec: BLOCKS_FILTER, fd: this.maps.blocks }];
   }
 
   // ---- sockets ----
 
   /**
-   * Registers a socket for a label. Its domain and protocol choose the
-   * destination; a socket already there is replaced.
+   * Registers a socket for a label, or the members of one SO_REUSEPORT
+   * group (same family, protocol, address and port, SO_REUSEPORT set).
+   * Their domain and protocol choose the destination; whatever was
+   * registered there is replaced. The registration lasts while the socket
+   * is open in some process: the kernel removes a closed socket, and the
+   * dispatcher then hands connections to the next member of the group, or
+   * refuses them when none is left.
    */
-  registerSocket(label: string, fd: number): Registration {
-    const n = native();
-    const info = context('inspect the socket', () => n.socketInfo(fd));
-    const kind = registrableKind(info);
-    return this.write(() => {
-      const dest = this.dests.ensure({ label, ...kind });
-      const key = u32(dest.id);
-      const old = Buffer.alloc(SOCKET_VALUE_SIZE);
-      const replaced = n.mapLookup(this.maps.sockets, key, old) ? readU64(old, 0) : null;
-      const value = Buffer.alloc(SOCKET_VALUE_SIZE);
-      writeU64(value, BigInt(fd), 0);
-      context(`register the socket for ${destinationName(dest)}`, () => n.mapUpdate(this.maps.sockets, key, value, BPF_ANY));
-      return { label, ...kind, id: dest.id, cookie: info.cookie, replaced };
-    });
+  registerSocket(label: string, fds: number | readonly number[], opts: RegisterOptions = {}): Registration {
+    const all = typeof fds === 'number' ? [fds] : [...fds];
+    if (all.length === 0 || all.length > SOCKET_SLOTS) {
+      throw new TubularError('EINVAL', `register 1 to ${SOCKET_SLOTS} sockets for a destination, not ${all.length}`);
+    }
+    const infos = all.map((fd) => context('inspect the socket', () => this.sys.socketInfo(fd)));
+    const kinds = infos.map(registrableKind);
+    const kind = kinds[0];
+    if (all.length > 1) {
+      const first = infos[0];
+      const group = infos.every((i, n) => i.reusePort && kinds[n].domain === kind.domain && kinds[n].protocol === kind.protocol &&
+        i.address === first.address && i.port === first.port);
+      if (!group) {
+        throw new TubularError('EBADSOCK', `${all.length} sockets for ${label} ${kind.domain} ${kind.protocol} are not one SO_REUSEPORT group: ` +
+          'register one socket per family and protocol, or the members of one group (same address and port, SO_REUSEPORT set)');
+      }
+    }
+    for (const fd of all) this.checkNamespace(fd);
+    const owner = opts.owner ?? null;
+    return this.write(() => this.changing(() => {
+      const dest = this.ensureDestination({ label, ...kind }, owner !== null && owner !== 0 ? ROOT_RESERVED_DESTINATIONS : 0);
+      const replaced = this.dests.sockets(dest.id)[0] ?? null;
+      this.dests.setSockets(dest, all);
+      this.dests.setOwner(dest, owner);
+      return { label, ...kind, id: dest.id, cookie: infos[0].cookie, cookies: infos.map((i) => i.cookie), replaced };
+    }));
   }
 
-  /** Removes the socket of a destination; its bindings then refuse connections. */
+  /**
+   * Refuses a socket of another network namespace: the data plane could
+   * never hand it a connection. In the caller's own namespace the
+   * namespace cookies are compared (no privilege needed); elsewhere the
+   * socket's namespace is asked for (CAP_NET_ADMIN).
+   */
+  private checkNamespace(fd: number): void {
+    const refuse = (what: string): never => {
+      throw new TubularError('EBADSOCK', `the socket belongs to another network namespace (${what}) than the dispatcher's ` +
+        `(${this.loc.netns}): create it inside that namespace`);
+    };
+    if (statSync('/proc/self/ns/net').ino === this.loc.ino) {
+      const cookie = context('find the socket\'s network namespace', () => this.sys.socketNetnsCookie(fd));
+      if (cookie !== this.sys.ownNetnsCookie()) refuse(`cookie ${cookie}`);
+      return;
+    }
+    const ino = context('find the socket\'s network namespace', () => this.sys.socketNetnsInode(fd));
+    if (ino !== this.loc.ino) refuse(`inode ${ino}`);
+  }
+
+  /** Removes the sockets of a destination; its bindings then refuse connections. */
   unregisterSocket(d: DestinationKey): void {
     this.write(() => {
       const dest = this.dests.lookup(d);
-      if (!dest || !this.dests.deleteSocket(dest.id)) {
+      if (!dest || !this.dests.hasSocket(dest.id)) {
         throw new TubularError('ENOENT', `no socket is registered for ${destinationName(d)}: tubectl list shows what is`);
       }
-      this.dests.setBindingCount(dest, dest.bindings);
+      this.changing(() => {
+        this.dests.clearSockets(dest.id);
+        this.dests.setOwner(dest, null);
+        this.collectDestinations();
+      });
     });
   }
 
   // ---- reading ----
 
-  /** Destinations with their socket and counters, sorted by label. */
+  /** Destinations with their sockets, binding counts and counters, sorted by label. */
   destinations(): DestinationStatus[] {
-    return this.read(() => {
-      const n = native();
-      const cpus = n.numPossibleCpus();
-      const { values: perCpu } = n.mapDump(this.maps.destination_metrics, 4, DESTINATION_METRICS_SIZE * cpus);
-      const socket = Buffer.alloc(SOCKET_VALUE_SIZE);
-      return this.dests.entries().map((d) => {
-        const sum = [0n, 0n, 0n];
-        for (let c = 0; c < cpus; c++) {
-          const off = (d.id * cpus + c) * DESTINATION_METRICS_SIZE;
-          for (let f = 0; f < 3; f++) sum[f] += readU64(perCpu, off + f * 8);
-        }
-        const has = n.mapLookup(this.maps.sockets, u32(d.id), socket);
-        return { ...d, socket: has ? readU64(socket, 0) : null, lookups: sum[0], misses: sum[1], errors: sum[2] };
-      }).sort((a, b) => a.label.localeCompare(b.label) || a.domain.localeCompare(b.domain) || a.protocol.localeCompare(b.protocol));
-    });
+    this.check();
+    const { values, count } = this.store.with((s) => s.dump());
+    const counts = bindingCounts(values, count);
+    const metrics = this.dests.metrics();
+    return this.dests.entries().map((d) => {
+      const sockets = this.dests.sockets(d.id);
+      const [lookups, misses, errors] = metrics(d.id);
+      return { ...d, bindings: counts[d.id], socket: sockets[0] ?? null, sockets, lookups, misses, errors };
+    }).sort((a, b) => a.label.localeCompare(b.label) || a.domain.localeCompare(b.domain) || a.protocol.localeCompare(b.protocol));
   }
 
   /** Refusals counted per reject binding. */
   rejectCounters(): RejectCounter[] {
-    return this.read(() => {
-      const n = native();
-      const cpus = n.numPossibleCpus();
-      const { keys, values, count } = n.mapDump(this.maps.reject_metrics, BINDING_KEY_SIZE, 8 * cpus);
-      const out: RejectCounter[] = [];
-      for (let i = 0; i < count; i++) {
-        const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
-        let rejected = 0n;
-        for (let c = 0; c < cpus; c++) rejected += readU64(values, (i * cpus + c) * 8);
-        out.push({
-          protocol: k.protocol === 6 ? 'tcp' : 'udp',
-          prefix: { family: k.family, bytes: k.addr, length: k.prefixlen },
-          port: k.port,
-          rejected,
-        });
-      }
-      return out.sort((a, b) => formatPrefix(a.prefix).localeCompare(formatPrefix(b.prefix)) || a.port - b.port);
-    });
+    this.check();
+    const m = this.maps.reject_metrics;
+    const cpus = m.valueBytes / 8;
+    const { keys, values, count } = m.dump();
+    const out: RejectCounter[] = [];
+    for (let i = 0; i < count; i++) {
+      const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
+      let rejected = 0n;
+      for (let c = 0; c < cpus; c++) rejected += readU64(values, (i * cpus + c) * 8);
+      out.push({ protocol: k.protocol === 6 ? 'tcp' : 'udp', prefix: { family: k.family, bytes: k.addr, length: k.prefixlen }, port: k.port, rejected });
+    }
+    return out.sort((a, b) => formatPrefix(a.prefix).localeCompare(formatPrefix(b.prefix)) || a.port - b.port);
+  }
+
+  /** Refusals by reject bindings that found the per-binding counters full. */
+  uncountedRejects(): bigint {
+    this.check();
+    const v = this.maps.reject_overflow.lookup(u32(0));
+    if (!v) return 0n;
+    let sum = 0n;
+    for (let off = 0; off < v.length; off += 8) sum += readU64(v, off);
+    return sum;
   }
 
   status(): Status {
-    return this.read(() => {
-      const n = native();
-      const info = (name: string, get: (fd: number) => number): number | null => {
-        try {
-          const fd = n.getPinned(path.join(this.stateDir, name), 0);
-          try { return get(fd); } finally { n.close(fd); }
-        } catch (err) {
-          if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) return null;
-          throw err;
-        }
-      };
-      const bindings = this.withBindingSet((set) => n.mapDump(set, BINDING_KEY_SIZE, BINDING_VALUE_SIZE).count);
-      return {
-        netns: this.netns,
-        netnsInode: this.netnsInode,
-        stateDir: this.stateDir,
-        programId: info(PIN.program, (fd) => n.progInfo(fd).id),
-        linkId: info(PIN.link, (fd) => n.linkInfo(fd).id),
-        layoutVersion: LAYOUT_VERSION,
-        bindings,
-      };
-    });
+    this.check();
+    const info = <T>(get: () => T): T | null => {
+      try {
+        return get();
+      } catch (err) {
+        if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) return null;
+        throw err;
+      }
+    };
+    const bindings = this.store.with((s) => s.dump().count);
+    return {
+      netns: this.netns,
+      netnsInode: this.netnsInode,
+      stateDir: this.stateDir,
+      programId: info(() => this.pinnedProgram(PIN.program) ?? null),
+      linkId: info(() => this.link()?.id ?? null),
+      layoutVersion: LAYOUT_VERSION,
+      bindings,
+    };
   }
 
   /**
    * Replaces the running program with the one built with this code, keeping
-   * every map. The link swaps programs atomically: no connection is dropped.
+   * every map. The new program is pinned before the link switches to it,
+   * and the link swaps programs atomically: no connection is dropped.
    */
   upgrade(): { from: number; to: number } {
     return this.write(() => {
-      const n = native();
       const reuse: Record<string, number> = {};
-      for (const name of OBJECT_MAPS) reuse[name] = this.maps[name];
-      const obj = context('load the BPF program', () => n.loadObject(programObjectPath(), 'dispatcher', reuse));
-      const link = n.getPinned(path.join(this.stateDir, PIN.link), 0);
+      for (const name of OBJECT_MAPS) reuse[name] = this.maps[name].fd;
+      const obj = context('load the BPF program', () => this.sys.loadObject(programObjectPath(), 'dispatcher', reuse));
+      const link = context('open the link', () => this.sys.getPinned(this.dir.at(PIN.link), 0));
       try {
-        const from = n.linkInfo(link).progId;
-        context('replace the program of the link', () => n.linkUpdate(link, obj.progFd));
-        const pending = `${PIN.program}_new`;
-        this.pin(obj.progFd, pending);
-        renameSync(path.join(this.stateDir, pending), path.join(this.stateDir, PIN.program));
-        return { from, to: n.progInfo(obj.progFd).id };
+        const to = this.sys.progInfo(obj.progFd);
+        if (to.type !== BPF_PROG_TYPE_SK_LOOKUP) throw new TubularError('EINCOMPAT', `the built program has type ${to.type}, not sk_lookup`);
+        const from = this.sys.linkInfo(link).progId;
+        pinAt(this.sys, obj.progFd, this.dir.at(PENDING_PROGRAM), this.dir.gid);
+        context('replace the program of the link', () => this.sys.linkUpdate(link, obj.progFd));
+        renameSync(this.dir.at(PENDING_PROGRAM), this.dir.at(PIN.program));
+        return { from, to: to.id };
       } finally {
-        n.close(link);
-        n.close(obj.progFd);
-        for (const fd of Object.values(obj.maps)) n.close(fd);
+        this.sys.close(link);
+        this.sys.close(obj.progFd);
+        for (const fd of Object.values(obj.maps)) this.sys.close(fd);
       }
     });
   }
-}
-
-function writeEntries(fd: number, p: Packed): void {
-  if (p.count > 0) native().mapUpdateBatch(fd, p.keys, p.values, p.count, BPF_ANY);
-}
-
-function createBindingSet(count: number): number {
-  return context('create a binding set', () =>
-    native().mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, setCapacity(count), 0));
-}
-
-function pinWithMode(fd: number, file: string, gid: number | undefined): void {
-  context(`pin ${file}`, () => native().pin(fd, file));
-  if (gid !== undefined) chownSync(file, -1, gid);
-  chmodSync(file, PIN_MODE);
 }

@@ -12,7 +12,9 @@ export type ErrorCode =
   | 'EINCOMPAT'   // pinned state written by an incompatible version
   | 'EPERM'       // not allowed
   | 'EBADSOCK'    // a socket that cannot be registered
-  | 'ENOSPC';     // a capacity limit
+  | 'ENOSPC'      // a capacity limit
+  | 'EBUSY'       // another writer holds the lock
+  | 'EUNSAFE';    // state that root did not create: a symlink, a squatted name
 
 export class TubularError extends Error {
   readonly code: ErrorCode;

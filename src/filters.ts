@@ -4,7 +4,7 @@
 // only entries that an added or a removed key touches are written: an entry
 // touched by neither holds the same bits for both sets.
 import { BINDING_KEY_SIZE, BPF_ANY, LENGTHS_ENTRIES, lengthsIndex, readU16, readU32, u32, writeU32 } from './layout.js';
-import { native } from './native.js';
+import { type Native, native } from './native.js';
 import { BLOCK_ENTRIES, BLOCK_WORDS, blockPosition } from './blocks.js';
 import { WORDS, lengthWord } from './lengths.js';
 
@@ -97,9 +97,17 @@ export function planFilter(spec: FilterSpec, before: KeySet, after: KeySet, remo
   };
 }
 
+/**
+ * Every entry of a filter, exactly as the set needs it: what a writer
+ * writes when a predecessor died part-way and the filter cannot be trusted.
+ */
+export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
+  const table = tableOf(spec, positions(spec, set));
+  return pack(spec, Array.from({ length: spec.entries }, (_, e) => e), (w) => table[w]);
+}
+
 /** Sets or clears one bit (a position from spec.at) in a filter map, for a single bind or unbind. */
-export function setFilterBit(fd: number, spec: FilterSpec, at: number, on: boolean): void {
-  const n = native();
+export function setFilterBit(fd: number, spec: FilterSpec, at: number, on: boolean, n: Native = native()): void {
   const word = at >>> 5;
   const entry = u32(Math.floor(word / spec.words));
   const value = Buffer.alloc(spec.words * 4);

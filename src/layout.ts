@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 6;
+export const LAYOUT_VERSION = 7;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -18,6 +18,10 @@ export const MAX_BINDINGS = 1 << 20;
 export const MIN_SET_CAPACITY = 1024;
 export const setCapacity = (count: number): number => Math.min(MAX_BINDINGS, Math.max(MIN_SET_CAPACITY, count * 2));
 export const MAX_DESTINATIONS = 4096;
+/** Sockets per destination: the members of one SO_REUSEPORT group. */
+export const SOCKET_SLOTS = 8;
+/** Most refusals counted per reject binding; past it they go to reject_overflow. */
+export const MAX_REJECT_COUNTERS = 65536;
 export const LABEL_MAX_BYTES = 64;
 
 export const ACTION_STEER = 1;
@@ -40,13 +44,31 @@ export const PIN = {
   sockets: 'sockets',
   destinationMetrics: 'destination_metrics',
   rejectMetrics: 'reject_metrics',
+  rejectOverflow: 'reject_overflow',
   meta: 'meta',
+  /** a directory only root can open: the writers' flock */
+  lock: 'lock',
 } as const;
 
+/** meta slots: the layout stamp, the digest of the last replace, a writer's intent. */
+export const META_STAMP = 0;
+export const META_DIGEST = 1;
+export const META_INTENT = 2;
+
 /** Maps created by the BPF object, by their names in bpf/dispatcher.c. */
-export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'sockets', 'destination_metrics', 'reject_metrics', 'meta'] as const;
+export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'sockets', 'destination_metrics', 'reject_metrics', 'reject_overflow', 'meta'] as const;
+export type ObjectMapName = typeof OBJECT_MAPS[number];
+export type MapName = ObjectMapName | 'destinations';
 
 export const BPF_MAP_TYPE_HASH = 1;
+export const BPF_MAP_TYPE_ARRAY = 2;
+export const BPF_MAP_TYPE_PERCPU_HASH = 5;
+export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+export const BPF_MAP_TYPE_ARRAY_OF_MAPS = 12;
+export const BPF_MAP_TYPE_SOCKMAP = 15;
+export const BPF_PROG_TYPE_SK_LOOKUP = 30;
+export const BPF_LINK_TYPE_NETNS = 5;
+export const BPF_F_NO_PREALLOC = 1;
 export const BPF_F_RDONLY = 1 << 3;
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
@@ -119,11 +141,37 @@ export const LENGTHS_ENTRIES = 2 << 16;
 export const lengthsIndex = (protocol: 'tcp' | 'udp', port: number): number => (protocol === 'tcp' ? 0 : 1 << 16) | port;
 
 // Destinations: key = protocol u8, domain u8 (AF_*), pad u16, label[64];
-// value = id u32 (index into sockets and metrics), bindings u32 (refcount).
+// value = id u32 (index into sockets and metrics), owner u32 (the uid that
+// registered its sockets through tubulard, NO_OWNER when none did). How
+// many bindings point at a destination is never stored: it is derived
+// from the binding set whenever it is needed.
 export const DESTINATION_KEY_SIZE = 4 + LABEL_MAX_BYTES;
 export const DESTINATION_VALUE_SIZE = 8;
 
 // struct destination_metrics: lookups, misses, errors (u64 each), per CPU.
 export const DESTINATION_METRICS_SIZE = 24;
-// Sockets: key u32 id, value u64 (fd on write, cookie on read).
+// Sockets: key u32 id * SOCKET_SLOTS + slot, value u64 (fd on write, cookie on read).
 export const SOCKET_VALUE_SIZE = 8;
+export const NO_OWNER = 0xffffffff;
+
+/** What each pinned map must be; open() compares every pin with it. */
+export interface MapSpec { type: number; keySize: number; valueSize: number; maxEntries: number; flags?: number }
+const LENGTHS_VALUE = 32;
+export const MAP_SPECS: Record<MapName, MapSpec> = {
+  bindings: { type: BPF_MAP_TYPE_ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 1 },
+  lengths: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: LENGTHS_VALUE, maxEntries: 2 << 16 },
+  blocks: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 << 20 },
+  sockets: { type: BPF_MAP_TYPE_SOCKMAP, keySize: 4, valueSize: 8, maxEntries: 4096 * 8 },
+  destination_metrics: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 24, maxEntries: 4096 },
+  reject_metrics: { type: BPF_MAP_TYPE_PERCPU_HASH, keySize: 24, valueSize: 8, maxEntries: 65536, flags: BPF_F_NO_PREALLOC },
+  reject_overflow: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 },
+  meta: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 3 },
+  destinations: { type: BPF_MAP_TYPE_HASH, keySize: 4 + 64, valueSize: 8, maxEntries: 4096 },
+};
+/** A binding set: a hash map of binding keys, at most MAX_BINDINGS. */
+export const BINDING_SET_SPEC = { type: BPF_MAP_TYPE_HASH, keySize: 24, valueSize: 8, maxEntries: 1 << 20 };
+
+/** The map layout assumes a little-endian host, as the BPF program does. */
+export function assertLittleEndian(): void {
+  if (!LE) throw new Error('tubular needs a little-endian host: the BPF maps hold little-endian words');
+}

@@ -118,6 +118,10 @@ export interface Native {
   socketInfo(fd: number): SocketInfo;
   /** ioctl(SIOCGSKNS) + fstat: the inode of the socket's network namespace */
   socketNetnsInode(fd: number): number;
+  /** SO_NETNS_COOKIE (Linux 5.14): the cookie of the socket's network namespace */
+  socketNetnsCookie(fd: number): bigint;
+  /** the cookie of the caller's own network namespace */
+  ownNetnsCookie(): bigint;
   /** pidfd_open(pid, 0) */
   pidfdOpen(pid: number): number;
   /** pidfd_getfd(pidfd, targetFd, 0) */

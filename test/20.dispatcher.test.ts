@@ -23,7 +23,7 @@ describe('lifecycle', () => {
   test('create pins the state, a second create fails clearly, unload removes everything', () => {
     const d = Dispatcher.create(opts);
     assert.deepEqual(readdirSync(stateDir).sort(),
-      ['binding_set', 'bindings', 'blocks', 'destination_metrics', 'destinations', 'lengths', 'link', 'meta', 'program', 'reject_metrics', 'sockets']);
+      ['binding_set', 'bindings', 'blocks', 'destination_metrics', 'destinations', 'lengths', 'link', 'lock', 'meta', 'program', 'reject_metrics', 'reject_overflow', 'sockets']);
     const s = d.status();
     assert.ok(s.programId! > 0 && s.linkId! > 0);
     assert.equal(s.bindings, 0);

@@ -1,0 +1,99 @@
+// A handle on one BPF map: its fd, its name and its sizes, checked against
+// what the code expects when it is opened (cilium/ebpf's Map is the model).
+// The handle owns the fd: close() it, or let the Dispatcher do it.
+import { TubularError, context, isSystemError } from './errors.js';
+import { BPF_ANY, BPF_F_RDONLY, type MapSpec } from './layout.js';
+import type { MapInfo, Native } from './native.js';
+
+const PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+
+export class BpfMap {
+  private closed = false;
+
+  private constructor(readonly sys: Native, readonly name: string, readonly fd: number, readonly info: MapInfo) {}
+
+  /** Wraps an fd this code just created or loaded; takes ownership. */
+  static adopt(sys: Native, name: string, fd: number): BpfMap {
+    return new BpfMap(sys, name, fd, sys.mapInfo(fd));
+  }
+
+  /**
+   * Opens a pinned map and checks its type, sizes and flags (a spec's
+   * maxEntries is an upper bound when `upTo` is set), so a map written by
+   * another version, or planted, is refused before anything reads it.
+   */
+  static open(sys: Native, file: string, name: string, spec: MapSpec, opts: { readOnly?: boolean; upTo?: boolean } = {}): BpfMap {
+    const fd = context(`open ${name}`, () => sys.getPinned(file, opts.readOnly ? BPF_F_RDONLY : 0));
+    try {
+      const info = sys.mapInfo(fd);
+      const problem = mismatch(info, spec, opts.upTo ?? false);
+      if (problem) {
+        throw new TubularError('EINCOMPAT', `the pinned map ${name} is not what this version expects (${problem}): ` +
+          'it was written by another version, or replaced; use the matching tubectl, or tubectl unload and load again');
+      }
+      return new BpfMap(sys, name, fd, info);
+    } catch (err) {
+      sys.close(fd);
+      throw err;
+    }
+  }
+
+  get id(): number {
+    return this.info.id;
+  }
+
+  /** Bytes of one value as the syscalls see it (per-CPU maps: one slot per possible CPU). */
+  get valueBytes(): number {
+    return PERCPU.has(this.info.type) ? Math.ceil(this.info.valueSize / 8) * 8 * this.sys.numPossibleCpus() : this.info.valueSize;
+  }
+
+  lookup(key: Buffer, value: Buffer = Buffer.alloc(this.valueBytes)): Buffer | undefined {
+    return this.sys.mapLookup(this.fd, key, value) ? value : undefined;
+  }
+
+  update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
+    this.sys.mapUpdate(this.fd, key, value, flags);
+  }
+
+  /** false when the key was not there (a sockmap says EINVAL for an empty slot: also false) */
+  delete(key: Buffer): boolean {
+    try {
+      return this.sys.mapDelete(this.fd, key);
+    } catch (err) {
+      if (isSystemError(err, 'EINVAL') && this.info.type === 15) return false;
+      throw err;
+    }
+  }
+
+  updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): void {
+    if (count > 0) this.sys.mapUpdateBatch(this.fd, keys, values, count, flags);
+  }
+
+  deleteBatch(keys: Buffer, count: number): void {
+    if (count > 0) this.sys.mapDeleteBatch(this.fd, keys, count);
+  }
+
+  dump(): { keys: Buffer; values: Buffer; count: number } {
+    return this.sys.mapDump(this.fd, this.info.keySize, this.valueBytes);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.sys.close(this.fd);
+  }
+}
+
+/** What differs between a map and its spec, or undefined. */
+export function mismatch(info: Pick<MapInfo, 'type' | 'keySize' | 'valueSize' | 'maxEntries' | 'flags'>, spec: MapSpec, upTo = false): string | undefined {
+  if (info.type !== spec.type) return `type ${info.type}, expected ${spec.type}`;
+  if (info.keySize !== spec.keySize) return `key size ${info.keySize}, expected ${spec.keySize}`;
+  if (info.valueSize !== spec.valueSize) return `value size ${info.valueSize}, expected ${spec.valueSize}`;
+  if (upTo ? info.maxEntries > spec.maxEntries : info.maxEntries !== spec.maxEntries) {
+    return `${info.maxEntries} entries, expected ${upTo ? 'at most ' : ''}${spec.maxEntries}`;
+  }
+  // Only the flags the spec is about (the kernel adds others, e.g. for mmapable arrays).
+  const want = spec.flags ?? 0;
+  if ((info.flags & 0x1) !== (want & 0x1)) return `flags ${info.flags}, expected ${want}`;
+  return undefined;
+}

@@ -29,7 +29,8 @@ before(async () => {
   execFileSync('groupadd', [group]);
   gid = Number(execFileSync('getent', ['group', group], { encoding: 'utf8' }).split(':')[2]);
   chmodSync(bpffs, 0o755); // the private mount must be traversable
-  writeFileSync(emptyFile, '{"bindings": []}', { mode: 0o644 });
+  writeFileSync(emptyFile, '{"bindings": []}');
+  chmodSync(emptyFile, 0o644); // nobody reads it, whatever the umask
   const load = ok(await tubectl(['load', '--group', group]));
   assert.match(load.stdout, new RegExp(`readable by group ${group} \\(gid ${gid}\\)`));
   ok(await tubectl(['bind', 'web', 'tcp', '127.0.0.0/24', '80']));

@@ -6,12 +6,14 @@ import { chmodSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { installed } from './lib/installed.js';
 import { isolate } from './lib/isolate.js';
-import { TUBECTL, ok, tubectlFor } from './lib/tubectl.js';
+import { ok, tubectlFor } from './lib/tubectl.js';
 import { netnsInode } from '../src/netns.js';
 
 const { bpffs } = isolate();
 const tubectl = tubectlFor(bpffs);
+const asOther = installed(); // nobody may not be able to read the checkout
 const NOBODY = 65534;
 const group = `tubt${process.pid}`;
 let gid: number;
@@ -20,13 +22,15 @@ const emptyFile = path.join(tmpdir(), `tubectl-empty-${process.pid}.json`);
 /** tubectl as nobody, with or without the group. */
 const asNobody = (withGroup: boolean) => tubectlFor(bpffs, {
   prefix: ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, withGroup ? `--groups=${gid}` : '--clear-groups'],
+  tubectl: asOther.tubectl,
 });
 
 before(async () => {
   execFileSync('groupadd', [group]);
   gid = Number(execFileSync('getent', ['group', group], { encoding: 'utf8' }).split(':')[2]);
   chmodSync(bpffs, 0o755); // the private mount must be traversable
-  writeFileSync(emptyFile, '{"bindings": []}', { mode: 0o644 });
+  writeFileSync(emptyFile, '{"bindings": []}');
+  chmodSync(emptyFile, 0o644); // nobody reads it, whatever the umask
   const load = ok(await tubectl(['load', '--group', group]));
   assert.match(load.stdout, new RegExp(`readable by group ${group} \\(gid ${gid}\\)`));
   ok(await tubectl(['bind', 'web', 'tcp', '127.0.0.0/24', '80']));
@@ -61,7 +65,7 @@ test('a group member reads status, bindings and list without root', async () => 
 
 test('a group member serves metrics without root', async () => {
   const server = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${gid}`,
-    process.execPath, TUBECTL, '--bpffs', bpffs, 'metrics', '127.0.0.1', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    process.execPath, asOther.tubectl, '--bpffs', bpffs, 'metrics', '127.0.0.1', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   try {
     const url = await new Promise<string>((resolve, fail) => {
       let out = '';

@@ -7,12 +7,13 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
-import { helper } from './lib/children.js';
 import { startDaemon, type Daemon, workDir } from './lib/daemon.js';
+import { installed } from './lib/installed.js';
 import type { Reply } from '../src/client.js';
 import { Dispatcher } from '../src/dispatcher.js';
 
 const { bpffs } = isolate();
+const asOther = installed(); // the accounts may not be able to read the checkout
 const dir = workDir();
 chmodSync(dir, 0o755);
 const socket = path.join(dir, 'tubulard.sock');
@@ -40,7 +41,7 @@ function addAccounts(): void {
 /** Runs the register-as helper as a user; returns its replies. */
 function as(user: keyof typeof users, label: string, then?: 'unregister', sock = socket): Reply[] {
   const out = execFileSync('setpriv', ['--reuid', user, '--regid', execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim(), '--init-groups',
-    process.execPath, helper('register-as'), sock, label, ...(then ? [then] : [])], { encoding: 'utf8' });
+    process.execPath, asOther.helper('register-as'), sock, label, ...(then ? [then] : [])], { encoding: 'utf8' });
   return out.trim().split('\n').map((l) => JSON.parse(l) as Reply);
 }
 const code = (r: Reply): string => (r.ok ? 'ok' : r.error.code);

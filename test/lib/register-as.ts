@@ -1,6 +1,7 @@
-// A client run as another user (under setpriv) by the policy tests: it makes
-// its own listening TCP socket, asks tubulard to register it under a label,
-// optionally unregisters it, and prints each reply as a JSON line.
+// A client run as another user (under setpriv, from the copy installed.ts
+// makes) by the policy tests: it makes its own listening TCP socket, asks
+// tubulard to register it under a label, optionally unregisters it, and
+// prints each reply as a JSON line.
 //   node register-as.js SOCKET LABEL [unregister]
 import net from 'node:net';
 import { HandoffClient } from '../../src/client.js';

@@ -19,6 +19,8 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** run through this wrapper, e.g. ['setpriv', '--reuid=65534', ...] */
   prefix?: string[];
+  /** the tubectl entry point to run (default TUBECTL; another user needs installed().tubectl) */
+  tubectl?: string;
   stdio?: SpawnOptions['stdio'];
 }
 
@@ -39,7 +41,7 @@ export function runCommand(cmd: string, args: readonly string[], opts: RunOption
 export function tubectlFor(bpffs: string, base: RunOptions = {}) {
   return (args: readonly string[], opts: RunOptions = {}): Promise<Result> => {
     const all = { ...base, ...opts };
-    const argv = [...(all.prefix ?? []), process.execPath, TUBECTL, '--bpffs', bpffs, ...args];
+    const argv = [...(all.prefix ?? []), process.execPath, all.tubectl ?? TUBECTL, '--bpffs', bpffs, ...args];
     return runCommand(argv[0], argv.slice(1), all);
   };
 }

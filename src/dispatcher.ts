@@ -80,6 +80,8 @@ export interface Status {
   stateDir: string;
   programId: number | null;
   linkId: number | null;
+  /** whether the link still attaches the program to the namespace (null: reading it needs root) */
+  attached: boolean | null;
   layoutVersion: number;
   bindings: number;
 }
@@ -743,12 +745,14 @@ export class Dispatcher {
       }
     };
     const bindings = this.store.with((s) => s.dump().count);
+    const link = info(() => this.link() ?? { id: null, attached: false });
     return {
       netns: this.netns,
       netnsInode: this.netnsInode,
       stateDir: this.stateDir,
       programId: info(() => this.pinnedProgram(PIN.program) ?? null),
-      linkId: info(() => this.link()?.id ?? null),
+      linkId: link?.id ?? null,
+      attached: link?.attached ?? null,
       layoutVersion: LAYOUT_VERSION,
       bindings,
     };

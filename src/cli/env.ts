@@ -22,6 +22,8 @@ export interface Env {
   netns: string;
   /** bpffs mount */
   bpffs: string;
+  /** how long a writer waits for another writer, in ms */
+  lockTimeoutMs?: number;
   /** one JSON document on stdout instead of text */
   json: boolean;
 }
@@ -33,10 +35,15 @@ export const DEFAULT_BPFFS = '/sys/fs/bpf';
 export async function openDispatcher(env: Env, readOnly: boolean): Promise<Dispatcher> {
   const { Dispatcher } = await import('../dispatcher.js');
   try {
-    return Dispatcher.open({ netns: env.netns, bpffs: env.bpffs, readOnly });
+    return Dispatcher.open(where(env, { readOnly }));
   } catch (err) {
     throw explainDenied(env, readOnly, err);
   }
+}
+
+/** The dispatcher options every verb passes: namespace, bpffs, lock timeout. */
+export function where<T extends object>(env: Env, more: T): T & { netns: string; bpffs: string; lockTimeoutMs?: number } {
+  return { netns: env.netns, bpffs: env.bpffs, lockTimeoutMs: env.lockTimeoutMs, ...more };
 }
 
 /** Runs fn with an open dispatcher and closes it afterwards. */

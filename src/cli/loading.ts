@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Dispatcher } from '../dispatcher.js';
 import { isSystemError } from '../errors.js';
-import { type Env, explainDenied } from './env.js';
+import { type Env, explainDenied, where } from './env.js';
 import { UsageError } from './errors.js';
 
 /** The group that may read the state when none is named: like tubular's. */
@@ -54,7 +54,7 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
   if (gid === undefined && opts.group !== undefined) {
     throw new UsageError(`group "${opts.group}" does not exist: create it (groupadd ${opts.group}) or name another`, 'load');
   }
-  const d = denied(env, () => Dispatcher.create({ netns: env.netns, bpffs: env.bpffs, group: gid }));
+  const d = denied(env, () => Dispatcher.create(where(env, { group: gid })));
   try {
     const s = d.status();
     const readers = gid === undefined ? 'the group of its creator' : `group ${/^\d+$/.test(name) ? gid : `${name} (gid ${gid})`}`;
@@ -66,12 +66,13 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
 }
 
 export async function unload(env: Env): Promise<void> {
-  denied(env, () => Dispatcher.unload({ netns: env.netns, bpffs: env.bpffs }));
-  env.stdout.write(`unloaded dispatcher from ${env.netns}: bindings and registrations are gone\n`);
+  const { leftovers } = denied(env, () => Dispatcher.unload(where(env, {})));
+  const finished = leftovers > 0 ? ` (also finished ${leftovers} interrupted load or unload)` : '';
+  env.stdout.write(`unloaded dispatcher from ${env.netns}: bindings and registrations are gone${finished}\n`);
 }
 
 export async function upgrade(env: Env): Promise<void> {
-  const d = denied(env, () => Dispatcher.open({ netns: env.netns, bpffs: env.bpffs }));
+  const d = denied(env, () => Dispatcher.open(where(env, {})));
   try {
     const { from, to } = denied(env, () => d.upgrade());
     env.stdout.write(`upgraded dispatcher in ${env.netns}: program ${from} -> ${to}\n`);

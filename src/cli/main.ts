@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { normalizeArgv } from './argv.js';
 import { DEFAULT_BPFFS, DEFAULT_NETNS, type Env, type Output } from './env.js';
-import { EXIT_OK, EXIT_USAGE, report } from './errors.js';
+import { EXIT_OK, EXIT_USAGE, UsageError, report } from './errors.js';
 import { endQuietlyOnClosedPipe } from './pipe.js';
 
 export interface Io {
@@ -28,6 +28,7 @@ function buildProgram(io: Io): Command {
     .description('Control the sk_lookup socket dispatcher of a network namespace (compatible with tubular\'s tubectl).')
     .option('--netns <path>', 'network namespace to act on', DEFAULT_NETNS)
     .option('--bpffs <path>', 'bpffs mount holding the state', DEFAULT_BPFFS)
+    .option('--lock-timeout <seconds>', 'how long a change waits for another one in progress', '10')
     .enablePositionalOptions()
     .exitOverride()
     .showHelpAfterError('(tubectl --help lists the commands; tubectl <command> --help explains one)')
@@ -39,8 +40,8 @@ function buildProgram(io: Io): Command {
     .addHelpText('after', EPILOG);
 
   const env = (opts: { json?: boolean } = {}): Env => {
-    const g = program.opts<{ netns: string; bpffs: string }>();
-    return { ...io, netns: g.netns, bpffs: g.bpffs, json: opts.json ?? false };
+    const g = program.opts<{ netns: string; bpffs: string; lockTimeout: string }>();
+    return { ...io, netns: g.netns, bpffs: g.bpffs, lockTimeoutMs: lockTimeoutMs(g.lockTimeout), json: opts.json ?? false };
   };
   const examples = (text: string): string => `\nExamples:\n${text.replace(/^/gm, '  $ ')}\n`;
 
@@ -125,6 +126,14 @@ function buildProgram(io: Io): Command {
     .action(async (address: string, port: string) => (await import('./metrics.js')).metrics(env(), address, port));
 
   return program;
+}
+
+/** Seconds (decimal, at most a day) as milliseconds; a usage error otherwise. */
+function lockTimeoutMs(text: string): number {
+  if (!/^\d{1,5}(\.\d{1,3})?$/.test(text) || Number(text) > 86400) {
+    throw new UsageError(`--lock-timeout takes seconds, from 0 to 86400 (e.g. 10 or 0.5), not ${JSON.stringify(text.slice(0, 20))}`);
+  }
+  return Math.round(Number(text) * 1000);
 }
 
 /** Runs tubectl with the arguments after the program name; returns the exit status. */

@@ -80,7 +80,7 @@ export async function status(env: Env, label?: string): Promise<void> {
   const s = snap.status;
   if (env.json) {
     writeJSON(env, {
-      loaded: true, netns: s.netns, netnsInode: s.netnsInode, stateDir: s.stateDir, programId: s.programId, linkId: s.linkId,
+      loaded: true, netns: s.netns, netnsInode: s.netnsInode, stateDir: s.stateDir, programId: s.programId, linkId: s.linkId, attached: s.attached,
       layoutVersion: s.layoutVersion, bindings: s.bindings, destinations, rejects,
     });
     return;
@@ -89,7 +89,7 @@ export async function status(env: Env, label?: string): Promise<void> {
   env.stdout.write(`dispatcher loaded in ${s.netns} (netns inode ${s.netnsInode})\n` +
     `  state:    ${s.stateDir} (layout ${s.layoutVersion})\n` +
     `  program:  ${id(s.programId)}\n` +
-    `  link:     ${id(s.linkId)}\n` +
+    `  link:     ${id(s.linkId)}${s.attached === false ? ' DETACHED: an unload was interrupted and no traffic is steered; run tubectl unload, then load' : ''}\n` +
     `  bindings: ${s.bindings}\n\n` +
     `Destinations${label === undefined ? '' : ` of ${label}`}:\n${destinationsTable(destinations)}\n` +
     'Reject bindings:\n' +

@@ -13,26 +13,26 @@ import { type Binding, bindingId, sameTarget } from './binding.js';
 import { BindingStore, PENDING_SET, pinAt } from './binding-store.js';
 import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
-  indexBindingSet, packBindingSet, packValues, packedFromDump, unpackBindings,
+  indexBindingSet, packBindingSet, packValues, unpackBindings,
 } from './bindingset.js';
 import { BpfMap, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
-import { DestinationTable, bindingCounts, referencedIds } from './destination-table.js';
+import { DestinationTable, referencedIds } from './destination-table.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, exactFilter, planFilter, setFilterBit } from './filters.js';
 import {
-  ACTION_REJECT, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_LINK_TYPE_NETNS, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP,
+  ACTION_REJECT, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP,
   DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_DIGEST, META_INTENT,
-  META_MAGIC, META_STAMP, type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, decodeBindingKey,
+  META_MAGIC, META_STAMP, type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian,
   readU32, readU64, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 import { type Native, native } from './native.js';
 import { programObjectPath } from './paths.js';
-import { formatPrefix, type Prefix } from './prefix.js';
-import type { Protocol } from './protocol.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
+import { type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { registrableKind } from './socket.js';
+import { type LinkFacts, linkFacts, pinnedProgramId } from './links.js';
 import { type Location, StateDir, createStateDir, detachLink, locate, removeStaleFor } from './statedir.js';
 
 export interface DispatcherOptions {
@@ -55,36 +55,10 @@ export interface OpenOptions extends DispatcherOptions {
   readOnly?: boolean;
 }
 
-export interface DestinationStatus extends DestinationEntry {
-  /** how many bindings of the set in force point here */
-  bindings: number;
-  /** the cookie of the first registered socket, or null when none is registered */
-  socket: bigint | null;
-  /** the cookies of every registered socket (the members of one SO_REUSEPORT group) */
-  sockets: bigint[];
-  lookups: bigint;
-  misses: bigint;
-  errors: bigint;
-}
 
-export interface RejectCounter {
-  protocol: Protocol;
-  prefix: Prefix;
-  port: number;
-  rejected: bigint;
-}
 
-export interface Status {
-  netns: string;
-  netnsInode: number;
-  stateDir: string;
-  programId: number | null;
-  linkId: number | null;
-  /** whether the link still attaches the program to the namespace (null: reading it needs root) */
-  attached: boolean | null;
-  layoutVersion: number;
-  bindings: number;
-}
+
+export type { DestinationStatus, RejectCounter, Status };
 
 export interface BindResult {
   /** the binding this one replaced (same protocol, prefix and port) */
@@ -134,6 +108,7 @@ export class Dispatcher {
   readonly readOnly: boolean;
   private readonly dests: DestinationTable;
   private readonly store: BindingStore;
+  private readonly reader: ReadModel;
   private closed = false;
 
   private constructor(
@@ -150,6 +125,7 @@ export class Dispatcher {
     this.readOnly = readOnly;
     this.dests = new DestinationTable(maps);
     this.store = new BindingStore(sys, dir, maps.bindings, readOnly);
+    this.reader = new ReadModel(sys, loc, dir, this.store, this.dests, maps);
   }
 
   /** Whether a dispatcher is loaded in the namespace. */
@@ -307,31 +283,12 @@ export class Dispatcher {
     this.maps.meta.update(u32(slot), b);
   }
 
-  /** The id of the program pinned at name, or undefined. */
-  private pinnedProgram(name: string): number | undefined {
-    try {
-      const fd = this.sys.getPinned(this.dir.at(name), 0);
-      try { return this.sys.progInfo(fd).id; } finally { this.sys.close(fd); }
-    } catch (err) {
-      if (isSystemError(err, 'ENOENT')) return undefined;
-      throw err;
-    }
+  private link(): LinkFacts | undefined {
+    return linkFacts(this.sys, this.dir.at(PIN.link), this.loc.ino);
   }
 
-  private link(): { progId: number; attached: boolean; id: number } | undefined {
-    let fd: number;
-    try {
-      fd = this.sys.getPinned(this.dir.at(PIN.link), 0);
-    } catch (err) {
-      if (isSystemError(err, 'ENOENT')) return undefined;
-      throw err;
-    }
-    try {
-      const info = this.sys.linkInfo(fd);
-      return { id: info.id, progId: info.progId, attached: info.type === BPF_LINK_TYPE_NETNS && info.netnsIno === this.loc.ino };
-    } finally {
-      this.sys.close(fd);
-    }
+  private pinnedProgram(name: string): number | undefined {
+    return pinnedProgramId(this.sys, this.dir.at(name));
   }
 
   /** Repairs what a writer that died part-way left: see recovery.ts. */
@@ -518,20 +475,10 @@ export class Dispatcher {
     return Array.from({ length: set.count }, (_, i) => bindingAt(set, i));
   }
 
-  /**
-   * All bindings, packed (see bindingset.ts), in no particular order: what
-   * tubectl bindings formats. Read without a lock: the set is read first,
-   * then the labels; a destination collected in between is read again.
-   */
+  /** All bindings, packed (see bindingset.ts), in no particular order: what tubectl bindings formats. */
   packedBindings(): PackedBindings {
     this.check();
-    for (let attempt = 0; ; attempt++) {
-      const { keys, values, count } = this.store.with((s) => s.dump());
-      const labels = this.dests.labels();
-      const used = referencedIds(values, count);
-      const missing = used.some((u, id) => u === 1 && !labels.has(id));
-      if (!missing || attempt >= 3) return packedFromDump(keys, values, count, (id) => labels.get(id));
-    }
+    return this.reader.packedBindings();
   }
 
   /**
@@ -693,69 +640,29 @@ export class Dispatcher {
     });
   }
 
-  // ---- reading ----
+  // ---- reading (no lock: see readmodel.ts) ----
 
   /** Destinations with their sockets, binding counts and counters, sorted by label. */
   destinations(): DestinationStatus[] {
     this.check();
-    const { values, count } = this.store.with((s) => s.dump());
-    const counts = bindingCounts(values, count);
-    const metrics = this.dests.metrics();
-    return this.dests.entries().map((d) => {
-      const sockets = this.dests.sockets(d.id);
-      const [lookups, misses, errors] = metrics(d.id);
-      return { ...d, bindings: counts[d.id], socket: sockets[0] ?? null, sockets, lookups, misses, errors };
-    }).sort((a, b) => a.label.localeCompare(b.label) || a.domain.localeCompare(b.domain) || a.protocol.localeCompare(b.protocol));
+    return this.reader.destinations();
   }
 
   /** Refusals counted per reject binding. */
   rejectCounters(): RejectCounter[] {
     this.check();
-    const m = this.maps.reject_metrics;
-    const cpus = m.valueBytes / 8;
-    const { keys, values, count } = m.dump();
-    const out: RejectCounter[] = [];
-    for (let i = 0; i < count; i++) {
-      const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
-      let rejected = 0n;
-      for (let c = 0; c < cpus; c++) rejected += readU64(values, (i * cpus + c) * 8);
-      out.push({ protocol: k.protocol === 6 ? 'tcp' : 'udp', prefix: { family: k.family, bytes: k.addr, length: k.prefixlen }, port: k.port, rejected });
-    }
-    return out.sort((a, b) => formatPrefix(a.prefix).localeCompare(formatPrefix(b.prefix)) || a.port - b.port);
+    return this.reader.rejectCounters();
   }
 
   /** Refusals by reject bindings that found the per-binding counters full. */
   uncountedRejects(): bigint {
     this.check();
-    const v = this.maps.reject_overflow.lookup(u32(0));
-    if (!v) return 0n;
-    let sum = 0n;
-    for (let off = 0; off < v.length; off += 8) sum += readU64(v, off);
-    return sum;
+    return this.reader.uncountedRejects();
   }
 
   status(): Status {
     this.check();
-    const info = <T>(get: () => T): T | null => {
-      try {
-        return get();
-      } catch (err) {
-        if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) return null;
-        throw err;
-      }
-    };
-    const bindings = this.store.with((s) => s.dump().count);
-    const link = info(() => this.link() ?? { id: null, attached: false });
-    return {
-      netns: this.netns,
-      netnsInode: this.netnsInode,
-      stateDir: this.stateDir,
-      programId: info(() => this.pinnedProgram(PIN.program) ?? null),
-      linkId: link?.id ?? null,
-      attached: link?.attached ?? null,
-      layoutVersion: LAYOUT_VERSION,
-      bindings,
-    };
+    return this.reader.status();
   }
 
   /**

@@ -1,0 +1,45 @@
+// Facts about the pinned program and link of a dispatcher.
+import { isSystemError } from './errors.js';
+import { BPF_LINK_TYPE_NETNS } from './layout.js';
+import type { Native } from './native.js';
+
+export interface LinkFacts {
+  id: number;
+  /** the program the link runs */
+  progId: number;
+  /** whether it still attaches the program to the namespace `ino` */
+  attached: boolean;
+}
+
+/** The link pinned at file, or undefined when there is no pin. */
+export function linkFacts(sys: Native, file: string, ino: number): LinkFacts | undefined {
+  let fd: number;
+  try {
+    fd = sys.getPinned(file, 0);
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+  try {
+    const info = sys.linkInfo(fd);
+    return { id: info.id, progId: info.progId, attached: info.type === BPF_LINK_TYPE_NETNS && info.netnsIno === ino };
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** The id of the program pinned at file, or undefined. */
+export function pinnedProgramId(sys: Native, file: string): number | undefined {
+  let fd: number;
+  try {
+    fd = sys.getPinned(file, 0);
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+  try {
+    return sys.progInfo(fd).id;
+  } finally {
+    sys.close(fd);
+  }
+}

@@ -1,0 +1,128 @@
+// What the reading verbs see: bindings, destinations, counters, status.
+// Readers take no lock. The binding set is opened by the id the data plane
+// uses (binding-store.ts); labels are read after the set, and read again if
+// a destination the set uses went away in between.
+import type { BindingStore } from './binding-store.js';
+import { type PackedBindings, packedFromDump } from './bindingset.js';
+import type { BpfMap } from './bpfmap.js';
+import type { DestinationEntry } from './destination.js';
+import { type DestinationTable, bindingCounts, referencedIds } from './destination-table.js';
+import { isSystemError } from './errors.js';
+import { BINDING_KEY_SIZE, LAYOUT_VERSION, PIN, decodeBindingKey, readU64, u32 } from './layout.js';
+import { linkFacts, pinnedProgramId } from './links.js';
+import type { Native } from './native.js';
+import { formatPrefix, type Prefix } from './prefix.js';
+import type { Protocol } from './protocol.js';
+import type { Location, StateDir } from './statedir.js';
+
+export interface DestinationStatus extends DestinationEntry {
+  /** how many bindings of the set in force point here */
+  bindings: number;
+  /** the cookie of the first registered socket, or null when none is registered */
+  socket: bigint | null;
+  /** the cookies of every registered socket (the members of one SO_REUSEPORT group) */
+  sockets: bigint[];
+  lookups: bigint;
+  misses: bigint;
+  errors: bigint;
+}
+
+export interface RejectCounter {
+  protocol: Protocol;
+  prefix: Prefix;
+  port: number;
+  rejected: bigint;
+}
+
+export interface Status {
+  netns: string;
+  netnsInode: number;
+  stateDir: string;
+  programId: number | null;
+  linkId: number | null;
+  /** whether the link still attaches the program to the namespace (null: reading it needs root) */
+  attached: boolean | null;
+  layoutVersion: number;
+  bindings: number;
+}
+
+export interface ReadMaps {
+  reject_metrics: BpfMap;
+  reject_overflow: BpfMap;
+}
+
+export class ReadModel {
+  constructor(
+    private readonly sys: Native,
+    private readonly loc: Location,
+    private readonly dir: StateDir,
+    private readonly store: BindingStore,
+    private readonly dests: DestinationTable,
+    private readonly maps: ReadMaps,
+  ) {}
+
+  packedBindings(): PackedBindings {
+    for (let attempt = 0; ; attempt++) {
+      const { keys, values, count } = this.store.with((s) => s.dump());
+      const labels = this.dests.labels();
+      const used = referencedIds(values, count);
+      const missing = used.some((u, id) => u === 1 && !labels.has(id));
+      if (!missing || attempt >= 3) return packedFromDump(keys, values, count, (id) => labels.get(id));
+    }
+  }
+
+  destinations(): DestinationStatus[] {
+    const { values, count } = this.store.with((s) => s.dump());
+    const counts = bindingCounts(values, count);
+    const metrics = this.dests.metrics();
+    return this.dests.entries().map((d) => {
+      const sockets = this.dests.sockets(d.id);
+      const [lookups, misses, errors] = metrics(d.id);
+      return { ...d, bindings: counts[d.id], socket: sockets[0] ?? null, sockets, lookups, misses, errors };
+    }).sort((a, b) => a.label.localeCompare(b.label) || a.domain.localeCompare(b.domain) || a.protocol.localeCompare(b.protocol));
+  }
+
+  rejectCounters(): RejectCounter[] {
+    const m = this.maps.reject_metrics;
+    const cpus = m.valueBytes / 8;
+    const { keys, values, count } = m.dump();
+    const out: RejectCounter[] = [];
+    for (let i = 0; i < count; i++) {
+      const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
+      let rejected = 0n;
+      for (let c = 0; c < cpus; c++) rejected += readU64(values, (i * cpus + c) * 8);
+      out.push({ protocol: k.protocol === 6 ? 'tcp' : 'udp', prefix: { family: k.family, bytes: k.addr, length: k.prefixlen }, port: k.port, rejected });
+    }
+    return out.sort((a, b) => formatPrefix(a.prefix).localeCompare(formatPrefix(b.prefix)) || a.port - b.port);
+  }
+
+  uncountedRejects(): bigint {
+    const v = this.maps.reject_overflow.lookup(u32(0));
+    let sum = 0n;
+    for (let off = 0; v && off < v.length; off += 8) sum += readU64(v, off);
+    return sum;
+  }
+
+  status(): Status {
+    const privileged = <T>(get: () => T): T | null => {
+      try {
+        return get();
+      } catch (err) {
+        if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) return null;
+        throw err;
+      }
+    };
+    const bindings = this.store.with((s) => s.dump().count);
+    const link = privileged(() => linkFacts(this.sys, this.dir.at(PIN.link), this.loc.ino) ?? { id: null, attached: false });
+    return {
+      netns: this.loc.netns,
+      netnsInode: this.loc.ino,
+      stateDir: this.loc.dir,
+      programId: privileged(() => pinnedProgramId(this.sys, this.dir.at(PIN.program)) ?? null),
+      linkId: link?.id ?? null,
+      attached: link?.attached ?? null,
+      layoutVersion: LAYOUT_VERSION,
+      bindings,
+    };
+  }
+}

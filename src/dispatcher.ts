@@ -7,7 +7,7 @@
 // several maps, so the next writer recomputes what a crash may have left
 // inconsistent. Readers take no lock. Nothing here depends on a process of
 // ours staying alive: the pins are the state.
-import { closeSync, openSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { type Binding, bindingId, sameTarget } from './binding.js';
 import { BindingStore, PENDING_SET, pinAt } from './binding-store.js';
@@ -19,9 +19,9 @@ import { BpfMap, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
 import { DestinationTable, referencedIds } from './destination-table.js';
 import { TubularError, context, isSystemError } from './errors.js';
-import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, exactFilter, planFilter, setFilterBit } from './filters.js';
+import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, planFilter, setFilterBit } from './filters.js';
 import {
-  ACTION_REJECT, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP,
+  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP,
   DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_DIGEST, META_INTENT,
   META_MAGIC, META_STAMP, type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian,
   readU32, readU64, u32, writeU64,
@@ -31,7 +31,8 @@ import { type Native, native } from './native.js';
 import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
-import { registrableKind } from './socket.js';
+import { checkNamespace, registrableGroup } from './registration.js';
+import { reconcile } from './reconcile.js';
 import { type LinkFacts, linkFacts, pinnedProgramId } from './links.js';
 import { type Location, StateDir, createStateDir, detachLink, locate, removeStaleFor } from './statedir.js';
 
@@ -323,32 +324,10 @@ export class Dispatcher {
     }
   }
 
-  /**
-   * Recomputes everything derived from the binding set in force: both
-   * filters exactly, unused destinations collected, counters of bindings
-   * that are no longer reject bindings dropped, the replace digest cleared.
-   */
+  /** See reconcile.ts. */
   private reconcile(): void {
     this.setMeta(META_DIGEST, 0n);
-    const set = this.store.with((s) => s.dump());
-    for (const f of this.filters()) {
-      const exact = exactFilter(f.spec, set);
-      f.map.updateBatch(exact.keys, exact.values, exact.count);
-    }
-    this.dests.collect(referencedIds(set.values, set.count));
-    const rejects = new Set<string>();
-    for (let i = 0; i < set.count; i++) {
-      if (readU32(set.values, i * BINDING_VALUE_SIZE + 4) === ACTION_REJECT) {
-        rejects.add(set.keys.toString('hex', i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE));
-      }
-    }
-    const counters = this.maps.reject_metrics.dump();
-    const stale: Buffer[] = [];
-    for (let i = 0; i < counters.count; i++) {
-      const key = counters.keys.subarray(i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE);
-      if (!rejects.has(key.toString('hex'))) stale.push(Buffer.from(key));
-    }
-    if (stale.length > 0) this.maps.reject_metrics.deleteBatch(Buffer.concat(stale), stale.length);
+    reconcile(this.store, this.dests, this.filters(), this.maps.reject_metrics);
   }
 
   /** The two filters in front of the binding set, with their maps. */
@@ -583,18 +562,8 @@ export class Dispatcher {
       throw new TubularError('EINVAL', `register 1 to ${SOCKET_SLOTS} sockets for a destination, not ${all.length}`);
     }
     const infos = all.map((fd) => context('inspect the socket', () => this.sys.socketInfo(fd)));
-    const kinds = infos.map(registrableKind);
-    const kind = kinds[0];
-    if (all.length > 1) {
-      const first = infos[0];
-      const group = infos.every((i, n) => i.reusePort && kinds[n].domain === kind.domain && kinds[n].protocol === kind.protocol &&
-        i.address === first.address && i.port === first.port);
-      if (!group) {
-        throw new TubularError('EBADSOCK', `${all.length} sockets for ${label} ${kind.domain} ${kind.protocol} are not one SO_REUSEPORT group: ` +
-          'register one socket per family and protocol, or the members of one group (same address and port, SO_REUSEPORT set)');
-      }
-    }
-    for (const fd of all) this.checkNamespace(fd);
+    const kind = registrableGroup(label, infos);
+    for (const fd of all) checkNamespace(this.sys, fd, this.loc);
     const owner = opts.owner ?? null;
     return this.write(() => this.changing(() => {
       const dest = this.ensureDestination({ label, ...kind }, owner !== null && owner !== 0 ? ROOT_RESERVED_DESTINATIONS : 0);
@@ -603,26 +572,6 @@ export class Dispatcher {
       this.dests.setOwner(dest, owner);
       return { label, ...kind, id: dest.id, cookie: infos[0].cookie, cookies: infos.map((i) => i.cookie), replaced };
     }));
-  }
-
-  /**
-   * Refuses a socket of another network namespace: the data plane could
-   * never hand it a connection. In the caller's own namespace the
-   * namespace cookies are compared (no privilege needed); elsewhere the
-   * socket's namespace is asked for (CAP_NET_ADMIN).
-   */
-  private checkNamespace(fd: number): void {
-    const refuse = (what: string): never => {
-      throw new TubularError('EBADSOCK', `the socket belongs to another network namespace (${what}) than the dispatcher's ` +
-        `(${this.loc.netns}): create it inside that namespace`);
-    };
-    if (statSync('/proc/self/ns/net').ino === this.loc.ino) {
-      const cookie = context('find the socket\'s network namespace', () => this.sys.socketNetnsCookie(fd));
-      if (cookie !== this.sys.ownNetnsCookie()) refuse(`cookie ${cookie}`);
-      return;
-    }
-    const ino = context('find the socket\'s network namespace', () => this.sys.socketNetnsInode(fd));
-    if (ino !== this.loc.ino) refuse(`inode ${ino}`);
   }
 
   /** Removes the sockets of a destination; its bindings then refuse connections. */

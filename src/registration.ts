@@ -1,0 +1,46 @@
+// Which sockets may be registered together, and in which namespace.
+import { statSync } from 'node:fs';
+import { TubularError, context } from './errors.js';
+import type { Native, SocketInfo } from './native.js';
+import { type SocketKind, registrableKind } from './socket.js';
+import type { Location } from './statedir.js';
+
+/**
+ * The destination kind of sockets registered together: one socket, or the
+ * members of one SO_REUSEPORT group (same family, protocol, address and
+ * port, SO_REUSEPORT set on each).
+ */
+export function registrableGroup(label: string, infos: readonly SocketInfo[]): SocketKind {
+  const kinds = infos.map(registrableKind);
+  const kind = kinds[0];
+  if (infos.length > 1) {
+    const first = infos[0];
+    const group = infos.every((i, n) => i.reusePort && kinds[n].domain === kind.domain && kinds[n].protocol === kind.protocol &&
+      i.address === first.address && i.port === first.port);
+    if (!group) {
+      throw new TubularError('EBADSOCK', `${infos.length} sockets for ${label} ${kind.domain} ${kind.protocol} are not one SO_REUSEPORT group: ` +
+        'register one socket per family and protocol, or the members of one group (same address and port, SO_REUSEPORT set)');
+    }
+  }
+  return kind;
+}
+
+/**
+ * Refuses a socket of another network namespace: the data plane could
+ * never hand it a connection. In the caller's own namespace the namespace
+ * cookies are compared (no privilege needed); elsewhere the socket's
+ * namespace is asked for (CAP_NET_ADMIN).
+ */
+export function checkNamespace(sys: Native, fd: number, loc: Location): void {
+  const refuse = (what: string): never => {
+    throw new TubularError('EBADSOCK', `the socket belongs to another network namespace (${what}) than the dispatcher's ` +
+      `(${loc.netns}): create it inside that namespace`);
+  };
+  if (statSync('/proc/self/ns/net').ino === loc.ino) {
+    const cookie = context('find the socket\'s network namespace', () => sys.socketNetnsCookie(fd));
+    if (cookie !== sys.ownNetnsCookie()) refuse(`cookie ${cookie}`);
+    return;
+  }
+  const ino = context('find the socket\'s network namespace', () => sys.socketNetnsInode(fd));
+  if (ino !== loc.ino) refuse(`inode ${ino}`);
+}

@@ -511,7 +511,8 @@ export class Dispatcher {
       }
       if (known.length + missing.length > MAX_DESTINATIONS) {
         throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
-          `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free: nothing was changed; use fewer labels`);
+          `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
+          'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
       }
       return this.changing(() => {
         this.storeDigest(0n);

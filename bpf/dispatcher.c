@@ -11,7 +11,6 @@
 
 #include <linux/bpf.h>
 #include <linux/in.h>
-#include <linux/errno.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -19,7 +18,6 @@
 #define AF_INET6 10
 
 #define MAX_DESTINATIONS 4096
-#define MAX_REJECT_COUNTERS 65536
 // Sockets per destination: the members of one SO_REUSEPORT group. The
 // kernel removes a socket from the map when it closes; the program takes
 // the first member still there, and the kernel's reuseport selection then
@@ -48,8 +46,22 @@ struct binding_key {
 
 struct binding_value {
 	__u32 destination; // index into sockets / destination_metrics
-	__u32 action;      // ACTION_STEER or ACTION_REJECT
+	__u16 action;      // ACTION_STEER or ACTION_REJECT
+	__u16 pad;
+	__u32 stat;        // index into binding_stats: this binding's traffic
 };
+
+// Every binding's traffic: how many connections and datagrams it decided,
+// and when it last decided one. One shared entry per binding, whatever the
+// number of CPUs: 16 bytes, 16 MiB for a million bindings. The time is
+// CLOCK_MONOTONIC (coarse) in seconds plus one, written only when it
+// changes; 0 means never.
+struct binding_stat {
+	__u64 hits;
+	__u64 last_hit;
+};
+
+#define MAX_BINDINGS (1 << 20)
 
 // Two filters tell the program which hash lookups cannot match, so it skips
 // them. The control plane keeps both a superset of the bindings in force.
@@ -84,14 +96,20 @@ struct destination_metrics {
 	__u64 errors;  // ... whose socket could not take them (refused)
 };
 
-// The inner map: the whole binding set. The control plane creates a new one
-// for each replace and swaps it in with one update of the outer array, so a
-// connection sees the old set or the new one, never a mix. The kernel does
-// not hold an inner hash map to the template's max_entries, so each set is
-// sized to its contents (up to MAX_BINDINGS, enforced by src/layout.ts) and
-// preallocated: filling a preallocated map is about twice as fast as
-// allocating each element. The template is only a shape (libbpf creates
-// and drops one while loading), hence one entry.
+// Generations. A generation is a binding set with its two filters: three
+// inner maps, in slot g of the three outer arrays below. `generation`
+// names the slot in force. A replace builds the other slot completely,
+// then flips `generation` with one update: the program reads it once, so
+// each run sees exactly one generation, set and filters together. The
+// previous generation stays whole in its slot, so a rollback is one flip.
+#define GENERATIONS 2
+
+// The binding set. The kernel does not hold an inner hash map to the
+// template's max_entries, so each set is sized to its contents (up to
+// MAX_BINDINGS, enforced by src/layout.ts) and preallocated: filling a
+// preallocated map is about twice as fast as allocating each element. The
+// template is only a shape (libbpf creates and drops one while loading),
+// hence one entry.
 struct bindings_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1);
@@ -101,24 +119,55 @@ struct bindings_inner {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
+	__uint(max_entries, GENERATIONS);
 	__type(key, __u32);
 	__array(values, struct bindings_inner);
 } bindings SEC(".maps");
 
-struct {
+// The filters: same shape in every generation, so the verifier still
+// inlines their lookups.
+struct lengths_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LENGTHS_ENTRIES);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct lengths));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, GENERATIONS);
 	__type(key, __u32);
-	__type(value, struct lengths);
+	__array(values, struct lengths_inner);
 } lengths SEC(".maps");
+
+struct blocks_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BLOCK_ENTRIES);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u64));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, GENERATIONS);
+	__type(key, __u32);
+	__array(values, struct blocks_inner);
+} blocks SEC(".maps");
+
+// The slot of the generation in force.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} generation SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, BLOCK_ENTRIES);
+	__uint(max_entries, MAX_BINDINGS);
 	__type(key, __u32);
-	__type(value, __u64);
-} blocks SEC(".maps");
+	__type(value, struct binding_stat);
+} binding_stats SEC(".maps");
 
 // Key: destination id * SOCKET_SLOTS + slot.
 struct {
@@ -135,33 +184,16 @@ struct {
 	__type(value, struct destination_metrics);
 } destination_metrics SEC(".maps");
 
-// Refusals by reject bindings, keyed by the binding that refused.
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MAX_REJECT_COUNTERS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct binding_key);
-	__type(value, __u64);
-} reject_metrics SEC(".maps");
-
-// Refusals by reject bindings that found reject_metrics full, so that a
-// full table is visible instead of silent.
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} reject_overflow SEC(".maps");
-
 // For the control plane only. Slot 0: the layout version it wrote when it
 // created the state, compared against the code's own before anything is
-// changed. Slot 1: a digest of the binding set a replace wrote, cleared by
-// any other change to the set, so reloading the same file is a no-op.
-// Slot 2: non-zero while a writer is part-way through a change; the next
-// writer then recomputes everything derived from the binding set.
+// changed. Slot 1: unused. Slot 2: non-zero while a writer is part-way
+// through a change; the next writer then recomputes everything derived
+// from the binding sets. Slots 3 + 3g .. 5 + 3g: generation g's number,
+// when it was applied (ms since the epoch) and a digest of the set a
+// replace wrote (0: changed since).
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 3);
+	__uint(max_entries, 3 + 3 * GENERATIONS);
 	__type(key, __u32);
 	__type(value, __u64);
 } meta SEC(".maps");
@@ -215,7 +247,7 @@ struct walk {
 // The lengths bound in the block of an address (see `blocks`); a, b, c are
 // the first three words of the address, host order, masked to the block.
 // src/blocks.ts computes the same hash.
-static __always_inline __u64 block(__u32 protocol, __u32 family, __u32 level,
+static __always_inline __u64 block(void *blocks, __u32 protocol, __u32 family, __u32 level,
 				   __u32 a, __u32 b, __u32 c)
 {
 	__u32 h = (protocol | family << 8 | level << 16) * BLOCK_MUL;
@@ -225,7 +257,7 @@ static __always_inline __u64 block(__u32 protocol, __u32 family, __u32 level,
 	h = (h ^ b) * BLOCK_MUL;
 	h = (h ^ c) * BLOCK_MUL;
 	h = (h ^ (h >> 15)) * BLOCK_FIN;
-	bits = bpf_map_lookup_elem(&blocks, &(__u32){ h >> (32 - BLOCK_BITS) });
+	bits = bpf_map_lookup_elem(blocks, &(__u32){ h >> (32 - BLOCK_BITS) });
 	return bits ? *bits : 0;
 }
 
@@ -306,23 +338,18 @@ static __always_inline void near6(const __u64 b[4], int shift, __u64 out[3])
 	out[2] = x96 >> 31;
 }
 
-static __always_inline void count_reject(struct binding_key *key)
+// One more connection or datagram decided by a binding, and when.
+static __always_inline void count_hit(__u32 stat)
 {
-	__u64 one = 1, *count = bpf_map_lookup_elem(&reject_metrics, key);
+	struct binding_stat *s = bpf_map_lookup_elem(&binding_stats, &stat);
+	__u64 now;
 
-	__u32 zero = 0;
-	long err;
-
-	if (count) {
-		*count += 1;
+	if (!s)
 		return;
-	}
-	err = bpf_map_update_elem(&reject_metrics, key, &one, BPF_NOEXIST);
-	if (err && err != -EEXIST) { // full (E2BIG) or out of memory
-		count = bpf_map_lookup_elem(&reject_overflow, &zero);
-		if (count)
-			*count += 1;
-	}
+	__sync_fetch_and_add(&s->hits, 1);
+	now = bpf_ktime_get_coarse_ns() / 1000000000 + 1;
+	if (s->last_hit != now)
+		s->last_hit = now;
 }
 
 // The first socket still registered for a destination, or NULL.
@@ -347,7 +374,8 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	struct destination_metrics *metrics;
 	struct lengths *spec, *any;
 	struct bpf_sock *sk;
-	__u32 zero = 0, index, destination, protocol;
+	void *lengths_map, *blocks_map;
+	__u32 zero = 0, index, index_gen, destination, protocol, *gen;
 	long err;
 
 	if (ctx->protocol == IPPROTO_TCP)
@@ -357,18 +385,21 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	else
 		return SK_PASS;
 
-	// The binding set first, the filters after: a replace widens the
-	// filters, swaps the set (the syscall waits until no program still
-	// uses the old one) and only then narrows them, so filters read after
-	// the set always cover it.
-	w.map = bpf_map_lookup_elem(&bindings, &zero);
-	if (!w.map)
+	// One generation for the whole run: its set and its filters.
+	gen = bpf_map_lookup_elem(&generation, &zero);
+	if (!gen)
+		return SK_PASS;
+	index_gen = *gen & (GENERATIONS - 1);
+	w.map = bpf_map_lookup_elem(&bindings, &index_gen);
+	lengths_map = bpf_map_lookup_elem(&lengths, &index_gen);
+	blocks_map = bpf_map_lookup_elem(&blocks, &index_gen);
+	if (!w.map || !lengths_map || !blocks_map)
 		return SK_PASS;
 
 	// Prefix lengths bound on this port, and on "every port" (port 0).
 	w.port = ctx->local_port;
-	spec = bpf_map_lookup_elem(&lengths, &(__u32){ index | w.port });
-	any = bpf_map_lookup_elem(&lengths, &index);
+	spec = bpf_map_lookup_elem(lengths_map, &(__u32){ index | w.port });
+	any = bpf_map_lookup_elem(lengths_map, &index);
 	if (!spec || !any)
 		return SK_PASS;
 
@@ -379,8 +410,8 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 		__u32 a = bpf_ntohl(ctx->local_ip4);
 		// ... intersected with the lengths bound near this address: the
 		// low half of a block for the port, the high half for port 0.
-		__u64 b16 = block(protocol, AF_INET, 16, a & 0xffff0000, 0, 0);
-		__u64 b24 = block(protocol, AF_INET, 24, a & 0xffffff00, 0, 0);
+		__u64 b16 = block(blocks_map, protocol, AF_INET, 16, a & 0xffff0000, 0, 0);
+		__u64 b24 = block(blocks_map, protocol, AF_INET, 24, a & 0xffffff00, 0, 0);
 		__u64 ns = 0xffff | (b16 & 0xff) << 16 | (b24 & 0x1ff) << 24;
 		__u64 na = 0xffff | (b16 >> 32 & 0xff) << 16 | (b24 >> 32 & 0x1ff) << 24;
 
@@ -393,10 +424,10 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 		w.ip[1] = ctx->local_ip6[1];
 		w.ip[2] = ctx->local_ip6[2];
 		w.ip[3] = ctx->local_ip6[3];
-		b[0] = block(protocol, AF_INET6, 32, bpf_ntohl(w.ip[0]), 0, 0);
-		b[1] = block(protocol, AF_INET6, 48, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]) & 0xffff0000, 0);
-		b[2] = block(protocol, AF_INET6, 64, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), 0);
-		b[3] = block(protocol, AF_INET6, 96, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), bpf_ntohl(w.ip[2]));
+		b[0] = block(blocks_map, protocol, AF_INET6, 32, bpf_ntohl(w.ip[0]), 0, 0);
+		b[1] = block(blocks_map, protocol, AF_INET6, 48, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]) & 0xffff0000, 0);
+		b[2] = block(blocks_map, protocol, AF_INET6, 64, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), 0);
+		b[3] = block(blocks_map, protocol, AF_INET6, 96, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), bpf_ntohl(w.ip[2]));
 		near6(b, 0, ns);
 		near6(b, 32, na);
 		// Longest first: word 2 holds only /128, then /64-/127, /0-/63.
@@ -409,11 +440,11 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	if (!w.found)
 		return SK_PASS;
 
+	count_hit(w.result.stat);
+
 	// Reject: refuse at the transport layer (TCP reset, ICMP unreachable).
-	if (w.result.action == ACTION_REJECT) {
-		count_reject(&w.key);
+	if (w.result.action == ACTION_REJECT)
 		return SK_DROP;
-	}
 
 	destination = w.result.destination;
 	metrics = bpf_map_lookup_elem(&destination_metrics, &destination);

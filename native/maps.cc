@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,31 @@ Napi::Value MapLookup(const Napi::CallbackInfo& info) {
     ThrowErrno(env, "bpf_map_lookup_elem", errno);
   }
   return Napi::Boolean::New(env, true);
+}
+
+// Looks up `count` packed keys, one syscall each, in one call: values of
+// keys that are missing are left zero. Returns how many were found.
+Napi::Value MapLookupMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  Napi::Buffer<uint8_t> keys = ArgBuffer(info, 1, "keys");
+  Napi::Buffer<uint8_t> values = ArgBuffer(info, 2, "values");
+  uint32_t count = ArgU32(info, 3, "count");
+  MapShape s = Shape(env, fd, "bpf_map_lookup_elem");
+  CheckSize(env, "keys", keys.Length(), static_cast<size_t>(count) * s.keySize);
+  CheckSize(env, "values", values.Length(), static_cast<size_t>(count) * s.valueSize);
+  uint32_t found = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    uint8_t* v = values.Data() + static_cast<size_t>(i) * s.valueSize;
+    if (bpf_map_lookup_elem(fd, keys.Data() + static_cast<size_t>(i) * s.keySize, v) == 0) {
+      found++;
+    } else if (errno == ENOENT) {
+      memset(v, 0, s.valueSize);
+    } else {
+      ThrowErrno(env, "bpf_map_lookup_elem", errno);
+    }
+  }
+  return Napi::Number::New(env, found);
 }
 
 Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
@@ -284,6 +310,7 @@ Napi::Value MapDump(const Napi::CallbackInfo& info) {
 
 void InitMaps(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "mapLookup", MapLookup);
+  Export(env, exports, "mapLookupMany", MapLookupMany);
   Export(env, exports, "mapUpdate", MapUpdate);
   Export(env, exports, "mapDelete", MapDelete);
   Export(env, exports, "mapNextKey", MapNextKey);

@@ -23,11 +23,17 @@ export function bindingKey(b: Pick<Binding, 'protocol' | 'prefix' | 'port'>, buf
   return encodeBindingKey({ protocol: IPPROTO[b.protocol], family: b.prefix.family, prefixlen: b.prefix.length, port: b.port, addr: b.prefix.bytes }, buf, off);
 }
 
-export function bindingValue(destination: number, action: Binding['action'], buf = Buffer.alloc(BINDING_VALUE_SIZE), off = 0): Buffer {
+export function bindingValue(destination: number, action: Binding['action'], stat = 0, buf = Buffer.alloc(BINDING_VALUE_SIZE), off = 0): Buffer {
   writeU32(buf, destination, off);
   writeU32(buf, action === 'reject' ? ACTION_REJECT : ACTION_STEER, off + 4);
+  writeU32(buf, stat, off + 8);
   return buf;
 }
+
+/** The destination id, action and stat index of value i of a dump. */
+export const valueDestination = (values: Buffer, i: number): number => readU32(values, i * BINDING_VALUE_SIZE);
+export const valueAction = (values: Buffer, i: number): number => readU32(values, i * BINDING_VALUE_SIZE + 4) & 0xffff;
+export const valueStat = (values: Buffer, i: number): number => readU32(values, i * BINDING_VALUE_SIZE + 8);
 
 /** The destination a binding names, or undefined for an unlabelled reject. */
 export function destinationOf(b: Binding): DestinationKey | undefined {
@@ -41,7 +47,7 @@ export function packBindings(bindings: readonly Binding[], idOf: (d: Destination
   bindings.forEach((b, i) => {
     const d = destinationOf(b);
     bindingKey(b, keys, i * BINDING_KEY_SIZE);
-    bindingValue(d ? idOf(d) : NO_DESTINATION, b.action, values, i * BINDING_VALUE_SIZE);
+    bindingValue(d ? idOf(d) : NO_DESTINATION, b.action, 0, values, i * BINDING_VALUE_SIZE);
   });
   return { keys, values };
 }
@@ -52,7 +58,7 @@ export function unpackBindings(keys: Buffer, values: Buffer, count: number, labe
   for (let i = 0; i < count; i++) {
     const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
     const id = readU32(values, i * BINDING_VALUE_SIZE);
-    const action = readU32(values, i * BINDING_VALUE_SIZE + 4) === ACTION_REJECT ? 'reject' : 'steer';
+    const action = valueAction(values, i) === ACTION_REJECT ? 'reject' : 'steer';
     out[i] = {
       label: id === NO_DESTINATION ? '' : labelOf(id) ?? `#${id}`,
       protocol: k.protocol === IPPROTO.tcp ? 'tcp' : 'udp',
@@ -75,6 +81,8 @@ export interface PackedBindings {
   readonly labelIndex: Int32Array;
   /** the distinct labels */
   readonly labels: readonly string[];
+  /** per binding: its index into binding_stats, when read from a map */
+  readonly stats?: Uint32Array;
 }
 
 /** Packs Binding objects, in order. */
@@ -145,11 +153,13 @@ export function indexBindingSet(set: PackedBindings): { index: KeyIndex; words: 
 export function packedFromDump(keys: Buffer, values: Buffer, count: number, labelOf: (id: number) => string | undefined): PackedBindings {
   const actions = new Uint8Array(count);
   const labelIndex = new Int32Array(count);
+  const stats = new Uint32Array(count);
   const labels: string[] = [];
   const byId = new Map<number, number>();
   for (let i = 0; i < count; i++) {
     const id = readU32(values, i * BINDING_VALUE_SIZE);
-    actions[i] = readU32(values, i * BINDING_VALUE_SIZE + 4) === ACTION_REJECT ? ACTION_REJECT : ACTION_STEER;
+    actions[i] = valueAction(values, i) === ACTION_REJECT ? ACTION_REJECT : ACTION_STEER;
+    stats[i] = valueStat(values, i);
     let li = -1;
     if (id !== NO_DESTINATION) {
       li = byId.get(id) ?? -1;
@@ -160,7 +170,7 @@ export function packedFromDump(keys: Buffer, values: Buffer, count: number, labe
     }
     labelIndex[i] = li;
   }
-  return { count, keys: keys.subarray(0, count * BINDING_KEY_SIZE), actions, labelIndex, labels };
+  return { count, keys: keys.subarray(0, count * BINDING_KEY_SIZE), actions, labelIndex, labels, stats };
 }
 
 /**
@@ -187,15 +197,22 @@ export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slo
   return { slotOf, slots };
 }
 
-/** Binding values for a set whose destination slots have these ids (-1: none yet, written as NO_DESTINATION). */
-export function packValues(set: PackedBindings, slotOf: Int32Array, ids: Int32Array): Buffer {
+const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
+
+/**
+ * Binding values for a set whose destination slots have these ids (-1:
+ * none yet, written as NO_DESTINATION), and whose bindings have these stat
+ * indices (none given: 0).
+ */
+export function packValues(set: PackedBindings, slotOf: Int32Array, ids: Int32Array, stats?: Uint32Array): Buffer {
   const values = Buffer.alloc(set.count * BINDING_VALUE_SIZE);
-  const words = new Uint32Array(values.buffer, values.byteOffset, set.count * 2);
+  const words = new Uint32Array(values.buffer, values.byteOffset, set.count * VALUE_WORDS);
   for (let i = 0; i < set.count; i++) {
     const slot = slotOf[i];
     const id = slot < 0 ? -1 : ids[slot];
-    words[2 * i] = id < 0 ? NO_DESTINATION : id;
-    words[2 * i + 1] = set.actions[i];
+    words[VALUE_WORDS * i] = id < 0 ? NO_DESTINATION : id;
+    words[VALUE_WORDS * i + 1] = set.actions[i];
+    words[VALUE_WORDS * i + 2] = stats ? stats[i] : 0;
   }
   return values;
 }
@@ -211,6 +228,10 @@ export interface SetDiff {
   removedKeys: number[];
   /** indices into the new set of every binding that is new */
   addedKeys: number[];
+  /** for each binding of the new set, the index in the dump of the same key, or -1 */
+  previous: Int32Array;
+  /** indices into the dump of bindings whose label or action changes */
+  changedKeys: number[];
 }
 
 /**
@@ -220,28 +241,31 @@ export interface SetDiff {
  */
 export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: number; pending: (i: number) => boolean },
   current: { keys: Buffer; values: Buffer; count: number }): SetDiff {
-  const diff: SetDiff = { added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: [], addedKeys: [] };
-  const found = new Uint8Array(next.count);
+  const previous = new Int32Array(next.count).fill(-1);
+  const diff: SetDiff = { added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: [], addedKeys: [], previous, changedKeys: [] };
   const curKeys = keyWords(current.keys, current.count);
-  const curValues = u32Words(current.values, current.count * 2);
-  const newValues = u32Words(next.values, next.count * 2);
+  const curValues = u32Words(current.values, current.count * VALUE_WORDS);
+  const newValues = u32Words(next.values, next.count * VALUE_WORDS);
+  const W = VALUE_WORDS;
   for (let j = 0; j < current.count; j++) {
     const i = next.index.find(curKeys, j);
     if (i < 0) {
       diff.removed++;
       diff.removedKeys.push(j);
-      if (curValues[2 * j + 1] === ACTION_REJECT) diff.staleRejects.push(j);
+      if ((curValues[W * j + 1] & 0xffff) === ACTION_REJECT) diff.staleRejects.push(j);
       continue;
     }
-    found[i] = 1;
-    if (curValues[2 * j] === newValues[2 * i] && curValues[2 * j + 1] === newValues[2 * i + 1] && !next.pending(i)) {
+    previous[i] = j;
+    // The stat index is the binding's own, not part of what it says.
+    if (curValues[W * j] === newValues[W * i] && (curValues[W * j + 1] & 0xffff) === (newValues[W * i + 1] & 0xffff) && !next.pending(i)) {
       diff.unchanged++;
     } else {
       diff.changed++;
+      diff.changedKeys.push(j);
     }
   }
   diff.added = next.count - diff.unchanged - diff.changed;
-  for (let i = 0; i < next.count; i++) if (!found[i]) diff.addedKeys.push(i);
+  for (let i = 0; i < next.count; i++) if (previous[i] < 0) diff.addedKeys.push(i);
   return diff;
 }
 

@@ -51,6 +51,13 @@ export class BpfMap {
     return this.sys.mapLookup(this.fd, key, value) ? value : undefined;
   }
 
+  /** Values of `count` packed keys (missing ones zero), one call into the addon. */
+  lookupMany(keys: Buffer, count: number): Buffer {
+    const values = Buffer.alloc(count * this.valueBytes);
+    if (count > 0) this.sys.mapLookupMany(this.fd, keys, values, count);
+    return values;
+  }
+
   update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
     this.sys.mapUpdate(this.fd, key, value, flags);
   }

@@ -10,21 +10,21 @@
 import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { type Binding, bindingId, sameTarget } from './binding.js';
-import { BindingStore, PENDING_SET, pinAt } from './binding-store.js';
+import { BindingStats, type Traffic, allocateStats, markStats } from './binding-stats.js';
+import { Generations, pendingPin, pinAt } from './generations.js';
 import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
-  indexBindingSet, packBindingSet, packValues, unpackBindings,
+  indexBindingSet, packBindingSet, packValues, unpackBindings, valueDestination, valueStat,
 } from './bindingset.js';
 import { BpfMap, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
-import { DestinationTable, referencedIds } from './destination-table.js';
+import { DestinationTable } from './destination-table.js';
 import { TubularError, context, isSystemError } from './errors.js';
-import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, planFilter, setFilterBit } from './filters.js';
+import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterChanges, setFilterBit } from './filters.js';
 import {
-  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP,
-  DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_DIGEST, META_INTENT,
-  META_MAGIC, META_STAMP, type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian,
-  readU32, readU64, u32, writeU64,
+  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE,
+  GENERATIONS, INNER_KINDS, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_MAGIC, META_STAMP,
+  type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 import { type Native, native } from './native.js';
@@ -71,6 +71,19 @@ export interface ReplaceResult {
   removed: number;
   changed: number;
   unchanged: number;
+  /** the generation now in force (unchanged when the set was) */
+  generation: number;
+}
+
+/** A generation: a binding set that a replace (or the load) put in force. */
+export interface GenerationRecord {
+  /** 1 for the set of the load, then one more for each replace */
+  number: number;
+  /** when it was put in force */
+  applied: Date;
+  /** 16 hex digits of SHA-256 over the set as a replace wrote it; null once bind or unbind changed it */
+  digest: string | null;
+  bindings: number;
 }
 
 export interface Registration extends DestinationKey {
@@ -96,8 +109,20 @@ const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERS
 
 /** 64 bits of SHA-256 over a packed set, never 0. */
 function setDigest(keys: Buffer, values: Buffer): bigint {
-  const d = createHash('sha256').update(keys).update(values).digest().readBigUInt64LE(0);
+  // Over what the set says, not the stat indices it was given.
+  const said = Buffer.from(values);
+  for (let off = 8; off < said.length; off += BINDING_VALUE_SIZE) said.writeUInt32LE(0, off);
+  const d = createHash('sha256').update(keys).update(said).digest().readBigUInt64LE(0);
   return d === 0n ? 1n : d;
+}
+
+/** Marks the destination ids a dump of binding values uses. */
+function markIds(used: Uint8Array, values: Buffer, count: number): Uint8Array {
+  for (let i = 0; i < count; i++) {
+    const id = valueDestination(values, i);
+    if (id !== NO_DESTINATION && id < used.length) used[id] = 1;
+  }
+  return used;
 }
 
 type Maps = Record<MapName, BpfMap>;
@@ -108,7 +133,8 @@ export class Dispatcher {
   readonly stateDir: string;
   readonly readOnly: boolean;
   private readonly dests: DestinationTable;
-  private readonly store: BindingStore;
+  private readonly gens: Generations;
+  private readonly stats: BindingStats;
   private readonly reader: ReadModel;
   private closed = false;
 
@@ -125,8 +151,9 @@ export class Dispatcher {
     this.stateDir = loc.dir;
     this.readOnly = readOnly;
     this.dests = new DestinationTable(maps);
-    this.store = new BindingStore(sys, dir, maps.bindings, readOnly);
-    this.reader = new ReadModel(sys, loc, dir, this.store, this.dests, maps);
+    this.gens = new Generations(sys, dir, maps, readOnly);
+    this.stats = new BindingStats(maps.binding_stats);
+    this.reader = new ReadModel(sys, loc, dir, this.gens, this.dests, this.stats);
   }
 
   /** Whether a dispatcher is loaded in the namespace. */
@@ -137,7 +164,8 @@ export class Dispatcher {
   /**
    * Loads the program, creates and pins its maps, and attaches it to the
    * namespace. Built in a temporary directory and renamed into place, so a
-   * failure at any step leaves nothing behind.
+   * failure at any step leaves nothing behind. The empty set of the load is
+   * generation 1.
    */
   static create(opts: CreateOptions = {}): Dispatcher {
     assertLittleEndian();
@@ -153,15 +181,24 @@ export class Dispatcher {
         Object.values(obj.maps).forEach(keep);
         const destinations = keep(context('create the destinations map', () =>
           sys.mapCreate(BPF_MAP_TYPE_HASH, 'destinations', DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, MAX_DESTINATIONS, 0)));
-        const set = keep(context('create a binding set', () =>
-          sys.mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, 1024, 0)));
-        sys.mapUpdate(obj.maps.bindings, u32(0), u32(set), 0);
-        const meta = Buffer.alloc(8);
-        writeU64(meta, metaValue(), 0);
-        sys.mapUpdate(obj.maps.meta, u32(META_STAMP), meta, 0);
+        for (let slot = 0; slot < GENERATIONS; slot++) {
+          const set = keep(context('create a binding set', () =>
+            sys.mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, 1024, 0)));
+          const lengths = keep(context('create a filter', () => sys.mapCreate(2, 'lengths', 4, 32, 2 << 16, 0)));
+          const blocks = keep(context('create a filter', () => sys.mapCreate(2, 'blocks', 4, 8, 1 << 20, 0)));
+          sys.mapUpdate(obj.maps.bindings, u32(slot), u32(set), 0);
+          sys.mapUpdate(obj.maps.lengths, u32(slot), u32(lengths), 0);
+          sys.mapUpdate(obj.maps.blocks, u32(slot), u32(blocks), 0);
+          pin(set, innerPin('binding_set', slot));
+          pin(lengths, innerPin('lengths', slot));
+          pin(blocks, innerPin('blocks', slot));
+        }
+        const word = (v: bigint): Buffer => { const b = Buffer.alloc(8); writeU64(b, v, 0); return b; };
+        sys.mapUpdate(obj.maps.meta, u32(META_STAMP), word(metaValue()), 0);
+        sys.mapUpdate(obj.maps.meta, u32(metaGeneration(0).number), word(1n), 0);
+        sys.mapUpdate(obj.maps.meta, u32(metaGeneration(0).applied), word(BigInt(Date.now())), 0);
         for (const name of OBJECT_MAPS) pin(obj.maps[name], name);
         pin(destinations, PIN.destinations);
-        pin(set, PIN.bindingSet);
         pin(obj.progFd, PIN.program);
         const nsFd = context(`open network namespace ${loc.netns}`, () => openSync(loc.netns, 'r'));
         try {
@@ -256,7 +293,7 @@ export class Dispatcher {
   /**
    * Runs a change of several maps with the intent mark set: if this process
    * dies inside, the next writer recomputes everything derived from the
-   * binding set. A change that fails is reconciled at once.
+   * binding sets. A change that fails is reconciled at once.
    */
   private changing<T>(fn: () => T): T {
     this.setMeta(META_INTENT, 1n);
@@ -296,9 +333,12 @@ export class Dispatcher {
   private recover(): void {
     const link = this.link();
     const facts: RecoveryFacts = {
-      setInForce: this.store.idInForce(),
-      pinnedSet: this.store.pinnedId(PIN.bindingSet),
-      pendingSet: this.store.pinnedId(PENDING_SET),
+      inner: INNER_KINDS.flatMap((kind) => Array.from({ length: GENERATIONS }, (_, slot) => ({
+        name: innerPin(kind, slot),
+        inSlot: this.gens.slotId(kind, slot),
+        pinned: this.gens.pinnedId(innerPin(kind, slot)),
+        pending: this.gens.pinnedId(pendingPin(kind, slot)),
+      }))),
       linkProgram: link?.progId,
       linkAttached: link?.attached ?? false,
       pendingProgram: this.pinnedProgram(PENDING_PROGRAM),
@@ -310,42 +350,67 @@ export class Dispatcher {
         'no traffic is steered; run tubectl unload to finish it, then tubectl load');
     }
     for (const step of plan.steps) {
-      switch (step) {
-        case 'adopt-pending-set': renameSync(this.dir.at(PENDING_SET), this.dir.at(PIN.bindingSet)); break;
-        case 'drop-pending-set': unlinkSync(this.dir.at(PENDING_SET)); break;
-        case 'adopt-pending-program': renameSync(this.dir.at(PENDING_PROGRAM), this.dir.at(PIN.program)); break;
-        case 'drop-pending-program': unlinkSync(this.dir.at(PENDING_PROGRAM)); break;
+      switch (step.do) {
+        case 'adopt': renameSync(this.dir.at(`${step.name}_new`), this.dir.at(step.name)); break;
+        case 'drop': unlinkSync(this.dir.at(`${step.name}_new`)); break;
+        case 'adopt-program': renameSync(this.dir.at(PENDING_PROGRAM), this.dir.at(PIN.program)); break;
+        case 'drop-program': unlinkSync(this.dir.at(PENDING_PROGRAM)); break;
         case 'reconcile': this.reconcile(); this.setMeta(META_INTENT, 0n); break;
       }
     }
-    if (plan.unpinnedSet) {
-      throw new TubularError('EINCOMPAT', `the binding set in force in ${this.loc.dir} is not pinned, and this tubectl cannot repair that: ` +
-        'tubectl unload and load again (bindings and registrations are lost)');
+    if (plan.unpinned.length > 0) {
+      throw new TubularError('EINCOMPAT', `${plan.unpinned.join(', ')} in ${this.loc.dir} ${plan.unpinned.length > 1 ? 'are' : 'is'} not pinned, ` +
+        'and this tubectl cannot repair that: tubectl unload and load again (bindings and registrations are lost)');
     }
   }
 
-  /** See reconcile.ts. */
+  /**
+   * Recomputes what is derived from the binding sets after a writer died
+   * part-way (see reconcile.ts), and gives the generation in force a record
+   * if the writer died between putting it in force and recording it.
+   */
   private reconcile(): void {
-    this.setMeta(META_DIGEST, 0n);
-    reconcile(this.store, this.dests, this.filters(), this.maps.reject_metrics);
+    // A writer may have died between a flip and its wait.
+    this.gens.settle();
+    const g = this.gens.inForce();
+    reconcile(this.gens, this.dests, [LENGTHS_FILTER, BLOCKS_FILTER]);
+    if (this.getMeta(metaGeneration(g).number) === 0n) {
+      const other = this.getMeta(metaGeneration(1 - g).number);
+      this.setMeta(metaGeneration(g).number, other + 1n);
+      this.setMeta(metaGeneration(g).applied, BigInt(Date.now()));
+      this.setMeta(metaGeneration(g).digest, 0n);
+    }
   }
 
-  /** The two filters in front of the binding set, with their maps. */
-  private filters(): Array<{ spec: FilterSpec; map: BpfMap }> {
-    return [{ spec: LENGTHS_FILTER, map: this.maps.lengths }, { spec: BLOCKS_FILTER, map: this.maps.blocks }];
+  /** The two filters of a generation, each opened with its map. */
+  private withFilters<T>(slot: number, fn: (filters: Array<{ spec: FilterSpec; map: BpfMap }>) => T): T {
+    return this.gens.with('lengths', slot, (lengths) => this.gens.with('blocks', slot, (blocks) =>
+      fn([{ spec: LENGTHS_FILTER, map: lengths }, { spec: BLOCKS_FILTER, map: blocks }])));
+  }
+
+  /** Destination ids and stat indices used by the binding sets of both generations. */
+  private inUse(): { ids: Uint8Array; stats: Uint8Array } {
+    const ids = new Uint8Array(MAX_DESTINATIONS);
+    const stats = new Uint8Array(MAX_BINDINGS);
+    for (let slot = 0; slot < GENERATIONS; slot++) {
+      const { values, count } = this.gens.withSet((s) => s.dump(), slot);
+      markIds(ids, values, count);
+      markStats(stats, values, count);
+    }
+    return { ids, stats };
   }
 
   /**
    * The destination for d, created when missing. A full table is first
-   * cleared of destinations the set in force does not use; `reserve` ids
-   * stay free for root.
+   * cleared of destinations neither generation uses; `reserve` ids stay
+   * free for root.
    */
   private ensureDestination(d: DestinationKey, reserve = 0): DestinationEntry {
     let known = this.dests.entries();
     const found = known.find((e) => e.label === d.label && e.domain === d.domain && e.protocol === d.protocol);
     if (found) return found;
     if (known.length + 1 > MAX_DESTINATIONS - reserve) {
-      this.collectDestinations();
+      this.dests.collect(this.inUse().ids, known);
       known = this.dests.entries();
     }
     if (known.length + 1 > MAX_DESTINATIONS - reserve) {
@@ -356,47 +421,56 @@ export class Dispatcher {
     return this.dests.ensure(d, known);
   }
 
-  /** Deletes destinations no binding in force uses and no socket serves. */
-  private collectDestinations(): number {
-    const { values, count } = this.store.with((s) => s.dump());
-    return this.dests.collect(referencedIds(values, count));
-  }
-
-  private storeDigest(digest: bigint): void {
-    this.setMeta(META_DIGEST, digest);
+  /** A change other than a replace to the set in force: it no longer matches its generation's digest. */
+  private touched(slot: number): void {
+    this.setMeta(metaGeneration(slot).digest, 0n);
   }
 
   // ---- bindings ----
 
-  /** Adds a binding, or replaces the one with the same protocol, prefix and port. */
+  /**
+   * Adds a binding to the set in force, or replaces the one with the same
+   * protocol, prefix and port (which keeps its counters). The previous
+   * generation is not changed: a rollback undoes this.
+   */
   bind(b: Binding): BindResult {
-    return this.write(() => this.store.with((set) => {
-      const key = bindingKey(b);
-      const old = set.lookup(key, Buffer.alloc(BINDING_VALUE_SIZE));
-      const oldId = old ? readU32(old, 0) : NO_DESTINATION;
-      const labels = old ? this.dests.labels() : undefined;
-      const replaced = old ? unpackBindings(key, old, 1, (id) => labels!.get(id))[0] : undefined;
-      if (replaced && sameTarget(replaced, b)) return { replaced };
-      const dest = destinationOf(b);
-      return this.changing(() => {
-        this.storeDigest(0n);
-        const entry = dest ? this.ensureDestination(dest) : undefined;
-        // Make the length and the block bit visible before the binding, so
-        // the program never skips a lookup that would match.
-        for (const f of this.filters()) {
-          const at = f.spec.at(key, 0);
-          if (at >= 0) setFilterBit(f.map.fd, f.spec, at, true, this.sys);
-        }
-        this.insert(set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action));
-        if (replaced?.action === 'reject' && b.action !== 'reject') this.maps.reject_metrics.delete(key);
-        if (oldId !== NO_DESTINATION && oldId !== entry?.id) this.collectDestinations();
-        return replaced ? { replaced } : {};
-      });
-    }));
+    return this.write(() => {
+      const g = this.gens.inForce();
+      return this.gens.withSet((set) => {
+        const key = bindingKey(b);
+        const old = set.lookup(key, Buffer.alloc(BINDING_VALUE_SIZE));
+        const labels = old ? this.dests.labels() : undefined;
+        const replaced = old ? unpackBindings(key, old, 1, (id) => labels!.get(id))[0] : undefined;
+        if (replaced && sameTarget(replaced, b)) return { replaced };
+        const dest = destinationOf(b);
+        return this.changing(() => {
+          this.touched(g);
+          const entry = dest ? this.ensureDestination(dest) : undefined;
+          let stat: number;
+          if (old) {
+            stat = valueStat(old, 0);
+          } else {
+            stat = allocateStats(this.inUse().stats, 1)[0];
+            this.stats.zero(Uint32Array.of(stat));
+          }
+          // Make the length and the block bit visible before the binding, so
+          // the program never skips a lookup that would match.
+          this.withFilters(g, (filters) => {
+            for (const f of filters) {
+              const at = f.spec.at(key, 0);
+              if (at >= 0) setFilterBit(f.map.fd, f.spec, at, true, this.sys);
+            }
+          });
+          this.insert(g, set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action, stat));
+          if (old && valueDestination(old, 0) !== entry?.id) this.dests.collect(this.inUse().ids);
+          return replaced ? { replaced } : {};
+        });
+      }, g);
+    });
   }
 
-  /** Inserts into the set in force; a full set is first rebuilt twice as large, and swapped in. */
-  private insert(set: BpfMap, key: Buffer, value: Buffer): void {
+  /** Inserts into a set; a full set is first rebuilt twice as large, and put in its slot. */
+  private insert(slot: number, set: BpfMap, key: Buffer, value: Buffer): void {
     try {
       set.update(key, value);
       return;
@@ -407,47 +481,51 @@ export class Dispatcher {
     if (count >= MAX_BINDINGS) {
       throw new TubularError('ENOSPC', `the binding set is full (${MAX_BINDINGS} bindings): unbind some first`);
     }
-    const bigger = this.store.create(count + 1);
+    const bigger = this.gens.createSet(count + 1);
     try {
       bigger.updateBatch(keys, values, count);
       bigger.update(key, value);
-      this.store.swap(bigger);
+      this.gens.install('binding_set', slot, bigger);
     } finally {
       bigger.close();
     }
   }
 
-  /** Removes the binding with this protocol, prefix and port; label, if given, must match. */
+  /** Removes the binding with this protocol, prefix and port from the set in force; label, if given, must match. */
   unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string }): Binding {
-    return this.write(() => this.store.with((set) => {
-      const key = bindingKey(b);
-      const value = set.lookup(key, Buffer.alloc(BINDING_VALUE_SIZE));
-      const name = bindingId(b);
-      if (!value) throw new TubularError('ENOENT', `there is no binding ${name}: tubectl bindings lists them`);
-      const labels = this.dests.labels();
-      const existing = unpackBindings(key, value, 1, (id) => labels.get(id))[0];
-      if (b.label !== undefined && b.label !== existing.label) {
-        throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
-      }
-      return this.changing(() => {
-        this.storeDigest(0n);
-        set.delete(key);
-        this.maps.reject_metrics.delete(key);
-        // Clear the length bit and the block bit only when no other binding needs them.
-        const rest = set.dump();
-        for (const f of this.filters()) {
-          const at = f.spec.at(key, 0);
-          let needed = at < 0;
-          for (let i = 0; i < rest.count && !needed; i++) needed = f.spec.at(rest.keys, i * BINDING_KEY_SIZE) === at;
-          if (!needed) setFilterBit(f.map.fd, f.spec, at, false, this.sys);
+    return this.write(() => {
+      const g = this.gens.inForce();
+      return this.gens.withSet((set) => {
+        const key = bindingKey(b);
+        const value = set.lookup(key, Buffer.alloc(BINDING_VALUE_SIZE));
+        const name = bindingId(b);
+        if (!value) throw new TubularError('ENOENT', `there is no binding ${name}: tubectl bindings lists them`);
+        const labels = this.dests.labels();
+        const existing = unpackBindings(key, value, 1, (id) => labels.get(id))[0];
+        if (b.label !== undefined && b.label !== existing.label) {
+          throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
         }
-        if (readU32(value, 0) !== NO_DESTINATION) this.dests.collect(referencedIds(rest.values, rest.count));
-        return existing;
-      });
-    }));
+        return this.changing(() => {
+          this.touched(g);
+          set.delete(key);
+          // Clear the length bit and the block bit only when no other binding needs them.
+          const rest = set.dump();
+          this.withFilters(g, (filters) => {
+            for (const f of filters) {
+              const at = f.spec.at(key, 0);
+              let needed = at < 0;
+              for (let i = 0; i < rest.count && !needed; i++) needed = f.spec.at(rest.keys, i * BINDING_KEY_SIZE) === at;
+              if (!needed) setFilterBit(f.map.fd, f.spec, at, false, this.sys);
+            }
+          });
+          if (valueDestination(value, 0) !== NO_DESTINATION) this.dests.collect(this.inUse().ids);
+          return existing;
+        });
+      }, g);
+    });
   }
 
-  /** All bindings, most preferred first. */
+  /** All bindings of the set in force, most preferred first. */
   bindings(): Binding[] {
     this.check();
     const set = this.packedBindings();
@@ -455,15 +533,23 @@ export class Dispatcher {
   }
 
   /** All bindings, packed (see bindingset.ts), in no particular order: what tubectl bindings formats. */
-  packedBindings(): PackedBindings {
+  packedBindings(slot?: number): PackedBindings {
     this.check();
-    return this.reader.packedBindings();
+    return this.reader.packedBindings(slot);
+  }
+
+  /** Traffic of bindings by their stat indices (PackedBindings.stats), in order. */
+  traffic(stats: Uint32Array): Traffic[] {
+    this.check();
+    return this.stats.many(stats);
   }
 
   /**
-   * Replaces the whole binding set at once. The new set is built in a new
-   * map and swapped in with one update, so every connection sees exactly the
-   * old set or exactly the new one. An identical set changes nothing.
+   * Replaces the whole binding set at once, as a new generation. The new set
+   * and its filters are built in the standby slot, then one update makes
+   * it the generation in force, so every connection sees exactly the old
+   * set or exactly the new one. The replaced set stays whole, for rollback.
+   * An identical set changes nothing.
    */
   replaceBindings(next: readonly Binding[]): ReplaceResult {
     return this.replacePackedBindings(packBindingSet(next));
@@ -479,6 +565,9 @@ export class Dispatcher {
     }
     const keys = next.keys;
     return this.write(() => {
+      const g = this.gens.inForce();
+      const s = 1 - g;
+      const number = Number(this.getMeta(metaGeneration(g).number));
       let known = this.dests.entries();
       const idOf = (list: DestinationEntry[]): Map<string, number> => new Map(list.map((d) => [destinationName(d), d.id]));
       // Values with the ids of destinations that exist; a missing one is a change.
@@ -488,60 +577,119 @@ export class Dispatcher {
       let values = packValues(next, slotOf, ids);
       // The same file again: every destination exists and the bytes are
       // those the last replace wrote, with no change since.
-      const stored = this.getMeta(META_DIGEST);
+      const stored = this.getMeta(metaGeneration(g).digest);
       if (stored !== 0n && !ids.includes(-1) && setDigest(keys, values) === stored) {
-        return { added: 0, removed: 0, changed: 0, unchanged: next.count };
+        return { added: 0, removed: 0, changed: 0, unchanged: next.count, generation: number };
       }
       const pending = (i: number): boolean => slotOf[i] >= 0 && ids[slotOf[i]] < 0;
-      const current = this.store.with((s) => s.dump());
-      const { staleRejects, removedKeys, addedKeys, ...result } = diffBindingSets({ index, values, count: next.count, pending }, current);
+      const current = this.gens.withSet((set) => set.dump(), g);
+      const { previous, ...diff } = diffBindingSets({ index, values, count: next.count, pending }, current);
+      const result = { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged };
       if (result.added === 0 && result.removed === 0 && result.changed === 0) {
-        this.storeDigest(setDigest(keys, values));
-        return result;
-      }
-      // Room for the new destinations, checked before anything is created:
-      // first without the destinations nothing in force uses.
-      let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-      if (known.length + missing.length > MAX_DESTINATIONS) {
-        this.dests.collect(referencedIds(current.values, current.count), known);
-        known = this.dests.entries();
-        byName = idOf(known);
-        slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });
-        missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-      }
-      if (known.length + missing.length > MAX_DESTINATIONS) {
-        throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
-          `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
-          'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
+        this.setMeta(metaGeneration(g).digest, setDigest(keys, values));
+        return { ...result, generation: number };
       }
       return this.changing(() => {
-        this.storeDigest(0n);
+        // The standby is about to change: it is no generation any more.
+        // (Every flip waited until no program used it.)
+        this.setMeta(metaGeneration(s).number, 0n);
+        // Room for the new destinations, checked before anything is created;
+        // what only the standby used is free now.
+        let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
+        if (known.length + missing.length > MAX_DESTINATIONS) {
+          this.dests.collect(markIds(new Uint8Array(MAX_DESTINATIONS), current.values, current.count), known);
+          known = this.dests.entries();
+          byName = idOf(known);
+          slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });
+          missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
+        }
+        if (known.length + missing.length > MAX_DESTINATIONS) {
+          throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
+            `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
+            'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
+        }
         this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
-        values = packValues(next, slotOf, ids);
-        const set = this.store.create(next.count);
+        // Counters: an unchanged or changed binding keeps its own, a new one
+        // starts from zero at an index the set in force does not use.
+        const stats = new Uint32Array(next.count);
+        const fresh = diff.addedKeys;
+        const used = markStats(new Uint8Array(MAX_BINDINGS), current.values, current.count);
+        const given = allocateStats(used, fresh.length);
+        for (let i = 0; i < next.count; i++) if (previous[i] >= 0) stats[i] = valueStat(current.values, previous[i]);
+        fresh.forEach((i, k) => { stats[i] = given[k]; });
+        this.stats.zero(given);
+        values = packValues(next, slotOf, ids, stats);
+        // The standby generation: a new set, and its filters (exact for
+        // the old standby set) rewritten where the new set needs otherwise.
+        const standby = this.gens.withSet((set) => set.dump(), s);
+        const set = this.gens.createSet(next.count);
         try {
           context('fill the new binding set', () => set.updateBatch(keys, values, next.count));
-          // Filters: widen to old | new, swap, then narrow to new. The
-          // program may skip a lookup only if no binding in force needs it.
-          // The swap returns once no program can still see the old set, and
-          // the program reads the set before the filters, so narrowing
-          // afterwards never hides a binding from a lookup in flight.
-          const plans = this.filters().map((f) => ({ map: f.map, plan: planFilter(f.spec, current, next, removedKeys, addedKeys) }));
-          for (const p of plans) p.map.updateBatch(p.plan.widen.keys, p.plan.widen.values, p.plan.widen.count);
-          this.store.swap(set);
-          for (const p of plans) p.map.updateBatch(p.plan.narrow.keys, p.plan.narrow.values, p.plan.narrow.count);
+          this.withFilters(s, (filters) => {
+            for (const f of filters) {
+              const change = filterChanges(f.spec, standby, next);
+              f.map.updateBatch(change.keys, change.values, change.count);
+            }
+          });
+          this.gens.install('binding_set', s, set);
         } finally {
           set.close();
         }
-        this.dests.collect(referencedIds(values, next.count));
-        // Counters of reject bindings that are gone.
-        if (staleRejects.length > 0) {
-          const staleKeys = Buffer.alloc(staleRejects.length * BINDING_KEY_SIZE);
-          staleRejects.forEach((j, k) => current.keys.copy(staleKeys, k * BINDING_KEY_SIZE, j * BINDING_KEY_SIZE, (j + 1) * BINDING_KEY_SIZE));
-          this.maps.reject_metrics.deleteBatch(staleKeys, staleRejects.length);
-        }
-        this.storeDigest(setDigest(keys, values));
-        return result;
+        // One update puts set and filters in force together.
+        this.gens.flip(s);
+        this.setMeta(metaGeneration(s).number, BigInt(number + 1));
+        this.setMeta(metaGeneration(s).applied, BigInt(Date.now()));
+        this.setMeta(metaGeneration(s).digest, setDigest(keys, values));
+        this.dests.collect(this.inUse().ids);
+        return { ...result, generation: number + 1 };
+      });
+    });
+  }
+
+  /** The generation in force and the previous one (null when there is none to go back to). */
+  generations(): { inForce: GenerationRecord; previous: GenerationRecord | null } {
+    this.check();
+    const g = this.gens.inForce();
+    const record = (slot: number): GenerationRecord | null => {
+      const m = metaGeneration(slot);
+      const n = Number(this.getMeta(m.number));
+      if (n === 0) return null;
+      const digest = this.getMeta(m.digest);
+      return {
+        number: n,
+        applied: new Date(Number(this.getMeta(m.applied))),
+        digest: digest === 0n ? null : digest.toString(16).padStart(16, '0'),
+        bindings: this.gens.withSet((set) => set.dump().count, slot),
+      };
+    };
+    const inForce = record(g) ?? { number: 0, applied: new Date(0), digest: null, bindings: this.gens.withSet((set) => set.dump().count, g) };
+    return { inForce, previous: record(1 - g) };
+  }
+
+  /** The slot of the previous generation, or null when there is none. */
+  previousSlot(): number | null {
+    this.check();
+    const s = 1 - this.gens.inForce();
+    return this.getMeta(metaGeneration(s).number) === 0n ? null : s;
+  }
+
+  /**
+   * Puts the previous generation back in force: one update, its set and
+   * filters as they were. The generation that was in force becomes the
+   * previous one, so a second rollback returns to it.
+   */
+  rollback(): { from: number; to: number } {
+    return this.write(() => {
+      const g = this.gens.inForce();
+      const s = 1 - g;
+      const to = Number(this.getMeta(metaGeneration(s).number));
+      if (to === 0) {
+        throw new TubularError('ENOENT', 'there is no previous generation to roll back to (none was kept since the load, or a replace was interrupted): nothing was changed');
+      }
+      const from = Number(this.getMeta(metaGeneration(g).number));
+      return this.changing(() => {
+        this.gens.flip(s);
+        return { from, to };
       });
     });
   }
@@ -585,7 +733,7 @@ export class Dispatcher {
       this.changing(() => {
         this.dests.clearSockets(dest.id);
         this.dests.setOwner(dest, null);
-        this.collectDestinations();
+        this.dests.collect(this.inUse().ids);
       });
     });
   }
@@ -602,12 +750,6 @@ export class Dispatcher {
   rejectCounters(): RejectCounter[] {
     this.check();
     return this.reader.rejectCounters();
-  }
-
-  /** Refusals by reject bindings that found the per-binding counters full. */
-  uncountedRejects(): bigint {
-    this.check();
-    return this.reader.uncountedRejects();
   }
 
   status(): Status {

@@ -106,6 +106,26 @@ export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
   return pack(spec, Array.from({ length: spec.entries }, (_, e) => e), (w) => table[w]);
 }
 
+/**
+ * The entries whose value differs between the filter of one set and that
+ * of another: what turns a standby generation's filter (exact for its old
+ * set) into the filter of the new set, writing only what changes.
+ */
+export function filterChanges(spec: FilterSpec, before: KeySet, after: KeySet): Packed {
+  const old = tableOf(spec, positions(spec, before));
+  const next = tableOf(spec, positions(spec, after));
+  const changed: number[] = [];
+  for (let e = 0; e < spec.entries; e++) {
+    for (let w = 0; w < spec.words; w++) {
+      if (old[e * spec.words + w] !== next[e * spec.words + w]) {
+        changed.push(e);
+        break;
+      }
+    }
+  }
+  return pack(spec, changed, (w) => next[w]);
+}
+
 /** Sets or clears one bit (a position from spec.at) in a filter map, for a single bind or unbind. */
 export function setFilterBit(fd: number, spec: FilterSpec, at: number, on: boolean, n: Native = native()): void {
   const word = at >>> 5;

@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 7;
+export const LAYOUT_VERSION = 8;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -20,8 +20,8 @@ export const setCapacity = (count: number): number => Math.min(MAX_BINDINGS, Mat
 export const MAX_DESTINATIONS = 4096;
 /** Sockets per destination: the members of one SO_REUSEPORT group. */
 export const SOCKET_SLOTS = 8;
-/** Most refusals counted per reject binding; past it they go to reject_overflow. */
-export const MAX_REJECT_COUNTERS = 65536;
+/** Generations: the binding set in force and the previous one, each with its filters. */
+export const GENERATIONS = 2;
 export const LABEL_MAX_BYTES = 64;
 
 export const ACTION_STEER = 1;
@@ -36,39 +36,44 @@ export const AF = { 4: 2, 6: 10 } as const;
 export const PIN = {
   link: 'link',
   program: 'program',
-  bindings: 'bindings',          // ARRAY_OF_MAPS, one slot: the binding set in force
-  bindingSet: 'binding_set',     // the inner map in force, pinned for unprivileged readers
-  lengths: 'lengths',
-  blocks: 'blocks',
+  bindings: 'bindings',          // ARRAY_OF_MAPS [GENERATIONS]: each generation's binding set
+  lengths: 'lengths',            // ARRAY_OF_MAPS [GENERATIONS]: each generation's lengths filter
+  blocks: 'blocks',              // ARRAY_OF_MAPS [GENERATIONS]: each generation's blocks filter
+  generation: 'generation',      // ARRAY [1]: the slot in force
+  bindingStats: 'binding_stats', // ARRAY [MAX_BINDINGS]: hits and last hit per binding
   destinations: 'destinations',
   sockets: 'sockets',
   destinationMetrics: 'destination_metrics',
-  rejectMetrics: 'reject_metrics',
-  rejectOverflow: 'reject_overflow',
   meta: 'meta',
   /** a directory only root can open: the writers' flock */
   lock: 'lock',
 } as const;
 
-/** meta slots: the layout stamp, the digest of the last replace, a writer's intent. */
+/** The inner maps of generation `slot`, pinned for readers and for recovery: binding_set_0, lengths_1... */
+export type InnerKind = 'binding_set' | 'lengths' | 'blocks';
+export const INNER_KINDS: readonly InnerKind[] = ['binding_set', 'lengths', 'blocks'];
+export const innerPin = (kind: InnerKind, slot: number): string => `${kind}_${slot}`;
+/** The outer map holding each kind of inner map. */
+export const OUTER_OF: Record<InnerKind, 'bindings' | 'lengths' | 'blocks'> = { binding_set: 'bindings', lengths: 'lengths', blocks: 'blocks' };
+
+/** meta slots: the layout stamp, a writer's intent, then per generation slot: number, applied (ms), digest. */
 export const META_STAMP = 0;
-export const META_DIGEST = 1;
 export const META_INTENT = 2;
+export const metaGeneration = (slot: number): { number: number; applied: number; digest: number } =>
+  ({ number: 3 + 3 * slot, applied: 4 + 3 * slot, digest: 5 + 3 * slot });
 
 /** Maps created by the BPF object, by their names in bpf/dispatcher.c. */
-export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'sockets', 'destination_metrics', 'reject_metrics', 'reject_overflow', 'meta'] as const;
+export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'generation', 'binding_stats', 'sockets', 'destination_metrics', 'meta'] as const;
 export type ObjectMapName = typeof OBJECT_MAPS[number];
 export type MapName = ObjectMapName | 'destinations';
 
 export const BPF_MAP_TYPE_HASH = 1;
 export const BPF_MAP_TYPE_ARRAY = 2;
-export const BPF_MAP_TYPE_PERCPU_HASH = 5;
 export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 export const BPF_MAP_TYPE_ARRAY_OF_MAPS = 12;
 export const BPF_MAP_TYPE_SOCKMAP = 15;
 export const BPF_PROG_TYPE_SK_LOOKUP = 30;
 export const BPF_LINK_TYPE_NETNS = 5;
-export const BPF_F_NO_PREALLOC = 1;
 export const BPF_F_RDONLY = 1 << 3;
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
@@ -102,8 +107,10 @@ export function writeU64(buf: Buffer, v: bigint, off: number): void {
 // struct binding_key: protocol u8, family u8, prefixlen u8, pad u8,
 // port u16 (host order), pad u16, addr[16] (network order, masked).
 export const BINDING_KEY_SIZE = 24;
-// struct binding_value: destination u32, action u32.
-export const BINDING_VALUE_SIZE = 8;
+// struct binding_value: destination u32, action u16, pad u16, stat u32.
+export const BINDING_VALUE_SIZE = 12;
+// struct binding_stat: hits u64, last_hit u64 (CLOCK_MONOTONIC seconds + 1, 0: never).
+export const BINDING_STAT_SIZE = 16;
 
 export interface RawBindingKey {
   protocol: number;
@@ -157,19 +164,24 @@ export const NO_OWNER = 0xffffffff;
 /** What each pinned map must be; open() compares every pin with it. */
 export interface MapSpec { type: number; keySize: number; valueSize: number; maxEntries: number; flags?: number }
 const LENGTHS_VALUE = 32;
+const OUTER = { type: BPF_MAP_TYPE_ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 2 };
 export const MAP_SPECS: Record<MapName, MapSpec> = {
-  bindings: { type: BPF_MAP_TYPE_ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 1 },
-  lengths: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: LENGTHS_VALUE, maxEntries: 2 << 16 },
-  blocks: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 << 20 },
+  bindings: OUTER,
+  lengths: OUTER,
+  blocks: OUTER,
+  generation: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 4, maxEntries: 1 },
+  binding_stats: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 16, maxEntries: 1 << 20 },
   sockets: { type: BPF_MAP_TYPE_SOCKMAP, keySize: 4, valueSize: 8, maxEntries: 4096 * 8 },
   destination_metrics: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 24, maxEntries: 4096 },
-  reject_metrics: { type: BPF_MAP_TYPE_PERCPU_HASH, keySize: 24, valueSize: 8, maxEntries: 65536, flags: BPF_F_NO_PREALLOC },
-  reject_overflow: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 },
-  meta: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 3 },
+  meta: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 9 },
   destinations: { type: BPF_MAP_TYPE_HASH, keySize: 4 + 64, valueSize: 8, maxEntries: 4096 },
 };
-/** A binding set: a hash map of binding keys, at most MAX_BINDINGS. */
-export const BINDING_SET_SPEC = { type: BPF_MAP_TYPE_HASH, keySize: 24, valueSize: 8, maxEntries: 1 << 20 };
+/** The inner maps of a generation; a binding set's entries are an upper bound. */
+export const INNER_SPECS: Record<InnerKind, MapSpec & { upTo?: boolean }> = {
+  binding_set: { type: BPF_MAP_TYPE_HASH, keySize: 24, valueSize: 12, maxEntries: 1 << 20, upTo: true },
+  lengths: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: LENGTHS_VALUE, maxEntries: 2 << 16 },
+  blocks: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 << 20 },
+};
 
 /** The map layout assumes a little-endian host, as the BPF program does. */
 export function assertLittleEndian(): void {

@@ -93,6 +93,8 @@ export interface Native {
   // ---- map elements (keys/values are raw bytes; sizes must match the map) ----
   /** returns false on ENOENT; fills `value` */
   mapLookup(fd: number, key: Buffer, value: Buffer): boolean;
+  /** looks up `count` packed keys into `values` (missing ones zeroed); returns how many were found */
+  mapLookupMany(fd: number, keys: Buffer, values: Buffer, count: number): number;
   /** flags: BPF_ANY=0, BPF_NOEXIST=1, BPF_EXIST=2 */
   mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
   /** returns false on ENOENT */

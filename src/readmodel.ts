@@ -2,13 +2,13 @@
 // Readers take no lock. The binding set is opened by the id the data plane
 // uses (binding-store.ts); labels are read after the set, and read again if
 // a destination the set uses went away in between.
-import type { BindingStore } from './binding-store.js';
-import { type PackedBindings, packedFromDump } from './bindingset.js';
-import type { BpfMap } from './bpfmap.js';
+import type { BindingStats } from './binding-stats.js';
+import { type PackedBindings, packedFromDump, valueAction, valueStat } from './bindingset.js';
 import type { DestinationEntry } from './destination.js';
 import { type DestinationTable, bindingCounts, referencedIds } from './destination-table.js';
 import { isSystemError } from './errors.js';
-import { BINDING_KEY_SIZE, LAYOUT_VERSION, PIN, decodeBindingKey, readU64, u32 } from './layout.js';
+import type { Generations } from './generations.js';
+import { ACTION_REJECT, BINDING_KEY_SIZE, LAYOUT_VERSION, PIN, decodeBindingKey } from './layout.js';
 import { linkFacts, pinnedProgramId } from './links.js';
 import type { Native } from './native.js';
 import { formatPrefix, type Prefix } from './prefix.js';
@@ -46,24 +46,20 @@ export interface Status {
   bindings: number;
 }
 
-export interface ReadMaps {
-  reject_metrics: BpfMap;
-  reject_overflow: BpfMap;
-}
-
 export class ReadModel {
   constructor(
     private readonly sys: Native,
     private readonly loc: Location,
     private readonly dir: StateDir,
-    private readonly store: BindingStore,
+    private readonly gens: Generations,
     private readonly dests: DestinationTable,
-    private readonly maps: ReadMaps,
+    private readonly stats: BindingStats,
   ) {}
 
-  packedBindings(): PackedBindings {
+  /** The set of a generation slot (default: the one in force). */
+  packedBindings(slot?: number): PackedBindings {
     for (let attempt = 0; ; attempt++) {
-      const { keys, values, count } = this.store.with((s) => s.dump());
+      const { keys, values, count } = this.gens.withSet((s) => s.dump(), slot);
       const labels = this.dests.labels();
       const used = referencedIds(values, count);
       const missing = used.some((u, id) => u === 1 && !labels.has(id));
@@ -72,7 +68,7 @@ export class ReadModel {
   }
 
   destinations(): DestinationStatus[] {
-    const { values, count } = this.store.with((s) => s.dump());
+    const { values, count } = this.gens.withSet((s) => s.dump());
     const counts = bindingCounts(values, count);
     const metrics = this.dests.metrics();
     return this.dests.entries().map((d) => {
@@ -82,25 +78,17 @@ export class ReadModel {
     }).sort((a, b) => a.label.localeCompare(b.label) || a.domain.localeCompare(b.domain) || a.protocol.localeCompare(b.protocol));
   }
 
+  /** Refusals per reject binding of the set in force: its hits. */
   rejectCounters(): RejectCounter[] {
-    const m = this.maps.reject_metrics;
-    const cpus = m.valueBytes / 8;
-    const { keys, values, count } = m.dump();
-    const out: RejectCounter[] = [];
-    for (let i = 0; i < count; i++) {
+    const { keys, values, count } = this.gens.withSet((s) => s.dump());
+    const rejects: number[] = [];
+    for (let i = 0; i < count; i++) if (valueAction(values, i) === ACTION_REJECT) rejects.push(i);
+    const traffic = this.stats.many(Uint32Array.from(rejects, (i) => valueStat(values, i)));
+    const out: RejectCounter[] = rejects.map((i, n) => {
       const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
-      let rejected = 0n;
-      for (let c = 0; c < cpus; c++) rejected += readU64(values, (i * cpus + c) * 8);
-      out.push({ protocol: k.protocol === 6 ? 'tcp' : 'udp', prefix: { family: k.family, bytes: k.addr, length: k.prefixlen }, port: k.port, rejected });
-    }
+      return { protocol: k.protocol === 6 ? 'tcp' : 'udp', prefix: { family: k.family, bytes: k.addr, length: k.prefixlen }, port: k.port, rejected: traffic[n].hits };
+    });
     return out.sort((a, b) => formatPrefix(a.prefix).localeCompare(formatPrefix(b.prefix)) || a.port - b.port);
-  }
-
-  uncountedRejects(): bigint {
-    const v = this.maps.reject_overflow.lookup(u32(0));
-    let sum = 0n;
-    for (let off = 0; v && off < v.length; off += 8) sum += readU64(v, off);
-    return sum;
   }
 
   status(): Status {
@@ -112,7 +100,7 @@ export class ReadModel {
         throw err;
       }
     };
-    const bindings = this.store.with((s) => s.dump().count);
+    const bindings = this.gens.withSet((s) => s.dump().count);
     const link = privileged(() => linkFacts(this.sys, this.dir.at(PIN.link), this.loc.ino) ?? { id: null, attached: false });
     return {
       netns: this.loc.netns,

@@ -1,33 +1,27 @@
-// Recomputes everything derived from the binding set in force, for a
-// writer that finds its predecessor died part-way (recovery.ts): both
-// filters exactly, destinations nothing uses deleted, counters of bindings
-// that are no longer reject bindings deleted. Safe while the program runs:
-// the set cannot change under the writers' lock, and the filters written
-// are exactly what it needs.
-import type { BindingStore } from './binding-store.js';
-import type { BpfMap } from './bpfmap.js';
-import { type DestinationTable, referencedIds } from './destination-table.js';
+// Recomputes everything derived from the binding sets, for a writer that
+// finds its predecessor died part-way (recovery.ts): the filters of both
+// generations exactly, and destinations that neither generation's set
+// uses (and no socket serves) deleted. Safe while the program runs: no
+// set changes under the writers' lock, and each filter written is exactly
+// what its set needs.
+import { valueDestination } from './bindingset.js';
+import type { DestinationTable } from './destination-table.js';
 import { type FilterSpec, exactFilter } from './filters.js';
-import { ACTION_REJECT, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, readU32 } from './layout.js';
+import type { Generations } from './generations.js';
+import { GENERATIONS, MAX_DESTINATIONS, NO_DESTINATION } from './layout.js';
 
-export function reconcile(store: BindingStore, dests: DestinationTable, filters: Array<{ spec: FilterSpec; map: BpfMap }>, rejectMetrics: BpfMap): void {
-  const set = store.with((s) => s.dump());
-  for (const f of filters) {
-    const exact = exactFilter(f.spec, set);
-    f.map.updateBatch(exact.keys, exact.values, exact.count);
-  }
-  dests.collect(referencedIds(set.values, set.count));
-  const rejects = new Set<string>();
-  for (let i = 0; i < set.count; i++) {
-    if (readU32(set.values, i * BINDING_VALUE_SIZE + 4) === ACTION_REJECT) {
-      rejects.add(set.keys.toString('hex', i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE));
+export function reconcile(gens: Generations, dests: DestinationTable, filters: readonly FilterSpec[]): void {
+  const used = new Uint8Array(MAX_DESTINATIONS);
+  for (let slot = 0; slot < GENERATIONS; slot++) {
+    const set = gens.withSet((s) => s.dump(), slot);
+    for (let i = 0; i < set.count; i++) {
+      const id = valueDestination(set.values, i);
+      if (id !== NO_DESTINATION && id < MAX_DESTINATIONS) used[id] = 1;
     }
+    filters.forEach((spec, k) => gens.with(k === 0 ? 'lengths' : 'blocks', slot, (map) => {
+      const exact = exactFilter(spec, set);
+      map.updateBatch(exact.keys, exact.values, exact.count);
+    }));
   }
-  const counters = rejectMetrics.dump();
-  const stale: Buffer[] = [];
-  for (let i = 0; i < counters.count; i++) {
-    const key = counters.keys.subarray(i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE);
-    if (!rejects.has(key.toString('hex'))) stale.push(Buffer.from(key));
-  }
-  if (stale.length > 0) rejectMetrics.deleteBatch(Buffer.concat(stale), stale.length);
+  dests.collect(used);
 }

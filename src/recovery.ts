@@ -2,20 +2,27 @@
 // read from the pins. Pure, so every crash point's facts can be tested
 // without a kernel; Dispatcher gathers the facts and carries out the plan.
 //
-// Each multi-step operation leaves at most one pending pin, whose fate the
-// object in force decides: a pending binding set is adopted when the outer
-// map already holds it (the swap happened), dropped otherwise; a pending
-// program likewise with the link's program. Anything derived from the
-// binding set (filters, unused destinations, stale counters) is
-// recomputed when a writer died part-way (the intent mark is set).
+// Each multi-step operation leaves at most one pending pin per map it puts
+// in place, whose fate the object in force decides: a pending inner map is
+// adopted when its slot already holds it (the update happened), dropped
+// otherwise; a pending program likewise with the link's program. Anything
+// derived from the binding sets (filters, unused destinations, generation
+// records) is recomputed when a writer died part-way (the intent mark is set).
+
+/** An inner map of a generation slot: what the slot holds, what is pinned. */
+export interface InnerFacts {
+  /** the pin's name, e.g. binding_set_0 */
+  name: string;
+  /** id of the map the slot holds */
+  inSlot: number;
+  /** id of the map pinned as `name` (undefined: missing) */
+  pinned?: number;
+  /** id of `<name>_new` (undefined: none pending) */
+  pending?: number;
+}
 
 export interface RecoveryFacts {
-  /** id of the binding set in force (the outer map's slot) */
-  setInForce: number;
-  /** id of the pinned `binding_set` (undefined: missing) */
-  pinnedSet?: number;
-  /** id of `binding_set_new` (undefined: none pending) */
-  pendingSet?: number;
+  inner: InnerFacts[];
   /** id of the link's program (undefined: no link pin) */
   linkProgram?: number;
   /** whether the link is still attached to the namespace */
@@ -27,35 +34,39 @@ export interface RecoveryFacts {
 }
 
 export type RecoveryStep =
-  | 'adopt-pending-set'     // rename binding_set_new over binding_set
-  | 'drop-pending-set'      // unlink binding_set_new
-  | 'adopt-pending-program' // rename program_new over program
-  | 'drop-pending-program'  // unlink program_new
-  | 'reconcile';            // recompute filters, collect destinations, drop stale counters; clear intent
+  | { do: 'adopt'; name: string }     // rename <name>_new over <name>
+  | { do: 'drop'; name: string }      // unlink <name>_new
+  | { do: 'adopt-program' }           // rename program_new over program
+  | { do: 'drop-program' }            // unlink program_new
+  | { do: 'reconcile' };              // recompute what is derived from the sets; clear intent
 
 export interface RecoveryPlan {
   steps: RecoveryStep[];
   /** an unload died after detaching the link: only unload may go on */
   halfUnloaded: boolean;
-  /** the set in force has no pin this code can find: state it cannot repair */
-  unpinnedSet: boolean;
+  /** inner maps a slot holds that no pin holds: state this code cannot repair */
+  unpinned: string[];
 }
 
 export function planRecovery(f: RecoveryFacts): RecoveryPlan {
   const steps: RecoveryStep[] = [];
-  let setPinned = f.pinnedSet === f.setInForce;
-  if (f.pendingSet !== undefined) {
-    if (f.pendingSet === f.setInForce) {
-      steps.push('adopt-pending-set');
-      setPinned = true;
-    } else {
-      steps.push('drop-pending-set');
+  const unpinned: string[] = [];
+  for (const m of f.inner) {
+    let pinned = m.pinned === m.inSlot;
+    if (m.pending !== undefined) {
+      if (m.pending === m.inSlot) {
+        steps.push({ do: 'adopt', name: m.name });
+        pinned = true;
+      } else {
+        steps.push({ do: 'drop', name: m.name });
+      }
     }
+    if (!pinned) unpinned.push(m.name);
   }
   if (f.pendingProgram !== undefined) {
-    steps.push(f.linkProgram !== undefined && f.pendingProgram === f.linkProgram ? 'adopt-pending-program' : 'drop-pending-program');
+    steps.push({ do: f.linkProgram !== undefined && f.pendingProgram === f.linkProgram ? 'adopt-program' : 'drop-program' });
   }
   // A pending pin means a writer died part-way: derived state may be off too.
-  if (f.intent || steps.length > 0) steps.push('reconcile');
-  return { steps, halfUnloaded: f.linkProgram === undefined || !f.linkAttached, unpinnedSet: !setPinned };
+  if (f.intent || steps.length > 0) steps.push({ do: 'reconcile' });
+  return { steps, halfUnloaded: f.linkProgram === undefined || !f.linkAttached, unpinned };
 }

@@ -23,7 +23,7 @@ describe('lifecycle', () => {
   test('create pins the state, a second create fails clearly, unload removes everything', () => {
     const d = Dispatcher.create(opts);
     assert.deepEqual(readdirSync(stateDir).sort(),
-      ['binding_set', 'bindings', 'blocks', 'destination_metrics', 'destinations', 'lengths', 'link', 'lock', 'meta', 'program', 'reject_metrics', 'reject_overflow', 'sockets']);
+      ['binding_set_0', 'binding_set_1', 'binding_stats', 'bindings', 'blocks', 'blocks_0', 'blocks_1', 'destination_metrics', 'destinations', 'generation', 'lengths', 'lengths_0', 'lengths_1', 'link', 'lock', 'meta', 'program', 'sockets']);
     const s = d.status();
     assert.ok(s.programId! > 0 && s.linkId! > 0);
     assert.equal(s.bindings, 0);
@@ -246,24 +246,27 @@ describe('binding sets', () => {
     const d = Dispatcher.create(opts);
     try {
       const a = [B('a', 'tcp', '127.0.0.0/24', 80), B('b', 'udp', '127.0.0.0/24', 0), B('', 'tcp', '127.0.0.0/28', 25, 'reject')];
-      assert.deepEqual(d.replaceBindings(a), { added: 3, removed: 0, changed: 0, unchanged: 0 });
-      assert.deepEqual(d.replaceBindings(a), { added: 0, removed: 0, changed: 0, unchanged: 3 });
+      assert.deepEqual(d.replaceBindings(a), { added: 3, removed: 0, changed: 0, unchanged: 0, generation: 2 });
+      assert.deepEqual(d.replaceBindings(a), { added: 0, removed: 0, changed: 0, unchanged: 3, generation: 2 });
       // A bind or an unbind in between is seen: the set is no longer the file's.
       d.bind(B('x', 'tcp', '127.0.0.9', 1));
-      assert.deepEqual(d.replaceBindings(a), { added: 0, removed: 1, changed: 0, unchanged: 3 });
+      assert.deepEqual(d.replaceBindings(a), { added: 0, removed: 1, changed: 0, unchanged: 3, generation: 3 });
       d.unbind(a[0]);
-      assert.deepEqual(d.replaceBindings(a), { added: 1, removed: 0, changed: 0, unchanged: 2 });
+      assert.deepEqual(d.replaceBindings(a), { added: 1, removed: 0, changed: 0, unchanged: 2, generation: 4 });
       d.bind(B('other', 'tcp', '127.0.0.0/24', 80));
-      assert.deepEqual(d.replaceBindings(a), { added: 0, removed: 0, changed: 1, unchanged: 2 });
+      assert.deepEqual(d.replaceBindings(a), { added: 0, removed: 0, changed: 1, unchanged: 2, generation: 5 });
       const b = [B('c', 'tcp', '127.0.0.0/24', 80), B('b', 'udp', '127.0.0.0/24', 0)];
-      assert.deepEqual(d.replaceBindings(b), { added: 0, removed: 1, changed: 1, unchanged: 1 });
+      assert.deepEqual(d.replaceBindings(b), { added: 0, removed: 1, changed: 1, unchanged: 1, generation: 6 });
       assert.deepEqual(d.bindings().map(toJSON).sort((x, y) => x.label.localeCompare(y.label)), b.map(toJSON).sort((x, y) => x.label.localeCompare(y.label)));
-      assert.deepEqual(d.destinations().map((x) => `${x.label}:${x.bindings}`), ['b:1', 'c:1']);
+      // The previous generation (a) keeps its destinations, for a rollback.
+      assert.deepEqual(d.destinations().map((x) => `${x.label}:${x.bindings}`), ['a:0', 'b:1', 'c:1']);
       assert.throws(() => d.replaceBindings([...b, b[0]]), (e: unknown) => code('EINVAL')(e) && /twice/.test((e as Error).message));
       assert.equal(d.bindings().length, 2);
       d.replaceBindings([]);
       assert.equal(d.bindings().length, 0);
-      assert.deepEqual(d.destinations(), []);
+      assert.deepEqual(d.destinations().map((x) => `${x.label}:${x.bindings}`), ['b:0', 'c:0']);
+      d.replaceBindings([B('z', 'tcp', '127.0.0.1', 9)]);
+      assert.deepEqual(d.destinations().map((x) => `${x.label}:${x.bindings}`), ['z:1'], 'no generation uses b and c any more');
     } finally {
       d.close();
       Dispatcher.unload(opts);

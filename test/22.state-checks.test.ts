@@ -6,9 +6,10 @@ import path from 'node:path';
 import { unlinkSync } from 'node:fs';
 import { test } from 'node:test';
 import { parseBinding } from '../src/binding.js';
+import { bindingAt } from '../src/bindingset.js';
 import { Dispatcher } from '../src/dispatcher.js';
 import { TubularError } from '../src/errors.js';
-import { BPF_MAP_TYPE_ARRAY, MAX_REJECT_COUNTERS } from '../src/layout.js';
+import { BPF_MAP_TYPE_ARRAY } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { probe } from '../src/probe.js';
 import { isolate } from './lib/isolate.js';
@@ -34,27 +35,26 @@ test('a pinned map of another shape is refused at open, naming it', () => {
   }
 });
 
-test('refusals past the per-binding counter table are counted, and counters go with their bindings', () => {
+test('hits belong to the binding: kept by a replace that leaves it, zero for a new one', () => {
   const d = Dispatcher.create(opts);
   const prog = native().getPinned(path.join(d.stateDir, 'program'), 0);
   try {
-    // One reject binding per address of a /16 plus one more: each refusal
-    // of a distinct binding takes a counter.
-    const count = MAX_REJECT_COUNTERS + 3;
-    const bindings = Array.from({ length: count }, (_, i) =>
-      parseBinding({ protocol: 'tcp', prefix: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, port: 80, action: 'reject' }));
-    d.replaceBindings(bindings);
-    for (const b of bindings) {
-      const r = probe(prog, { protocol: 'tcp', family: 4, address: b.prefix.bytes, port: 80 });
-      assert.equal(r.verdict, 'drop');
-    }
-    assert.equal(d.rejectCounters().length, MAX_REJECT_COUNTERS);
-    assert.equal(d.uncountedRejects(), 3n);
-    // Counters of bindings that are gone are dropped with them.
-    d.replaceBindings(bindings.slice(0, 10));
-    assert.equal(d.rejectCounters().length, 10);
-    d.unbind(bindings[0]);
-    assert.equal(d.rejectCounters().length, 9);
+    const reject = (prefix: string) => parseBinding({ protocol: 'tcp', prefix, port: 80, action: 'reject' });
+    const hits = (): Map<string, bigint> => {
+      const set = d.packedBindings();
+      const traffic = d.traffic(set.stats!);
+      return new Map(Array.from({ length: set.count }, (_, i) => [bindingAt(set, i).prefix.bytes.join('.'), traffic[i].hits]));
+    };
+    d.replaceBindings([reject('10.0.0.1'), reject('10.0.0.2')]);
+    for (let i = 0; i < 3; i++) probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 1), port: 80 });
+    probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 2), port: 80 });
+    assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.2', 1n]]));
+    d.replaceBindings([reject('10.0.0.1'), reject('10.0.0.3')]);
+    assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.3', 0n]]));
+    assert.deepEqual(d.rejectCounters().map((r) => r.rejected), [3n, 0n]);
+    d.unbind(reject('10.0.0.1'));
+    d.bind(reject('10.0.0.1'));
+    assert.deepEqual(hits(), new Map([['10.0.0.1', 0n], ['10.0.0.3', 0n]]));
   } finally {
     native().close(prog);
     d.close();

@@ -156,7 +156,7 @@ describe('load-bindings', () => {
       { prefix: '127.0.0.0/28', port: 25, action: 'reject' },
     ] });
     const first = ok(await tubectl(['load-bindings', file]));
-    assert.match(first.stdout, /^replaced bindings: \d+ added, \d+ removed, \d+ changed, \d+ unchanged\n$/);
+    assert.match(first.stdout, /^replaced bindings: \d+ added, \d+ removed, \d+ changed, \d+ unchanged \(generation \d+\)\n$/);
     const list = (JSON.parse(await bindingsJSON()) as { bindings: unknown[] }).bindings;
     assert.deepEqual(list, [
       { label: '', protocol: 'tcp', prefix: '127.0.0.0/28', port: 25, action: 'reject' },
@@ -171,13 +171,14 @@ describe('load-bindings', () => {
     assert.equal(await tcpProbe('127.0.0.3', 25), 'ECONNREFUSED');
     assert.equal(await tcpProbe('::1', 80), 'v6all');
 
-    const again = JSON.parse(ok(await tubectl(['load-bindings', file, '--json'])).stdout) as unknown;
-    assert.deepEqual(again, { added: 0, removed: 0, changed: 0, unchanged: 6 });
-    assert.equal(ok(await tubectl(['load-bindings', file])).stdout, 'bindings already up to date: 0 added, 0 removed, 0 changed, 6 unchanged\n');
+    const again = JSON.parse(ok(await tubectl(['load-bindings', file, '--json'])).stdout) as { generation: number };
+    assert.deepEqual(again, { added: 0, removed: 0, changed: 0, unchanged: 6, generation: again.generation });
+    assert.equal(ok(await tubectl(['load-bindings', file])).stdout,
+      `bindings already up to date: 0 added, 0 removed, 0 changed, 6 unchanged (generation ${again.generation})\n`);
 
     // The output of bindings --json loads back as is.
     const roundTrip = write('roundtrip.json', await bindingsJSON());
-    assert.deepEqual(JSON.parse(ok(await tubectl(['load-bindings', roundTrip, '--json'])).stdout), { added: 0, removed: 0, changed: 0, unchanged: 6 });
+    assert.deepEqual(JSON.parse(ok(await tubectl(['load-bindings', roundTrip, '--json'])).stdout), { added: 0, removed: 0, changed: 0, unchanged: 6, generation: again.generation });
   });
 
   const invalid: [string, unknown, RegExp][] = [

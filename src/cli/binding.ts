@@ -161,6 +161,6 @@ export async function loadBindings(env: Env, file: string): Promise<void> {
     writeJSON(env, r);
   } else {
     const what = r.added + r.removed + r.changed === 0 ? 'bindings already up to date' : 'replaced bindings';
-    env.stdout.write(`${what}: ${r.added} added, ${r.removed} removed, ${r.changed} changed, ${r.unchanged} unchanged\n`);
+    env.stdout.write(`${what}: ${r.added} added, ${r.removed} removed, ${r.changed} changed, ${r.unchanged} unchanged (generation ${r.generation})\n`);
   }
 }

@@ -16,8 +16,6 @@ interface Sample {
   loaded: boolean;
   destinations: DestinationStatus[];
   rejects: RejectRow[];
-  /** refusals that found the per-binding counters full */
-  uncounted?: bigint;
 }
 
 const DESTINATION_LABELS = ['label', 'domain', 'protocol'] as const;
@@ -65,14 +63,6 @@ export function metricsRegistry(sample: () => Sample, versionInfo: { version: st
       for (const r of sample().rejects) this.inc({ protocol: r.protocol, prefix: r.prefix, port: String(r.port) }, Number(r.rejected));
     },
   });
-  new Counter({
-    name: 'tubular_rejects_uncounted_total', help: 'Refusals by reject bindings not counted per binding because the counter table was full.',
-    registers: [registry],
-    collect(this: Counter) {
-      this.reset();
-      this.inc(Number(sample().uncounted ?? 0n));
-    },
-  });
   new Gauge({
     name: 'tubular_build_info', help: 'The version of tubectl serving these metrics.', labelNames: ['version', 'nodeversion'], registers: [registry],
     collect(this: Gauge<'version' | 'nodeversion'>) { this.set({ version: versionInfo.version, nodeversion: versionInfo.node }, 1); },
@@ -83,7 +73,7 @@ export function metricsRegistry(sample: () => Sample, versionInfo: { version: st
 async function readSample(env: Env): Promise<Sample> {
   try {
     return await withDispatcher(env, true, (d) => ({
-      loaded: true, destinations: d.destinations(), rejects: rejectRows(d.bindings(), d.rejectCounters()), uncounted: d.uncountedRejects(),
+      loaded: true, destinations: d.destinations(), rejects: rejectRows(d.bindings(), d.rejectCounters())
     }));
   } catch (err) {
     if (err instanceof TubularError && err.code === 'ENOTLOADED') return { loaded: false, destinations: [], rejects: [] };

@@ -1,0 +1,75 @@
+// Per-binding traffic: binding_stats[i] = {hits, last hit}, where i is the
+// stat index stored in the binding's value. Indices belong to bindings:
+// an unchanged binding keeps its index (and its counts) across replaces,
+// a new one gets an index that no binding of either generation uses, and
+// starts from zero. Which indices are in use is derived from the sets.
+import type { BpfMap } from './bpfmap.js';
+import { TubularError } from './errors.js';
+import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64, u32 } from './layout.js';
+
+export interface Traffic {
+  hits: bigint;
+  /** when the binding last decided a connection, to the second; null: never */
+  lastHit: Date | null;
+}
+
+/** Marks the stat indices a dump of binding values uses. */
+export function markStats(used: Uint8Array, values: Buffer, count: number): Uint8Array {
+  for (let i = 0; i < count; i++) used[readU32(values, i * BINDING_VALUE_SIZE + 8)] = 1;
+  return used;
+}
+
+/** `n` indices not marked used (marking them), lowest first; ENOSPC if there are not enough. */
+export function allocateStats(used: Uint8Array, n: number): Uint32Array {
+  const out = new Uint32Array(n);
+  let k = 0;
+  for (let i = 0; i < MAX_BINDINGS && k < n; i++) {
+    if (!used[i]) {
+      used[i] = 1;
+      out[k++] = i;
+    }
+  }
+  if (k < n) throw new TubularError('ENOSPC', `no room for ${n} more bindings' counters (${MAX_BINDINGS} in all, both generations): remove bindings first`);
+  return out;
+}
+
+/**
+ * The coarse clock the data plane stamps with (CLOCK_MONOTONIC seconds + 1)
+ * turned into wall-clock dates: the offset is taken once per read.
+ */
+function clock(): (raw: bigint) => Date | null {
+  const monoNs = process.hrtime.bigint();
+  const wallMs = Date.now();
+  return (raw) => {
+    if (raw === 0n) return null;
+    const ageMs = Number(monoNs / 1_000_000n) - Number(raw - 1n) * 1000;
+    return new Date(Math.floor((wallMs - Math.max(0, ageMs)) / 1000) * 1000);
+  };
+}
+
+export class BindingStats {
+  constructor(private readonly map: BpfMap) {}
+
+  /** Traffic of the bindings with these stat indices, in their order. */
+  many(stats: Uint32Array): Traffic[] {
+    const keys = Buffer.alloc(stats.length * 4);
+    stats.forEach((s, i) => keys.writeUInt32LE(s, i * 4));
+    const values = this.map.lookupMany(keys, stats.length);
+    const date = clock();
+    return Array.from(stats, (_, i) => ({ hits: readU64(values, i * BINDING_STAT_SIZE), lastHit: date(readU64(values, i * BINDING_STAT_SIZE + 8)) }));
+  }
+
+  /** Traffic of one binding. */
+  one(stat: number): Traffic {
+    const v = this.map.lookup(u32(stat)) ?? Buffer.alloc(BINDING_STAT_SIZE);
+    return { hits: readU64(v, 0), lastHit: clock()(readU64(v, 8)) };
+  }
+
+  /** Starts the counts of these indices from zero. */
+  zero(stats: Uint32Array): void {
+    if (stats.length === 0) return;
+    const keys = Buffer.alloc(stats.length * 4);
+    stats.forEach((s, i) => keys.writeUInt32LE(s, i * 4));
+    this.map.updateBatch(keys, Buffer.alloc(stats.length * BINDING_STAT_SIZE), stats.length);
+  }
+}

@@ -14,7 +14,7 @@ import { BindingStats, type Traffic, allocateStats, markStats } from './binding-
 import { Generations, pendingPin, pinAt } from './generations.js';
 import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
-  indexBindingSet, packBindingSet, packValues, unpackBindings, valueDestination, valueStat,
+  indexBindingSet, packBindingSet, packValues, packedFromDump, unpackBindings, valueDestination, valueStat,
 } from './bindingset.js';
 import { BpfMap, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
@@ -30,6 +30,7 @@ import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 import { type Native, native } from './native.js';
 import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
+import { type SetChange, compareSets } from './setdiff.js';
 import { type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
 import { reconcile } from './reconcile.js';
@@ -59,11 +60,13 @@ export interface OpenOptions extends DispatcherOptions {
 
 
 
-export type { DestinationStatus, RejectCounter, Status };
+export type { DestinationStatus, RejectCounter, Status, SetChange, Traffic };
 
 export interface BindResult {
   /** the binding this one replaced (same protocol, prefix and port) */
   replaced?: Binding;
+  /** the traffic of the binding it replaced */
+  replacedTraffic?: Traffic;
 }
 
 export interface ReplaceResult {
@@ -94,6 +97,13 @@ export interface Registration extends DestinationKey {
   /** the cookie of the (first) socket this registration replaced */
   replaced: bigint | null;
 }
+
+/**
+ * Called under the writers' lock with what a change would do, before it
+ * does anything: throwing refuses the change (the guard of load-bindings,
+ * unbind and rollback). `current` carries stat indices; `traffic` reads them.
+ */
+export type ChangeCheck = (current: PackedBindings, next: PackedBindings, change: SetChange, traffic: (stats: Uint32Array) => Traffic[]) => void;
 
 export interface RegisterOptions {
   /** the uid registering through tubulard (null or absent: root's tools) */
@@ -463,7 +473,7 @@ export class Dispatcher {
           });
           this.insert(g, set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action, stat));
           if (old && valueDestination(old, 0) !== entry?.id) this.dests.collect(this.inUse().ids);
-          return replaced ? { replaced } : {};
+          return replaced ? { replaced, replacedTraffic: this.stats.one(stat) } : {};
         });
       }, g);
     });
@@ -492,7 +502,7 @@ export class Dispatcher {
   }
 
   /** Removes the binding with this protocol, prefix and port from the set in force; label, if given, must match. */
-  unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string }): Binding {
+  unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string }, opts: { check?: (existing: Binding, traffic: Traffic) => void } = {}): Binding {
     return this.write(() => {
       const g = this.gens.inForce();
       return this.gens.withSet((set) => {
@@ -505,6 +515,7 @@ export class Dispatcher {
         if (b.label !== undefined && b.label !== existing.label) {
           throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
         }
+        opts.check?.(existing, this.stats.one(valueStat(value, 0)));
         return this.changing(() => {
           this.touched(g);
           set.delete(key);
@@ -551,12 +562,12 @@ export class Dispatcher {
    * set or exactly the new one. The replaced set stays whole, for rollback.
    * An identical set changes nothing.
    */
-  replaceBindings(next: readonly Binding[]): ReplaceResult {
-    return this.replacePackedBindings(packBindingSet(next));
+  replaceBindings(next: readonly Binding[], opts: { check?: ChangeCheck } = {}): ReplaceResult {
+    return this.replacePackedBindings(packBindingSet(next), opts);
   }
 
   /** replaceBindings for a packed set (see bindingset.ts), as tubectl load-bindings parses a file. */
-  replacePackedBindings(next: PackedBindings): ReplaceResult {
+  replacePackedBindings(next: PackedBindings, opts: { check?: ChangeCheck } = {}): ReplaceResult {
     // Everything is compared in the encoding the map holds: the packed keys
     // of the new set, diffed against a dump of the set in force.
     const { index } = indexBindingSet(next);
@@ -588,6 +599,11 @@ export class Dispatcher {
       if (result.added === 0 && result.removed === 0 && result.changed === 0) {
         this.setMeta(metaGeneration(g).digest, setDigest(keys, values));
         return { ...result, generation: number };
+      }
+      if (opts.check) {
+        const labels = this.dests.labels();
+        const packed = packedFromDump(current.keys, current.values, current.count, (id) => labels.get(id));
+        opts.check(packed, next, compareSets(packed, next), (st) => this.stats.many(st));
       }
       return this.changing(() => {
         // The standby is about to change: it is no generation any more.
@@ -678,7 +694,7 @@ export class Dispatcher {
    * filters as they were. The generation that was in force becomes the
    * previous one, so a second rollback returns to it.
    */
-  rollback(): { from: number; to: number } {
+  rollback(opts: { check?: ChangeCheck } = {}): { from: number; to: number } {
     return this.write(() => {
       const g = this.gens.inForce();
       const s = 1 - g;
@@ -687,6 +703,11 @@ export class Dispatcher {
         throw new TubularError('ENOENT', 'there is no previous generation to roll back to (none was kept since the load, or a replace was interrupted): nothing was changed');
       }
       const from = Number(this.getMeta(metaGeneration(g).number));
+      if (opts.check) {
+        const current = this.reader.packedBindings(g);
+        const previous = this.reader.packedBindings(s);
+        opts.check(current, previous, compareSets(current, previous), (st) => this.stats.many(st));
+      }
       return this.changing(() => {
         this.gens.flip(s);
         return { from, to };

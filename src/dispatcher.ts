@@ -80,6 +80,8 @@ export interface Status {
   stateDir: string;
   programId: number | null;
   linkId: number | null;
+  /** false when the link no longer attaches the program (an unload was interrupted): nothing is steered; null when unreadable */
+  attached: boolean | null;
   layoutVersion: number;
   bindings: number;
 }
@@ -743,12 +745,14 @@ export class Dispatcher {
       }
     };
     const bindings = this.store.with((s) => s.dump().count);
+    const link = info(() => ({ pinned: this.link() }));
     return {
       netns: this.netns,
       netnsInode: this.netnsInode,
       stateDir: this.stateDir,
       programId: info(() => this.pinnedProgram(PIN.program) ?? null),
-      linkId: info(() => this.link()?.id ?? null),
+      linkId: link?.pinned?.id ?? null,
+      attached: link === null ? null : link.pinned?.attached ?? false,
       layoutVersion: LAYOUT_VERSION,
       bindings,
     };

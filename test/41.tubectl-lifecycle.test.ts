@@ -46,11 +46,12 @@ describe('lifecycle', () => {
     assert.match(text, /bindings: 0\n/);
     assert.match(text, /Destinations:\nno destinations\n/);
     const s = JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(s), ['loaded', 'netns', 'netnsInode', 'stateDir', 'programId', 'linkId', 'layoutVersion', 'bindings', 'destinations', 'rejects']);
+    assert.deepEqual(Object.keys(s), ['loaded', 'netns', 'netnsInode', 'stateDir', 'programId', 'linkId', 'attached', 'layoutVersion', 'bindings', 'destinations', 'rejects']);
     assert.equal(s.loaded, true);
     assert.equal(s.stateDir, stateDir);
     assert.equal(s.bindings, 0);
     assert.ok(typeof s.programId === 'number' && typeof s.linkId === 'number');
+    assert.equal(s.attached, true);
 
     const up = ok(await tubectl(['upgrade']));
     const m = /program (\d+) -> (\d+)/.exec(up.stdout);

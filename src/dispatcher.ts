@@ -536,10 +536,10 @@ export class Dispatcher {
     });
   }
 
-  /** All bindings of the set in force, most preferred first. */
-  bindings(): Binding[] {
+  /** All bindings of the set in force (or of a generation slot), most preferred first. */
+  bindings(slot?: number): Binding[] {
     this.check();
-    const set = this.packedBindings();
+    const set = this.packedBindings(slot);
     return Array.from({ length: set.count }, (_, i) => bindingAt(set, i));
   }
 

@@ -176,12 +176,16 @@ export class StateDir {
 
 const sameFile = (a: Stats, b: Stats): boolean => a.dev === b.dev && a.ino === b.ino;
 
-/** Unlinks the pins and removes the lock directory of a directory open as fd. */
+/**
+ * Unlinks the pins, then removes the lock directory of a directory open as
+ * fd. The lock goes last: a leftover without one (its owner died right
+ * after removing it) holds no pin, so the grace removeStale gives such
+ * directories leaks nothing.
+ */
 function emptyDir(fd: number): void {
-  for (const name of readdirSync(fdPath(fd))) {
-    if (name === PIN.lock) rmdirSync(fdPath(fd, name));
-    else unlinkSync(fdPath(fd, name));
-  }
+  const names = readdirSync(fdPath(fd));
+  for (const name of names) if (name !== PIN.lock) unlinkSync(fdPath(fd, name));
+  if (names.includes(PIN.lock)) rmdirSync(fdPath(fd, PIN.lock));
 }
 
 /**

@@ -51,6 +51,7 @@ describe('lifecycle', () => {
     assert.equal(s.stateDir, stateDir);
     assert.equal(s.bindings, 0);
     assert.ok(typeof s.programId === 'number' && typeof s.linkId === 'number');
+    assert.equal(s.attached, true);
 
     const up = ok(await tubectl(['upgrade']));
     const m = /program (\d+) -> (\d+)/.exec(up.stdout);

@@ -80,16 +80,17 @@ export async function status(env: Env, label?: string): Promise<void> {
   const s = snap.status;
   if (env.json) {
     writeJSON(env, {
-      loaded: true, netns: s.netns, netnsInode: s.netnsInode, stateDir: s.stateDir, programId: s.programId, linkId: s.linkId, attached: s.attached,
-      layoutVersion: s.layoutVersion, bindings: s.bindings, destinations, rejects,
+      loaded: true, netns: s.netns, netnsInode: s.netnsInode, stateDir: s.stateDir, programId: s.programId, linkId: s.linkId,
+      attached: s.attached, layoutVersion: s.layoutVersion, bindings: s.bindings, destinations, rejects,
     });
     return;
   }
   const id = (v: number | null): string => (v === null ? 'unknown (reading it needs root)' : String(v));
+  const detached = s.attached === false ? ', detached: no traffic is steered (an unload was interrupted: run tubectl unload, then tubectl load)' : '';
   env.stdout.write(`dispatcher loaded in ${s.netns} (netns inode ${s.netnsInode})\n` +
     `  state:    ${s.stateDir} (layout ${s.layoutVersion})\n` +
     `  program:  ${id(s.programId)}\n` +
-    `  link:     ${id(s.linkId)}${s.attached === false ? ' DETACHED: an unload was interrupted and no traffic is steered; run tubectl unload, then load' : ''}\n` +
+    `  link:     ${id(s.linkId)}${detached}\n` +
     `  bindings: ${s.bindings}\n\n` +
     `Destinations${label === undefined ? '' : ` of ${label}`}:\n${destinationsTable(destinations)}\n` +
     'Reject bindings:\n' +

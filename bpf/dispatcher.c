@@ -440,7 +440,11 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	if (!w.found)
 		return SK_PASS;
 
-	count_hit(w.result.stat);
+	// A question asked with BPF_PROG_TEST_RUN by tubectl explain (no
+	// interface, source port 0: never a real packet) is answered but not
+	// counted, so asking never makes a binding look live.
+	if (ctx->ingress_ifindex || ctx->remote_port)
+		count_hit(w.result.stat);
 
 	// Reject: refuse at the transport layer (TCP reset, ICMP unreachable).
 	if (w.result.action == ACTION_REJECT)

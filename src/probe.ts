@@ -53,8 +53,12 @@ export function selectedCookie(ctxOut: Buffer): bigint {
   return ctxOut.length >= 8 ? readU64(ctxOut, 0) : 0n;
 }
 
-/** Runs the program on one made-up lookup `repeat` times. */
-export function probe(progFd: number, p: ProbePacket, repeat = 1): ProbeResult {
-  const r = native().progTestRun(progFd, lookupContext(p), repeat);
+/**
+ * Runs the program on one made-up lookup `repeat` times. A quiet question
+ * (source port 0, which no real packet has) is answered without counting a
+ * hit on the binding that decides it: what tubectl explain asks.
+ */
+export function probe(progFd: number, p: ProbePacket, repeat = 1, opts: { quiet?: boolean } = {}): ProbeResult {
+  const r = native().progTestRun(progFd, lookupContext(p, opts.quiet ? 0 : 40000), repeat);
   return { verdict: r.retval === 1 ? 'pass' : 'drop', cookie: selectedCookie(r.ctxOut), durationNs: r.durationNs };
 }

@@ -49,6 +49,9 @@ test('hits belong to the binding: kept by a replace that leaves it, zero for a n
     for (let i = 0; i < 3; i++) probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 1), port: 80 });
     probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 2), port: 80 });
     assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.2', 1n]]));
+    // A quiet question is answered, and not counted.
+    assert.equal(probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 2), port: 80 }, 1, { quiet: true }).verdict, 'drop');
+    assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.2', 1n]]));
     d.replaceBindings([reject('10.0.0.1'), reject('10.0.0.3')]);
     assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.3', 0n]]));
     assert.deepEqual(d.rejectCounters().map((r) => r.rejected), [3n, 0n]);

@@ -40,3 +40,13 @@ export function formatDuration(ms: number): string {
   }
   return out;
 }
+
+/** How long ago, coarsely, for people: "3s ago", "5m ago", "2h ago", "4d ago"; "never" for null. */
+export function formatAge(then: Date | null, now: number): string {
+  if (then === null) return 'never';
+  const s = Math.max(0, Math.floor((now - then.getTime()) / 1000));
+  if (s < 120) return `${s}s ago`;
+  if (s < 7200) return `${Math.floor(s / 60)}m ago`;
+  if (s < 172800) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}

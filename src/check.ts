@@ -142,7 +142,7 @@ export function check(input: CheckInput): Finding[] {
     findings.push({
       severity: 'warning', kind: 'orphan-socket', binding: -1, related: [], moreRelated: false, label: d.label, destination: d,
       message: `${n === 1 ? 'the socket' : `the ${n} sockets`} registered for ${destinationName(d)} (cookie ${d.sockets.join(', ')}) ` +
-        `get no traffic: no steer binding of ${d.label} is ${d.domain} ${d.protocol}`,
+        `${n === 1 ? 'gets' : 'get'} no traffic: no binding steers ${d.domain} ${d.protocol} connections to ${d.label}`,
       fix: `bind prefixes to it (tubectl bind ${d.label} ${d.protocol} PREFIX PORT), or unregister it (tubectl unregister ${d.label} ${d.domain} ${d.protocol})`,
     });
   }

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { toJSON } from '../binding.js';
 import type { Dispatcher } from '../dispatcher.js';
-import { context, isSystemError } from '../errors.js';
+import { TubularError, context, isSystemError } from '../errors.js';
 import { type Explanation, type Lookup, type Verdict, agrees, describe, explainLookup, verdictText } from '../explain.js';
 import { PIN } from '../layout.js';
 import { native } from '../native.js';
@@ -14,7 +14,7 @@ import { formatAddress, parsePrefix } from '../prefix.js';
 import { probe } from '../probe.js';
 import { parseProtocol } from '../protocol.js';
 import { type OwnerSearch, findSocketOwners, listeningInodes } from '../socket-owner.js';
-import { type Env, withDispatcher } from './env.js';
+import { type Env, openDispatcher } from './env.js';
 import { EXIT_FAILED, ExitStatus, UsageError, parsing } from './errors.js';
 import { writeJSON } from './output.js';
 
@@ -70,17 +70,25 @@ function ask(d: Dispatcher, progFd: number, q: Lookup): Answer {
 }
 
 function openProgram(d: Dispatcher): number {
-  return context('open the loaded program (explain asks it with BPF_PROG_TEST_RUN, which needs root)',
-    () => native().getPinned(path.join(d.stateDir, PIN.program), 0));
+  try {
+    return context('open the loaded program', () => native().getPinned(path.join(d.stateDir, PIN.program), 0));
+  } catch (err) {
+    if (!(err instanceof TubularError && err.code === 'EPERM')) throw err;
+    throw new TubularError('EPERM', 'explain asks the loaded program the same question (BPF_PROG_TEST_RUN), and only root may open it: run tubectl explain as root', { cause: err });
+  }
 }
 
 const addressText = (q: Lookup): string => formatAddress(q.family, q.address);
 
 export async function explain(env: Env, protocol: string, address: string, port: string): Promise<void> {
   const q = parseLookup(protocol, address, port);
-  const { answer, owners } = await withDispatcher(env, true, (d) => {
+  // Not withDispatcher: its advice for a refused read (join the group)
+  // would be wrong for the program, which only root may open.
+  const d = await openDispatcher(env, true);
+  let answer: Answer;
+  let owners: OwnerSearch | undefined;
+  try {
     const progFd = openProgram(d);
-    let answer: Answer;
     try {
       answer = ask(d, progFd, q);
     } finally {
@@ -88,9 +96,10 @@ export async function explain(env: Env, protocol: string, address: string, port:
     }
     const sockets = answer.explanation.destination?.sockets ?? [];
     const sameNetns = netnsInode('/proc/self/ns/net') === d.netnsInode;
-    const owners = sockets.length > 0 ? findSocketOwners(sockets, sameNetns ? listeningInodes() : undefined) : undefined;
-    return { answer, owners };
-  });
+    if (sockets.length > 0) owners = findSocketOwners(sockets, sameNetns ? listeningInodes() : undefined);
+  } finally {
+    d.close();
+  }
   const { explanation: e, program } = answer;
   const ok = agrees(e.expected, program);
   if (env.json) writeJSON(env, explainJSON(q, e, program, ok, owners));

@@ -62,11 +62,14 @@ export interface Finding {
 /** How many related bindings a message names. */
 export const RELATED_LIMIT = 5;
 
+/** Where a binding sends what it decides: its label, or "reject" (with its label, if any). */
+export function targetText(label: string, action: 'steer' | 'reject'): string {
+  return action === 'reject' ? (label ? `reject (${label})` : 'reject') : label;
+}
+
 /** "tcp 127.0.0.0/24 80 -> web", as `tubectl bind` prints a binding. */
 export function describeAt(set: PackedBindings, i: number): string {
-  const label = labelAt(set, i);
-  const target = set.actions[i] === ACTION_REJECT ? (label ? `reject (${label})` : 'reject') : label;
-  return `${keyId(set.keys, i * BINDING_KEY_SIZE)} -> ${target}`;
+  return `${keyId(set.keys, i * BINDING_KEY_SIZE)} -> ${targetText(labelAt(set, i), set.actions[i] === ACTION_REJECT ? 'reject' : 'steer')}`;
 }
 
 /** The tubectl command that removes binding i. */
@@ -76,7 +79,7 @@ export function unbindCommand(set: PackedBindings, i: number): string {
   return `tubectl unbind ${reject ? '--reject ' : ''}${label ? `${label} ` : ''}${keyId(set.keys, i * BINDING_KEY_SIZE)}`;
 }
 
-const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 
 function list(set: PackedBindings, items: readonly number[], more: boolean, extra: (i: number) => string = () => ''): string {
   return items.map((i) => `${describeAt(set, i)}${extra(i)}`).join('; ') + (more ? '; and more' : '');

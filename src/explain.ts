@@ -2,12 +2,12 @@
 // why, as the control plane reads the maps; and whether the loaded
 // program, asked the same question, answers the same. Pure: the verb
 // (cli/explain.ts) reads the maps and runs the program.
-import { type Binding, comparePrecedence } from './binding.js';
+import { type Binding, bindingId, comparePrecedence } from './binding.js';
 import { type PackedBindings, bindingAt, keyPort } from './bindingset.js';
-import type { RegisteredDestination } from './check.js';
+import { type RegisteredDestination, targetText } from './check.js';
 import { destinationName } from './destination.js';
 import { AF, BINDING_KEY_SIZE, IPPROTO } from './layout.js';
-import { type Family, formatPrefix } from './prefix.js';
+import type { Family } from './prefix.js';
 import { type Protocol, domainOf } from './protocol.js';
 
 export interface Lookup {
@@ -103,8 +103,7 @@ export function explainLookup(set: PackedBindings, destinations: readonly Regist
 
 /** "tcp 127.0.0.0/24 80 -> web", as tubectl bind prints a binding. */
 export function describe(b: Binding): string {
-  const target = b.action === 'reject' ? (b.label ? `reject (${b.label})` : 'reject') : b.label;
-  return `${b.protocol} ${formatPrefix(b.prefix)} ${b.port} -> ${target}`;
+  return `${bindingId(b)} -> ${targetText(b.label, b.action)}`;
 }
 
 /**

@@ -4,7 +4,7 @@
 import { toJSON, type BindingJSON } from '../binding.js';
 import type { Traffic } from '../binding-stats.js';
 import { type PackedBindings, bindingAt } from '../bindingset.js';
-import { type Finding, check as runCheck } from '../check.js';
+import { type Finding, check as runCheck, plural } from '../check.js';
 import { parseDuration } from '../duration.js';
 import { type Env, withDispatcher } from './env.js';
 import { EXIT_FAILED, ExitStatus, parsing } from './errors.js';
@@ -70,8 +70,7 @@ export function findingsText(findings: readonly Finding[]): string {
   }
   const errors = findings.filter((f) => f.severity === 'error').length;
   const warnings = findings.length - errors;
-  const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
-  return `${out}${out ? '\n' : ''}${count(errors, 'error')}, ${count(warnings, 'warning')}\n`;
+  return `${out}${out ? '\n' : ''}${plural(errors, 'error')}, ${plural(warnings, 'warning')}\n`;
 }
 
 export async function check(env: Env, opts: CheckOptions = {}): Promise<void> {
@@ -85,7 +84,7 @@ export async function check(env: Env, opts: CheckOptions = {}): Promise<void> {
     writeJSON(env, { findings: findings.map((f) => findingJSON(set, traffic, f)) });
   } else if (findings.length === 0) {
     const registered = destinations.filter((d) => d.sockets.length > 0).length;
-    env.stdout.write(`no problems found (${set.count} binding${set.count === 1 ? '' : 's'}, ${registered} registered destination${registered === 1 ? '' : 's'})\n`);
+    env.stdout.write(`no problems found (${plural(set.count, 'binding')}, ${plural(registered, 'registered destination')})\n`);
   } else {
     env.stdout.write(findingsText(findings));
   }

@@ -57,16 +57,16 @@ function ask(d: Dispatcher, progFd: number, q: Lookup): Answer {
   const read = (): Explanation => explainLookup(d.packedBindings(), d.destinations(), q);
   const same = (a: Explanation, b: Explanation): boolean =>
     a.summary === b.summary && a.expected.verdict === b.expected.verdict && a.expected.cookie === b.expected.cookie;
-  let answer: Answer | undefined;
-  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+  const once = (): { answer: Answer; settled: boolean } => {
     const before = read();
     const program = askProgram(progFd, q);
     const after = read();
-    answer = { explanation: after, program };
-    // Stable and different: asked again all the same, in case a socket closed right then.
-    if (same(before, after) && agrees(after.expected, program)) return answer;
-  }
-  return answer as Answer;
+    return { answer: { explanation: after, program }, settled: same(before, after) && agrees(after.expected, program) };
+  };
+  // A stable disagreement is asked again all the same, in case a socket closed right then.
+  let last = once();
+  for (let attempt = 1; attempt < ATTEMPTS && !last.settled; attempt++) last = once();
+  return last.answer;
 }
 
 function openProgram(d: Dispatcher): number {
@@ -115,7 +115,7 @@ export async function explain(env: Env, protocol: string, address: string, port:
 function ownersText(cookie: bigint, owners: OwnerSearch | undefined): string {
   const list = owners?.owners.get(cookie) ?? [];
   if (list.length > 0) return list.map((o) => `process ${o.pid} (${o.command}) fd ${o.fd}`).join(', ');
-  return owners?.complete ? 'held by no process we can see' : 'owning process not found (the search is bounded, and needs root)';
+  return owners?.complete ? 'held by no process we can see' : 'owning process not found (the search stopped at its bound of time or sockets)';
 }
 
 export function explainText(q: Lookup, e: Explanation, program: Verdict, ok: boolean, owners: OwnerSearch | undefined): string {

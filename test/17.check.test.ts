@@ -8,6 +8,7 @@ import { type Binding, matchBinding, parseBinding } from '../src/binding.js';
 import type { Traffic } from '../src/binding-stats.js';
 import { bindingKey, packBindingSet } from '../src/bindingset.js';
 import { type Finding, type RegisteredDestination, check } from '../src/check.js';
+import { findingsText } from '../src/cli/check.js';
 import { buildForest } from '../src/prefix-forest.js';
 import type { Family } from '../src/prefix.js';
 import { reachability } from '../src/reachability.js';
@@ -123,6 +124,13 @@ test('orphan sockets: registered, but no steer binding leads to them', () => {
   ]);
   assert.match(fs[0].message, /^the 2 sockets registered for gone ipv4 tcp \(cookie 3, 4\) get no traffic/);
   assert.match(fs[0].fix, /tubectl bind gone tcp PREFIX PORT.*tubectl unregister gone ipv4 tcp/);
+});
+
+test('as text, at most 10 findings of one kind and label, then a count', () => {
+  const set = Array.from({ length: 13 }, (_, i) => b('api', 'tcp', `192.0.2.${i}`, 80)).concat([b('web', 'tcp', '198.51.100.0/24', 80)]);
+  const text = findingsText(run(set, []));
+  assert.equal(text.match(/^error: blackhole: /gm)?.length, 11);
+  assert.match(text, /\n\.\.\. and 3 more blackhole findings for label api \(tubectl check --json lists them all\)\n\n14 errors, 0 warnings\n$/);
 });
 
 // ---- against brute force ----

@@ -4,12 +4,14 @@
 // on random binding sets, IPv4 and IPv6, its winner is the reference
 // matcher's and the loaded program agrees with it.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { isolate } from './lib/isolate.js';
 import { tcpProbe, tcpServer, udpProbe, udpServer, type Served } from './lib/traffic.js';
-import { tubectlFor } from './lib/tubectl.js';
+import { ok, tubectlFor } from './lib/tubectl.js';
 import { type Binding, type BindingJSON, matchBinding, parseBinding, toJSON } from '../src/binding.js';
 import { bindingKey } from '../src/bindingset.js';
 import { run } from '../src/cli/main.js';
@@ -141,6 +143,38 @@ describe('on real traffic', () => {
     assert.deepEqual([none.code, none.doc.binding, none.doc.summary, none.doc.program], [0, null, "no binding: the kernel's normal lookup (bind())", { verdict: 'pass', cookie: null, reuseport: false }]);
     assert.equal(await udpProbe('127.0.0.1', own), 'a');
   });
+});
+
+// Two TCP listeners in one SO_REUSEPORT group, in Python (Node 20 cannot make one).
+const GROUP = `
+import socket, sys
+ms = []
+for i in range(2):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", 0 if not ms else ms[0].getsockname()[1])); s.listen(64)
+    ms.append(s)
+print(ms[0].getsockname()[1], flush=True)
+sys.stdin.read()
+`;
+
+test('a socket of an SO_REUSEPORT group: the program selects one, the kernel does not say which', async () => {
+  const group = spawn('python3', ['-c', GROUP], { stdio: ['pipe', 'pipe', 'inherit'] });
+  try {
+    const [line] = await once(group.stdout!, 'data') as [Buffer];
+    const port = line.toString().trim();
+    ok(await tubectl(['register-pid', String(group.pid), 'grp', 'tcp', '127.0.0.1', port]));
+    d.replaceBindings([b('grp', 'tcp', '192.0.2.0/24', 0)]);
+    const { code, doc } = await explainHere('tcp', '192.0.2.1', '80');
+    assert.equal(code, 0);
+    assert.deepEqual([doc.program, doc.agrees], [{ verdict: 'pass', cookie: null, reuseport: true }, true]);
+    assert.equal(doc.destination?.sockets[0].owners[0]?.pid, group.pid);
+    const text = await tubectl(['explain', 'tcp', '192.0.2.1', '80']);
+    assert.match(text.stdout, /\nThe loaded program \(BPF_PROG_TEST_RUN\): SK_PASS with a socket of an SO_REUSEPORT group \(the kernel does not say which member when asked this way\), as the maps say\n$/);
+  } finally {
+    group.stdin!.end();
+    await once(group, 'exit');
+  }
 });
 
 test('arguments are checked strictly: usage errors exit 2', async () => {

@@ -20,6 +20,19 @@ export class UsageError extends Error {
 }
 
 /**
+ * The verb has printed its whole answer, and that answer calls for this
+ * exit status (e.g. check found problems): nothing more is printed.
+ */
+export class ExitStatus extends Error {
+  readonly status: number;
+  constructor(status: number) {
+    super(`exit status ${status}`);
+    this.name = 'ExitStatus';
+    this.status = status;
+  }
+}
+
+/**
  * Runs argument parsing: a TubularError EINVAL it throws (invalid prefix,
  * port, label...) is a usage error.
  */
@@ -34,6 +47,7 @@ export function parsing<T>(verb: string, fn: () => T): T {
 
 /** Prints a failure on stderr and returns the exit code for it. */
 export function report(err: unknown, stderr: Output): number {
+  if (err instanceof ExitStatus) return err.status;
   if (err instanceof UsageError) {
     const hint = err.verb ? ` (see tubectl ${err.verb} --help)` : ' (see tubectl --help)';
     stderr.write(`tubectl: ${err.message}${hint}\n`);

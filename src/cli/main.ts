@@ -125,6 +125,27 @@ function buildProgram(io: Io): Command {
     .addHelpText('after', examples('tubectl metrics 127.0.0.1 9090'))
     .action(async (address: string, port: string) => (await import('./metrics.js')).metrics(env(), address, port));
 
+  program.command('check').description('find bindings and sockets that refuse or misroute traffic; exit 1 if there are any')
+    .option('--json', 'print one JSON document')
+    .option('--live-window <duration>', 'a binding with a hit this recently is live (e.g. 30s, 10m, 2h; 0: leave traffic out)', '10m')
+    .addHelpText('after', '\nFinds blackholes (steer bindings whose label has no socket for their family and\n' +
+      'protocol), unreachable bindings (beaten everywhere by others), reject bindings in front\n' +
+      'of live steer bindings, and registered sockets no binding leads to. Exit status: 0\n' +
+      'when there is nothing to report, 1 when there is (or check failed), 2 usage error.\n' +
+      examples('tubectl check\ntubectl check --json --live-window 1h'))
+    .action(async (o: { json?: boolean; liveWindow: string }) => (await import('./check.js')).check(env(o), { liveWindow: o.liveWindow }));
+
+  program.command('explain').description('where a connection to an address and port goes, and why; checked against the loaded program')
+    .argument('<protocol>', 'tcp or udp').argument('<address>', 'an IPv4 or IPv6 address').argument('<port>', '0-65535')
+    .option('--json', 'print one JSON document')
+    .addHelpText('after', '\nLists the matching bindings, most preferred first, and why each loses; the destination\n' +
+      'and its sockets, with the processes holding them; then asks the loaded program the same\n' +
+      'question (BPF_PROG_TEST_RUN, needs root) and exits 1 if it answers otherwise. The\n' +
+      'question counts as one hit of the winning binding.\n' +
+      examples('tubectl explain tcp 127.0.0.1 80\ntubectl explain udp ::1 53 --json'))
+    .action(async (protocol: string, address: string, port: string, o: { json?: boolean }) =>
+      (await import('./explain.js')).explain(env(o), protocol, address, port));
+
   return program;
 }
 

@@ -377,6 +377,7 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	void *lengths_map, *blocks_map;
 	__u32 zero = 0, index, index_gen, destination, protocol, *gen;
 	long err;
+	int counted;
 
 	if (ctx->protocol == IPPROTO_TCP)
 		index = 0;
@@ -443,7 +444,8 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	// A question asked with BPF_PROG_TEST_RUN by tubectl explain (no
 	// interface, source port 0: never a real packet) is answered but not
 	// counted, so asking never makes a binding look live.
-	if (ctx->ingress_ifindex || ctx->remote_port)
+	counted = ctx->ingress_ifindex || ctx->remote_port;
+	if (counted)
 		count_hit(w.result.stat);
 
 	// Reject: refuse at the transport layer (TCP reset, ICMP unreachable).
@@ -454,20 +456,20 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	metrics = bpf_map_lookup_elem(&destination_metrics, &destination);
 	if (!metrics)
 		return SK_DROP;
-	metrics->lookups++;
+	metrics->lookups += counted;
 
 	// A bound destination without a socket refuses: falling through to
 	// whatever else listens on the port is how traffic leaks.
 	sk = destination_socket(destination);
 	if (!sk) {
-		metrics->misses++;
+		metrics->misses += counted;
 		return SK_DROP;
 	}
 
 	err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
 	if (err) {
-		metrics->errors++;
+		metrics->errors += counted;
 		return SK_DROP;
 	}
 	return SK_PASS;

@@ -49,9 +49,17 @@ test('hits belong to the binding: kept by a replace that leaves it, zero for a n
     for (let i = 0; i < 3; i++) probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 1), port: 80 });
     probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 2), port: 80 });
     assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.2', 1n]]));
-    // A quiet question is answered, and not counted.
+    // A quiet question is answered, and not counted: neither the binding's
+    // hits nor its destination's counters move.
     assert.equal(probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 2), port: 80 }, 1, { quiet: true }).verdict, 'drop');
     assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.2', 1n]]));
+    d.bind(parseBinding({ label: 'nosocket', protocol: 'tcp', prefix: '10.0.0.9', port: 80 }));
+    const ask = (quiet: boolean) => probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 9), port: 80 }, 1, { quiet }).verdict;
+    assert.equal(ask(true), 'drop');
+    assert.deepEqual(d.destinations().map((x) => [x.lookups, x.misses]), [[0n, 0n]]);
+    assert.equal(ask(false), 'drop');
+    assert.deepEqual(d.destinations().map((x) => [x.lookups, x.misses]), [[1n, 1n]]);
+    d.unbind(parseBinding({ label: 'nosocket', protocol: 'tcp', prefix: '10.0.0.9', port: 80 }));
     d.replaceBindings([reject('10.0.0.1'), reject('10.0.0.3')]);
     assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.3', 0n]]));
     assert.deepEqual(d.rejectCounters().map((r) => r.rejected), [3n, 0n]);

@@ -141,7 +141,7 @@ function buildProgram(io: Io): Command {
     .addHelpText('after', '\nLists the matching bindings, most preferred first, and why each loses; the destination\n' +
       'and its sockets, with the processes holding them; then asks the loaded program the same\n' +
       'question (BPF_PROG_TEST_RUN, needs root) and exits 1 if it answers otherwise. The\n' +
-      'question counts as one hit of the winning binding.\n' +
+      'question is not counted as traffic.\n' +
       examples('tubectl explain tcp 127.0.0.1 80\ntubectl explain udp ::1 53 --json'))
     .action(async (protocol: string, address: string, port: string, o: { json?: boolean }) =>
       (await import('./explain.js')).explain(env(o), protocol, address, port));

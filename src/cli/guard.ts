@@ -47,6 +47,7 @@ export interface Refusal {
 }
 
 const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+const hitsText = (t: Traffic, now: number): string => `${t.hits} hit${t.hits === 1n ? '' : 's'}, last ${formatAge(t.lastHit, now)}`;
 
 /** The message of a refused change: the live bindings (most preferred first, up to MAX_LISTED), the mass removal, the way on. */
 export function refusalMessage(current: PackedBindings, next: PackedBindings, verdict: Verdict, traffic: (stats: Uint32Array) => Traffic[],
@@ -99,7 +100,7 @@ export function guardedUnbind(guard: Guard, retry: string): (existing: Binding, 
     const policy = guard.policy();
     if (guard.force || !isLive(traffic, policy)) return;
     throw new TubularError('EREFUSED', `refusing to remove ${describeBinding(toJSON(existing))}, nothing was changed: ` +
-      `it carried traffic in the last ${formatDuration(policy.liveWindowMs)} (${traffic.hits} hits, last ${formatAge(traffic.lastHit, policy.now)}); ` +
+      `it carried traffic in the last ${formatDuration(policy.liveWindowMs)} (${hitsText(traffic, policy.now)}); ` +
       `to remove it anyway: ${retry}`);
   };
 }
@@ -110,5 +111,5 @@ export function warnRedirected(env: Env, guard: Guard, replaced: Binding, traffi
   if (!redirects(replaced, now) || !isLive(traffic, policy)) return;
   const where = now.action === 'reject' ? 'are now refused' : `now go to ${now.label}`;
   env.stderr.write(`tubectl: warning: ${describeBinding(toJSON(replaced))} carried traffic in the last ${formatDuration(policy.liveWindowMs)} ` +
-    `(${traffic.hits} hits, last ${formatAge(traffic.lastHit, policy.now)}); its connections ${where}\n`);
+    `(${hitsText(traffic, policy.now)}); its connections ${where}\n`);
 }

@@ -117,7 +117,7 @@ export async function status(env: Env, label?: string): Promise<void> {
     `  link:     ${id(s.linkId)}${s.attached === false ? ' DETACHED: an unload was interrupted and no traffic is steered; run tubectl unload, then load' : ''}\n` +
     `  bindings: ${s.bindings}\n` +
     `  in force: ${generationText(generations.inForce, inForce.applied, now)}\n` +
-    `  previous: ${previous && generations.previous ? `${generationText(generations.previous, previous.applied, now)} ; tubectl rollback returns to it` : 'none'}\n\n` +
+    `  previous: ${previous && generations.previous ? `${generationText(generations.previous, previous.applied, now)}; tubectl rollback returns to it` : 'none'}\n\n` +
     `Destinations${label === undefined ? '' : ` of ${label}`}:\n${destinationsTable(destinations)}\n` +
     'Reject bindings:\n' +
     (rejects.length === 0 ? 'none\n'

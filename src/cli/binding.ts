@@ -190,7 +190,7 @@ export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}
   const check = guardedChange(guard, { what: `load ${file}`, retry: `tubectl load-bindings --force ${file}`, inspect: `tubectl diff ${file}` },
     (verdict) => { passed.verdict = verdict; });
   const r = await withDispatcher(env, false, (d) => d.replacePackedBindings(set, { check }));
-  if (passed.verdict) writeForced(env, passed.verdict, guard);
+  if (passed.verdict) writeForced(env, passed.verdict);
   if (env.json) {
     writeJSON(env, r);
   } else {

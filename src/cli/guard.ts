@@ -72,11 +72,13 @@ export function refusalMessage(current: PackedBindings, next: PackedBindings, ve
 /**
  * The change check of load-bindings and rollback: judges under the lock,
  * refuses unless forced. `onPass` learns what passed (a forced verdict
- * included) before anything changes.
+ * included) before anything changes. Forced, the guard reads no traffic (on
+ * a large change that is most of its cost): only the mass removal, which is
+ * a count, is reported.
  */
 export function guardedChange(guard: Guard, how: Refusal, onPass?: (verdict: Verdict, ...args: Parameters<ChangeCheck>) => void): ChangeCheck {
   return (current, next, change, traffic) => {
-    const policy = guard.policy();
+    const policy = guard.force ? { ...guard.policy(), liveWindowMs: 0 } : guard.policy();
     const verdict = judge(current, next, change, traffic, policy);
     if (refuses(verdict) && !guard.force) {
       throw new TubularError('EREFUSED', refusalMessage(current, next, verdict, traffic, policy, how));
@@ -86,11 +88,7 @@ export function guardedChange(guard: Guard, how: Refusal, onPass?: (verdict: Ver
 }
 
 /** What --force let through, on stderr. */
-export function writeForced(env: Env, verdict: Verdict, guard: Guard): void {
-  if (verdict.live.length > 0) {
-    env.stderr.write(`tubectl: note: --force: withdrew or redirected ${plural(verdict.live.length, 'live binding')} ` +
-      `(hit within ${formatDuration(guard.liveWindowMs)})\n`);
-  }
+export function writeForced(env: Env, verdict: Verdict): void {
   if (verdict.mass) env.stderr.write(`tubectl: note: --force: removed ${verdict.mass.removed} of ${verdict.mass.inForce} bindings\n`);
 }
 

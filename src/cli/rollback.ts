@@ -4,9 +4,9 @@
 // rolled back from becomes the previous one, so a second rollback returns
 // to it, edits included. Guarded like any removal.
 import { type ChangeReport, reportChange } from '../change-report.js';
-import type { GenerationRecord } from '../dispatcher.js';
+import type { Dispatcher, GenerationRecord } from '../dispatcher.js';
 import { TubularError } from '../errors.js';
-import type { Verdict } from '../guard.js';
+import { type Verdict, isMassRemoval } from '../guard.js';
 import { compareSets } from '../setdiff.js';
 import { type ChangeDoc, changeDoc, changeText } from './changes.js';
 import { formatAge, isoSecond } from './durations.js';
@@ -42,6 +42,16 @@ export const edited = (g: GenerationRecord): boolean => g.digest === null && (g.
 const noPrevious = (): TubularError => new TubularError('ENOENT',
   'there is no previous generation to roll back to (none was kept since the load, or a replace was interrupted): nothing was changed');
 
+/** What a rollback changed, read after the flip: the generation in force and the one it replaced. */
+function swapped(d: Dispatcher): Outcome {
+  const { inForce, previous } = d.generations();
+  const slot = d.previousSlot();
+  if (previous === null || slot === null) throw noPrevious();
+  const before = d.packedBindings(slot);
+  const now = d.packedBindings();
+  return { from: previous, to: inForce, report: reportChange(before, now, compareSets(before, now), (s) => d.traffic(s)) };
+}
+
 export async function rollback(env: Env, opts: RollbackOptions = {}): Promise<number> {
   const guard = guardFrom(opts, 'rollback');
   const passed: { verdict?: Verdict } = {};
@@ -53,6 +63,15 @@ export async function rollback(env: Env, opts: RollbackOptions = {}): Promise<nu
       const current = d.packedBindings();
       const next = d.packedBindings(slot);
       return { from: inForce, to: previous, report: reportChange(current, next, compareSets(current, next), (s) => d.traffic(s)) };
+    }
+    if (guard.force) {
+      // Nothing to decide: flip first, the sooner the better when rolling
+      // back an outage, then read what changed (the two generations swapped).
+      d.rollback();
+      const seen = swapped(d);
+      const { removed, inForce } = seen.report;
+      passed.verdict = { live: [], mass: isMassRemoval(removed, inForce) ? { removed, inForce } : null };
+      return seen;
     }
     let seen: Outcome | undefined;
     const check = guardedChange(guard, { what: 'roll back', retry: 'tubectl rollback --force', inspect: 'tubectl rollback --dry-run' },
@@ -67,8 +86,8 @@ export async function rollback(env: Env, opts: RollbackOptions = {}): Promise<nu
     if (!seen) throw new Error(`rollback from generation ${from} to ${to} ran no change check`);
     return seen;
   });
-  if (passed.verdict) writeForced(env, passed.verdict, guard);
   const { from, to, report } = outcome;
+  if (passed.verdict) writeForced(env, passed.verdict);
   const policy = guard.policy();
   if (env.json) {
     const doc: RollbackDoc = { from: from.number, to: to.number, discardsEdits: edited(from), ...changeDoc(report, policy) };

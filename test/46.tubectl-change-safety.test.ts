@@ -388,6 +388,11 @@ describe('rollback', () => {
     assert.equal(await tcpProbe('127.0.0.8', 82), 'c');
     assert.equal(await tcpProbe('127.0.0.8', 80), 'ECONNREFUSED');
     assert.deepEqual([(await generations()).inForce.number, (await generations()).previous?.number], [3, 2]);
+
+    // Back to 2, then a replace: it discards 3 and is generation 4, not a second 3.
+    ok(await tubectl(['rollback', '--force']));
+    assert.match(ok(await tubectl(['load-bindings', '--force', path.join(files, 'B.json')])).stdout, /\(generation 4\)\n$/);
+    assert.deepEqual([(await generations()).inForce.number, (await generations()).previous?.number], [4, 2]);
   });
 
   test('is one atomic flip: a connection loop during many rollbacks sees only the old or the new set', async () => {

@@ -21,13 +21,14 @@ export interface ChangePick {
   to: number;
 }
 
-export interface ChangeRow {
-  kind: ChangeKind;
-  /** the binding as it is in force (null: added) */
-  from: TrafficBinding | null;
-  /** the binding as the change makes it (null: removed) */
-  to: TrafficBinding | null;
-}
+/** One changed binding: `from` as it is in force, `to` as the change makes it. */
+export type ChangeRow =
+  | { kind: 'added'; from: null; to: TrafficBinding }
+  | { kind: 'removed'; from: TrafficBinding; to: null }
+  | { kind: 'changed'; from: TrafficBinding; to: TrafficBinding };
+
+/** The binding a row shows: the one added, else the one in force. */
+export const rowBinding = (r: ChangeRow): TrafficBinding => (r.kind === 'added' ? r.to : r.from);
 
 export interface ChangeReport {
   /** every added, removed or changed binding, most preferred first */
@@ -85,14 +86,15 @@ export function rowsOf(current: PackedBindings, next: PackedBindings, picks: rea
   const toTraffic = next.stats ? trafficOf(next, toIdx, read) : undefined;
   let f = 0;
   let t = 0;
-  return order.map((p) => {
+  return order.map((p): ChangeRow => {
     const fromT = p.from >= 0 ? fromTraffic[f++] : NO_TRAFFIC;
     const toT = p.to >= 0 ? toTraffic?.[t++] ?? (p.from >= 0 ? fromT : NO_TRAFFIC) : NO_TRAFFIC;
-    return {
-      kind: p.kind,
-      from: p.from >= 0 ? { ...toJSON(bindingAt(current, p.from)), ...fromT } : null,
-      to: p.to >= 0 ? { ...toJSON(bindingAt(next, p.to)), ...toT } : null,
-    };
+    const from = p.from >= 0 ? { ...toJSON(bindingAt(current, p.from)), ...fromT } : null;
+    const to = p.to >= 0 ? { ...toJSON(bindingAt(next, p.to)), ...toT } : null;
+    if (from && to) return { kind: 'changed', from, to };
+    if (to) return { kind: 'added', from: null, to };
+    if (from) return { kind: 'removed', from, to: null };
+    throw new RangeError(`a ${p.kind} binding with no index in either set`);
   });
 }
 

@@ -6,7 +6,7 @@
 //   changed  tcp       127.0.0.7/32     0  host => <reject>    4  2m ago
 //   added    tcp       127.0.0.0/25     0  b                   0  never
 import type { BindingJSON } from '../binding.js';
-import type { ChangeReport, ChangeRow, TrafficBinding } from '../change-report.js';
+import { type ChangeReport, type ChangeRow, type TrafficBinding, rowBinding } from '../change-report.js';
 import { type GuardPolicy, judgeRows } from '../guard.js';
 import { formatAge, formatDuration, isoSecond } from './durations.js';
 import { labelCell, table } from './output.js';
@@ -32,12 +32,11 @@ export interface ChangeDoc {
 }
 
 export function changeDoc(report: ChangeReport, policy: GuardPolicy): ChangeDoc {
-  const of = (kind: ChangeRow['kind']): ChangeRow[] => report.rows.filter((r) => r.kind === kind);
   const verdict = judgeRows(report.rows, report.removed, report.inForce, policy);
   return {
-    added: of('added').flatMap((r) => (r.to ? [bindingDoc(r.to)] : [])),
-    removed: of('removed').flatMap((r) => (r.from ? [bindingDoc(r.from)] : [])),
-    changed: of('changed').flatMap((r) => (r.from && r.to ? [{ from: bindingDoc(r.from), to: bindingDoc(r.to) }] : [])),
+    added: report.rows.flatMap((r) => (r.kind === 'added' ? [bindingDoc(r.to)] : [])),
+    removed: report.rows.flatMap((r) => (r.kind === 'removed' ? [bindingDoc(r.from)] : [])),
+    changed: report.rows.flatMap((r) => (r.kind === 'changed' ? [{ from: bindingDoc(r.from), to: bindingDoc(r.to) }] : [])),
     unchanged: report.unchanged,
     live: verdict.live.flatMap((r) => (r.from ? [bindingDoc(r.from)] : [])),
   };
@@ -45,16 +44,14 @@ export function changeDoc(report: ChangeReport, policy: GuardPolicy): ChangeDoc 
 
 /** The label column of a row: `web`, `<reject>`, or `web => <reject>` for a changed binding. */
 function rowLabel(r: ChangeRow): string {
-  if (r.from && r.to) return `${labelCell(r.from)} => ${labelCell(r.to)}`;
-  return labelCell((r.from ?? r.to)!);
+  return r.kind === 'changed' ? `${labelCell(r.from)} => ${labelCell(r.to)}` : labelCell(rowBinding(r));
 }
 
 /** The table of rows; the counters shown are those of the binding in force (of the one added, for added). */
 export function changeTable(rows: readonly ChangeRow[], now: number, indent = ''): string {
   const text = table(['change', 'protocol', 'prefix', 'port', 'label', 'hits', 'last hit'], rows.map((r) => {
-    const b = (r.from ?? r.to)!;
-    const t = r.kind === 'added' ? r.to! : b;
-    return [r.kind, b.protocol, b.prefix, String(b.port), rowLabel(r), t.hits.toString(), formatAge(t.lastHit, now)];
+    const b = rowBinding(r);
+    return [r.kind, b.protocol, b.prefix, String(b.port), rowLabel(r), b.hits.toString(), formatAge(b.lastHit, now)];
   }), [3, 5]);
   return indent ? text.replace(/^(?=.)/gm, indent) : text;
 }

@@ -60,7 +60,7 @@ function buildProgram(io: Io, outcome: Outcome): Command {
   program.command('version').description('print the version').option('--json', 'print one JSON document')
     .action(async (o: { json?: boolean }) => (await import('./status.js')).version(env(o)));
 
-  program.command('status').description('show whether the dispatcher is loaded, its destinations and counters')
+  program.command('status').description('show whether the dispatcher is loaded, its generations, destinations and counters')
     .argument('[label]', 'show only the destinations of this label')
     .option('--json', 'print one JSON document')
     .addHelpText('after', examples('tubectl status\ntubectl status web\ntubectl status --json'))

@@ -78,7 +78,7 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
     'load-100k': 'tubectl load-bindings bindings-100k.json   (empty -> 100k)',
     'load-unchanged': 'tubectl load-bindings bindings-100k.json   (again, unchanged)',
     'load-1pct': 'tubectl load-bindings bindings-1pct.json   (1% of entries relabelled)',
-    'load-shrink-2k': 'tubectl load-bindings bindings-2k.json     (100k -> 2k)',
+    'load-shrink-2k': 'tubectl load-bindings --force bindings-2k.json (100k -> 2k)',
     'list-100k': 'tubectl bindings > pipe                    (100k)',
     'bind-one': 'tubectl bind svc tcp 10.255.200.0/24 80',
     'version': 'tubectl version',
@@ -95,10 +95,11 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
       runs['list-100k'].push(list.seconds);
       const lines = list.stdout.split('\n').length;
       if (lines < 100_000) throw new Error(`tubectl bindings printed ${lines} lines for 100k bindings`);
-      runs['load-shrink-2k'].push(run(tubectl('load-bindings', files.small)).seconds);
+      // --force: the guard refuses removing more than half of the bindings in force.
+      runs['load-shrink-2k'].push(run(tubectl('load-bindings', '--force', files.small)).seconds);
       runs['bind-one'].push(run(tubectl('bind', 'svc', 'tcp', '10.255.200.0/24', '80')).seconds);
       run(tubectl('unbind', 'svc', 'tcp', '10.255.200.0/24', '80'));
-      run(tubectl('load-bindings', path.join(opts.dir, 'empty.json')), []);
+      run(tubectl('load-bindings', '--force', path.join(opts.dir, 'empty.json')), []);
       opts.log(`control plane round ${r + 1}: load ${runs['load-100k'][r].toFixed(3)} s, unchanged ${runs['load-unchanged'][r].toFixed(3)} s, ` +
         `1% ${runs['load-1pct'][r].toFixed(3)} s, list ${runs['list-100k'][r].toFixed(3)} s, shrink ${runs['load-shrink-2k'][r].toFixed(3)} s, bind ${runs['bind-one'][r].toFixed(3)} s`);
     }
@@ -110,7 +111,7 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
     const timed = run(tubectl('load-bindings', files.full), ['/usr/bin/time', '-f', 'peak-rss-kib %M']);
     const m = /peak-rss-kib (\d+)/.exec(timed.stderr);
     peakRssKiB = m ? Number(m[1]) : undefined;
-    run(tubectl('load-bindings', path.join(opts.dir, 'empty.json')));
+    run(tubectl('load-bindings', '--force', path.join(opts.dir, 'empty.json')));
   } finally {
     Dispatcher.unload({ bpffs: opts.bpffs });
   }

@@ -58,10 +58,14 @@ export function packBindingsFile(text: string): PackedBindingsFile | undefined {
   for (let e = 0; e < entries.length; e++) {
     const entry: unknown = entries[e];
     if (!isRecord(entry)) return undefined;
-    const { label, prefix, port, protocol, action } = entry;
+    const { label, prefix, port, protocol, action, hits, lastHit } = entry;
     let fields = 0;
     for (const _ in entry) fields++;
-    if (fields !== 2 + (label === undefined ? 0 : 1) + (protocol === undefined ? 0 : 1) + (action === undefined ? 0 : 1)) return undefined;
+    const given = (v: unknown): number => (v === undefined ? 0 : 1);
+    if (fields !== 2 + given(label) + given(protocol) + given(action) + given(hits) + given(lastHit)) return undefined;
+    // Traffic, as bindings --json writes it: ignored.
+    if (hits !== undefined && (typeof hits !== 'string' || !/^\d+$/.test(hits))) return undefined;
+    if (lastHit !== undefined && lastHit !== null && typeof lastHit !== 'string') return undefined;
     if (typeof prefix !== 'string' || typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) return undefined;
     if (protocol !== undefined && protocol !== 'tcp' && protocol !== 'udp') return undefined;
     if (action !== undefined && action !== 'steer' && action !== 'reject') return undefined;

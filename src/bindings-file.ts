@@ -8,7 +8,8 @@
 //   ]}
 //
 // `tubectl bindings --json` prints this shape too (with "action": "steer"
-// spelled out), so its output can be loaded back.
+// spelled out, and each binding's traffic as "hits" and "lastHit"), so its
+// output can be loaded back: those two fields are accepted and ignored.
 //
 // Everything is checked before anything is returned: unknown fields, wrong
 // types, bad labels and prefixes, ports out of range, and duplicates (the
@@ -23,6 +24,8 @@ import { parsePrefix } from './prefix.js';
 import { PROTOCOLS } from './protocol.js';
 
 const FIELDS = ['label', 'prefix', 'port', 'protocol', 'action'] as const;
+/** What bindings --json adds to an entry: traffic, accepted and ignored. */
+const IGNORED = ['hits', 'lastHit'] as const;
 /** Problems reported at most, so a broken file gives a readable message. */
 const MAX_PROBLEMS = 20;
 
@@ -33,6 +36,8 @@ function schema() {
     port: z.number().int().min(0).max(65535),
     protocol: z.enum(['tcp', 'udp']).optional(),
     action: z.enum(['steer', 'reject']).optional(),
+    hits: z.string().regex(/^\d+$/, 'expected a decimal string, as bindings --json writes it').optional(),
+    lastHit: z.string().nullable().optional(),
   });
   return z.strictObject({ bindings: z.array(entry) });
 }
@@ -69,7 +74,7 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
   switch (issue.code) {
     case 'unrecognized_keys':
       return issue.keys.map((k) => `${pathText([...issue.path, k])} = ${show(valueAt(data, [...issue.path, k]))}: unknown field "${k}" ` +
-        (issue.path.length === 0 ? '(the file holds only "bindings")' : `(an entry holds only ${FIELDS.join(', ')})`)).join('\n');
+        (issue.path.length === 0 ? '(the file holds only "bindings")' : `(an entry holds only ${FIELDS.join(', ')}; ${IGNORED.join(' and ')} are ignored)`)).join('\n');
     case 'invalid_type':
       if (value === undefined) {
         return field === 'bindings' || issue.path.length === 0

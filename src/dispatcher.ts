@@ -579,6 +579,8 @@ export class Dispatcher {
       const g = this.gens.inForce();
       const s = 1 - g;
       const number = Number(this.getMeta(metaGeneration(g).number));
+      // After a rollback the standby holds a later generation: numbers never repeat.
+      const nextNumber = Math.max(number, Number(this.getMeta(metaGeneration(s).number))) + 1;
       let known = this.dests.entries();
       const idOf = (list: DestinationEntry[]): Map<string, number> => new Map(list.map((d) => [destinationName(d), d.id]));
       // Values with the ids of destinations that exist; a missing one is a change.
@@ -653,11 +655,11 @@ export class Dispatcher {
         }
         // One update puts set and filters in force together.
         this.gens.flip(s);
-        this.setMeta(metaGeneration(s).number, BigInt(number + 1));
+        this.setMeta(metaGeneration(s).number, BigInt(nextNumber));
         this.setMeta(metaGeneration(s).applied, BigInt(Date.now()));
         this.setMeta(metaGeneration(s).digest, setDigest(keys, values));
         this.dests.collect(this.inUse().ids);
-        return { ...result, generation: number + 1 };
+        return { ...result, generation: nextNumber };
       });
     });
   }

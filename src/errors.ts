@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'EBADSOCK'    // a socket that cannot be registered
   | 'ENOSPC'      // a capacity limit
   | 'EBUSY'       // another writer holds the lock
-  | 'EUNSAFE';    // state that root did not create: a symlink, a squatted name
+  | 'EUNSAFE'     // state that root did not create: a symlink, a squatted name
+  | 'EREFUSED';   // a change the guard refused: live traffic, or a mass removal (--force overrides)
 
 export class TubularError extends Error {
   readonly code: ErrorCode;

@@ -62,6 +62,9 @@ const entryArb = fc.record({
   protocol: fc.option(fc.constantFrom('tcp', 'udp', 'sctp'), { nil: undefined }),
   action: fc.option(fc.constantFrom('steer', 'reject', 'drop'), { nil: undefined }),
   extra: fc.option(fc.constant(true), { nil: undefined, freq: 20 }),
+  // What bindings --json adds: ignored when well-formed.
+  hits: fc.option(fc.constantFrom('0', '12', '18446744073709551615', 12 as unknown as string, '-1', '1e3', ''), { nil: undefined }),
+  lastHit: fc.option(fc.constantFrom(null, '2025-07-14T21:52:03Z', 0 as unknown as string), { nil: undefined }),
 }, { requiredKeys: [] });
 
 const toFile = (entries: readonly Record<string, unknown>[]): string => JSON.stringify({ bindings: entries });
@@ -104,7 +107,15 @@ test('packBindingsFile answers every valid file of common spellings', () => {
     samePacked(packed.set, packBindingSet(ref.bindings));
     assert.deepEqual(packed.notes, ref.notes);
   }), { numRuns: 2000 });
-  for (const bad of ['{"bindings": [', '{}', '[]', '{"bindings": {}}', '{"bindings": [], "x": 1}', '{"bindings": [null]}', '{"bindings": [[]]}']) {
+  // The output of bindings --json: its traffic fields are accepted and ignored.
+  const listed = '{"bindings": [{"label": "web", "protocol": "tcp", "prefix": "127.0.0.0/24", "port": 80, "action": "steer", "hits": "12", "lastHit": "2025-07-14T21:52:03Z"},' +
+    ' {"label": "", "protocol": "udp", "prefix": "::1/128", "port": 53, "action": "reject", "hits": "0", "lastHit": null}]}';
+  const fast = packBindingsFile(listed);
+  assert.ok(fast);
+  samePacked(fast.set, packBindingSet(parseBindingsFile(listed, 'f.json').bindings));
+  assert.equal(fast.set.count, 2);
+  for (const bad of ['{"bindings": [', '{}', '[]', '{"bindings": {}}', '{"bindings": [], "x": 1}', '{"bindings": [null]}', '{"bindings": [[]]}',
+    '{"bindings": [{"label": "a", "prefix": "::1", "port": 1, "hits": 5}]}', '{"bindings": [{"label": "a", "prefix": "::1", "port": 1, "lastHit": 5}]}']) {
     assert.equal(packBindingsFile(bad), undefined, bad);
   }
 });

@@ -124,9 +124,15 @@ describe('bindings file', () => {
     assert.deepEqual(parse({ bindings: [] }).bindings, []);
   });
 
-  test('the output of bindings --json loads back', () => {
+  test('the output of bindings --json loads back: hits and lastHit are ignored', () => {
     const doc = { bindings: [toJSON(parseBinding({ label: 'x', protocol: 'tcp', prefix: '10.0.0.0/8', port: 1 }))] };
     assert.deepEqual(parse(doc).bindings.map(toJSON), doc.bindings);
+    const listed = { bindings: [{ ...doc.bindings[0], hits: '12', lastHit: '2025-07-14T21:52:03Z' }, { ...doc.bindings[0], port: 2, hits: '0', lastHit: null }] };
+    assert.deepEqual(parse(listed).bindings.map((b) => toJSON(b).port), [1, 2]);
+    rejects({ bindings: [{ ...doc.bindings[0], hits: 12 }] }, /bindings\[0\]\.hits = 12: expected a string/);
+    rejects({ bindings: [{ ...doc.bindings[0], hits: '-1' }] }, /bindings\[0\]\.hits = "-1": expected a decimal string/);
+    rejects({ bindings: [{ ...doc.bindings[0], lastHit: 0 }] }, /bindings\[0\]\.lastHit = 0: expected a string/);
+    rejects({ bindings: [{ ...doc.bindings[0], misses: '0' }] }, /unknown field "misses" \(an entry holds only label, prefix, port, protocol, action; hits and lastHit are ignored\)/);
   });
 
   test('host bits are cleared with a note naming the entry', () => {
@@ -236,6 +242,13 @@ describe('exit codes of usage errors', () => {
     [['register-pid', '1', 'web', 'tcp'], /missing required argument 'ip'/],
     [['status', 'a', 'b'], /too many arguments/],
     [['status', '--bogus'], /unknown option '--bogus'/],
+    [['diff'], /missing required argument 'file'/],
+    [['diff', 'f.json', '--live-window', '10'], /--live-window takes a duration such as 30s, 10m, 2h or 1h30m .*give a unit/],
+    [['load-bindings', '--live-window', '-5m', 'f.json'], /--live-window takes a duration/],
+    [['load-bindings', '--exit-code', 'f.json'], /--exit-code goes with --dry-run/],
+    [['rollback', '--exit-code'], /--exit-code goes with --dry-run/],
+    [['rollback', 'now'], /too many arguments/],
+    [['unbind', '--live-window', '1x', 'web', 'tcp', '127.0.0.1', '80'], /--live-window takes a duration/],
   ];
   for (const [args, re] of cases) {
     test(`tubectl ${args.join(' ')} exits 2`, async () => {
@@ -251,6 +264,7 @@ describe('exit codes of usage errors', () => {
     const io = fakeIo();
     assert.equal(await run(['--help'], io), 0);
     assert.match(io.out(), /Exit status: 0 success, 1 the operation failed/);
+    assert.match(io.out(), /3 differences found \(diff, --dry-run, only with --exit-code\)/);
     const v = fakeIo();
     assert.equal(await run(['version', '--json'], v), 0);
     const doc = JSON.parse(v.out()) as Record<string, unknown>;

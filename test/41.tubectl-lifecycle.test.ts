@@ -46,7 +46,13 @@ describe('lifecycle', () => {
     assert.match(text, /bindings: 0\n/);
     assert.match(text, /Destinations:\nno destinations\n/);
     const s = JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(s), ['loaded', 'netns', 'netnsInode', 'stateDir', 'programId', 'linkId', 'attached', 'layoutVersion', 'bindings', 'destinations', 'rejects']);
+    assert.deepEqual(Object.keys(s), ['loaded', 'netns', 'netnsInode', 'stateDir', 'programId', 'linkId', 'attached', 'layoutVersion', 'bindings', 'destinations', 'rejects', 'generations']);
+    const g = s.generations as { inForce: Record<string, unknown>; previous: unknown };
+    assert.deepEqual(Object.keys(g.inForce), ['number', 'applied', 'digest', 'bindings']);
+    assert.equal(g.inForce.number, 1);
+    assert.match(String(g.inForce.applied), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.equal(g.previous, null);
+    assert.match(text, /  in force: generation 1, applied \S+Z \(\d+s ago\), 0 bindings, digest none\n  previous: none\n/);
     assert.equal(s.loaded, true);
     assert.equal(s.stateDir, stateDir);
     assert.equal(s.bindings, 0);

@@ -22,6 +22,17 @@ async function registerOwn(label: string, s: Served, protocol: 'tcp' | 'udp', ho
 
 const bindingsJSON = async (...filter: string[]): Promise<string> => ok(await tubectl(['bindings', ...filter, '--json'])).stdout;
 
+interface Listed { label: string; protocol: string; prefix: string; port: number; action: string; hits: string; lastHit: string | null }
+/** The bindings of a bindings --json document without their traffic, after checking its shape. */
+function withoutTraffic(doc: string): Omit<Listed, 'hits' | 'lastHit'>[] {
+  return (JSON.parse(doc) as { bindings: Listed[] }).bindings.map(({ hits, lastHit, ...b }) => {
+    assert.match(hits, /^\d+$/);
+    assert.ok(lastHit === null || /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(lastHit), String(lastHit));
+    assert.equal(lastHit === null, hits === '0');
+    return b;
+  });
+}
+
 before(async () => {
   ok(await tubectl(['load']));
   for (const name of ['wide', 'web', 'all24', 'host', 'v6host', 'v6all']) {
@@ -81,8 +92,7 @@ describe('bind and precedence', () => {
       'tcp       127.0.0.0/24     0  all24',
       '',
     ].join('\n'));
-    const udp = JSON.parse(await bindingsJSON('udp')) as { bindings: unknown[] };
-    assert.deepEqual(udp.bindings, [
+    assert.deepEqual(withoutTraffic(await bindingsJSON('udp')), [
       { label: 'dnsall', protocol: 'udp', prefix: '127.0.0.0/25', port: 0, action: 'steer' },
       { label: 'dns', protocol: 'udp', prefix: '127.0.0.0/24', port: 53, action: 'steer' },
     ]);
@@ -93,6 +103,8 @@ describe('bind and precedence', () => {
     const r = ok(await tubectl(['bind', 'all24', 'tcp', '127.0.0.9/24', '80']));
     assert.equal(r.stdout, 'bound tcp 127.0.0.0/24 80 -> all24 (was tcp 127.0.0.0/24 80 -> web)\n');
     assert.match(r.stderr, /note: 127\.0\.0\.9\/24 has host bits set; using 127\.0\.0\.0\/24/);
+    // web carried traffic a moment ago: bind proceeds, and says so.
+    assert.match(r.stderr, /warning: tcp 127\.0\.0\.0\/24 80 -> web carried traffic in the last 10m \(\d+ hits?, last \d+s ago\); its connections now go to all24\n/);
     assert.equal(await tcpProbe('127.0.0.8', 80), 'all24');
     ok(await tubectl(['bind', 'web', 'tcp', '127.0.0.0/24', '80']));
     assert.equal(await tcpProbe('127.0.0.8', 80), 'web');
@@ -105,7 +117,12 @@ describe('bind and precedence', () => {
     const missing = await tubectl(['unbind', 'host', 'tcp', '127.0.0.77', '0']);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /there is no binding tcp 127\.0\.0\.77\/32 0/);
-    assert.equal(ok(await tubectl(['unbind', 'host', 'tcp', '127.0.0.7', '0'])).stdout, 'removed tcp 127.0.0.7/32 0 -> host\n');
+    // host carried traffic: removing it takes --force.
+    const live = await tubectl(['unbind', 'host', 'tcp', '127.0.0.7', '0']);
+    assert.equal(live.code, 1);
+    assert.match(live.stderr, /refusing to remove tcp 127\.0\.0\.7\/32 0 -> host, nothing was changed: .*--force/);
+    assert.equal(await tcpProbe('127.0.0.7', 81), 'host');
+    assert.equal(ok(await tubectl(['unbind', '--force', 'host', 'tcp', '127.0.0.7', '0'])).stdout, 'removed tcp 127.0.0.7/32 0 -> host\n');
     assert.equal(await tcpProbe('127.0.0.7', 81), 'all24');
     ok(await tubectl(['bind', 'host', 'tcp', '127.0.0.7', '0']));
   });
@@ -125,6 +142,8 @@ describe('bind and precedence', () => {
     assert.deepEqual(in28.map((b) => `${b.prefix} ${b.action}`), ['127.0.0.7/32 steer', '127.0.0.0/28 reject', '127.0.0.0/28 reject']);
 
     const s = JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as { rejects: unknown[] };
+    const listed = JSON.parse(await bindingsJSON('any', '127.0.0.0/28')) as { bindings: Listed[] };
+    assert.deepEqual(listed.bindings.filter((b) => b.action === 'reject').map((b) => b.hits), ['2', '1'], 'a reject binding\'s hits are its refusals');
     assert.deepEqual(s.rejects, [
       { protocol: 'tcp', prefix: '127.0.0.0/28', port: 8080, rejected: '2' },
       { protocol: 'udp', prefix: '127.0.0.0/28', port: 8080, rejected: '1' },
@@ -135,8 +154,8 @@ describe('bind and precedence', () => {
     const steer = await tubectl(['unbind', '--reject', 'tcp', '127.0.0.0/24', '0']);
     assert.equal(steer.code, 1);
     assert.match(steer.stderr, /is not a reject binding/);
-    ok(await tubectl(['unbind', '--reject', 'tcp', '127.0.0.0/28', '8080']));
-    ok(await tubectl(['unbind', '--reject', 'plaintext', 'udp', '127.0.0.0/28', '8080']));
+    ok(await tubectl(['unbind', '--reject', '--force', 'tcp', '127.0.0.0/28', '8080']));
+    ok(await tubectl(['unbind', '--reject', '--live-window', '0', 'plaintext', 'udp', '127.0.0.0/28', '8080']));
     assert.equal(await tcpProbe('127.0.0.5', 8080), 'all24');
   });
 });
@@ -155,10 +174,10 @@ describe('load-bindings', () => {
       { label: 'v6all', prefix: '::/0', port: 0, protocol: 'tcp' },
       { prefix: '127.0.0.0/28', port: 25, action: 'reject' },
     ] });
-    const first = ok(await tubectl(['load-bindings', file]));
+    // It withdraws bindings that carried traffic in the tests above: --force.
+    const first = ok(await tubectl(['load-bindings', '--force', file]));
     assert.match(first.stdout, /^replaced bindings: \d+ added, \d+ removed, \d+ changed, \d+ unchanged \(generation \d+\)\n$/);
-    const list = (JSON.parse(await bindingsJSON()) as { bindings: unknown[] }).bindings;
-    assert.deepEqual(list, [
+    assert.deepEqual(withoutTraffic(await bindingsJSON()), [
       { label: '', protocol: 'tcp', prefix: '127.0.0.0/28', port: 25, action: 'reject' },
       { label: '', protocol: 'udp', prefix: '127.0.0.0/28', port: 25, action: 'reject' },
       { label: 'web', protocol: 'tcp', prefix: '127.0.0.0/24', port: 80, action: 'steer' },
@@ -207,7 +226,7 @@ describe('load-bindings', () => {
     const r = await tubectl(['load-bindings', path.join(files, 'nope.json')]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot read .*nope\.json: no such file/);
-    assert.match(ok(await tubectl(['load-bindings', write('empty.json', { bindings: [] })])).stdout, /0 added, 6 removed, 0 changed, 0 unchanged/);
+    assert.match(ok(await tubectl(['load-bindings', '--force', write('empty.json', { bindings: [] })])).stdout, /0 added, 6 removed, 0 changed, 0 unchanged/);
     assert.equal(ok(await tubectl(['bindings'])).stdout, 'no bindings\n');
     assert.equal(await tcpProbe('127.0.0.8', 80), 'ECONNREFUSED');
   });

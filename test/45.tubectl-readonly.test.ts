@@ -106,3 +106,30 @@ test('outside the group, even reading is refused with a message naming the group
   assert.match(r.stderr, new RegExp(`^tubectl: reading the dispatcher needs root or membership of group ${group} \\(gid ${gid}\\), which owns `));
   assert.doesNotMatch(r.stderr, /\n\s+at /);
 });
+
+test('a group member runs bindings --stats, diff and rollback --dry-run; rollback itself needs root', async () => {
+  const member = asNobody(true);
+  assert.match(ok(await member(['bindings', '--stats'])).stdout, /^protocol +prefix +port +label +hits +last hit\n/);
+  const diff = ok(await member(['diff', emptyFile]));
+  assert.match(diff.stdout, /\n0 added, 2 removed, 0 changed, 0 unchanged\n$/);
+  assert.equal((await member(['diff', '--exit-code', emptyFile])).code, 3);
+  assert.match((await member(['rollback', '--dry-run'])).stderr, /^tubectl: there is no previous generation to roll back to/);
+  const grown = path.join(tmpdir(), `tubectl-grown-${process.pid}.json`);
+  writeFileSync(grown, JSON.stringify({ bindings: [
+    { label: 'web', prefix: '127.0.0.0/24', port: 80, protocol: 'tcp' },
+    { prefix: '127.0.0.0/28', port: 25, protocol: 'tcp', action: 'reject' },
+    { label: 'web', prefix: '127.0.0.0/24', port: 81, protocol: 'tcp' },
+  ] }));
+  try {
+    ok(await tubectl(['load-bindings', grown]));
+  } finally {
+    rmSync(grown, { force: true });
+  }
+  const dry = ok(await member(['rollback', '--dry-run']));
+  assert.match(dry.stdout, /^rollback would go from generation 2 to generation 1 /);
+  assert.match(dry.stdout, /\nremoved +tcp +127\.0\.0\.0\/24 +81 +web +0 +never\n0 added, 1 removed, 0 changed, 2 unchanged\n/);
+  const r = await member(['rollback']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^tubectl: this command changes the dispatcher: run it as root/);
+  assert.equal(JSON.parse(ok(await tubectl(['status', '--json'])).stdout).generations.inForce.number, 2);
+});

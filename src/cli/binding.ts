@@ -5,14 +5,18 @@ import {
   type PackedBindings, bindingAt, keyFamily, keyLength, keyPort, keyProtocol, packBindingSet, precedenceOrder,
 } from '../bindingset.js';
 import { TubularError, isSystemError } from '../errors.js';
+import type { Verdict } from '../guard.js';
 import { BINDING_KEY_SIZE } from '../layout.js';
 import { containsPrefix, parsePrefix, type Prefix } from '../prefix.js';
 import { parsePort, parseProtocol, type Protocol } from '../protocol.js';
+import { bindingDoc } from './changes.js';
+import { formatAge } from './durations.js';
 import { type Env, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
-import { describeBinding, packedBindingsTable, writeJSON } from './output.js';
+import { type GuardFlags, guardFrom, guardedChange, guardedUnbind, warnRedirected, writeForced } from './guard.js';
+import { describeBinding, labelCell, packedBindingsTable, table, writeJSON } from './output.js';
 
-export interface BindOptions {
+export interface BindOptions extends GuardFlags {
   /** refuse matching connections instead of steering them to a label */
   reject?: boolean;
 }
@@ -44,16 +48,20 @@ function writeNotes(env: Env, notes: readonly string[]): void {
 export async function bind(env: Env, args: readonly string[], opts: BindOptions = {}): Promise<void> {
   const notes: string[] = [];
   const b = bindingFromArgs('bind', args, opts, notes);
+  const guard = guardFrom(opts, 'bind');
   writeNotes(env, notes);
   const result = await withDispatcher(env, false, (d) => d.bind(b));
   const replaced = result.replaced ? ` (was ${describeBinding(toJSON(result.replaced))})` : '';
   env.stdout.write(`bound ${describeBinding(toJSON(b))}${replaced}\n`);
+  if (result.replaced && result.replacedTraffic) warnRedirected(env, guard, result.replaced, result.replacedTraffic, b);
 }
 
 export async function unbind(env: Env, args: readonly string[], opts: BindOptions = {}): Promise<void> {
   const notes: string[] = [];
   const b = bindingFromArgs('unbind', args, opts, notes);
+  const guard = guardFrom(opts, 'unbind');
   writeNotes(env, notes);
+  const retry = ['tubectl unbind --force', ...(opts.reject ? ['--reject'] : []), ...(b.label ? [b.label] : []), b.protocol, toJSON(b).prefix, String(b.port)].join(' ');
   const removed = await withDispatcher(env, false, (d) => {
     if (opts.reject) {
       const existing = d.bindings().find((x) => x.protocol === b.protocol && x.port === b.port &&
@@ -63,7 +71,7 @@ export async function unbind(env: Env, args: readonly string[], opts: BindOption
           `remove it with tubectl unbind ${existing.label} ${b.protocol} ${toJSON(b).prefix} ${b.port}`);
       }
     }
-    return d.unbind(b);
+    return d.unbind(b, { check: guardedUnbind(guard, retry) });
   });
   env.stdout.write(`removed ${describeBinding(toJSON(removed))}\n`);
 }
@@ -119,23 +127,40 @@ export function matchesFilterAt(set: PackedBindings, i: number, f: BindingFilter
   return true;
 }
 
-export async function bindings(env: Env, args: readonly (string | undefined)[]): Promise<void> {
+export interface BindingsOptions {
+  /** add the columns hits and last hit */
+  stats?: boolean;
+}
+
+export async function bindings(env: Env, args: readonly (string | undefined)[], opts: BindingsOptions = {}): Promise<void> {
   const notes: string[] = [];
   const filter = parseFilter(args, notes);
   writeNotes(env, notes);
-  const set = await withDispatcher(env, true, (d) => d.packedBindings());
-  const filtering = filter.protocol !== undefined || filter.prefix !== undefined || Boolean(filter.port);
-  const order = precedenceOrder(set, filtering ? (i) => matchesFilterAt(set, i, filter) : undefined);
+  const withTraffic = env.json || (opts.stats ?? false);
+  const { set, order, traffic } = await withDispatcher(env, true, (d) => {
+    const set = d.packedBindings();
+    const filtering = filter.protocol !== undefined || filter.prefix !== undefined || Boolean(filter.port);
+    const order = precedenceOrder(set, filtering ? (i) => matchesFilterAt(set, i, filter) : undefined);
+    const stats = set.stats ?? new Uint32Array(set.count);
+    return { set, order, traffic: withTraffic ? d.traffic(Uint32Array.from(order, (i) => stats[i])) : [] };
+  });
   if (env.json) {
-    writeJSON(env, { bindings: order.map((i) => toJSON(bindingAt(set, i))) });
+    writeJSON(env, { bindings: order.map((i, r) => bindingDoc({ ...toJSON(bindingAt(set, i)), ...traffic[r] })) });
   } else if (order.length === 0) {
     env.stdout.write(set.count === 0 ? 'no bindings\n' : 'no bindings matched\n');
+  } else if (opts.stats) {
+    const now = Date.now();
+    env.stdout.write(table(['protocol', 'prefix', 'port', 'label', 'hits', 'last hit'], order.map((i, r) => {
+      const b = toJSON(bindingAt(set, i));
+      return [b.protocol, b.prefix, String(b.port), labelCell(b), traffic[r].hits.toString(), formatAge(traffic[r].lastHit, now)];
+    }), [2, 4]));
   } else {
     for (const chunk of packedBindingsTable(set, order)) env.stdout.write(chunk);
   }
 }
 
-export async function loadBindings(env: Env, file: string): Promise<void> {
+/** Reads and validates a bindings file, as load-bindings does; notes go to stderr. */
+export async function readBindingsFile(env: Env, file: string): Promise<PackedBindings> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -155,8 +180,17 @@ export async function loadBindings(env: Env, file: string): Promise<void> {
     parsed = { set: packBindingSet(next), notes };
   }
   writeNotes(env, parsed.notes);
-  const set = parsed.set;
-  const r = await withDispatcher(env, false, (d) => d.replacePackedBindings(set));
+  return parsed.set;
+}
+
+export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}): Promise<void> {
+  const guard = guardFrom(opts, 'load-bindings');
+  const set = await readBindingsFile(env, file);
+  const passed: { verdict?: Verdict } = {};
+  const check = guardedChange(guard, { what: `load ${file}`, retry: `tubectl load-bindings --force ${file}`, inspect: `tubectl diff ${file}` },
+    (verdict) => { passed.verdict = verdict; });
+  const r = await withDispatcher(env, false, (d) => d.replacePackedBindings(set, { check }));
+  if (passed.verdict) writeForced(env, passed.verdict);
   if (env.json) {
     writeJSON(env, r);
   } else {

@@ -7,6 +7,8 @@ import type { Output } from './env.js';
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
+/** diff, load-bindings --dry-run and rollback --dry-run with --exit-code: there are differences. */
+export const EXIT_DIFFERENT = 3;
 
 /** The command line is wrong: a bad verb, a missing or malformed argument. */
 export class UsageError extends Error {

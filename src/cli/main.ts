@@ -20,9 +20,15 @@ export interface Io {
 const EPILOG = `
 Global options go before the command; tubular's -netns and -bpffs work too.
 Exit status: 0 success, 1 the operation failed (the message says why),
-2 usage error (unknown command, missing or malformed argument).`;
+2 usage error (unknown command, missing or malformed argument),
+3 differences found (diff, --dry-run, only with --exit-code).`;
 
-function buildProgram(io: Io): Command {
+/** The exit status a verb chose (diff --exit-code); EXIT_OK unless set. */
+interface Outcome {
+  code: number;
+}
+
+function buildProgram(io: Io, outcome: Outcome): Command {
   const program = new Command('tubectl');
   program
     .description('Control the sk_lookup socket dispatcher of a network namespace (compatible with tubular\'s tubectl).')
@@ -44,11 +50,17 @@ function buildProgram(io: Io): Command {
     return { ...io, netns: g.netns, bpffs: g.bpffs, lockTimeoutMs: lockTimeoutMs(g.lockTimeout), json: opts.json ?? false };
   };
   const examples = (text: string): string => `\nExamples:\n${text.replace(/^/gm, '  $ ')}\n`;
+  const liveWindow = (): [string, string] =>
+    ['--live-window <duration>', 'a binding is live when it had a hit this recently: 30s, 10m, 2h, 1h30m; 0 turns the check off (default 10m)'];
+  /** --exit-code means something only for a dry run. */
+  const dryRunOnly = (verb: string, o: { dryRun?: boolean; exitCode?: boolean }): void => {
+    if (o.exitCode && !o.dryRun) throw new UsageError('--exit-code goes with --dry-run', verb);
+  };
 
   program.command('version').description('print the version').option('--json', 'print one JSON document')
     .action(async (o: { json?: boolean }) => (await import('./status.js')).version(env(o)));
 
-  program.command('status').description('show whether the dispatcher is loaded, its destinations and counters')
+  program.command('status').description('show whether the dispatcher is loaded, its generations, destinations and counters')
     .argument('[label]', 'show only the destinations of this label')
     .option('--json', 'print one JSON document')
     .addHelpText('after', examples('tubectl status\ntubectl status web\ntubectl status --json'))
@@ -72,31 +84,76 @@ function buildProgram(io: Io): Command {
     .usage('[--reject] <label> <protocol> <prefix[/mask]> <port>\n       tubectl bind --reject <protocol> <prefix[/mask]> <port>')
     .argument('<arguments...>', 'label, protocol (tcp|udp), prefix (an address is a /32 or /128), port (0 = every port)')
     .option('--reject', 'refuse matching connections at the transport layer (the label is optional)')
-    .addHelpText('after', examples('tubectl bind web tcp 127.0.0.0/24 80\ntubectl bind dns udp ::1 53\ntubectl bind --reject tcp 127.0.0.0/28 25'))
-    .action(async (args: string[], o: { reject?: boolean }) => (await import('./binding.js')).bind(env(), args, o));
+    .option(...liveWindow())
+    .addHelpText('after', '\nReplacing a binding that carried traffic within the live window with another\n' +
+      'label, or with reject, proceeds and says so on stderr.\n' +
+      examples('tubectl bind web tcp 127.0.0.0/24 80\ntubectl bind dns udp ::1 53\ntubectl bind --reject tcp 127.0.0.0/28 25'))
+    .action(async (args: string[], o: { reject?: boolean; liveWindow?: string }) => (await import('./binding.js')).bind(env(), args, o));
 
   program.command('unbind').description('remove a binding')
     .usage('[--reject] <label> <protocol> <prefix[/mask]> <port>\n       tubectl unbind --reject <protocol> <prefix[/mask]> <port>')
     .argument('<arguments...>', 'as given to bind')
     .option('--reject', 'remove a reject binding')
-    .addHelpText('after', examples('tubectl unbind web tcp 127.0.0.0/24 80\ntubectl unbind --reject tcp 127.0.0.0/28 25'))
-    .action(async (args: string[], o: { reject?: boolean }) => (await import('./binding.js')).unbind(env(), args, o));
+    .option('--force', 'remove it even if it carried traffic within the live window')
+    .option(...liveWindow())
+    .addHelpText('after', '\nA binding that carried traffic within the live window is not removed without --force.\n' +
+      examples('tubectl unbind web tcp 127.0.0.0/24 80\ntubectl unbind --reject tcp 127.0.0.0/28 25\ntubectl unbind --force web tcp 127.0.0.0/24 80'))
+    .action(async (args: string[], o: { reject?: boolean; force?: boolean; liveWindow?: string }) => (await import('./binding.js')).unbind(env(), args, o));
 
   program.command('bindings').description('list bindings, most preferred first')
     .argument('[protocol]', 'tcp, udp or any')
     .argument('[prefix]', 'only bindings inside this prefix')
     .argument('[port]', 'only bindings for this port or for every port')
+    .option('--stats', 'add the columns hits and last hit (--json always carries hits and lastHit)')
     .option('--json', 'print one JSON document')
-    .addHelpText('after', examples('tubectl bindings\ntubectl bindings any 127.0.0.0/8\ntubectl bindings udp ::1 443'))
-    .action(async (protocol: string | undefined, prefix: string | undefined, port: string | undefined, o: { json?: boolean }) =>
-      (await import('./binding.js')).bindings(env(o), [protocol, prefix, port]));
+    .addHelpText('after', examples('tubectl bindings\ntubectl bindings any 127.0.0.0/8\ntubectl bindings udp ::1 443\ntubectl bindings --stats'))
+    .action(async (protocol: string | undefined, prefix: string | undefined, port: string | undefined, o: { json?: boolean; stats?: boolean }) =>
+      (await import('./binding.js')).bindings(env(o), [protocol, prefix, port], o));
 
+  type ChangeFlags = { json?: boolean; dryRun?: boolean; exitCode?: boolean; force?: boolean; liveWindow?: string };
   program.command('load-bindings').description('replace all bindings with those of a JSON file, atomically')
     .argument('<file>', '{"bindings": [{"label": "web", "prefix": "127.0.0.0/24", "port": 80}, ...]}')
+    .option('--dry-run', 'print what it would change, change nothing (same as tubectl diff)')
+    .option('--exit-code', 'with --dry-run: exit 3 when there are differences')
+    .option('--force', 'apply it even if it withdraws or redirects live bindings, or removes most of them')
+    .option(...liveWindow())
     .option('--json', 'print the summary as one JSON document')
     .addHelpText('after', '\nEach entry binds tcp and udp unless it has "protocol": "tcp"|"udp";\n' +
-      '"action": "reject" refuses instead (then "label" is optional). The file is\nchecked completely before anything changes.\n')
-    .action(async (file: string, o: { json?: boolean }) => (await import('./binding.js')).loadBindings(env(o), file));
+      '"action": "reject" refuses instead (then "label" is optional). The file is\nchecked completely before anything changes.\n\n' +
+      'Refused without --force: removing a binding, giving it another label or turning\nit into reject ' +
+      'while it carried traffic within the live window; removing more\nthan half of the bindings in force, and more than 100.\n' +
+      examples('tubectl load-bindings bindings.json\ntubectl load-bindings --dry-run bindings.json\ntubectl load-bindings --force bindings.json'))
+    .action(async (file: string, o: ChangeFlags) => {
+      dryRunOnly('load-bindings', o);
+      if (o.dryRun) outcome.code = await (await import('./diff.js')).diff(env(o), file, o, 'load-bindings');
+      else await (await import('./binding.js')).loadBindings(env(o), file, o);
+    });
+
+  program.command('diff').description('print what load-bindings FILE would change, changing nothing')
+    .argument('<file>', 'a bindings file, as load-bindings takes it')
+    .option('--exit-code', 'exit 3 when there are differences (0 when there are none)')
+    .option(...liveWindow())
+    .option('--json', 'print one JSON document')
+    .addHelpText('after', '\nLists the bindings added, removed and changed (label or action), most preferred\n' +
+      'first, each with its hits and last hit, then a one-line summary.\n' +
+      examples('tubectl diff bindings.json\ntubectl diff --exit-code bindings.json || echo "would change"'))
+    .action(async (file: string, o: ChangeFlags) => {
+      outcome.code = await (await import('./diff.js')).diff(env(o), file, o);
+    });
+
+  program.command('rollback').description('put the previous generation of bindings back in force, atomically')
+    .option('--dry-run', 'print what it would change, change nothing')
+    .option('--exit-code', 'with --dry-run: exit 3 when there are differences')
+    .option('--force', 'roll back even if it withdraws or redirects live bindings, or removes most of them')
+    .option(...liveWindow())
+    .option('--json', 'print one JSON document')
+    .addHelpText('after', '\nbind and unbind change the generation in force only: a rollback takes their\n' +
+      'edits away with it, and a second rollback brings them back.\n' +
+      examples('tubectl rollback --dry-run\ntubectl rollback\ntubectl rollback --force'))
+    .action(async (o: ChangeFlags) => {
+      dryRunOnly('rollback', o);
+      outcome.code = await (await import('./rollback.js')).rollback(env(o), o);
+    });
 
   program.command('register').description('register the sockets passed by systemd socket activation')
     .argument('<label>', 'the label whose bindings the sockets serve')
@@ -159,9 +216,10 @@ function lockTimeoutMs(text: string): number {
 
 /** Runs tubectl with the arguments after the program name; returns the exit status. */
 export async function run(args: readonly string[], io: Io): Promise<number> {
+  const outcome: Outcome = { code: EXIT_OK };
   try {
-    await buildProgram(io).parseAsync(normalizeArgv(args), { from: 'user' });
-    return EXIT_OK;
+    await buildProgram(io, outcome).parseAsync(normalizeArgv(args), { from: 'user' });
+    return outcome.code;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     return report(err, io.stderr);

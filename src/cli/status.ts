@@ -1,8 +1,9 @@
 // Reading verbs: status, list, version. `version` must stay cheap, so the
 // control plane is imported only by the verbs that open the dispatcher.
-import type { DestinationStatus, Status } from '../dispatcher.js';
+import type { DestinationStatus, GenerationRecord, Status } from '../dispatcher.js';
 import type { Protocol } from '../protocol.js';
 import { type Env, withDispatcher } from './env.js';
+import { formatAge, isoSecond } from './durations.js';
 import { table, writeJSON } from './output.js';
 import type { RejectRow } from './rejects.js';
 
@@ -53,8 +54,29 @@ function destinationsTable(list: readonly DestinationJSON[]): string {
     [4, 5, 6, 7]);
 }
 
+/** A generation as status --json shows it. */
+export interface GenerationJSON {
+  number: number;
+  /** ISO 8601 UTC */
+  applied: string;
+  /** 16 hex digits of SHA-256 over the set as a replace wrote it; null once bind or unbind changed it */
+  digest: string | null;
+  bindings: number;
+}
+
+export function generationJSON(g: GenerationRecord): GenerationJSON {
+  return { number: g.number, applied: isoSecond(g.applied) ?? '', digest: g.digest, bindings: g.bindings };
+}
+
+/** One line of text for a generation. */
+function generationText(g: GenerationJSON, at: Date, now: number): string {
+  const digest = g.digest ?? (g.number === 1 && g.bindings === 0 ? 'none' : 'none, changed by bind or unbind since');
+  return `generation ${g.number}, applied ${g.applied} (${formatAge(at, now)}), ${g.bindings} binding${g.bindings === 1 ? '' : 's'}, digest ${digest}`;
+}
+
 interface Snapshot {
   status: Status;
+  generations: { inForce: GenerationRecord; previous: GenerationRecord | null };
   destinations: DestinationStatus[];
   rejects: RejectRow[];
 }
@@ -65,7 +87,7 @@ async function snapshot(env: Env): Promise<Snapshot> {
   try {
     const { rejectRows } = await import('./rejects.js');
     return await withDispatcher(env, true, (d) => ({
-      status: d.status(), destinations: d.destinations(), rejects: rejectRows(d.bindings(), d.rejectCounters()),
+      status: d.status(), generations: d.generations(), destinations: d.destinations(), rejects: rejectRows(d.bindings(), d.rejectCounters()),
     }));
   } catch (err) {
     if (env.json && err instanceof TubularError && err.code === 'ENOTLOADED') writeJSON(env, { loaded: false, netns: env.netns });
@@ -78,20 +100,25 @@ export async function status(env: Env, label?: string): Promise<void> {
   const destinations = snap.destinations.filter((d) => label === undefined || d.label === label).map(destinationJSON);
   const rejects: RejectJSON[] = snap.rejects.map((r) => ({ ...r, rejected: r.rejected.toString() }));
   const s = snap.status;
+  const { inForce, previous } = snap.generations;
+  const generations = { inForce: generationJSON(inForce), previous: previous && generationJSON(previous) };
   if (env.json) {
     writeJSON(env, {
-      loaded: true, netns: s.netns, netnsInode: s.netnsInode, stateDir: s.stateDir, programId: s.programId, linkId: s.linkId,
-      attached: s.attached, layoutVersion: s.layoutVersion, bindings: s.bindings, destinations, rejects,
+      loaded: true, netns: s.netns, netnsInode: s.netnsInode, stateDir: s.stateDir, programId: s.programId, linkId: s.linkId, attached: s.attached,
+      layoutVersion: s.layoutVersion, bindings: s.bindings, destinations, rejects, generations,
     });
     return;
   }
+  const now = Date.now();
   const id = (v: number | null): string => (v === null ? 'unknown (reading it needs root)' : String(v));
   const detached = s.attached === false ? ', detached: no traffic is steered (an unload was interrupted: run tubectl unload, then tubectl load)' : '';
   env.stdout.write(`dispatcher loaded in ${s.netns} (netns inode ${s.netnsInode})\n` +
     `  state:    ${s.stateDir} (layout ${s.layoutVersion})\n` +
     `  program:  ${id(s.programId)}\n` +
     `  link:     ${id(s.linkId)}${detached}\n` +
-    `  bindings: ${s.bindings}\n\n` +
+    `  bindings: ${s.bindings}\n` +
+    `  in force: ${generationText(generations.inForce, inForce.applied, now)}\n` +
+    `  previous: ${previous && generations.previous ? `${generationText(generations.previous, previous.applied, now)}; tubectl rollback returns to it` : 'none'}\n\n` +
     `Destinations${label === undefined ? '' : ` of ${label}`}:\n${destinationsTable(destinations)}\n` +
     'Reject bindings:\n' +
     (rejects.length === 0 ? 'none\n'

@@ -3,7 +3,7 @@
 // test's mount namespace (private copies of /etc/passwd and /etc/group).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
@@ -46,6 +46,38 @@ function as(user: keyof typeof users, label: string, then?: 'unregister', sock =
 }
 const code = (r: Reply): string => (r.ok ? 'ok' : r.error.code);
 
+// Connects, then hands the connection to a child and exits: the pid the
+// daemon saw at connect() is gone (and could be anyone's) when the child
+// sends its request. Prints the reply.
+const ORPHANED_CLIENT = `
+import os, socket, sys, time
+path, label = sys.argv[1:3]
+c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+c.connect(path)
+parent = os.getpid()
+if os.fork() > 0:
+    os._exit(0)
+for _ in range(500):
+    if not os.path.exists(f"/proc/{parent}"):
+        break
+    time.sleep(0.01)
+else:
+    sys.exit("the parent did not go away")
+s = socket.create_server(("127.0.0.1", 0))
+socket.send_fds(c, [f'{{"op":"register","label":"{label}"}}'.encode()], [s.fileno()])
+print(c.recv(65536).decode(), flush=True)
+`;
+
+// Another user may not reach a python3 that PATH finds in root's home.
+const SYSTEM_PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
+/** Runs ORPHANED_CLIENT as a user with its groups; returns the reply. */
+function orphanedAs(user: keyof typeof users, label: string): Reply {
+  const out = execFileSync('setpriv', ['--reuid', user, '--regid', execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim(), '--init-groups',
+    SYSTEM_PYTHON, '-c', ORPHANED_CLIENT, socket, label], { encoding: 'utf8' });
+  return JSON.parse(out) as Reply;
+}
+
 describe('policy', () => {
   let d: Dispatcher;
   let daemon: Daemon;
@@ -72,6 +104,14 @@ describe('policy', () => {
     assert.equal(code(reg), 'ok');
     assert.equal(code(unreg), 'ok');
     await daemon.waitLog(new RegExp(`uid=${users.tbalice} op=register label="web-1" result=ok ipv4/tcp`));
+  });
+
+  test('groups are those of the connection, not of whoever holds its pid at request time', async () => {
+    // tbalice is in tbweb only as a supplementary group, which /proc/<pid>
+    // of an exited process cannot tell
+    assert.equal(code(orphanedAs('tbalice', 'web-orphan')), 'ok');
+    await daemon.waitLog(new RegExp(`uid=${users.tbalice} op=register label="web-orphan" result=ok`));
+    assert.equal(code(orphanedAs('tbbob', 'web-orphan')), 'EPERM');
   });
 
   test('a primary member of the group may too', () => {

@@ -3,10 +3,10 @@
 // to a registered socket in the pinned socket map.
 import { TubularError } from '../errors.js';
 import { labelProblem } from '../label.js';
-import { native, type PeerCred, type ReceivedMessage } from '../native.js';
+import { native, type ReceivedMessage } from '../native.js';
 import type { Domain, Protocol } from '../protocol.js';
 import { registrableKind, socketProblem } from '../socket.js';
-import { allows, type Policy } from './policy.js';
+import { allows, type Peer, type Policy } from './policy.js';
 import type { DispatcherHandle } from './state.js';
 import {
   type ListedDestination, MAX_FDS, MAX_REQUEST_BYTES, OPS, type Op, type RegisteredSocket, type Reply, REQUESTS, RequestError,
@@ -52,7 +52,7 @@ function checkLabel(label: string): void {
   if (problem) throw new RequestError('EBADLABEL', problem);
 }
 
-function checkPolicy(ctx: HandlerContext, peer: PeerCred, op: string, label: string): void {
+function checkPolicy(ctx: HandlerContext, peer: Peer, op: string, label: string): void {
   if (!allows(ctx.policy(), peer, label)) {
     throw new RequestError('EPERM', `uid ${peer.uid} may not ${op} label "${label}": ` +
       (ctx.policy().rules.length ? 'the policy file grants it no pattern matching this label' : 'only root may, unless a policy file (--policy) grants it'));
@@ -94,7 +94,7 @@ const usage = (op: Op): string => ({
   unregister: 'send {"op":"unregister","label":"NAME","domain":"ipv4|ipv6","protocol":"tcp|udp"}',
 }[op]);
 
-function register(ctx: HandlerContext, peer: PeerCred, label: string, fds: number[]): RegisteredSocket[] {
+function register(ctx: HandlerContext, peer: Peer, label: string, fds: number[]): RegisteredSocket[] {
   checkLabel(label);
   checkPolicy(ctx, peer, 'register', label);
   // Validate every socket before touching the dispatcher.
@@ -149,7 +149,7 @@ function register(ctx: HandlerContext, peer: PeerCred, label: string, fds: numbe
   }));
 }
 
-function unregister(ctx: HandlerContext, peer: PeerCred, label: string, domain: Domain, protocol: Protocol): void {
+function unregister(ctx: HandlerContext, peer: Peer, label: string, domain: Domain, protocol: Protocol): void {
   checkLabel(label);
   checkPolicy(ctx, peer, 'unregister', label);
   try {
@@ -177,7 +177,7 @@ function list(ctx: HandlerContext): ListedDestination[] {
   }
 }
 
-function dispatch(ctx: HandlerContext, msg: ReceivedMessage, peer: PeerCred, out: Partial<Handled>): Reply {
+function dispatch(ctx: HandlerContext, msg: ReceivedMessage, peer: Peer, out: Partial<Handled>): Reply {
   if (msg.truncated) throw new RequestError('EMSGSIZE', `the request is larger than ${MAX_REQUEST_BYTES} bytes: send a smaller one`);
   if (msg.fds.length > MAX_FDS) throw new RequestError('E2BIG', `more than ${MAX_FDS} fds attached: send at most ${MAX_FDS} sockets per request`);
   if (msg.ctrlTruncated) {
@@ -204,7 +204,7 @@ function dispatch(ctx: HandlerContext, msg: ReceivedMessage, peer: PeerCred, out
 }
 
 /** Handles one received message. Never throws; closes every fd that came with it. */
-export function handle(ctx: HandlerContext, msg: ReceivedMessage, peer: PeerCred): Handled {
+export function handle(ctx: HandlerContext, msg: ReceivedMessage, peer: Peer): Handled {
   const out: Partial<Handled> = { op: '?' };
   try {
     const reply = dispatch(ctx, msg, peer, out);

@@ -3,9 +3,10 @@
 // request is a few syscalls, so a slow or silent client costs the others
 // nothing. A client is dropped when it stays idle too long, and refused with
 // EBUSY while too many are connected.
-import { native, type PeerCred } from '../native.js';
+import { native } from '../native.js';
 import { handle, type HandlerContext } from './handler.js';
 import type { Listener } from './listener.js';
+import type { Peer } from './policy.js';
 import { type ErrorReply, MAX_FDS, MAX_REQUEST_BYTES, type Reply } from './wire.js';
 
 export interface ServerOptions {
@@ -16,7 +17,7 @@ export interface ServerOptions {
 
 interface Client {
   fd: number;
-  peer: PeerCred;
+  peer: Peer;
   watch: { stop(): void };
   timer: NodeJS.Timeout;
 }
@@ -61,9 +62,11 @@ export class Server {
         return; // e.g. EMFILE: the next readiness callback tries again
       }
       if (fd < 0) return;
-      let peer: PeerCred;
+      // Who connected, as the kernel recorded it at connect(): the
+      // policy is decided on this, never on whoever holds the pid later.
+      let peer: Peer;
       try {
-        peer = n.peerCred(fd);
+        peer = { ...n.peerCred(fd), groups: n.peerGroups(fd) };
       } catch {
         n.close(fd);
         continue;

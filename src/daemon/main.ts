@@ -7,6 +7,7 @@ import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { packageRoot } from '../paths.js';
+import { MAX_CLIENTS_PER_USER, ROOT_CLIENTS, defaultRootClients } from './admission.js';
 import { activatedListener, type Listener, pathListener } from './listener.js';
 import { sdNotify } from './notify.js';
 import { DEFAULT_POLICY, loadPolicy, type Policy, resolveId } from './policy.js';
@@ -22,6 +23,8 @@ interface Options {
   group?: string;
   idleTimeout: number;
   maxClients: number;
+  rootClients?: number;
+  maxClientsPerUser: number;
 }
 
 const log = (line: string): void => { process.stderr.write(`${line}\n`); };
@@ -31,6 +34,12 @@ const positive = (what: string, integer: boolean) => (text: string): number => {
   if (!Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
     throw new InvalidArgumentError(`"${text}" is not a positive ${integer ? 'integer' : 'number'} of ${what}`);
   }
+  return v;
+};
+
+const count = (what: string) => (text: string): number => {
+  const v = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(v)) throw new InvalidArgumentError(`"${text}" is not a number of ${what} (0 or more)`);
   return v;
 };
 
@@ -51,10 +60,16 @@ function run(opts: Options): void {
   } catch (err) {
     log(`warning: ${(err as Error).message} (requests fail with ENOTLOADED until then)`);
   }
+  const rootClients = opts.rootClients ?? defaultRootClients(opts.maxClients);
+  if (rootClients >= opts.maxClients) {
+    throw new Error(`--root-clients ${rootClients} leaves no connection of --max-clients ${opts.maxClients} for other users: make it smaller`);
+  }
   const listener: Listener = activatedListener() ?? pathListener(opts.socket, gid);
   const server = new Server(listener, { dispatcher, policy: () => policy, version: version() }, {
     idleTimeoutMs: Math.round(opts.idleTimeout * 1000),
     maxClients: opts.maxClients,
+    rootClients,
+    maxClientsPerUser: opts.maxClientsPerUser,
     log,
   });
   server.start();
@@ -99,6 +114,8 @@ const program = new Command('tubulard')
   .option('--group <name|gid>', 'group owning the socket (mode 0660)')
   .option('--idle-timeout <seconds>', 'drop a client idle this long', positive('seconds', false), 10)
   .option('--max-clients <n>', 'refuse clients beyond this many with EBUSY', positive('clients', true), 64)
+  .option('--root-clients <n>', `how many of --max-clients only root may take (default ${ROOT_CLIENTS}, at most all but one)`, count('clients'))
+  .option('--max-clients-per-user <n>', 'connections one user other than root may hold', positive('clients', true), MAX_CLIENTS_PER_USER)
   .version(version())
   .action((opts: Options) => {
     try {

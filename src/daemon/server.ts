@@ -2,16 +2,16 @@
 // at a time from each, answer it. Everything runs on the main thread; each
 // request is a few syscalls, so a slow or silent client costs the others
 // nothing. A client is dropped when it stays idle too long, and refused with
-// EBUSY while too many are connected.
+// EBUSY when admission.ts says there is no slot for it.
 import { native } from '../native.js';
+import { type ClientLimits, refusal } from './admission.js';
 import { handle, type HandlerContext } from './handler.js';
 import type { Listener } from './listener.js';
 import type { Peer } from './policy.js';
 import { type ErrorReply, MAX_FDS, MAX_REQUEST_BYTES, type Reply } from './wire.js';
 
-export interface ServerOptions {
+export interface ServerOptions extends ClientLimits {
   idleTimeoutMs: number;
-  maxClients: number;
   log: (line: string) => void;
 }
 
@@ -71,9 +71,10 @@ export class Server {
         n.close(fd);
         continue;
       }
-      if (this.clients.size >= this.opts.maxClients) {
-        this.opts.log(`pid=${peer.pid} uid=${peer.uid} refused: ${this.clients.size} clients already connected`);
-        this.send(fd, error('EBUSY', `too many clients (${this.opts.maxClients}) are connected: try again shortly`));
+      const refused = refusal([...this.clients.values()].map((c) => c.peer.uid), peer.uid, this.opts);
+      if (refused !== undefined) {
+        this.opts.log(`pid=${peer.pid} uid=${peer.uid} refused: ${refused}`);
+        this.send(fd, error('EBUSY', refused));
         n.close(fd);
         continue;
       }

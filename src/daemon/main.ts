@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { packageRoot } from '../paths.js';
 import { MAX_CLIENTS_PER_USER, ROOT_CLIENTS, defaultRootClients } from './admission.js';
+import { DEFAULT_LOCK_TIMEOUT_MS } from './lock-wait.js';
 import { activatedListener, type Listener, pathListener } from './listener.js';
 import { sdNotify } from './notify.js';
 import { DEFAULT_POLICY, loadPolicy, type Policy, resolveId } from './policy.js';
@@ -25,6 +26,7 @@ interface Options {
   maxClients: number;
   rootClients?: number;
   maxClientsPerUser: number;
+  lockTimeout: number;
 }
 
 const log = (line: string): void => { process.stderr.write(`${line}\n`); };
@@ -37,9 +39,11 @@ const positive = (what: string, integer: boolean) => (text: string): number => {
   return v;
 };
 
-const count = (what: string) => (text: string): number => {
+const count = (what: string, integer = true) => (text: string): number => {
   const v = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(v)) throw new InvalidArgumentError(`"${text}" is not a number of ${what} (0 or more)`);
+  if (!(integer ? /^\d+$/ : /^\d+(\.\d+)?$/).test(text) || !Number.isFinite(v)) {
+    throw new InvalidArgumentError(`"${text}" is not a number of ${what} (0 or more)`);
+  }
   return v;
 };
 
@@ -65,7 +69,13 @@ function run(opts: Options): void {
     throw new Error(`--root-clients ${rootClients} leaves no connection of --max-clients ${opts.maxClients} for other users: make it smaller`);
   }
   const listener: Listener = activatedListener() ?? pathListener(opts.socket, gid);
-  const server = new Server(listener, { dispatcher, policy: () => policy, version: version() }, {
+  const ctx = {
+    dispatcher,
+    policy: () => policy,
+    version: version(),
+    lockTimeoutMs: Math.round(opts.lockTimeout * 1000),
+  };
+  const server = new Server(listener, ctx, {
     idleTimeoutMs: Math.round(opts.idleTimeout * 1000),
     maxClients: opts.maxClients,
     rootClients,
@@ -116,6 +126,8 @@ const program = new Command('tubulard')
   .option('--max-clients <n>', 'refuse clients beyond this many with EBUSY', positive('clients', true), 64)
   .option('--root-clients <n>', `how many of --max-clients only root may take (default ${ROOT_CLIENTS}, at most all but one)`, count('clients'))
   .option('--max-clients-per-user <n>', 'connections one user other than root may hold', positive('clients', true), MAX_CLIENTS_PER_USER)
+  .option('--lock-timeout <seconds>', 'how long a request waits for another writer (e.g. tubectl) to finish, then EBUSY',
+    count('seconds', false), DEFAULT_LOCK_TIMEOUT_MS / 1000)
   .version(version())
   .action((opts: Options) => {
     try {

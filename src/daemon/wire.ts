@@ -30,7 +30,7 @@ export const ERROR_CODES = [
   'ENOENT',          // unregister of something not registered
   'ENOTLOADED',      // no dispatcher is loaded
   'ENOSPC',          // the dispatcher is full
-  'EBUSY',           // too many clients: sent right after accepting, then closed
+  'EBUSY',           // too many clients (sent right after accepting, then closed), or the lock stayed taken
   'ETIMEDOUT',       // the client was idle too long: sent, then closed
   'EIO',             // the dispatcher failed; the message says how
 ] as const;

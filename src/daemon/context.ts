@@ -12,6 +12,8 @@ export interface HandlerContext {
   version: string;
   /** how long a write waits for the writers' lock, in ms (--lock-timeout) */
   lockTimeoutMs: number;
+  /** how many destinations a user other than root may hold registered (--max-destinations-per-user) */
+  maxDestinationsPerUser: number;
 }
 
 const PASSED_ON: readonly HandoffErrorCode[] = ['ENOENT', 'ENOSPC', 'EPERM', 'ENOTLOADED', 'EBUSY'];

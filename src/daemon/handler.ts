@@ -89,6 +89,7 @@ function list(ctx: HandlerContext): ListedDestination[] {
       protocol: x.protocol,
       registered: x.socket !== null,
       cookie: x.socket === null ? null : x.socket.toString(),
+      owner: x.owner,
       bindings: x.bindings,
       lookups: Number(x.lookups),
       misses: Number(x.misses),
@@ -121,7 +122,7 @@ async function dispatch(ctx: HandlerContext, msg: ReceivedMessage, peer: Peer, o
       const label = request.label as string;
       checkLabel(label);
       checkPolicy(ctx, peer, 'register', label);
-      return { ok: true, registered: await register(ctx, label, msg.fds) };
+      return { ok: true, registered: await register(ctx, peer, label, msg.fds) };
     }
     case 'unregister':
       await unregister(ctx, peer, request.label as string, request.domain as Domain, request.protocol as Protocol);

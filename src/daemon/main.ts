@@ -9,6 +9,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { packageRoot } from '../paths.js';
 import { MAX_CLIENTS_PER_USER, ROOT_CLIENTS, defaultRootClients } from './admission.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock-wait.js';
+import { MAX_DESTINATIONS_PER_USER } from './register.js';
 import { activatedListener, type Listener, pathListener } from './listener.js';
 import { sdNotify } from './notify.js';
 import { DEFAULT_POLICY, loadPolicy, type Policy, resolveId } from './policy.js';
@@ -26,6 +27,7 @@ interface Options {
   maxClients: number;
   rootClients?: number;
   maxClientsPerUser: number;
+  maxDestinationsPerUser: number;
   lockTimeout: number;
 }
 
@@ -74,6 +76,7 @@ function run(opts: Options): void {
     policy: () => policy,
     version: version(),
     lockTimeoutMs: Math.round(opts.lockTimeout * 1000),
+    maxDestinationsPerUser: opts.maxDestinationsPerUser,
   };
   const server = new Server(listener, ctx, {
     idleTimeoutMs: Math.round(opts.idleTimeout * 1000),
@@ -126,6 +129,7 @@ const program = new Command('tubulard')
   .option('--max-clients <n>', 'refuse clients beyond this many with EBUSY', positive('clients', true), 64)
   .option('--root-clients <n>', `how many of --max-clients only root may take (default ${ROOT_CLIENTS}, at most all but one)`, count('clients'))
   .option('--max-clients-per-user <n>', 'connections one user other than root may hold', positive('clients', true), MAX_CLIENTS_PER_USER)
+  .option('--max-destinations-per-user <n>', 'registered destinations one user other than root may hold', count('destinations'), MAX_DESTINATIONS_PER_USER)
   .option('--lock-timeout <seconds>', 'how long a request waits for another writer (e.g. tubectl) to finish, then EBUSY',
     count('seconds', false), DEFAULT_LOCK_TIMEOUT_MS / 1000)
   .version(version())

@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   'ENOTBOUND',       // a UDP socket that is not bound
   'EDUPLICATE',      // two sockets of one request go to the same destination
   'EPERM',           // the policy does not allow this peer
+  'EDQUOT',          // the peer holds as many registered destinations as one user may
   'ENOENT',          // unregister of something not registered
   'ENOTLOADED',      // no dispatcher is loaded
   'ENOSPC',          // the dispatcher is full
@@ -82,6 +83,8 @@ export interface ListedDestination {
   registered: boolean;
   /** the registered socket's cookie as a decimal string, or null */
   cookie: string | null;
+  /** the uid that registered the sockets through tubulard, or null (none, or root's tools) */
+  owner: number | null;
   bindings: number;
   lookups: number;
   misses: number;

@@ -4,9 +4,11 @@
 //   const server = net.createServer(...).listen(8080);
 //   await registerSockets('web', [server._handle.fd]);
 //
-// The daemon keeps no reference to your process: the dispatcher holds the
-// socket itself. Close your copy whenever you like; the registration stays
-// until another socket replaces it or it is unregistered.
+// The registration lasts while the socket is open: the daemon keeps no copy,
+// and the kernel removes a closed socket from the dispatcher's socket map.
+// Keep the server listening for as long as it should get traffic. Workers
+// that each listen on a member of one SO_REUSEPORT group register the
+// group: all its fds in one call (docs/PROTOCOL.md).
 import { native } from './native.js';
 import { DEFAULT_SOCKET, type ListedDestination, type RegisteredSocket, type Reply } from './daemon/wire.js';
 import type { Domain, Protocol } from './protocol.js';
@@ -137,7 +139,8 @@ export const ping = (opts: ClientOptions = {}): Promise<string> =>
 
 /**
  * Registers 1 to 16 listening TCP or bound UDP sockets (by fd) under a label,
- * all or none. Each replaces the socket of its (label, domain, protocol).
+ * all or none: one per domain and protocol, or the members of one
+ * SO_REUSEPORT group. Each replaces what its (label, domain, protocol) held.
  */
 export const registerSockets = (label: string, fds: readonly number[], opts: ClientOptions = {}): Promise<RegisteredSocket[]> =>
   once(opts, { op: 'register', label }, fds, (r) => ('registered' in r ? r.registered : []));

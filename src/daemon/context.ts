@@ -16,7 +16,7 @@ export interface HandlerContext {
   maxDestinationsPerUser: number;
 }
 
-const PASSED_ON: readonly HandoffErrorCode[] = ['ENOENT', 'ENOSPC', 'EPERM', 'ENOTLOADED', 'EBUSY'];
+const PASSED_ON: readonly HandoffErrorCode[] = ['ENOENT', 'ENOSPC', 'EPERM', 'ENOTLOADED', 'EBADSOCK', 'EBUSY'];
 
 /** Maps a dispatcher failure to a reply code. */
 export function dispatcherError(err: unknown): RequestError {

@@ -89,6 +89,7 @@ function list(ctx: HandlerContext): ListedDestination[] {
       protocol: x.protocol,
       registered: x.socket !== null,
       cookie: x.socket === null ? null : x.socket.toString(),
+      cookies: x.sockets.map(String),
       owner: x.owner,
       bindings: x.bindings,
       lookups: Number(x.lookups),

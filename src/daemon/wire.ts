@@ -25,7 +25,8 @@ export const ERROR_CODES = [
   'EPROTONOSUPPORT', // an IPv4/IPv6 socket that is neither TCP nor UDP
   'ENOTLISTENING',   // a TCP socket that is not listening
   'ENOTBOUND',       // a UDP socket that is not bound
-  'EDUPLICATE',      // two sockets of one request go to the same destination
+  'EDUPLICATE',      // two sockets of one request go to one destination and are not one SO_REUSEPORT group
+  'EBADSOCK',        // the dispatcher cannot use a socket: it belongs to another network namespace
   'EPERM',           // the policy does not allow this peer
   'EDQUOT',          // the peer holds as many registered destinations as one user may
   'ENOENT',          // unregister of something not registered
@@ -81,8 +82,10 @@ export interface ListedDestination {
   protocol: 'tcp' | 'udp';
   /** whether a socket is registered */
   registered: boolean;
-  /** the registered socket's cookie as a decimal string, or null */
+  /** the first registered socket's cookie as a decimal string, or null */
   cookie: string | null;
+  /** the cookies of every registered socket (the members of one SO_REUSEPORT group) */
+  cookies: string[];
   /** the uid that registered the sockets through tubulard, or null (none, or root's tools) */
   owner: number | null;
   bindings: number;

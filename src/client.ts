@@ -4,9 +4,12 @@
 //   const server = net.createServer(...).listen(8080);
 //   await registerSockets('web', [server._handle.fd]);
 //
-// The daemon keeps no reference to your process: the dispatcher holds the
-// socket itself. Close your copy whenever you like; the registration stays
-// until another socket replaces it or it is unregistered.
+// The registration lasts while the socket is open: the daemon keeps no copy,
+// and the kernel removes a closed socket from the dispatcher's socket map.
+// Keep the server listening for as long as it should get traffic. Workers
+// that each listen on a member of one SO_REUSEPORT group register the
+// group: all its fds in one call (docs/PROTOCOL.md).
+import { isSystemError } from './errors.js';
 import { native } from './native.js';
 import { DEFAULT_SOCKET, type ListedDestination, type RegisteredSocket, type Reply } from './daemon/wire.js';
 import type { Domain, Protocol } from './protocol.js';
@@ -75,7 +78,19 @@ export class HandoffClient {
 
   private exchange(data: Buffer, fds: readonly number[], timeoutMs: number): Promise<Reply> {
     if (this.fd < 0) return Promise.reject(new Error('the connection to tubulard is closed'));
-    if (native().sendMessage(this.fd, data, [...fds]) < 0) {
+    let sent: number;
+    try {
+      sent = native().sendMessage(this.fd, data, [...fds]);
+    } catch (err) {
+      // Refused (EBUSY) and closed before the request went out: the notice
+      // the daemon sent is still there to read, and is the answer.
+      if (!isSystemError(err, 'EPIPE') && !isSystemError(err, 'ECONNRESET')) return Promise.reject(err);
+      return this.wait(timeoutMs).then((r) => {
+        if (r === null) throw err;
+        return r;
+      });
+    }
+    if (sent < 0) {
       return Promise.reject(new Error('the connection to tubulard is congested: read the replies before sending more'));
     }
     return this.wait(timeoutMs).then((r) => {
@@ -101,9 +116,19 @@ export class HandoffClient {
         try {
           msg = n.recvMessage(fd, MAX_REPLY_BYTES, 0);
         } catch (err) {
-          if ((err as { code?: string }).code === 'ECONNRESET') { finish(() => resolve(null)); return true; }
-          finish(() => reject(err));
-          return true;
+          if (!isSystemError(err, 'ECONNRESET')) {
+            finish(() => reject(err));
+            return true;
+          }
+          // The daemon closed the connection with our request unread (it
+          // refused the connection): the kernel reports the reset first,
+          // then still hands over what the daemon sent before closing.
+          try {
+            msg = n.recvMessage(fd, MAX_REPLY_BYTES, 0);
+          } catch {
+            msg = null;
+          }
+          if (msg === null || msg.eof) { finish(() => resolve(null)); return true; }
         }
         if (msg === null) return false;
         if (msg.eof) { finish(() => resolve(null)); return true; }
@@ -137,7 +162,8 @@ export const ping = (opts: ClientOptions = {}): Promise<string> =>
 
 /**
  * Registers 1 to 16 listening TCP or bound UDP sockets (by fd) under a label,
- * all or none. Each replaces the socket of its (label, domain, protocol).
+ * all or none: one per domain and protocol, or the members of one
+ * SO_REUSEPORT group. Each replaces what its (label, domain, protocol) held.
  */
 export const registerSockets = (label: string, fds: readonly number[], opts: ClientOptions = {}): Promise<RegisteredSocket[]> =>
   once(opts, { op: 'register', label }, fds, (r) => ('registered' in r ? r.registered : []));

@@ -16,12 +16,15 @@ const { bpffs } = isolate();
 const dir = workDir();
 const socket = path.join(dir, 'tubulard.sock');
 
-// Sockets Node cannot make: a raw socket, an unbound UDP socket.
+// Sockets Node cannot make: a raw socket, an unbound UDP socket, a socket
+// of another network namespace (run under unshare).
 const PYTHON_CLIENT = `
 import socket, sys
 path, request, kind = sys.argv[1:4]
 if kind == "raw":
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+elif kind == "tcp":
+    s = socket.create_server(("", 0))
 else:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -153,10 +156,11 @@ describe('bad input', () => {
     assert.match(await expectCode('ENOTLISTENING', { op: 'register', label: 'conn' }, [good6.fd, fd]), /listen\(\)/);
   });
 
-  test('two sockets for one destination: EDUPLICATE', async () => {
+  test('two sockets for one destination that are not one SO_REUSEPORT group: EDUPLICATE', async () => {
     const other = await tcpServer('other', '127.0.0.1');
     try {
-      await expectCode('EDUPLICATE', { op: 'register', label: 'dup' }, [good.fd, other.fd]);
+      assert.match(await expectCode('EDUPLICATE', { op: 'register', label: 'dup' }, [good.fd, other.fd]), /not one SO_REUSEPORT group/);
+      assert.match(await expectCode('EDUPLICATE', { op: 'register', label: 'dup' }, [good.fd, good.fd]), /socket #2 is socket #1 again/);
     } finally {
       await other.close();
     }
@@ -167,6 +171,15 @@ describe('bad input', () => {
     const run = (kind: string): Reply => JSON.parse(execFileSync('python3', ['-c', PYTHON_CLIENT, socket, '{"op":"register","label":"py"}', kind], { encoding: 'utf8' })) as Reply;
     assert.equal(codeOf(run('udp-unbound')), 'ENOTBOUND');
     assert.equal(codeOf(run('raw')), 'EPROTONOSUPPORT');
+    assert.deepEqual(d.destinations(), before);
+  });
+
+  test('a socket of another network namespace: EBADSOCK', () => {
+    const before = d.destinations();
+    const r = JSON.parse(execFileSync('unshare', ['--net', 'python3', '-c', PYTHON_CLIENT, socket, '{"op":"register","label":"elsewhere"}', 'tcp'],
+      { encoding: 'utf8' })) as Reply;
+    assert.equal(codeOf(r), 'EBADSOCK', JSON.stringify(r));
+    assert.match(!r.ok ? r.error.message : '', /another network namespace/);
     assert.deepEqual(d.destinations(), before);
   });
 

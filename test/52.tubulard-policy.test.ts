@@ -3,9 +3,10 @@
 // test's mount namespace (private copies of /etc/passwd and /etc/group).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { SYSTEM_PYTHON, addAccounts, asUser } from './lib/accounts.js';
 import { isolate } from './lib/isolate.js';
 import { startDaemon, type Daemon, workDir } from './lib/daemon.js';
 import { installed } from './lib/installed.js';
@@ -23,35 +24,58 @@ const policyFile = path.join(dir, 'policy.json');
 const CLIENTS = 64100; // may connect to the socket
 const WEB = 64101;     // the policy's group
 const users = { tbalice: 64001, tbbob: 64002, tbcarol: 64003 };
-function addAccounts(): void {
-  const passwd = `${readFileSync('/etc/passwd', 'utf8')}` +
-    `tbalice:x:${users.tbalice}:${CLIENTS}::/nonexistent:/usr/sbin/nologin\n` +
-    `tbbob:x:${users.tbbob}:${CLIENTS}::/nonexistent:/usr/sbin/nologin\n` +
-    `tbcarol:x:${users.tbcarol}:${WEB}::/nonexistent:/usr/sbin/nologin\n`;
-  const group = `${readFileSync('/etc/group', 'utf8')}` +
-    `tbclients:x:${CLIENTS}:tbalice,tbbob,tbcarol\n` +
-    `tbweb:x:${WEB}:tbalice\n`;
-  for (const [name, text] of [['passwd', passwd], ['group', group]]) {
-    const copy = path.join(dir, name);
-    writeFileSync(copy, text, { mode: 0o644 });
-    execFileSync('mount', ['--bind', copy, `/etc/${name}`]);
-  }
+function addTestAccounts(): void {
+  addAccounts(dir, [
+    { name: 'tbalice', uid: users.tbalice, gid: CLIENTS },
+    { name: 'tbbob', uid: users.tbbob, gid: CLIENTS },
+    { name: 'tbcarol', uid: users.tbcarol, gid: WEB },
+  ], [
+    { name: 'tbclients', gid: CLIENTS, members: ['tbalice', 'tbbob', 'tbcarol'] },
+    { name: 'tbweb', gid: WEB, members: ['tbalice'] },
+  ]);
 }
 
 /** Runs the register-as helper as a user; returns its replies. */
 function as(user: keyof typeof users, label: string, then?: 'unregister', sock = socket): Reply[] {
-  const out = execFileSync('setpriv', ['--reuid', user, '--regid', execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim(), '--init-groups',
-    process.execPath, asOther.helper('register-as'), sock, label, ...(then ? [then] : [])], { encoding: 'utf8' });
+  const out = execFileSync(...asUser(user, [process.execPath, asOther.helper('register-as'), sock, label, ...(then ? [then] : [])]), { encoding: 'utf8' });
   return out.trim().split('\n').map((l) => JSON.parse(l) as Reply);
 }
 const code = (r: Reply): string => (r.ok ? 'ok' : r.error.code);
+
+// Connects, then hands the connection to a child and exits: the pid the
+// daemon saw at connect() is gone (and could be anyone's) when the child
+// sends its request. Prints the reply.
+const ORPHANED_CLIENT = `
+import os, socket, sys, time
+path, label = sys.argv[1:3]
+c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+c.connect(path)
+parent = os.getpid()
+if os.fork() > 0:
+    os._exit(0)
+for _ in range(500):
+    if not os.path.exists(f"/proc/{parent}"):
+        break
+    time.sleep(0.01)
+else:
+    sys.exit("the parent did not go away")
+s = socket.create_server(("127.0.0.1", 0))
+socket.send_fds(c, [f'{{"op":"register","label":"{label}"}}'.encode()], [s.fileno()])
+print(c.recv(65536).decode(), flush=True)
+`;
+
+/** Runs ORPHANED_CLIENT as a user with its groups; returns the reply. */
+function orphanedAs(user: keyof typeof users, label: string): Reply {
+  const out = execFileSync(...asUser(user, [SYSTEM_PYTHON, '-c', ORPHANED_CLIENT, socket, label]), { encoding: 'utf8' });
+  return JSON.parse(out) as Reply;
+}
 
 describe('policy', () => {
   let d: Dispatcher;
   let daemon: Daemon;
 
   before(async () => {
-    addAccounts();
+    addTestAccounts();
     d = Dispatcher.create({ bpffs });
     writeFileSync(policyFile, JSON.stringify({ allow: [{ group: 'tbweb', labels: ['web-*'] }] }));
     daemon = await startDaemon({ bpffs, socket, args: ['--policy', policyFile, '--group', 'tbclients'] });
@@ -72,6 +96,14 @@ describe('policy', () => {
     assert.equal(code(reg), 'ok');
     assert.equal(code(unreg), 'ok');
     await daemon.waitLog(new RegExp(`uid=${users.tbalice} op=register label="web-1" result=ok ipv4/tcp`));
+  });
+
+  test('groups are those of the connection, not of whoever holds its pid at request time', async () => {
+    // tbalice is in tbweb only as a supplementary group, which /proc/<pid>
+    // of an exited process cannot tell
+    assert.equal(code(orphanedAs('tbalice', 'web-orphan')), 'ok');
+    await daemon.waitLog(new RegExp(`uid=${users.tbalice} op=register label="web-orphan" result=ok`));
+    assert.equal(code(orphanedAs('tbbob', 'web-orphan')), 'EPERM');
   });
 
   test('a primary member of the group may too', () => {

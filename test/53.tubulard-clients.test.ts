@@ -73,6 +73,27 @@ describe('clients', () => {
     }
   });
 
+  test('a refused client whose request the daemon never read still gets the EBUSY notice as its answer', async () => {
+    const sock3 = path.join(dir, 'one.sock');
+    const one = await startDaemon({ bpffs, socket: sock3, args: ['--max-clients', '1'] });
+    const held = HandoffClient.connect(sock3);
+    try {
+      assert.equal((await held.request({ op: 'ping' })).ok, true);
+      // Stopped, the daemon cannot accept before the request is in: it then
+      // refuses the connection and closes it with the request unread.
+      one.child.kill('SIGSTOP');
+      const late = HandoffClient.connect(sock3);
+      const answer = late.request({ op: 'ping' });
+      one.child.kill('SIGCONT');
+      const r = await answer;
+      assert.equal(!r.ok && r.error.code, 'EBUSY', JSON.stringify(r));
+      late.close();
+    } finally {
+      held.close();
+      await one.stop();
+    }
+  });
+
   test('beyond --max-clients a client gets EBUSY and is closed; a slot freed is reusable', async () => {
     const sock2 = path.join(dir, 'small.sock');
     const small = await startDaemon({ bpffs, socket: sock2, args: ['--max-clients', '3'] });

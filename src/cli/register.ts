@@ -1,6 +1,6 @@
 // Verbs over sockets: register (systemd socket activation), register-pid
 // (take a socket out of a running process), unregister.
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import type { Dispatcher, Registration } from '../dispatcher.js';
 import { destinationName } from '../destination.js';
 import { TubularError, isSystemError } from '../errors.js';
@@ -151,6 +151,20 @@ export function socketMatch(info: SocketInfo, want: Omit<PidArgs, 'pid' | 'label
   return bound.bytes.every((b) => b === 0) ? 1 : 0;
 }
 
+/** What register-pid needs from the system; tests pass a world of their own. */
+export interface PidSys {
+  pidfdOpen(pid: number): number;
+  pidfdGetfd(pidfd: number, fd: number): number;
+  /** whether the pidfd's process still runs (or is not yet reaped) as pid: then pid was not reused */
+  pidfdIsPid(pidfd: number, pid: number): boolean;
+  /** the fds of process pid that are sockets, from /proc/<pid>/fd */
+  socketFds(pid: number): number[];
+  /** the inode of the network namespace of process pid, from /proc/<pid>/ns/net */
+  netnsInode(pid: number): number;
+  socketInfo(fd: number): SocketInfo;
+  close(fd: number): void;
+}
+
 /** The fds of a process that are sockets. */
 function socketFds(pid: number): number[] {
   let entries: string[];
@@ -172,49 +186,109 @@ function socketFds(pid: number): number[] {
   return fds.sort((a, b) => a - b);
 }
 
-export async function registerPid(env: Env, args: readonly string[]): Promise<void> {
-  const want = parsePidArgs(args);
-  if (!existsSync(`/proc/${want.pid}`)) throw new TubularError('ENOENT', `there is no process ${want.pid}`);
-  sameNetns(env, `/proc/${want.pid}/ns/net`, `process ${want.pid}`);
+/** The pid a pidfd refers to, as its fdinfo says (-1 once the process is reaped); undefined when the kernel does not say. */
+function pidOfPidfd(pidfd: number): number | undefined {
+  const m = /^Pid:\s*(-?\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${pidfd}`, 'utf8'));
+  return m ? Number(m[1]) : undefined;
+}
+
+export function systemPidSys(): PidSys {
   const n = native();
-  const fds = socketFds(want.pid);
+  return {
+    pidfdOpen: (pid) => n.pidfdOpen(pid),
+    pidfdGetfd: (pidfd, fd) => n.pidfdGetfd(pidfd, fd),
+    pidfdIsPid: (pidfd, pid) => (pidOfPidfd(pidfd) ?? pid) === pid,
+    socketFds,
+    netnsInode: (pid) => {
+      try {
+        return statSync(`/proc/${pid}/ns/net`).ino;
+      } catch (err) {
+        if (isSystemError(err, 'ENOENT')) throw new TubularError('ENOENT', `there is no process ${pid}`);
+        throw err;
+      }
+    },
+    socketInfo: (fd) => n.socketInfo(fd),
+    close: (fd) => n.close(fd),
+  };
+}
+
+export interface TakenSocket {
+  /** the fd number in the other process */
+  fd: number;
+  /** our copy: the caller closes it */
+  ours: number;
+}
+
+/**
+ * Takes the socket of process `want.pid` that fits `want` best. The pidfd
+ * comes first: every fd taken through it is that process's, even if the
+ * process exits and its pid goes to another. /proc/<pid> is read after, and
+ * trusted only once the pidfd's process is found still at that pid; so a
+ * pid reused in between cannot hand over another process's socket.
+ */
+export function takeSocket(want: PidArgs, netns: { path: string; ino: number }, sys: PidSys): TakenSocket {
+  const { pid } = want;
   let pidfd: number;
   try {
-    pidfd = n.pidfdOpen(want.pid);
+    pidfd = sys.pidfdOpen(pid);
   } catch (err) {
-    if (isSystemError(err, 'ESRCH')) throw new TubularError('ENOENT', `there is no process ${want.pid}`);
+    if (isSystemError(err, 'ESRCH')) throw new TubularError('ENOENT', `there is no process ${pid}`);
     throw err;
   }
-  const taken: number[] = [];
+  const exited = (): TubularError => new TubularError('ENOENT', `process ${pid} exited while tubectl looked at it: nothing was registered`);
+  const still = (): void => { if (!sys.pidfdIsPid(pidfd, pid)) throw exited(); };
+  let best: (TakenSocket & { score: number }) | undefined;
   try {
-    let best: { fd: number; ours: number; score: number } | undefined;
+    const inNetns = sys.netnsInode(pid) === netns.ino;
+    const fds = sys.socketFds(pid);
+    still(); // what /proc said was about the pidfd's process
+    if (!inNetns) {
+      throw new TubularError('EINVAL', `process ${pid} must be in the network namespace of the dispatcher, ${netns.path} (choose it with --netns)`);
+    }
     for (const fd of fds) {
       let ours: number;
       try {
-        ours = n.pidfdGetfd(pidfd, fd);
+        ours = sys.pidfdGetfd(pidfd, fd);
       } catch (err) {
         if (isSystemError(err, 'EBADF')) continue; // closed meanwhile
+        if (isSystemError(err, 'ESRCH')) throw exited();
         if (isSystemError(err, 'EPERM') || isSystemError(err, 'EACCES')) {
-          throw new TubularError('EPERM', `cannot take fd ${fd} of process ${want.pid}: run as root (or with CAP_SYS_PTRACE)`);
+          throw new TubularError('EPERM', `cannot take fd ${fd} of process ${pid}: run as root (or with CAP_SYS_PTRACE)`);
         }
         throw err;
       }
-      taken.push(ours);
-      const score = socketMatch(n.socketInfo(ours), want);
-      if (score > (best?.score ?? 0)) best = { fd, ours, score };
+      const score = socketMatch(sys.socketInfo(ours), want);
+      if (score > (best?.score ?? 0)) {
+        if (best) sys.close(best.ours);
+        best = { fd, ours, score };
+      } else {
+        sys.close(ours);
+      }
     }
+    still();
+  } catch (err) {
+    if (best) sys.close(best.ours);
+    throw err;
+  } finally {
+    sys.close(pidfd);
+  }
+  if (!best) {
     const addr = formatAddress(want.address.family, want.address.bytes);
     const where = `${want.protocol} ${want.address.family === 4 ? addr : `[${addr}]`}:${want.port}`;
-    if (!best) {
-      const state = want.protocol === 'tcp' ? 'listening' : 'bound';
-      throw new TubularError('ENOENT', `process ${want.pid} has no ${state} ${where} socket (nor one on the wildcard address): check the address and port`);
-    }
-    const chosen = best;
-    const r = await withDispatcher(env, false, (d: Dispatcher) => d.registerSocket(want.label, chosen.ours));
-    env.stdout.write(`${describeRegistration(r)} (fd ${chosen.fd} of process ${want.pid})\n`);
+    const state = want.protocol === 'tcp' ? 'listening' : 'bound';
+    throw new TubularError('ENOENT', `process ${pid} has no ${state} ${where} socket (nor one on the wildcard address): check the address and port`);
+  }
+  return { fd: best.fd, ours: best.ours };
+}
+
+export async function registerPid(env: Env, args: readonly string[], sys: PidSys = systemPidSys()): Promise<void> {
+  const want = parsePidArgs(args);
+  const taken = takeSocket(want, { path: env.netns, ino: netnsInode(env.netns) }, sys);
+  try {
+    const r = await withDispatcher(env, false, (d: Dispatcher) => d.registerSocket(want.label, taken.ours));
+    env.stdout.write(`${describeRegistration(r)} (fd ${taken.fd} of process ${want.pid})\n`);
   } finally {
-    for (const fd of taken) n.close(fd);
-    n.close(pidfd);
+    sys.close(taken.ours);
   }
 }
 

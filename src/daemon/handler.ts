@@ -1,22 +1,19 @@
 // One request in, one reply out. The fds that came with the request are the
-// handler's to close, on every path: the dispatcher keeps its own reference
-// to a registered socket in the pinned socket map.
-import { TubularError } from '../errors.js';
+// handler's to close, on every path, once the request is answered: a
+// registered socket stays registered while some process holds it open
+// (the service that sent it), never because the daemon keeps a copy.
 import { labelProblem } from '../label.js';
-import { native, type PeerCred, type ReceivedMessage } from '../native.js';
+import { native, type ReceivedMessage } from '../native.js';
 import type { Domain, Protocol } from '../protocol.js';
-import { registrableKind, socketProblem } from '../socket.js';
-import { allows, type Policy } from './policy.js';
-import type { DispatcherHandle } from './state.js';
+import { type HandlerContext, dispatcherError, dispatcherOf } from './context.js';
+import { lockWait, whenUnlocked } from './lock-wait.js';
+import { allows, type Peer } from './policy.js';
+import { register } from './register.js';
 import {
-  type ListedDestination, MAX_FDS, MAX_REQUEST_BYTES, OPS, type Op, type RegisteredSocket, type Reply, REQUESTS, RequestError,
+  type ListedDestination, MAX_FDS, MAX_REQUEST_BYTES, OPS, type Op, type Reply, REQUESTS, RequestError,
 } from './wire.js';
 
-export interface HandlerContext {
-  dispatcher: DispatcherHandle;
-  policy: () => Policy;
-  version: string;
-}
+export type { HandlerContext } from './context.js';
 
 export interface Handled {
   reply: Reply;
@@ -26,33 +23,12 @@ export interface Handled {
   result: string;
 }
 
-/** What is wrong with a socket, as a distinct code, before the dispatcher sees it. */
-function checkSocket(fd: number, index: number): { domain: Domain; protocol: Protocol; address: string; port: number } {
-  const n = native();
-  const which = `socket #${index + 1}`;
-  if (n.socketType(fd) < 0) throw new RequestError('ENOTSOCK', `${which} is not a socket: attach the fds of listening TCP or bound UDP sockets`);
-  const info = n.socketInfo(fd);
-  const problem = socketProblem(info);
-  if (problem) throw new RequestError(problem.code, `${which} is ${problem.message}`);
-  return { ...registrableKind(info), address: info.address, port: info.port };
-}
-
-/** Maps a dispatcher failure to a reply code. */
-function dispatcherError(err: unknown): RequestError {
-  if (err instanceof RequestError) return err;
-  if (err instanceof TubularError) {
-    const code = err.code === 'ENOENT' || err.code === 'ENOSPC' || err.code === 'EPERM' || err.code === 'ENOTLOADED' ? err.code : 'EIO';
-    return new RequestError(code, err.message);
-  }
-  return new RequestError('EIO', `the dispatcher failed: ${(err as Error).message}`);
-}
-
 function checkLabel(label: string): void {
   const problem = labelProblem(label);
   if (problem) throw new RequestError('EBADLABEL', problem);
 }
 
-function checkPolicy(ctx: HandlerContext, peer: PeerCred, op: string, label: string): void {
+function checkPolicy(ctx: HandlerContext, peer: Peer, op: string, label: string): void {
   if (!allows(ctx.policy(), peer, label)) {
     throw new RequestError('EPERM', `uid ${peer.uid} may not ${op} label "${label}": ` +
       (ctx.policy().rules.length ? 'the policy file grants it no pattern matching this label' : 'only root may, unless a policy file (--policy) grants it'));
@@ -94,79 +70,27 @@ const usage = (op: Op): string => ({
   unregister: 'send {"op":"unregister","label":"NAME","domain":"ipv4|ipv6","protocol":"tcp|udp"}',
 }[op]);
 
-function register(ctx: HandlerContext, peer: PeerCred, label: string, fds: number[]): RegisteredSocket[] {
-  checkLabel(label);
-  checkPolicy(ctx, peer, 'register', label);
-  // Validate every socket before touching the dispatcher.
-  const kinds = fds.map(checkSocket);
-  const seen = new Set<string>();
-  for (const k of kinds) {
-    const key = `${k.domain}/${k.protocol}`;
-    if (seen.has(key)) throw new RequestError('EDUPLICATE', `two sockets go to ${label} ${k.domain} ${k.protocol}: send one socket per domain and protocol`);
-    seen.add(key);
-  }
-  let d;
-  try {
-    d = ctx.dispatcher.get();
-  } catch (err) {
-    throw dispatcherError(err);
-  }
-  const done: { index: number; replaced: bigint | null; cookie: bigint }[] = [];
-  try {
-    // Empty destinations first: if one fails (say, no room for a new one),
-    // no socket has been replaced yet and the rollback is complete.
-    const held = new Set(d.destinations().filter((x) => x.label === label && x.socket !== null).map((x) => `${x.domain}/${x.protocol}`));
-    const replaces = (i: number): number => Number(held.has(`${kinds[i].domain}/${kinds[i].protocol}`));
-    const order = fds.map((_, i) => i).sort((a, b) => replaces(a) - replaces(b));
-    for (const i of order) {
-      const r = d.registerSocket(label, fds[i]);
-      done.push({ index: i, replaced: r.replaced, cookie: r.cookie });
-    }
-  } catch (err) {
-    // Roll back: empty again the slots that were empty. A socket that was
-    // replaced cannot be put back (the daemon never held its fd): say so.
-    const lost: string[] = [];
-    for (const r of done.reverse()) {
-      const k = kinds[r.index];
-      if (r.replaced === null) {
-        try { d.unregisterSocket({ label, domain: k.domain, protocol: k.protocol }); } catch { lost.push(`${k.domain}/${k.protocol}`); }
-      } else {
-        lost.push(`${k.domain}/${k.protocol}`);
-      }
-    }
-    const e = dispatcherError(err);
-    const note = lost.length ? ` (${label} ${lost.join(', ')} could not be rolled back and now holds the new socket)` : '';
-    throw new RequestError(e.code, `${e.message}${note}`);
-  }
-  return done.sort((a, b) => a.index - b.index).map((r) => ({
-    label,
-    domain: kinds[r.index].domain,
-    protocol: kinds[r.index].protocol,
-    address: kinds[r.index].address,
-    port: kinds[r.index].port,
-    cookie: r.cookie.toString(),
-    replaced: r.replaced === null ? null : r.replaced.toString(),
-  }));
-}
-
-function unregister(ctx: HandlerContext, peer: PeerCred, label: string, domain: Domain, protocol: Protocol): void {
+async function unregister(ctx: HandlerContext, peer: Peer, label: string, domain: Domain, protocol: Protocol): Promise<void> {
   checkLabel(label);
   checkPolicy(ctx, peer, 'unregister', label);
   try {
-    ctx.dispatcher.get().unregisterSocket({ label, domain, protocol });
+    await whenUnlocked(() => dispatcherOf(ctx).unregisterSocket({ label, domain, protocol }), lockWait(ctx.lockTimeoutMs));
   } catch (err) {
     throw dispatcherError(err);
   }
 }
 
+/** Reads without the lock: never waits for a writer. */
 function list(ctx: HandlerContext): ListedDestination[] {
   try {
-    return ctx.dispatcher.get().destinations().map((x) => ({
+    return dispatcherOf(ctx).destinations().map((x) => ({
       label: x.label,
       domain: x.domain,
       protocol: x.protocol,
       registered: x.socket !== null,
       cookie: x.socket === null ? null : x.socket.toString(),
+      cookies: x.sockets.map(String),
+      owner: x.owner,
       bindings: x.bindings,
       lookups: Number(x.lookups),
       misses: Number(x.misses),
@@ -177,7 +101,7 @@ function list(ctx: HandlerContext): ListedDestination[] {
   }
 }
 
-function dispatch(ctx: HandlerContext, msg: ReceivedMessage, peer: PeerCred, out: Partial<Handled>): Reply {
+async function dispatch(ctx: HandlerContext, msg: ReceivedMessage, peer: Peer, out: Partial<Handled>): Promise<Reply> {
   if (msg.truncated) throw new RequestError('EMSGSIZE', `the request is larger than ${MAX_REQUEST_BYTES} bytes: send a smaller one`);
   if (msg.fds.length > MAX_FDS) throw new RequestError('E2BIG', `more than ${MAX_FDS} fds attached: send at most ${MAX_FDS} sockets per request`);
   if (msg.ctrlTruncated) {
@@ -194,20 +118,28 @@ function dispatch(ctx: HandlerContext, msg: ReceivedMessage, peer: PeerCred, out
       return { ok: true, version: ctx.version };
     case 'list':
       return { ok: true, destinations: list(ctx) };
-    case 'register':
-      if (msg.fds.length === 0) throw new RequestError('ENOFDS', 'register needs the sockets attached as SCM_RIGHTS fds (1 to 16)');
-      return { ok: true, registered: register(ctx, peer, request.label as string, msg.fds) };
+    case 'register': {
+      if (msg.fds.length === 0) throw new RequestError('ENOFDS', `register needs the sockets attached as SCM_RIGHTS fds (1 to ${MAX_FDS})`);
+      const label = request.label as string;
+      checkLabel(label);
+      checkPolicy(ctx, peer, 'register', label);
+      return { ok: true, registered: await register(ctx, peer, label, msg.fds) };
+    }
     case 'unregister':
-      unregister(ctx, peer, request.label as string, request.domain as Domain, request.protocol as Protocol);
+      await unregister(ctx, peer, request.label as string, request.domain as Domain, request.protocol as Protocol);
       return { ok: true };
   }
 }
 
-/** Handles one received message. Never throws; closes every fd that came with it. */
-export function handle(ctx: HandlerContext, msg: ReceivedMessage, peer: PeerCred): Handled {
+/**
+ * Handles one received message: resolves to the reply (never rejects), and
+ * closes every fd that came with it. A write waits for the writers' lock
+ * on timers, so the promise may take up to --lock-timeout.
+ */
+export async function handle(ctx: HandlerContext, msg: ReceivedMessage, peer: Peer): Promise<Handled> {
   const out: Partial<Handled> = { op: '?' };
   try {
-    const reply = dispatch(ctx, msg, peer, out);
+    const reply = await dispatch(ctx, msg, peer, out);
     const registered = 'registered' in reply ? ` ${reply.registered.map((r) => `${r.domain}/${r.protocol}`).join(',')}` : '';
     return { op: out.op!, label: out.label, reply, result: `ok${registered}` };
   } catch (err) {

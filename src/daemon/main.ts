@@ -7,6 +7,9 @@ import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { packageRoot } from '../paths.js';
+import { MAX_CLIENTS_PER_USER, ROOT_CLIENTS, defaultRootClients } from './admission.js';
+import { DEFAULT_LOCK_TIMEOUT_MS } from './lock-wait.js';
+import { MAX_DESTINATIONS_PER_USER } from './register.js';
 import { activatedListener, type Listener, pathListener } from './listener.js';
 import { sdNotify } from './notify.js';
 import { DEFAULT_POLICY, loadPolicy, type Policy, resolveId } from './policy.js';
@@ -22,6 +25,10 @@ interface Options {
   group?: string;
   idleTimeout: number;
   maxClients: number;
+  rootClients?: number;
+  maxClientsPerUser: number;
+  maxDestinationsPerUser: number;
+  lockTimeout: number;
 }
 
 const log = (line: string): void => { process.stderr.write(`${line}\n`); };
@@ -30,6 +37,14 @@ const positive = (what: string, integer: boolean) => (text: string): number => {
   const v = Number(text);
   if (!Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) {
     throw new InvalidArgumentError(`"${text}" is not a positive ${integer ? 'integer' : 'number'} of ${what}`);
+  }
+  return v;
+};
+
+const count = (what: string, integer = true) => (text: string): number => {
+  const v = Number(text);
+  if (!(integer ? /^\d+$/ : /^\d+(\.\d+)?$/).test(text) || !Number.isFinite(v)) {
+    throw new InvalidArgumentError(`"${text}" is not a number of ${what} (0 or more)`);
   }
   return v;
 };
@@ -51,10 +66,23 @@ function run(opts: Options): void {
   } catch (err) {
     log(`warning: ${(err as Error).message} (requests fail with ENOTLOADED until then)`);
   }
+  const rootClients = opts.rootClients ?? defaultRootClients(opts.maxClients);
+  if (rootClients >= opts.maxClients) {
+    throw new Error(`--root-clients ${rootClients} leaves no connection of --max-clients ${opts.maxClients} for other users: make it smaller`);
+  }
   const listener: Listener = activatedListener() ?? pathListener(opts.socket, gid);
-  const server = new Server(listener, { dispatcher, policy: () => policy, version: version() }, {
+  const ctx = {
+    dispatcher,
+    policy: () => policy,
+    version: version(),
+    lockTimeoutMs: Math.round(opts.lockTimeout * 1000),
+    maxDestinationsPerUser: opts.maxDestinationsPerUser,
+  };
+  const server = new Server(listener, ctx, {
     idleTimeoutMs: Math.round(opts.idleTimeout * 1000),
     maxClients: opts.maxClients,
+    rootClients,
+    maxClientsPerUser: opts.maxClientsPerUser,
     log,
   });
   server.start();
@@ -99,6 +127,11 @@ const program = new Command('tubulard')
   .option('--group <name|gid>', 'group owning the socket (mode 0660)')
   .option('--idle-timeout <seconds>', 'drop a client idle this long', positive('seconds', false), 10)
   .option('--max-clients <n>', 'refuse clients beyond this many with EBUSY', positive('clients', true), 64)
+  .option('--root-clients <n>', `how many of --max-clients only root may take (default ${ROOT_CLIENTS}, at most all but one)`, count('clients'))
+  .option('--max-clients-per-user <n>', 'connections one user other than root may hold', positive('clients', true), MAX_CLIENTS_PER_USER)
+  .option('--max-destinations-per-user <n>', 'registered destinations one user other than root may hold', count('destinations'), MAX_DESTINATIONS_PER_USER)
+  .option('--lock-timeout <seconds>', 'how long a request waits for another writer (e.g. tubectl) to finish, then EBUSY',
+    count('seconds', false), DEFAULT_LOCK_TIMEOUT_MS / 1000)
   .version(version())
   .action((opts: Options) => {
     try {

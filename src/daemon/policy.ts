@@ -9,6 +9,16 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { PeerCred } from '../native.js';
 
+/**
+ * Who is at the other end of a connection, as the kernel recorded it when
+ * the peer connected (SO_PEERCRED, SO_PEERGROUPS). Never read from
+ * /proc/<pid>: by the time a request comes, that pid may be another process.
+ */
+export interface Peer extends PeerCred {
+  /** the peer's supplementary groups */
+  readonly groups: readonly number[];
+}
+
 const PATTERN = /^[A-Za-z0-9_.:@+*-]+$/;
 const pattern = z.string().regex(PATTERN, { message: 'a label pattern holds label characters and * only, e.g. "web-*"' });
 const who = z.union([z.string().min(1), z.number().int().nonnegative()]);
@@ -76,28 +86,13 @@ export function loadPolicy(file: string): Policy {
   return { source: file, rules };
 }
 
-/** The peer's groups: its primary gid and, while it runs, its supplementary groups. */
-export function peerGroups(peer: PeerCred): Set<number> {
-  const groups = new Set([peer.gid]);
-  try {
-    const status = readFileSync(`/proc/${peer.pid}/status`, 'utf8');
-    const line = /^Groups:\s*(.*)$/m.exec(status);
-    if (line) for (const g of line[1].trim().split(/\s+/)) if (g) groups.add(Number(g));
-  } catch { /* the peer exited: its primary group is all we know */ }
-  return groups;
-}
-
 /** Whether the peer may register or unregister the label. */
-export function allows(policy: Policy, peer: PeerCred, label: string): boolean {
+export function allows(policy: Policy, peer: Peer, label: string): boolean {
   if (peer.uid === 0) return true;
-  let groups: Set<number> | undefined;
   for (const rule of policy.rules) {
     if (!rule.labels.some((re) => re.test(label))) continue;
     if (rule.uid !== undefined && rule.uid === peer.uid) return true;
-    if (rule.gid !== undefined) {
-      groups ??= peerGroups(peer);
-      if (groups.has(rule.gid)) return true;
-    }
+    if (rule.gid !== undefined && (rule.gid === peer.gid || peer.groups.includes(rule.gid))) return true;
   }
   return false;
 }

@@ -1,24 +1,28 @@
 // The event loop: accept clients on the listening socket, read one request
-// at a time from each, answer it. Everything runs on the main thread; each
-// request is a few syscalls, so a slow or silent client costs the others
-// nothing. A client is dropped when it stays idle too long, and refused with
-// EBUSY while too many are connected.
-import { native, type PeerCred } from '../native.js';
+// at a time from each, answer it. Everything runs on the main thread and
+// nothing blocks it: each request is a few syscalls, and a write that finds
+// the writers' lock taken waits on timers (lock-wait.ts), during which its
+// client is not read from while the others are served. So a slow, silent
+// or waiting client costs the others nothing. A client is dropped when it stays idle too long, and refused with
+// EBUSY when admission.ts says there is no slot for it.
+import { native } from '../native.js';
+import { type ClientLimits, refusal } from './admission.js';
 import { handle, type HandlerContext } from './handler.js';
 import type { Listener } from './listener.js';
+import type { Peer } from './policy.js';
 import { type ErrorReply, MAX_FDS, MAX_REQUEST_BYTES, type Reply } from './wire.js';
 
-export interface ServerOptions {
+export interface ServerOptions extends ClientLimits {
   idleTimeoutMs: number;
-  maxClients: number;
   log: (line: string) => void;
 }
 
 interface Client {
   fd: number;
-  peer: PeerCred;
-  watch: { stop(): void };
-  timer: NodeJS.Timeout;
+  peer: Peer;
+  /** readability of fd; stopped while a request is being answered */
+  watch: { stop(): void } | undefined;
+  timer: NodeJS.Timeout | undefined;
 }
 
 export class Server {
@@ -61,32 +65,36 @@ export class Server {
         return; // e.g. EMFILE: the next readiness callback tries again
       }
       if (fd < 0) return;
-      let peer: PeerCred;
+      // Who connected, as the kernel recorded it at connect(): the
+      // policy is decided on this, never on whoever holds the pid later.
+      let peer: Peer;
       try {
-        peer = n.peerCred(fd);
+        peer = { ...n.peerCred(fd), groups: n.peerGroups(fd) };
       } catch {
         n.close(fd);
         continue;
       }
-      if (this.clients.size >= this.opts.maxClients) {
-        this.opts.log(`pid=${peer.pid} uid=${peer.uid} refused: ${this.clients.size} clients already connected`);
-        this.send(fd, error('EBUSY', `too many clients (${this.opts.maxClients}) are connected: try again shortly`));
+      const refused = refusal([...this.clients.values()].map((c) => c.peer.uid), peer.uid, this.opts);
+      if (refused !== undefined) {
+        this.opts.log(`pid=${peer.pid} uid=${peer.uid} refused: ${refused}`);
+        this.send(fd, error('EBUSY', refused));
         n.close(fd);
         continue;
       }
-      const client: Client = {
-        fd,
-        peer,
-        watch: n.watch(fd, () => this.readable(client)),
-        timer: this.idleTimer(() => client),
-      };
+      const client: Client = { fd, peer, watch: undefined, timer: undefined };
       this.clients.set(fd, client);
+      this.listen(client);
     }
   }
 
-  private idleTimer(client: () => Client): NodeJS.Timeout {
+  /** Waits for the client's next request, for at most the idle timeout. */
+  private listen(c: Client): void {
+    c.watch = native().watch(c.fd, () => this.readable(c));
+    c.timer = this.idleTimer(c);
+  }
+
+  private idleTimer(c: Client): NodeJS.Timeout {
     const t = setTimeout(() => {
-      const c = client();
       this.opts.log(`pid=${c.peer.pid} uid=${c.peer.uid} dropped: idle for ${this.opts.idleTimeoutMs} ms`);
       this.send(c.fd, error('ETIMEDOUT', `no request for ${this.opts.idleTimeoutMs} ms: connect again when there is one`));
       this.drop(c);
@@ -95,9 +103,13 @@ export class Server {
     return t;
   }
 
-  /** Reads one message per wake-up, so a chatty client cannot starve the others. */
+  /**
+   * Reads one message, then stops reading from this client until it is
+   * answered: one request at a time per client, and a chatty client cannot
+   * starve the others.
+   */
   private readable(c: Client): void {
-    if (!this.clients.has(c.fd)) return;
+    if (this.clients.get(c.fd) !== c) return;
     let msg;
     try {
       msg = native().recvMessage(c.fd, MAX_REQUEST_BYTES, MAX_FDS + 1);
@@ -111,15 +123,19 @@ export class Server {
       return;
     }
     clearTimeout(c.timer);
-    const done = handle(this.ctx, msg, c.peer);
-    const label = done.label === undefined ? '' : ` label=${JSON.stringify(done.label)}`;
-    this.opts.log(oneLine(`pid=${c.peer.pid} uid=${c.peer.uid} op=${done.op}${label} result=${done.result}`));
-    if (!this.send(c.fd, done.reply)) {
-      this.opts.log(`pid=${c.peer.pid} uid=${c.peer.uid} dropped: it does not read its replies`);
-      this.drop(c);
-      return;
-    }
-    c.timer = this.idleTimer(() => c);
+    c.watch?.stop();
+    c.watch = undefined;
+    void handle(this.ctx, msg, c.peer).then((done) => {
+      const label = done.label === undefined ? '' : ` label=${JSON.stringify(done.label)}`;
+      this.opts.log(oneLine(`pid=${c.peer.pid} uid=${c.peer.uid} op=${done.op}${label} result=${done.result}`));
+      if (this.clients.get(c.fd) !== c) return; // dropped meanwhile (the daemon is stopping)
+      if (!this.send(c.fd, done.reply)) {
+        this.opts.log(`pid=${c.peer.pid} uid=${c.peer.uid} dropped: it does not read its replies`);
+        this.drop(c);
+        return;
+      }
+      this.listen(c);
+    });
   }
 
   /** Sends a reply without blocking; false when the client cannot take it. */
@@ -134,7 +150,7 @@ export class Server {
   private drop(c: Client): void {
     if (!this.clients.delete(c.fd)) return;
     clearTimeout(c.timer);
-    c.watch.stop();
+    c.watch?.stop();
     native().close(c.fd);
   }
 }

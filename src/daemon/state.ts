@@ -1,6 +1,8 @@
 // The daemon's handle on the dispatcher: opened once and kept open, reopened
 // when the pinned state was unloaded and loaded again (its directory is then
 // a new inode), and opened late when the daemon started before `tubectl load`.
+// Its writes never wait for the writers' lock: they fail with EBUSY at once
+// and lock-wait.ts tries them again on timers.
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { Dispatcher, type DispatcherOptions } from '../dispatcher.js';
@@ -13,8 +15,8 @@ export class DispatcherHandle {
   private dirIno = 0;
   private readonly opts: DispatcherOptions;
 
-  constructor(opts: DispatcherOptions) {
-    this.opts = opts;
+  constructor(opts: Omit<DispatcherOptions, 'lockTimeoutMs'>) {
+    this.opts = { ...opts, lockTimeoutMs: 0 };
   }
 
   private stateDir(): string {

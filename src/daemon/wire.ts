@@ -25,12 +25,14 @@ export const ERROR_CODES = [
   'EPROTONOSUPPORT', // an IPv4/IPv6 socket that is neither TCP nor UDP
   'ENOTLISTENING',   // a TCP socket that is not listening
   'ENOTBOUND',       // a UDP socket that is not bound
-  'EDUPLICATE',      // two sockets of one request go to the same destination
+  'EDUPLICATE',      // two sockets of one request go to one destination and are not one SO_REUSEPORT group
+  'EBADSOCK',        // the dispatcher cannot use a socket: it belongs to another network namespace
   'EPERM',           // the policy does not allow this peer
+  'EDQUOT',          // the peer holds as many registered destinations as one user may
   'ENOENT',          // unregister of something not registered
   'ENOTLOADED',      // no dispatcher is loaded
   'ENOSPC',          // the dispatcher is full
-  'EBUSY',           // too many clients: sent right after accepting, then closed
+  'EBUSY',           // too many clients (sent right after accepting, then closed), or the lock stayed taken
   'ETIMEDOUT',       // the client was idle too long: sent, then closed
   'EIO',             // the dispatcher failed; the message says how
 ] as const;
@@ -80,8 +82,12 @@ export interface ListedDestination {
   protocol: 'tcp' | 'udp';
   /** whether a socket is registered */
   registered: boolean;
-  /** the registered socket's cookie as a decimal string, or null */
+  /** the first registered socket's cookie as a decimal string, or null */
   cookie: string | null;
+  /** the cookies of every registered socket (the members of one SO_REUSEPORT group) */
+  cookies: string[];
+  /** the uid that registered the sockets through tubulard, or null (none, or root's tools) */
+  owner: number | null;
   bindings: number;
   lookups: number;
   misses: number;

@@ -17,7 +17,7 @@ export interface Daemon {
   /** everything it wrote on stderr so far */
   log(): string;
   /** resolves once a log line matches */
-  waitLog(re: RegExp): Promise<string>;
+  waitLog(re: RegExp, timeoutMs?: number): Promise<string>;
   /** sends a signal and resolves to the exit code (or the signal's name) */
   stop(signal?: NodeJS.Signals): Promise<number | string>;
   /** resolves to the exit code (or signal) once it exits by itself */
@@ -52,10 +52,13 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   child.stderr!.on('data', (d) => { err += d; check(); });
   // 'close', not 'exit': by then everything it wrote on stderr has arrived
   const exited = new Promise<number | string>((ok) => child.once('close', (code, sig) => ok(code ?? sig ?? -1)));
-  const waitLog = (re: RegExp): Promise<string> => new Promise((ok, fail) => {
-    waiters.push({ re, ok });
+  // A line that never comes fails the test after a while, with the log, rather than hang the suite.
+  const waitLog = (re: RegExp, timeoutMs = 30_000): Promise<string> => new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`tubulard did not log ${re} within ${timeoutMs} ms:\n${err}`)), timeoutMs);
+    timer.unref();
+    waiters.push({ re, ok: (line) => { clearTimeout(timer); ok(line); } });
     check();
-    void exited.then((c) => fail(new Error(`tubulard exited (${c}) before logging ${re}:\n${err}`)));
+    void exited.then((c) => { clearTimeout(timer); fail(new Error(`tubulard exited (${c}) before logging ${re}:\n${err}`)); });
   });
   if (o.ready !== null) await waitLog(o.ready ?? /listening on/);
   return {

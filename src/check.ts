@@ -16,6 +16,7 @@ import { type PackedBindings, keyFamily, keyId, keyPort, keyPrefixText, keyProto
 import { type DestinationKey, destinationName } from './destination.js';
 import { formatAge, formatDuration } from './duration.js';
 import { ACTION_REJECT, BINDING_KEY_SIZE } from './layout.js';
+import { DEFAULT_LIVE_WINDOW_MS } from './guard.js';
 import { buildForest } from './prefix-forest.js';
 import { domainOf } from './protocol.js';
 import { PORT_COUNT, bindingsInFront, reachability } from './reachability.js';
@@ -72,11 +73,16 @@ export function describeAt(set: PackedBindings, i: number): string {
   return `${keyId(set.keys, i * BINDING_KEY_SIZE)} -> ${targetText(labelAt(set, i), set.actions[i] === ACTION_REJECT ? 'reject' : 'steer')}`;
 }
 
-/** The tubectl command that removes binding i. */
-export function unbindCommand(set: PackedBindings, i: number): string {
+/**
+ * The tubectl command that removes binding i; with --force when the binding
+ * had traffic recently enough for unbind's guard to refuse it otherwise.
+ */
+export function unbindCommand(set: PackedBindings, i: number, input?: Pick<CheckInput, 'traffic' | 'now'>): string {
   const label = labelAt(set, i);
   const reject = set.actions[i] === ACTION_REJECT;
-  return `tubectl unbind ${reject ? '--reject ' : ''}${label ? `${label} ` : ''}${keyId(set.keys, i * BINDING_KEY_SIZE)}`;
+  const hit = input?.traffic?.[i]?.lastHit;
+  const force = hit && input.now - hit.getTime() <= DEFAULT_LIVE_WINDOW_MS ? '--force ' : '';
+  return `tubectl unbind ${force}${reject ? '--reject ' : ''}${label ? `${label} ` : ''}${keyId(set.keys, i * BINDING_KEY_SIZE)}`;
 }
 
 export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
@@ -121,7 +127,7 @@ export function check(input: CheckInput): Finding[] {
       findings.push({
         severity: 'error', kind: 'unreachable', binding: i, related: found, moreRelated: more, label,
         message: `${describeAt(set, i)} can never decide a connection: ${how} (${list(set, found, more)})`,
-        fix: `remove it (${unbindCommand(set, i)}), or remove or narrow the bindings in front of it if ${label ? label : 'it'} should get this traffic`,
+        fix: `remove it (${unbindCommand(set, i, input)}), or remove or narrow the bindings in front of it if ${label ? label : 'it'} should get this traffic`,
       });
     } else if (steer(i) && !registered.has(destinationName(destinationAt(i)))) {
       const d = destinationAt(i);
@@ -129,7 +135,7 @@ export function check(input: CheckInput): Finding[] {
       findings.push({
         severity: 'error', kind: 'blackhole', binding: i, related: [], moreRelated: false, label,
         message: `${describeAt(set, i)} refuses every connection it decides: no ${d.domain} ${d.protocol} socket is registered for ${label} (${has})`,
-        fix: `register the service's socket (tubectl register-pid PID ${label} ${d.protocol} ADDRESS PORT), or remove the binding (${unbindCommand(set, i)})`,
+        fix: `register the service's socket (tubectl register-pid PID ${label} ${d.protocol} ADDRESS PORT), or remove the binding (${unbindCommand(set, i, input)})`,
       });
     }
   }
@@ -189,7 +195,7 @@ function rejectsOverLive(input: CheckInput, f: ReturnType<typeof buildForest>, u
       severity: 'warning', kind: 'reject-covers-live', binding: r, related: shown, moreRelated: more, label,
       message: `${describeAt(set, r)} refuses connections that ${plural(behind.length, 'steer binding')} with traffic in the last ` +
         `${formatDuration(input.liveWindowMs)} would otherwise get: ${list(set, shown, more, traffic)}`,
-      fix: `if refusing them is not intended, remove the reject binding (${unbindCommand(set, r)})`,
+      fix: `if refusing them is not intended, remove the reject binding (${unbindCommand(set, r, input)})`,
     });
   }
   return out;

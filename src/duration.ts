@@ -8,10 +8,13 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
 /** The longest duration accepted: a year. */
 export const MAX_DURATION_MS = 365 * UNIT_MS.d;
 
-/** Parses a duration; returns milliseconds. Throws EINVAL with a message for people. */
-export function parseDuration(text: string): number {
+/**
+ * Parses a duration; returns milliseconds. Throws EINVAL with a message for
+ * people, naming `what` (e.g. the flag it came with).
+ */
+export function parseDuration(text: string, what = 'a duration'): number {
   if (text === '0') return 0;
-  const bad = (why: string) => invalid(`invalid duration ${JSON.stringify(text.slice(0, 40))}: ${why}`);
+  const bad = (why: string) => invalid(`${what}: invalid duration ${JSON.stringify(text.slice(0, 40))}: ${why}`);
   if (!/^(\d+(ms|s|m|h|d))+$/.test(text)) {
     throw bad(/^\d+$/.test(text) ? 'give a unit, e.g. 30s, 10m or 2h (0 alone means none)'
       : 'use whole numbers with a unit (ms, s, m, h, d), e.g. 30s, 10m, 2h or 1h30m');
@@ -45,8 +48,13 @@ export function formatDuration(ms: number): string {
 export function formatAge(then: Date | null, now: number): string {
   if (then === null) return 'never';
   const s = Math.max(0, Math.floor((now - then.getTime()) / 1000));
-  if (s < 120) return `${s}s ago`;
-  if (s < 7200) return `${Math.floor(s / 60)}m ago`;
-  if (s < 172800) return `${Math.floor(s / 3600)}h ago`;
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)}h ago`;
   return `${Math.floor(s / 86400)}d ago`;
+}
+
+/** A last hit as JSON carries it: ISO 8601 UTC to the second, or null. */
+export function isoSecond(at: Date | null): string | null {
+  return at === null ? null : at.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }

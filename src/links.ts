@@ -11,8 +11,8 @@ export interface LinkFacts {
   attached: boolean;
 }
 
-/** The link pinned at file, or undefined when there is no pin. */
-export function linkFacts(sys: Native, file: string, ino: number): LinkFacts | undefined {
+/** Runs fn with an fd of the object pinned at file; undefined when there is no pin. */
+export function withPinned<T>(sys: Native, file: string, fn: (fd: number) => T): T | undefined {
   let fd: number;
   try {
     fd = sys.getPinned(file, 0);
@@ -21,25 +21,21 @@ export function linkFacts(sys: Native, file: string, ino: number): LinkFacts | u
     throw err;
   }
   try {
-    const info = sys.linkInfo(fd);
-    return { id: info.id, progId: info.progId, attached: info.type === BPF_LINK_TYPE_NETNS && info.netnsIno === ino };
+    return fn(fd);
   } finally {
     sys.close(fd);
   }
 }
 
+/** The link pinned at file, or undefined when there is no pin. */
+export function linkFacts(sys: Native, file: string, ino: number): LinkFacts | undefined {
+  return withPinned(sys, file, (fd) => {
+    const info = sys.linkInfo(fd);
+    return { id: info.id, progId: info.progId, attached: info.type === BPF_LINK_TYPE_NETNS && info.netnsIno === ino };
+  });
+}
+
 /** The id of the program pinned at file, or undefined. */
 export function pinnedProgramId(sys: Native, file: string): number | undefined {
-  let fd: number;
-  try {
-    fd = sys.getPinned(file, 0);
-  } catch (err) {
-    if (isSystemError(err, 'ENOENT')) return undefined;
-    throw err;
-  }
-  try {
-    return sys.progInfo(fd).id;
-  } finally {
-    sys.close(fd);
-  }
+  return withPinned(sys, file, (fd) => sys.progInfo(fd).id);
 }

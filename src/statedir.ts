@@ -19,6 +19,7 @@ import { DEFAULT_LOCK_TIMEOUT_MS, withWriteLock } from './lock.js';
 import type { Native } from './native.js';
 import { DEFAULT_BPFFS, DEFAULT_NETNS, netnsInode } from './netns.js';
 import { PIN } from './layout.js';
+import { withPinned } from './links.js';
 
 export const STATE_MODE = 0o750;
 export const PIN_MODE = 0o640;
@@ -294,19 +295,7 @@ function abandoned(dirFd: number, sys: Native): boolean {
 
 /** Detaches the link pinned at `file`, if there is one: its program stops running at once. */
 export function detachLink(file: string, sys: Native): boolean {
-  let fd: number;
-  try {
-    fd = sys.getPinned(file, 0);
-  } catch (err) {
-    if (isSystemError(err, 'ENOENT')) return false;
-    throw err;
-  }
-  try {
-    sys.linkDetach(fd);
-    return true;
-  } finally {
-    sys.close(fd);
-  }
+  return withPinned(sys, file, (fd) => { sys.linkDetach(fd); return true; }) ?? false;
 }
 
 /** Removes leftovers of this namespace's creates and unloads; see removeStale. */

@@ -243,12 +243,12 @@ describe('exit codes of usage errors', () => {
     [['status', 'a', 'b'], /too many arguments/],
     [['status', '--bogus'], /unknown option '--bogus'/],
     [['diff'], /missing required argument 'file'/],
-    [['diff', 'f.json', '--live-window', '10'], /--live-window takes a duration such as 30s, 10m, 2h or 1h30m .*give a unit/],
-    [['load-bindings', '--live-window', '-5m', 'f.json'], /--live-window takes a duration/],
+    [['diff', 'f.json', '--live-window', '10'], /--live-window: invalid duration "10": give a unit/],
+    [['load-bindings', '--live-window', '-5m', 'f.json'], /--live-window: invalid duration/],
     [['load-bindings', '--exit-code', 'f.json'], /--exit-code goes with --dry-run/],
     [['rollback', '--exit-code'], /--exit-code goes with --dry-run/],
     [['rollback', 'now'], /too many arguments/],
-    [['unbind', '--live-window', '1x', 'web', 'tcp', '127.0.0.1', '80'], /--live-window takes a duration/],
+    [['unbind', '--live-window', '1x', 'web', 'tcp', '127.0.0.1', '80'], /--live-window: invalid duration/],
   ];
   for (const [args, re] of cases) {
     test(`tubectl ${args.join(' ')} exits 2`, async () => {

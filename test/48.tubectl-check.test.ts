@@ -87,9 +87,10 @@ test('a crafted configuration: every kind found, each named with its label and f
   const [v6, api, unreachable, reject, orphan] = list;
   assert.match(v6.message, /no ipv6 tcp socket is registered for web \(web has sockets for ipv4 tcp only\)/);
   assert.deepEqual(api.binding, { label: 'api', protocol: 'tcp', prefix: '127.0.2.0/24', port: 8000, action: 'steer', hits: '1', lastHit: api.binding?.lastHit });
-  assert.match(api.fix, /tubectl unbind api tcp 127\.0\.2\.0\/24 8000/);
+  // It had traffic: unbind's guard wants --force, and the fix says so.
+  assert.match(api.fix, /tubectl unbind --force api tcp 127\.0\.2\.0\/24 8000/);
   assert.deepEqual(unreachable.related.map((b) => b.prefix), ['127.0.0.0/25', '127.0.0.128/25']);
-  assert.match(unreachable.fix, /tubectl unbind web tcp 127\.0\.0\.0\/24 80/);
+  assert.match(unreachable.fix, /tubectl unbind (--force )?web tcp 127\.0\.0\.0\/24 80/);
   assert.deepEqual(reject.related.map((b) => [b.label, b.prefix, b.port, b.hits]), [['web', '127.0.0.0/16', 0, '1']]);
   assert.match(reject.message, /refuses connections that 1 steer binding with traffic in the last 10m would otherwise get/);
   assert.deepEqual(orphan.destination && { ...orphan.destination, sockets: orphan.destination.sockets.length }, { label: 'old', domain: 'ipv4', protocol: 'tcp', sockets: 1 });

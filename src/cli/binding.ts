@@ -10,7 +10,7 @@ import { BINDING_KEY_SIZE } from '../layout.js';
 import { containsPrefix, parsePrefix, type Prefix } from '../prefix.js';
 import { parsePort, parseProtocol, type Protocol } from '../protocol.js';
 import { bindingDoc } from './changes.js';
-import { formatAge } from './durations.js';
+import { formatAge } from '../duration.js';
 import { type Env, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
 import { type GuardFlags, guardFrom, guardedChange, guardedUnbind, warnRedirected, writeForced } from './guard.js';

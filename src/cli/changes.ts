@@ -8,7 +8,7 @@
 import type { BindingJSON } from '../binding.js';
 import { type ChangeReport, type ChangeRow, type TrafficBinding, rowBinding } from '../change-report.js';
 import { type GuardPolicy, judgeRows } from '../guard.js';
-import { formatAge, formatDuration, isoSecond } from './durations.js';
+import { formatAge, formatDuration, isoSecond } from '../duration.js';
 import { labelCell, table } from './output.js';
 
 /** A binding as --json shows it: the bindings-file entry, plus `hits` (decimal string) and `lastHit` (ISO 8601 UTC or null). */

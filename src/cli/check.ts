@@ -74,7 +74,7 @@ export function findingsText(findings: readonly Finding[]): string {
 }
 
 export async function check(env: Env, opts: CheckOptions = {}): Promise<void> {
-  const liveWindowMs = parsing('check', () => parseDuration(opts.liveWindow ?? DEFAULT_LIVE_WINDOW));
+  const liveWindowMs = parsing('check', () => parseDuration(opts.liveWindow ?? DEFAULT_LIVE_WINDOW, '--live-window'));
   const { set, traffic, destinations } = await withDispatcher(env, true, (d) => {
     const set = d.packedBindings();
     return { set, traffic: set.stats ? d.traffic(set.stats) : undefined, destinations: d.destinations() };

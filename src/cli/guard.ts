@@ -7,8 +7,9 @@ import type { PackedBindings } from '../bindingset.js';
 import { precedenceOfPicks, rowsOf } from '../change-report.js';
 import type { ChangeCheck } from '../dispatcher.js';
 import { TubularError } from '../errors.js';
+import { parsing } from './errors.js';
 import { DEFAULT_LIVE_WINDOW_MS, type GuardPolicy, MASS_REMOVAL_FLOOR, type Verdict, isLive, judge, redirects, refuses } from '../guard.js';
-import { formatAge, formatDuration, parseDuration } from './durations.js';
+import { formatAge, formatDuration, parseDuration } from '../duration.js';
 import type { Env } from './env.js';
 import { changeTable } from './changes.js';
 import { describeBinding } from './output.js';
@@ -32,7 +33,7 @@ export interface Guard {
 
 /** Reads --force and --live-window (a usage error of `verb` when malformed). */
 export function guardFrom(flags: GuardFlags, verb: string): Guard {
-  const liveWindowMs = flags.liveWindow === undefined ? DEFAULT_LIVE_WINDOW_MS : parseDuration(flags.liveWindow, '--live-window', verb);
+  const liveWindowMs = flags.liveWindow === undefined ? DEFAULT_LIVE_WINDOW_MS : parsing(verb, () => parseDuration(flags.liveWindow!, '--live-window'));
   return { force: flags.force ?? false, liveWindowMs, policy: () => ({ liveWindowMs, now: Date.now() }) };
 }
 

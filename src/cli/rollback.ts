@@ -9,7 +9,7 @@ import { TubularError } from '../errors.js';
 import { type Verdict, isMassRemoval } from '../guard.js';
 import { compareSets } from '../setdiff.js';
 import { type ChangeDoc, changeDoc, changeText } from './changes.js';
-import { formatAge, isoSecond } from './durations.js';
+import { formatAge, isoSecond } from '../duration.js';
 import { type Env, withDispatcher } from './env.js';
 import { EXIT_DIFFERENT, EXIT_OK } from './errors.js';
 import { type GuardFlags, guardFrom, guardedChange, writeForced } from './guard.js';

@@ -3,7 +3,7 @@
 import type { DestinationStatus, GenerationRecord, Status } from '../dispatcher.js';
 import type { Protocol } from '../protocol.js';
 import { type Env, withDispatcher } from './env.js';
-import { formatAge, isoSecond } from './durations.js';
+import { formatAge, isoSecond } from '../duration.js';
 import { table, writeJSON } from './output.js';
 import type { RejectRow } from './rejects.js';
 

@@ -3,7 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Dispatcher } from '../dispatcher.js';
 import { isSystemError } from '../errors.js';
-import { type Env, explainDenied } from './env.js';
+import { quote, quoteIfNeeded } from '../quote.js';
+import { type Env, checkPlaces, explainDenied } from './env.js';
 import { UsageError } from './errors.js';
 
 /** The group that may read the state when none is named: like tubular's. */
@@ -48,11 +49,24 @@ function denied<T>(env: Env, fn: () => T): T {
   }
 }
 
+/** The largest gid: (gid_t)-1 means "no change" to chown. */
+const MAX_GID = 2 ** 32 - 2;
+
+/** Refuses a --group that cannot name a group: an option for getent, an overlong name, a gid out of range. */
+function checkGroup(group: string): void {
+  const bad = /^\d+$/.test(group)
+    ? (/^0\d/.test(group) || Number(group) > MAX_GID) && `a gid is 0-${MAX_GID}, without leading zeros`
+    : (group === '' || group.startsWith('-') || group.length > 256) && 'a group name is 1-256 characters and does not start with -';
+  if (bad) throw new UsageError(`invalid group ${quote(group)}: ${bad}`, 'load');
+}
+
 export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
+  if (opts.group !== undefined) checkGroup(opts.group);
   const name = opts.group ?? DEFAULT_GROUP;
+  denied(env, () => checkPlaces(env));
   const gid = resolveGroup(name);
   if (gid === undefined && opts.group !== undefined) {
-    throw new UsageError(`group "${opts.group}" does not exist: create it (groupadd ${opts.group}) or name another`, 'load');
+    throw new UsageError(`group ${quote(opts.group)} does not exist: create it (groupadd ${quoteIfNeeded(opts.group, 64)}) or name another`, 'load');
   }
   const d = denied(env, () => Dispatcher.create({ netns: env.netns, bpffs: env.bpffs, group: gid }));
   try {
@@ -66,11 +80,13 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
 }
 
 export async function unload(env: Env): Promise<void> {
+  denied(env, () => checkPlaces(env));
   denied(env, () => Dispatcher.unload({ netns: env.netns, bpffs: env.bpffs }));
   env.stdout.write(`unloaded dispatcher from ${env.netns}: bindings and registrations are gone\n`);
 }
 
 export async function upgrade(env: Env): Promise<void> {
+  denied(env, () => checkPlaces(env));
   const d = denied(env, () => Dispatcher.open({ netns: env.netns, bpffs: env.bpffs }));
   try {
     const { from, to } = denied(env, () => d.upgrade());

@@ -3,6 +3,7 @@
 import type { DestinationStatus, Status } from '../dispatcher.js';
 import type { Protocol } from '../protocol.js';
 import { type Env, withDispatcher } from './env.js';
+import { UsageError } from './errors.js';
 import { table, writeJSON } from './output.js';
 import type { RejectRow } from './rejects.js';
 
@@ -74,6 +75,10 @@ async function snapshot(env: Env): Promise<Snapshot> {
 }
 
 export async function status(env: Env, label?: string): Promise<void> {
+  if (label !== undefined) {
+    const problem = (await import('../label.js')).labelProblem(label);
+    if (problem) throw new UsageError(problem, 'status');
+  }
   const snap = await snapshot(env);
   const destinations = snap.destinations.filter((d) => label === undefined || d.label === label).map(destinationJSON);
   const rejects: RejectJSON[] = snap.rejects.map((r) => ({ ...r, rejected: r.rejected.toString() }));

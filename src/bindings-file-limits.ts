@@ -9,8 +9,8 @@ import { quote } from './quote.js';
  * The size limit: 256 MiB (268 MB). MAX_BINDINGS (1,048,576) bindings as
  * `tubectl bindings --json` prints them take about 145 MB with short labels
  * and 240 MB with 64-character labels and the longest IPv6 prefixes (a test
- * checks this); in tubular's compact format, one entry per prefix and port
- * for both protocols, about a third of that.
+ * checks this); written compactly in tubular's format, one entry per prefix
+ * and port for both protocols, about 32 MB.
  */
 export const BINDINGS_FILE_MAX_BYTES = 256 * 2 ** 20;
 

@@ -88,8 +88,9 @@ export function quote(value: unknown, max = QUOTE_MAX): string {
 
 /**
  * A path or name as messages show it: as it is when short and plainly
- * printable (so it can be copied), else quoted and cut like any value.
+ * printable, inner spaces included (so it reads as typed), else quoted and
+ * cut like any value.
  */
 export function quoteIfNeeded(text: string, max = 256): string {
-  return text.length <= max && /^[!#-~]+$/.test(text) ? text : quote(text, max);
+  return text.length <= max && /^[!#-~](?:[ !#-~]*[!#-~])?$/.test(text) ? text : quote(text, max);
 }

@@ -87,7 +87,9 @@ describe('quote: echoed values are bounded', () => {
 
   test('paths stay plain when short and printable', () => {
     assert.equal(quoteIfNeeded('/run/netns/edge'), '/run/netns/edge');
-    assert.equal(quoteIfNeeded('a b'), '"a b"');
+    assert.equal(quoteIfNeeded('a b.json'), 'a b.json');
+    assert.equal(quoteIfNeeded(' a'), '" a"');
+    assert.equal(quoteIfNeeded('a"b'), '"a\\"b"');
     assert.match(quoteIfNeeded(`/${HUGE}`), /^"\/x+\.\.\." \(10000001 characters\)$/);
   });
 
@@ -298,8 +300,9 @@ describe('pid files and LISTEN_FDS', () => {
     return true;
   };
 
-  test('a pid is 1-4194304 without leading zeros', () => {
-    for (const bad of ['0', '0123', '4194305', '99999999999999999999']) {
+  test('a pid is decimal without leading zeros (above 4194304 it is no such process)', () => {
+    assert.equal(parsePidArgs(['4194305', 'web', 'tcp', '127.0.0.1', '80']).pid, 4194305);
+    for (const bad of ['0', '0123', '99999999999', '99999999999999999999']) {
       assert.throws(() => parsePidArgs([bad, 'web', 'tcp', '127.0.0.1', '80']), usage(/^invalid pid "\d+": a process id is 1-4194304/));
     }
   });

@@ -118,7 +118,8 @@ export interface PidArgs {
   port: number;
 }
 
-const isPid = (text: string): boolean => /^[1-9]\d{0,6}$/.test(text) && Number(text) <= PID_MAX;
+/** Decimal without a leading zero, at most 10 digits; one above PID_MAX is then "no such process" (exit 1), as before. */
+const isPid = (text: string): boolean => /^[1-9]\d{0,9}$/.test(text);
 
 /** The pid in a pid file: a regular file of at most PID_FILE_MAX_BYTES holding one number. */
 function readPidFile(file: string): number {
@@ -147,7 +148,7 @@ export function parsePidArgs(args: readonly string[]): PidArgs {
   if (isPid(pidText)) {
     pid = Number(pidText);
   } else if (/^\d+$/.test(pidText)) {
-    throw new UsageError(`invalid pid ${quote(pidText)}: a process id is 1-${PID_MAX}, without leading zeros`, 'register-pid');
+    throw new UsageError(`invalid pid ${quote(pidText)}: a process id is 1-${PID_MAX}, written without leading zeros`, 'register-pid');
   } else {
     pid = readPidFile(pidText);
   }

@@ -4,6 +4,7 @@
 #include <linux/fs.h>
 #include <sys/syscall.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +59,14 @@ Napi::Value RenameNoReplace(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// ioctl(NS_GET_NSTYPE) on a namespace file: its CLONE_NEW* type.
+Napi::Value NsType(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  int type = ioctl(fd, 0xb703 /* NS_GET_NSTYPE */);
+  if (type < 0) ThrowErrno(info.Env(), "ioctl(NS_GET_NSTYPE)", errno);
+  return Napi::Number::New(info.Env(), type);
+}
+
 Napi::Value Inode(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "fd");
   struct stat st;
@@ -96,6 +105,7 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "flock", Flock);
   Export(env, exports, "renameNoReplace", RenameNoReplace);
   Export(env, exports, "inode", Inode);
+  Export(env, exports, "nsType", NsType);
   Export(env, exports, "dup", Dup);
   Export(env, exports, "fdCount", FdCount);
 }

@@ -4,6 +4,7 @@
 // accepts, with the same bindings in the same order and the same notes;
 // anything else, valid or not, it leaves to parseBindingsFile (return value
 // undefined), which is the reference and names every problem.
+import { scanBindingsFile } from './bindings-file-limits.js';
 import { type PackedBindings } from './bindingset.js';
 import { KeyIndex, keyWords } from './keyindex.js';
 import { labelProblem } from './label.js';
@@ -35,6 +36,8 @@ function slowPrefix(text: string, out: Buffer, off: number): number {
 
 /** The bindings of a valid file, or undefined: then parseBindingsFile decides, and explains. */
 export function packBindingsFile(text: string): PackedBindingsFile | undefined {
+  const scan = scanBindingsFile(text);
+  if (scan.exceeded || scan.duplicate || scan.unplainCount > 0) return undefined;
   let data: unknown;
   try {
     data = JSON.parse(text);

@@ -1,21 +1,34 @@
-// The bpffs mount that holds dispatcher state.
-import { statfsSync } from 'node:fs';
+// The bpffs mount that holds a dispatcher's state. Pinning into a directory
+// of another filesystem fails with EPERM, which reads as "run it as root";
+// checking the filesystem first gives the real reason.
+import { statSync, statfsSync } from 'node:fs';
 import { TubularError, isSystemError } from './errors.js';
+import { quoteIfNeeded } from './quote.js';
 
-const BPF_FS_MAGIC = 0xcafe4a11;
+/** statfs(2) f_type of bpffs (linux/magic.h). */
+export const BPF_FS_MAGIC = 0xcafe4a11;
 
-/** Throws unless `path` is the root of, or a directory in, a bpf file system. */
+const HOW = 'mount one with mount -t bpf bpf PATH, or pass --bpffs PATH of a bpffs mount (the default is /sys/fs/bpf)';
+
+/** Throws a TubularError unless `path` is a directory on bpffs. */
 export function assertBpffs(path: string): void {
+  const shown = quoteIfNeeded(path);
   let type: number;
   try {
     type = statfsSync(path).type;
+    if (!statSync(path).isDirectory()) throw new TubularError('EINVAL', `bpffs path ${shown} is not a directory: ${HOW}`);
   } catch (err) {
-    if (isSystemError(err, 'ENOENT')) {
-      throw new TubularError('ENOENT', `bpffs ${path} does not exist: mount one (mount -t bpf bpf ${path}) or pass --bpffs`);
+    if (err instanceof TubularError) throw err;
+    if (isSystemError(err, 'ENOENT')) throw new TubularError('ENOENT', `bpffs path ${shown} does not exist: ${HOW}`);
+    if (isSystemError(err, 'ENOTDIR')) throw new TubularError('EINVAL', `bpffs path ${shown} is not a directory: ${HOW}`);
+    if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) {
+      throw new TubularError('EPERM', `cannot look at bpffs path ${shown}: permission denied`, { cause: err });
     }
+    if (isSystemError(err, 'ENAMETOOLONG')) throw new TubularError('EINVAL', `bpffs path ${shown} is too long: ${HOW}`);
     throw err;
   }
   if (type !== BPF_FS_MAGIC) {
-    throw new TubularError('EINVAL', `${path} is not a bpf file system: mount one there (mount -t bpf bpf ${path}) or pass --bpffs with a bpffs mount`);
+    throw new TubularError('EINVAL', `${shown} is not a bpffs mount (filesystem type 0x${type.toString(16)}): ` +
+      `mount one there with mount -t bpf bpf ${shown}, or pass --bpffs PATH of a bpffs mount (the default is /sys/fs/bpf)`);
   }
 }

@@ -3,6 +3,7 @@
 // hand rather than with zod: every tubectl verb imports this, and start-up
 // time is part of the interface.
 import { LABEL_MAX_BYTES } from './layout.js';
+import { quote } from './quote.js';
 
 export const LABEL_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.:@+-]*$/;
 
@@ -12,5 +13,5 @@ export function labelProblem(label: string): string | undefined {
     : Buffer.byteLength(label) > LABEL_MAX_BYTES ? `a label is at most ${LABEL_MAX_BYTES} characters`
       : !LABEL_PATTERN.test(label) ? 'a label starts with a letter, digit or _ and holds only letters, digits and _ . : @ + -'
         : undefined;
-  return why && `invalid label "${label}": ${why}`;
+  return why && `invalid label ${quote(label)}: ${why}`;
 }

@@ -56,6 +56,8 @@ export interface Native {
   /** fstat inode number of an fd (e.g. of /proc/self/ns/net) */
   inode(fd: number): number;
   dup(fd: number): number;
+  /** ioctl(NS_GET_NSTYPE): the CLONE_NEW* type of a namespace file */
+  nsType(fd: number): number;
   /** renameat2(RENAME_NOREPLACE): EEXIST instead of replacing what is there */
   renameNoReplace(from: string, to: string): void;
   /** number of open fds of this process (counts /proc/self/fd entries) */

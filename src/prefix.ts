@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import type * as IpaddrLib from 'ipaddr.js';
 import { invalid } from './errors.js';
+import { quote } from './quote.js';
 
 type Ipaddr = typeof IpaddrLib;
 let ipaddrLib: Ipaddr | undefined;
@@ -42,16 +43,23 @@ export function maskBytes(bytes: Uint8Array, length: number): Uint8Array {
 
 /**
  * Parses "192.0.2.0/24", "192.0.2.7" (a /32), "2001:db8::/32" or "::1" (a
- * /128). Host bits are cleared, and the result says so.
+ * /128). Host bits are cleared, and the result says so. Refused although
+ * ipaddr.js would take them: white space around the text, and an IPv6 zone
+ * ("fe80::1%eth0"), which a binding could not honour.
  */
 export function parsePrefix(text: string): ParsedPrefix {
-  const s = text.trim();
-  const slash = s.indexOf('/');
-  const addrText = slash < 0 ? s : s.slice(0, slash);
+  if (/^\s|\s$/.test(text)) throw invalid(`invalid prefix ${quote(text)}: remove the white space around it`);
+  const slash = text.indexOf('/');
+  const addrText = slash < 0 ? text : text.slice(0, slash);
+  const zone = addrText.indexOf('%');
+  if (zone >= 0) {
+    throw invalid(`invalid prefix ${quote(text)}: a zone (${quote(addrText.slice(zone))}) is not allowed, bindings match an address ` +
+      `on every interface: write ${quote(addrText.slice(0, zone) + text.slice(addrText.length))}`);
+  }
   // The common spellings, parsed by hand (ipaddr.js dominated loading large
   // binding files); anything else takes the general path below.
   const fast = parseIPv4(addrText) ?? parsePlainIPv6(addrText);
-  if (fast) return finish(text, s, slash, fast.length === 4 ? 4 : 6, fast);
+  if (fast) return finish(text, slash, fast.length === 4 ? 4 : 6, fast);
   const lib = ipaddr();
   let addr: IpaddrLib.IPv4 | IpaddrLib.IPv6;
   if (lib.IPv4.isValidFourPartDecimal(addrText)) {
@@ -59,12 +67,12 @@ export function parsePrefix(text: string): ParsedPrefix {
   } else if (lib.IPv6.isValid(addrText) && addrText.includes(':')) {
     addr = lib.IPv6.parse(addrText);
     if (addr.isIPv4MappedAddress()) {
-      throw invalid(`invalid prefix "${text}": IPv4-mapped IPv6 addresses never match; write the IPv4 prefix ${addr.toIPv4Address().toString()} instead`);
+      throw invalid(`invalid prefix ${quote(text)}: IPv4-mapped IPv6 addresses never match; write the IPv4 prefix ${addr.toIPv4Address().toString()} instead`);
     }
   } else {
-    throw invalid(`invalid prefix "${text}": expected an IPv4 or IPv6 address, optionally with /length`);
+    throw invalid(`invalid prefix ${quote(text)}: expected an IPv4 or IPv6 address, optionally with /length`);
   }
-  return finish(text, s, slash, addr.kind() === 'ipv4' ? 4 : 6, Uint8Array.from(addr.toByteArray()));
+  return finish(text, slash, addr.kind() === 'ipv4' ? 4 : 6, Uint8Array.from(addr.toByteArray()));
 }
 
 /** parsePrefixInto: the result is IPv6 */
@@ -179,13 +187,13 @@ export function parsePrefixInto(text: string, out: Uint8Array, off: number): num
   return length | (family === 6 ? INTO_IPV6 : 0) | (masked ? INTO_MASKED : 0);
 }
 
-/** Applies the /length of `s` (trimmed `text`) to a parsed address. */
-function finish(text: string, s: string, slash: number, family: Family, raw: Uint8Array): ParsedPrefix {
+/** Applies the /length of `text` to a parsed address. */
+function finish(text: string, slash: number, family: Family, raw: Uint8Array): ParsedPrefix {
   let length = maxLength(family);
   if (slash >= 0) {
-    const lenText = s.slice(slash + 1);
+    const lenText = text.slice(slash + 1);
     if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > maxLength(family)) {
-      throw invalid(`invalid prefix "${text}": the length must be 0-${maxLength(family)} for IPv${family}`);
+      throw invalid(`invalid prefix ${quote(text)}: the length must be 0-${maxLength(family)} for IPv${family}`);
     }
     length = Number(lenText);
   }

@@ -115,7 +115,8 @@ describe('bad input', () => {
 
   test('what a client sends cannot forge a log line', async () => {
     await expectCode('EBADLABEL', { op: 'register', label: 'x\npid=1 uid=0 op=register label="y" result=ok' }, [good6.fd]);
-    await daemon.waitLog(/result=EBADLABEL: invalid label "x\\x0apid=1/);
+    // The label is JSON-quoted in the message (a newline becomes \n), and the log escapes the rest.
+    await daemon.waitLog(/result=EBADLABEL: invalid label "x\\npid=1/);
     assert.doesNotMatch(daemon.log(), /^pid=1 uid=0/m);
   });
 

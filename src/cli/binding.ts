@@ -1,20 +1,22 @@
 // Verbs over bindings: bind, unbind, bindings, load-bindings.
-import { readFileSync } from 'node:fs';
 import { type Binding, parseBinding, toJSON } from '../binding.js';
+import { BINDINGS_FILE_MAX_BYTES } from '../bindings-file-limits.js';
 import {
   type PackedBindings, bindingAt, keyFamily, keyLength, keyPort, keyProtocol, packBindingSet, precedenceOrder,
 } from '../bindingset.js';
-import { TubularError, isSystemError } from '../errors.js';
+import { BINDING_KEY_SIZE, MAX_BINDINGS } from '../layout.js';
+import { TubularError } from '../errors.js';
 import type { Verdict } from '../guard.js';
-import { BINDING_KEY_SIZE } from '../layout.js';
 import { containsPrefix, parsePrefix, type Prefix } from '../prefix.js';
 import { parsePort, parseProtocol, type Protocol } from '../protocol.js';
+import { quoteIfNeeded } from '../quote.js';
 import { bindingDoc } from './changes.js';
 import { formatAge } from '../duration.js';
-import { type Env, withDispatcher } from './env.js';
+import { type Env, checkPlaces, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
 import { type GuardFlags, guardFrom, guardedChange, guardedUnbind, warnRedirected, writeForced } from './guard.js';
 import { describeBinding, labelCell, packedBindingsTable, table, writeJSON } from './output.js';
+import { formatBytes, readRegularFile } from './read-file.js';
 
 export interface BindOptions extends GuardFlags {
   /** refuse matching connections instead of steering them to a label */
@@ -161,14 +163,12 @@ export async function bindings(env: Env, args: readonly (string | undefined)[], 
 
 /** Reads and validates a bindings file, as load-bindings does; notes go to stderr. */
 export async function readBindingsFile(env: Env, file: string): Promise<PackedBindings> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if (isSystemError(err, 'ENOENT')) throw new TubularError('ENOENT', `cannot read ${file}: no such file`);
-    if (isSystemError(err, 'EISDIR')) throw new TubularError('EINVAL', `cannot read ${file}: it is a directory, give a JSON file`);
-    throw err;
-  }
+  checkPlaces(env); // before reading what may be a large file
+  const text = readRegularFile(file, {
+    what: 'bindings file',
+    maxBytes: BINDINGS_FILE_MAX_BYTES,
+    advice: `${MAX_BINDINGS} bindings, the most a dispatcher holds, take less than ${formatBytes(BINDINGS_FILE_MAX_BYTES)} even as bindings --json prints them`,
+  });
   // The common case is read straight into the map's encoding; anything else
   // (including every mistake) goes through the reference parser, which
   // names each problem.
@@ -176,7 +176,7 @@ export async function readBindingsFile(env: Env, file: string): Promise<PackedBi
   let parsed = packBindingsFile(text);
   if (!parsed) {
     const { parseBindingsFile } = await import('../bindings-file.js');
-    const { bindings: next, notes } = parseBindingsFile(text, file);
+    const { bindings: next, notes } = parseBindingsFile(text, quoteIfNeeded(file));
     parsed = { set: packBindingSet(next), notes };
   }
   writeNotes(env, parsed.notes);
@@ -187,7 +187,8 @@ export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}
   const guard = guardFrom(opts, 'load-bindings');
   const set = await readBindingsFile(env, file);
   const passed: { verdict?: Verdict } = {};
-  const check = guardedChange(guard, { what: `load ${file}`, retry: `tubectl load-bindings --force ${file}`, inspect: `tubectl diff ${file}` },
+  const shown = quoteIfNeeded(file);
+  const check = guardedChange(guard, { what: `load ${shown}`, retry: `tubectl load-bindings --force ${shown}`, inspect: `tubectl diff ${shown}` },
     (verdict) => { passed.verdict = verdict; });
   const r = await withDispatcher(env, false, (d) => d.replacePackedBindings(set, { check }));
   if (passed.verdict) writeForced(env, passed.verdict);

@@ -5,8 +5,10 @@
 // Keep this module free of heavy imports: `tubectl version` loads it.
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { assertBpffs } from '../bpffs.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { TubularError } from '../errors.js';
+import { netnsInode } from '../netns.js';
 
 export interface Output {
   write(text: string): unknown;
@@ -31,8 +33,19 @@ export interface Env {
 export const DEFAULT_NETNS = '/proc/self/ns/net';
 export const DEFAULT_BPFFS = '/sys/fs/bpf';
 
+/**
+ * Checks that --bpffs is a bpffs mount and --netns a network namespace,
+ * so that a wrong path is named as such before anything else can fail in
+ * a more confusing way (pinning outside bpffs reads "permission denied").
+ */
+export function checkPlaces(env: Pick<Env, 'netns' | 'bpffs'>): void {
+  netnsInode(env.netns);
+  assertBpffs(env.bpffs);
+}
+
 /** Opens the dispatcher of env's namespace; loads the control plane on first use. */
 export async function openDispatcher(env: Env, readOnly: boolean): Promise<Dispatcher> {
+  checkPlaces(env);
   const { Dispatcher } = await import('../dispatcher.js');
   try {
     return Dispatcher.open(where(env, { readOnly }));

@@ -2,6 +2,7 @@
 // line is wrong (read --help); an operation failure means the command was
 // understood but could not be done (the message says why).
 import { TubularError, isSystemError } from '../errors.js';
+import { QUOTE_MAX } from '../quote.js';
 import type { Output } from './env.js';
 
 export const EXIT_OK = 0;
@@ -62,4 +63,13 @@ export function report(err: unknown, stderr: Output): number {
   // Not a mistake of the operator: keep the stack for the bug report.
   stderr.write(`tubectl: internal error: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
   return EXIT_FAILED;
+}
+
+/**
+ * Commander's messages quote what was typed in single quotes ("unknown
+ * command 'x'"), however long: cut each quoted token like quote() does.
+ */
+export function boundQuotedTokens(message: string): string {
+  const long = new RegExp(`'([^'\\n]{${QUOTE_MAX + 1},})'`, 'g');
+  return message.replace(long, (_all, token: string) => `'${token.slice(0, QUOTE_MAX)}...' (${token.length} characters)`);
 }

@@ -3,7 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Dispatcher } from '../dispatcher.js';
 import { isSystemError } from '../errors.js';
-import { type Env, explainDenied, where } from './env.js';
+import { quote, quoteIfNeeded } from '../quote.js';
+import { type Env, checkPlaces, explainDenied, where } from './env.js';
 import { UsageError } from './errors.js';
 
 /** The group that may read the state when none is named: like tubular's. */
@@ -48,11 +49,24 @@ function denied<T>(env: Env, fn: () => T): T {
   }
 }
 
+/** The largest gid: (gid_t)-1 means "no change" to chown. */
+const MAX_GID = 2 ** 32 - 2;
+
+/** Refuses a --group that cannot name a group: an option for getent, an overlong name, a gid out of range. */
+function checkGroup(group: string): void {
+  const bad = /^\d+$/.test(group)
+    ? (/^0\d/.test(group) || Number(group) > MAX_GID) && `a gid is 0-${MAX_GID}, without leading zeros`
+    : (group === '' || group.startsWith('-') || group.length > 256) && 'a group name is 1-256 characters and does not start with -';
+  if (bad) throw new UsageError(`invalid group ${quote(group)}: ${bad}`, 'load');
+}
+
 export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
+  if (opts.group !== undefined) checkGroup(opts.group);
   const name = opts.group ?? DEFAULT_GROUP;
+  denied(env, () => checkPlaces(env));
   const gid = resolveGroup(name);
   if (gid === undefined && opts.group !== undefined) {
-    throw new UsageError(`group "${opts.group}" does not exist: create it (groupadd ${opts.group}) or name another`, 'load');
+    throw new UsageError(`group ${quote(opts.group)} does not exist: create it (groupadd ${quoteIfNeeded(opts.group, 64)}) or name another`, 'load');
   }
   const d = denied(env, () => Dispatcher.create(where(env, { group: gid })));
   try {
@@ -66,12 +80,14 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
 }
 
 export async function unload(env: Env): Promise<void> {
+  denied(env, () => checkPlaces(env));
   const { leftovers } = denied(env, () => Dispatcher.unload(where(env, {})));
   const finished = leftovers > 0 ? ` (also finished ${leftovers} interrupted load or unload)` : '';
   env.stdout.write(`unloaded dispatcher from ${env.netns}: bindings and registrations are gone${finished}\n`);
 }
 
 export async function upgrade(env: Env): Promise<void> {
+  denied(env, () => checkPlaces(env));
   const d = denied(env, () => Dispatcher.open(where(env, {})));
   try {
     const { from, to } = denied(env, () => d.upgrade());

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { normalizeArgv } from './argv.js';
 import { DEFAULT_BPFFS, DEFAULT_NETNS, type Env, type Output } from './env.js';
-import { EXIT_OK, EXIT_USAGE, UsageError, report } from './errors.js';
+import { EXIT_OK, EXIT_USAGE, UsageError, boundQuotedTokens, report } from './errors.js';
 import { endQuietlyOnClosedPipe } from './pipe.js';
 
 export interface Io {
@@ -41,7 +41,7 @@ function buildProgram(io: Io, outcome: Outcome): Command {
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
-      outputError: (s, write) => write(`tubectl: ${s.replace(/^error: /, '')}`),
+      outputError: (s, write) => write(`tubectl: ${boundQuotedTokens(s.replace(/^error: /, ''))}`),
     })
     .addHelpText('after', EPILOG);
 

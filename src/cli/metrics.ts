@@ -6,8 +6,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { DestinationStatus } from '../dispatcher.js';
-import { TubularError } from '../errors.js';
+import { TubularError, isSystemError } from '../errors.js';
 import { parsePort } from '../protocol.js';
+import { quote } from '../quote.js';
 import { type Env, withDispatcher } from './env.js';
 import { parsing } from './errors.js';
 import { type RejectRow, rejectRows } from './rejects.js';
@@ -119,8 +120,13 @@ export async function startMetricsServer(env: Env, address: string, portText: st
     });
   });
   await new Promise<void>((ok, fail) => {
-    server.once('error', fail);
-    server.listen(port, address, () => { server.off('error', fail); ok(); });
+    // Node's message ends with the address as given: name it bounded instead.
+    const failed = (err: Error): void => {
+      const code = isSystemError(err) ? err.code : err.name;
+      fail(new TubularError('EINVAL', `cannot listen on address ${quote(address)} port ${port}: ${code}`, { cause: err }));
+    };
+    server.once('error', failed);
+    server.listen(port, address, () => { server.off('error', failed); ok(); });
   });
   const bound = server.address() as AddressInfo;
   return {

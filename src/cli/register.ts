@@ -9,12 +9,20 @@ import { native, type SocketInfo } from '../native.js';
 import { netnsInode } from '../netns.js';
 import { formatAddress, parsePrefix, type Prefix } from '../prefix.js';
 import { parseDomain, parsePort, parseProtocol, type Protocol } from '../protocol.js';
+import { quote, quoteIfNeeded } from '../quote.js';
 import { type SocketKind, registrableKind } from '../socket.js';
 import { type Env, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
+import { readRegularFile } from './read-file.js';
 
 /** SD_LISTEN_FDS_START: systemd passes sockets from fd 3 on. */
 export const LISTEN_FDS_START = 3;
+/** Sockets taken from LISTEN_FDS at most. */
+export const LISTEN_FDS_MAX = 1024;
+/** PID_MAX_LIMIT of Linux: pids are 1-4194304. */
+export const PID_MAX = 4194304;
+/** A pid file holds a number and a newline; this is generous. */
+export const PID_FILE_MAX_BYTES = 4096;
 
 function checkLabel(verb: string, label: string): void {
   const problem = labelProblem(label);
@@ -45,13 +53,13 @@ export function passedSockets(env: Pick<Env, 'getenv' | 'pid'>, label: string): 
     throw new TubularError('EINVAL', 'no sockets were passed (LISTEN_FDS is not set): run tubectl register under systemd socket activation, ' +
       'e.g. as ExecStart= of a oneshot unit with Sockets=');
   }
-  if (!/^\d+$/.test(fds) || Number(fds) < 1) {
-    throw new TubularError('EINVAL', `LISTEN_FDS="${fds}" should be the number of sockets passed (1 or more)`);
+  if (!/^[1-9]\d{0,3}$/.test(fds) || Number(fds) > LISTEN_FDS_MAX) {
+    throw new TubularError('EINVAL', `LISTEN_FDS=${quote(fds)} should be the number of sockets passed (1-${LISTEN_FDS_MAX})`);
   }
   if (pid !== String(env.pid)) {
     throw new TubularError('EINVAL', pid === undefined
       ? 'LISTEN_PID is not set: socket activation sets it to the pid of the process that owns the sockets'
-      : `LISTEN_PID=${pid} is not this process (${env.pid}): the sockets were passed to another process`);
+      : `LISTEN_PID=${/^\d{1,10}$/.test(pid) ? pid : quote(pid)} is not this process (${env.pid}): the sockets were passed to another process`);
   }
   const names = env.getenv('LISTEN_FDNAMES')?.split(':');
   const all: PassedSocket[] = [];
@@ -95,7 +103,7 @@ function planRegistrations(sockets: readonly { fd: number; what: string }[]): So
 export async function register(env: Env, label: string): Promise<void> {
   checkLabel('register', label);
   sameNetns(env, '/proc/self/ns/net', 'tubectl register');
-  const sockets = passedSockets(env, label).map((s) => ({ fd: s.fd, what: `fd ${s.fd}${s.name ? ` (${s.name})` : ''}` }));
+  const sockets = passedSockets(env, label).map((s) => ({ fd: s.fd, what: `fd ${s.fd}${s.name ? ` (${quoteIfNeeded(s.name, 64)})` : ''}` }));
   planRegistrations(sockets);
   const done = await withDispatcher(env, false, (d) => sockets.map((s) => d.registerSocket(label, s.fd)));
   for (const r of done) env.stdout.write(`${describeRegistration(r)}\n`);
@@ -110,23 +118,44 @@ export interface PidArgs {
   port: number;
 }
 
+/** Decimal without a leading zero, at most 10 digits; one above PID_MAX is then "no such process" (exit 1), as before. */
+const isPid = (text: string): boolean => /^[1-9]\d{0,9}$/.test(text);
+
+/** The pid in a pid file: a regular file of at most PID_FILE_MAX_BYTES holding one number. */
+function readPidFile(file: string): number {
+  let text: string;
+  try {
+    text = readRegularFile(file, { what: 'pid file', maxBytes: PID_FILE_MAX_BYTES, advice: 'a pid file holds one process id' });
+  } catch (err) {
+    if (err instanceof TubularError && err.code === 'ENOENT') {
+      throw new UsageError(`invalid pid ${quote(file)}: give a process id or a file holding one`, 'register-pid');
+    }
+    if (err instanceof TubularError) throw new UsageError(err.message, 'register-pid');
+    throw err;
+  }
+  const pid = text.trim();
+  if (!isPid(pid)) {
+    throw new UsageError(`the pid file ${quoteIfNeeded(file)} holds ${quote(pid, 20)}, not a process id (1-${PID_MAX})`, 'register-pid');
+  }
+  return Number(pid);
+}
+
 /** Reads `<pid|pidfile> <label> <protocol> <ip> <port>`. */
 export function parsePidArgs(args: readonly string[]): PidArgs {
   const [pidText, label, protocol, ip, port] = args;
   checkLabel('register-pid', label);
-  let pid = pidText;
-  if (!/^\d+$/.test(pid)) {
-    try {
-      pid = readFileSync(pidText, 'utf8').trim();
-    } catch {
-      throw new UsageError(`invalid pid "${pidText}": give a process id or a file holding one`, 'register-pid');
-    }
-    if (!/^\d+$/.test(pid)) throw new UsageError(`the pid file ${pidText} holds "${pid.slice(0, 20)}", not a process id`, 'register-pid');
+  let pid: number;
+  if (isPid(pidText)) {
+    pid = Number(pidText);
+  } else if (/^\d+$/.test(pidText)) {
+    throw new UsageError(`invalid pid ${quote(pidText)}: a process id is 1-${PID_MAX}, written without leading zeros`, 'register-pid');
+  } else {
+    pid = readPidFile(pidText);
   }
   return parsing('register-pid', () => {
     const parsed = parsePrefix(ip);
-    if (ip.includes('/') || parsed.masked) throw new TubularError('EINVAL', `invalid ip "${ip}": give an address, not a prefix`);
-    return { pid: Number(pid), label, protocol: parseProtocol(protocol), address: parsed.prefix, port: parsePort(port) };
+    if (ip.includes('/') || parsed.masked) throw new TubularError('EINVAL', `invalid ip ${quote(ip)}: give an address, not a prefix`);
+    return { pid, label, protocol: parseProtocol(protocol), address: parsed.prefix, port: parsePort(port) };
   });
 }
 

@@ -4,6 +4,7 @@ import type { DestinationStatus, GenerationRecord, Status } from '../dispatcher.
 import type { Protocol } from '../protocol.js';
 import { type Env, withDispatcher } from './env.js';
 import { formatAge, isoSecond } from '../duration.js';
+import { UsageError } from './errors.js';
 import { table, writeJSON } from './output.js';
 import type { RejectRow } from './rejects.js';
 
@@ -96,6 +97,10 @@ async function snapshot(env: Env): Promise<Snapshot> {
 }
 
 export async function status(env: Env, label?: string): Promise<void> {
+  if (label !== undefined) {
+    const problem = (await import('../label.js')).labelProblem(label);
+    if (problem) throw new UsageError(problem, 'status');
+  }
   const snap = await snapshot(env);
   const destinations = snap.destinations.filter((d) => label === undefined || d.label === label).map(destinationJSON);
   const rejects: RejectJSON[] = snap.rejects.map((r) => ({ ...r, rejected: r.rejected.toString() }));

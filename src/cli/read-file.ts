@@ -1,0 +1,104 @@
+// Reading a file named on the command line, within a limit. readFileSync
+// would read /dev/zero until memory runs out and block forever on a FIFO
+// nobody writes to; this refuses anything but a regular file, without
+// blocking, and stops reading one byte past the limit.
+import { closeSync, constants, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { TubularError, isSystemError } from '../errors.js';
+import { quoteIfNeeded } from '../quote.js';
+
+/** "256 MiB", "4 KiB", "100 bytes". */
+export function formatBytes(n: number): string {
+  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
+    if (n >= size && n % size === 0) return `${n / size} ${unit}`;
+    if (n >= size) return `${(n / size).toFixed(1)} ${unit}`;
+  }
+  return `${n} byte${n === 1 ? '' : 's'}`;
+}
+
+/** What a file is, for a message refusing it. */
+function kind(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'not a regular file';
+}
+
+function cannot(what: string, file: string, err: unknown): TubularError {
+  const name = `cannot read ${what} ${quoteIfNeeded(file)}`;
+  if (isSystemError(err, 'ENOENT')) return new TubularError('ENOENT', `${name}: no such file`);
+  if (isSystemError(err, 'ENOTDIR')) return new TubularError('ENOENT', `${name}: a component of the path is not a directory`);
+  if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) return new TubularError('EPERM', `${name}: permission denied`);
+  if (isSystemError(err)) {
+    // Node's message ends with the path, unbounded: keep only the reason.
+    return new TubularError('EINVAL', `${name}: ${err.message.replace(/, \w+ '[\s\S]*$/, '')}`, { cause: err });
+  }
+  return new TubularError('EINVAL', `${name}: ${String(err)}`, { cause: err });
+}
+
+export interface ReadLimit {
+  /** what the file is, for messages: "bindings file" */
+  what: string;
+  /** bytes read at most */
+  maxBytes: number;
+  /** said after the limit when a file is too large: what to do */
+  advice: string;
+}
+
+function refuse(file: string, st: Stats, limit: ReadLimit): TubularError {
+  return new TubularError('EINVAL', `cannot read ${limit.what} ${quoteIfNeeded(file)}: it is ${kind(st)}, give a regular file`);
+}
+
+/** `size` undefined: known only to be over the limit. */
+function tooLarge(file: string, size: number | undefined, limit: ReadLimit): TubularError {
+  const is = size === undefined ? 'is' : `is ${formatBytes(size)},`;
+  return new TubularError('EINVAL', `${limit.what} ${quoteIfNeeded(file)} ${is} over the limit of ${formatBytes(limit.maxBytes)}: ${limit.advice}`);
+}
+
+/**
+ * The text (UTF-8) of a regular file of at most limit.maxBytes. Devices,
+ * FIFOs, sockets and directories are refused before they are opened, and
+ * again after (fstat of the opened fd, in case the path changed meanwhile);
+ * the open is non-blocking, so a FIFO swapped in cannot block.
+ */
+export function readRegularFile(file: string, limit: ReadLimit): string {
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw refuse(file, st, limit);
+  } catch (err) {
+    throw err instanceof TubularError ? err : cannot(limit.what, file, err);
+  }
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (err) {
+    throw cannot(limit.what, file, err);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw refuse(file, st, limit);
+    if (st.size > limit.maxBytes) throw tooLarge(file, st.size, limit);
+    // The size can be stale (a growing file) or 0 (procfs): read until the
+    // end, but never more than one byte past the limit.
+    let buf = Buffer.allocUnsafe(Math.min(limit.maxBytes + 1, Math.max(st.size + 1, 64 * 1024)));
+    let used = 0;
+    for (;;) {
+      if (used === buf.length) {
+        if (buf.length > limit.maxBytes) break;
+        const bigger = Buffer.allocUnsafe(Math.min(limit.maxBytes + 1, buf.length * 2));
+        buf.copy(bigger, 0, 0, used);
+        buf = bigger;
+      }
+      const got = readSync(fd, buf, used, buf.length - used, null);
+      if (got === 0) break;
+      used += got;
+    }
+    if (used > limit.maxBytes) throw tooLarge(file, undefined, limit);
+    return buf.toString('utf8', 0, used);
+  } catch (err) {
+    throw err instanceof TubularError ? err : cannot(limit.what, file, err);
+  } finally {
+    closeSync(fd);
+  }
+}

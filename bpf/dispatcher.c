@@ -30,6 +30,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the map layout assume
 
 #define ACTION_STEER 1
 #define ACTION_REJECT 2
+// Counts what it matches and decides nothing: the walk goes on as if it
+// were not there (HTTPS-only, observed before it is switched to reject).
+#define ACTION_OBSERVE 3
 
 // A binding's key: exact-match, with the address already masked to prefixlen.
 // Looking up "the longest prefix" is then one hash lookup per prefix length
@@ -46,19 +49,40 @@ struct binding_key {
 
 struct binding_value {
 	__u32 destination; // index into sockets / destination_metrics
-	__u16 action;      // ACTION_STEER or ACTION_REJECT
+	__u16 action;      // ACTION_STEER, ACTION_REJECT or ACTION_OBSERVE
 	__u16 pad;
 	__u32 stat;        // index into binding_stats: this binding's traffic
 };
 
-// Every binding's traffic: how many connections and datagrams it decided,
-// and when it last decided one. One shared entry per binding, whatever the
-// number of CPUs: 16 bytes, 16 MiB for a million bindings. The time is
-// CLOCK_MONOTONIC (coarse) in seconds plus one, written only when it
-// changes; 0 means never.
+// Every binding's traffic: how many connections and datagrams it decided
+// (or, for an observe binding, matched), and when it last did. One shared
+// entry per binding, whatever the number of CPUs: 16 bytes, 16 MiB for a
+// million bindings. The time is CLOCK_MONOTONIC (coarse) in seconds plus
+// one, written only when it changes; 0 means never. `epoch` changes each
+// time the entry is given to a new binding, so that the sources sampled
+// for an earlier binding are never taken for its.
 struct binding_stat {
 	__u64 hits;
-	__u64 last_hit;
+	__u32 last_hit;
+	__u32 epoch;
+};
+
+// Where the traffic of observe and reject bindings comes from: counts per
+// source block (IPv4 /24, IPv6 /48) of the binding, in an LRU hash of
+// bounded size, so that a scan from a million addresses evicts old blocks
+// instead of growing the table. Steer bindings are never sampled.
+#define MAX_SOURCES 131072
+
+struct source_key {
+	__u32 stat;    // the binding's stat index ...
+	__u32 epoch;   // ... and its epoch
+	__u32 family;  // AF_INET or AF_INET6
+	__u32 addr[4]; // the remote address, network order, masked to its block
+};
+
+struct source_value {
+	__u64 hits;
+	__u64 last_seen; // as binding_stat.last_hit
 };
 
 #define MAX_BINDINGS (1 << 20)
@@ -169,6 +193,13 @@ struct {
 	__type(value, struct binding_stat);
 } binding_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_SOURCES);
+	__type(key, struct source_key);
+	__type(value, struct source_value);
+} sources SEC(".maps");
+
 // Key: destination id * SOCKET_SLOTS + slot.
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKMAP);
@@ -242,7 +273,22 @@ struct walk {
 	__u16 port;
 	__u16 found;
 	struct binding_value result;
+	__u32 observed; // an observe binding matched first ...
+	__u32 observe;  // ... and this is its stat index
 };
+
+// An observe binding decides nothing: note the first (the longest match,
+// the one an operator would switch to reject) and carry on.
+static __always_inline struct binding_value *seen(struct walk *w, struct binding_value *val)
+{
+	if (!val || val->action != ACTION_OBSERVE)
+		return val;
+	if (!w->observed) {
+		w->observed = 1;
+		w->observe = val->stat;
+	}
+	return NULL;
+}
 
 // The lengths bound in the block of an address (see `blocks`); a, b, c are
 // the first three words of the address, host order, masked to the block.
@@ -287,11 +333,11 @@ static __always_inline long step(struct walk *w, int v6)
 	}
 	if (w->spec & bit) {
 		w->key.port = w->port;
-		val = bpf_map_lookup_elem(w->map, &w->key);
+		val = seen(w, bpf_map_lookup_elem(w->map, &w->key));
 	}
 	if (!val && (w->any & bit)) {
 		w->key.port = 0;
-		val = bpf_map_lookup_elem(w->map, &w->key);
+		val = seen(w, bpf_map_lookup_elem(w->map, &w->key));
 	}
 	if (val) {
 		w->result = *val;
@@ -338,18 +384,48 @@ static __always_inline void near6(const __u64 b[4], int shift, __u64 out[3])
 	out[2] = x96 >> 31;
 }
 
-// One more connection or datagram decided by a binding, and when.
-static __always_inline void count_hit(__u32 stat)
+static __always_inline __u32 now_seconds(void)
+{
+	return bpf_ktime_get_coarse_ns() / 1000000000 + 1;
+}
+
+// One more connection or datagram decided by a binding, and when; returns
+// its entry (for the epoch), or NULL.
+static __always_inline struct binding_stat *count_hit(__u32 stat, __u32 now)
 {
 	struct binding_stat *s = bpf_map_lookup_elem(&binding_stats, &stat);
-	__u64 now;
+
+	if (!s)
+		return NULL;
+	__sync_fetch_and_add(&s->hits, 1);
+	if (s->last_hit != now)
+		s->last_hit = now;
+	return s;
+}
+
+// Samples where a connection to an observe or reject binding comes from.
+static __always_inline void count_source(struct bpf_sk_lookup *ctx, __u32 stat, struct binding_stat *s, __u32 now)
+{
+	struct source_key key = { .stat = stat, .family = ctx->family };
+	struct source_value one = { .hits = 1, .last_seen = now }, *v;
 
 	if (!s)
 		return;
-	__sync_fetch_and_add(&s->hits, 1);
-	now = bpf_ktime_get_coarse_ns() / 1000000000 + 1;
-	if (s->last_hit != now)
-		s->last_hit = now;
+	key.epoch = s->epoch;
+	if (ctx->family == AF_INET) {
+		key.addr[0] = ctx->remote_ip4 & bpf_htonl(0xffffff00);
+	} else {
+		key.addr[0] = ctx->remote_ip6[0];
+		key.addr[1] = ctx->remote_ip6[1] & bpf_htonl(0xffff0000);
+	}
+	v = bpf_map_lookup_elem(&sources, &key);
+	if (!v) {
+		bpf_map_update_elem(&sources, &key, &one, BPF_NOEXIST);
+		return;
+	}
+	__sync_fetch_and_add(&v->hits, 1);
+	if (v->last_seen != now)
+		v->last_seen = now;
 }
 
 // The first socket still registered for a destination, or NULL.
@@ -378,6 +454,8 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	__u32 zero = 0, index, index_gen, destination, protocol, *gen;
 	long err;
 	int counted;
+	__u32 now;
+	struct binding_stat *stat;
 
 	if (ctx->protocol == IPPROTO_TCP)
 		index = 0;
@@ -437,20 +515,33 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 			walk_word(&w, 0, spec->v6[0] & ns[0], any->v6[0] & na[0], 1);
 	}
 
-	// No binding: leave the packet to the kernel's own socket lookup.
-	if (!w.found)
-		return SK_PASS;
-
 	// A question asked with BPF_PROG_TEST_RUN by tubectl explain (no
 	// interface, source port 0: never a real packet) is answered but not
 	// counted, so asking never makes a binding look live.
 	counted = ctx->ingress_ifindex || ctx->remote_port;
-	if (counted)
-		count_hit(w.result.stat);
+	now = 0;
+	if (w.observed && counted) {
+		now = now_seconds();
+		count_source(ctx, w.observe, count_hit(w.observe, now), now);
+	}
+
+	// No binding: leave the packet to the kernel's own socket lookup.
+	if (!w.found)
+		return SK_PASS;
+
+	stat = NULL;
+	if (counted) {
+		if (!now)
+			now = now_seconds();
+		stat = count_hit(w.result.stat, now);
+	}
 
 	// Reject: refuse at the transport layer (TCP reset, ICMP unreachable).
-	if (w.result.action == ACTION_REJECT)
+	if (w.result.action == ACTION_REJECT) {
+		if (stat)
+			count_source(ctx, w.result.stat, stat, now);
 		return SK_DROP;
+	}
 
 	destination = w.result.destination;
 	metrics = bpf_map_lookup_elem(&destination_metrics, &destination);

@@ -203,6 +203,20 @@ function buildProgram(io: Io, outcome: Outcome): Command {
     .action(async (protocol: string, address: string, port: string, o: { json?: boolean }) =>
       (await import('./explain.js')).explain(env(o), protocol, address, port));
 
+  program.command('sources').description('where the traffic of observe and reject bindings comes from: hits per source block')
+    .argument('[protocol]', 'with prefix and port: only this binding (tcp or udp)')
+    .argument('[prefix]', 'the binding\'s prefix')
+    .argument('[port]', 'the binding\'s port (0 = every port)')
+    .option('--top <n>', 'source blocks shown per binding, most active first: 1-1000 (default 10)')
+    .option('--reset', 'clear the sample of every binding, to measure a fresh window (root; hit counts stay)')
+    .option('--json', 'print one JSON document')
+    .addHelpText('after', '\nSources are sampled per IPv4 /24 and IPv6 /48, for observe and reject bindings only,\n' +
+      `in a table of bounded size: when it is full, the blocks seen least recently make room.\n` +
+      'Bindings are listed busiest first.\n' +
+      examples('tubectl sources\ntubectl sources --top 50 tcp 127.0.0.128/25 80\ntubectl sources --json\ntubectl sources --reset'))
+    .action(async (protocol: string | undefined, prefix: string | undefined, port: string | undefined, o: { json?: boolean; top?: string; reset?: boolean }) =>
+      (await import('./sources.js')).sources(env(o), [protocol, prefix, port], o));
+
   return program;
 }
 

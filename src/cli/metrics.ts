@@ -11,12 +11,14 @@ import { parsePort } from '../protocol.js';
 import { quote } from '../quote.js';
 import { type Env, withDispatcher } from './env.js';
 import { parsing } from './errors.js';
-import { type RejectRow, rejectRows } from './rejects.js';
+import { type ObservedRow, type RejectRow, observedRows, rejectRows } from './rejects.js';
 
 interface Sample {
   loaded: boolean;
   destinations: DestinationStatus[];
   rejects: RejectRow[];
+  /** observe bindings and their hits; their sources stay in tubectl sources (one series per source block would be unbounded) */
+  observed: ObservedRow[];
 }
 
 const DESTINATION_LABELS = ['label', 'domain', 'protocol'] as const;
@@ -64,6 +66,14 @@ export function metricsRegistry(sample: () => Sample, versionInfo: { version: st
       for (const r of sample().rejects) this.inc({ protocol: r.protocol, prefix: r.prefix, port: String(r.port) }, Number(r.rejected));
     },
   });
+  new Counter({
+    name: 'tubular_observed_total', help: 'Connections and datagrams counted by an observe binding (which then let them through).',
+    labelNames: ['protocol', 'prefix', 'port'], registers: [registry],
+    collect(this: Counter<'protocol' | 'prefix' | 'port'>) {
+      this.reset();
+      for (const r of sample().observed) this.inc({ protocol: r.protocol, prefix: r.prefix, port: String(r.port) }, Number(r.observed));
+    },
+  });
   new Gauge({
     name: 'tubular_build_info', help: 'The version of tubectl serving these metrics.', labelNames: ['version', 'nodeversion'], registers: [registry],
     collect(this: Gauge<'version' | 'nodeversion'>) { this.set({ version: versionInfo.version, nodeversion: versionInfo.node }, 1); },
@@ -74,10 +84,11 @@ export function metricsRegistry(sample: () => Sample, versionInfo: { version: st
 async function readSample(env: Env): Promise<Sample> {
   try {
     return await withDispatcher(env, true, (d) => ({
-      loaded: true, destinations: d.destinations(), rejects: rejectRows(d.bindings(), d.rejectCounters())
+      loaded: true, destinations: d.destinations(), rejects: rejectRows(d.bindings(), d.rejectCounters()),
+      observed: observedRows(d.packedBindings(), (stats) => d.traffic(stats)),
     }));
   } catch (err) {
-    if (err instanceof TubularError && err.code === 'ENOTLOADED') return { loaded: false, destinations: [], rejects: [] };
+    if (err instanceof TubularError && err.code === 'ENOTLOADED') return { loaded: false, destinations: [], rejects: [], observed: [] };
     throw err;
   }
 }
@@ -93,7 +104,7 @@ export interface MetricsServer {
 export async function startMetricsServer(env: Env, address: string, portText: string): Promise<MetricsServer> {
   const port = parsing('metrics', () => parsePort(portText));
   const { version } = await import('./version-info.js');
-  let current: Sample = { loaded: false, destinations: [], rejects: [] };
+  let current: Sample = { loaded: false, destinations: [], rejects: [], observed: [] };
   const registry = metricsRegistry(() => current, version());
   let scraping = Promise.resolve();
   const server = http.createServer((req, res) => {

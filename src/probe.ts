@@ -17,6 +17,8 @@ export interface ProbePacket {
   /** local (destination) address: 4 or 16 bytes, network order */
   address: Uint8Array;
   port: number;
+  /** remote (source) address, same family, network order; loopback unless given */
+  remote?: Uint8Array;
 }
 
 export interface ProbeResult {
@@ -37,10 +39,10 @@ export function lookupContext(p: ProbePacket, remotePort = 40000): Buffer {
   writeU32(ctx, AF[p.family], 8);
   writeU32(ctx, IPPROTO[p.protocol], 12);
   if (p.family === 4) {
-    ctx.set(REMOTE_V4, 16);
+    ctx.set(p.remote?.subarray(0, 4) ?? REMOTE_V4, 16);
     ctx.set(p.address.subarray(0, 4), 40);
   } else {
-    ctx.set(REMOTE_V6, 20);
+    ctx.set(p.remote?.subarray(0, 16) ?? REMOTE_V6, 20);
     ctx.set(p.address.subarray(0, 16), 44);
   }
   ctx.writeUInt16BE(remotePort, 36);

@@ -5,7 +5,7 @@
 // starts from zero. Which indices are in use is derived from the sets.
 import type { BpfMap } from './bpfmap.js';
 import { TubularError } from './errors.js';
-import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64, u32 } from './layout.js';
+import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64, u32, writeU32 } from './layout.js';
 
 export interface Traffic {
   hits: bigint;
@@ -37,7 +37,7 @@ export function allocateStats(used: Uint8Array, n: number): Uint32Array {
  * The coarse clock the data plane stamps with (CLOCK_MONOTONIC seconds + 1)
  * turned into wall-clock dates: the offset is taken once per read.
  */
-function clock(): (raw: bigint) => Date | null {
+export function clock(): (raw: bigint) => Date | null {
   const monoNs = process.hrtime.bigint();
   const wallMs = Date.now();
   return (raw) => {
@@ -56,20 +56,37 @@ export class BindingStats {
     stats.forEach((s, i) => keys.writeUInt32LE(s, i * 4));
     const values = this.map.lookupMany(keys, stats.length);
     const date = clock();
-    return Array.from(stats, (_, i) => ({ hits: readU64(values, i * BINDING_STAT_SIZE), lastHit: date(readU64(values, i * BINDING_STAT_SIZE + 8)) }));
+    return Array.from(stats, (_, i) => ({ hits: readU64(values, i * BINDING_STAT_SIZE), lastHit: date(BigInt(readU32(values, i * BINDING_STAT_SIZE + 8))) }));
   }
 
   /** Traffic of one binding. */
   one(stat: number): Traffic {
     const v = this.map.lookup(u32(stat)) ?? Buffer.alloc(BINDING_STAT_SIZE);
-    return { hits: readU64(v, 0), lastHit: clock()(readU64(v, 8)) };
+    return { hits: readU64(v, 0), lastHit: clock()(BigInt(readU32(v, 8))) };
   }
 
-  /** Starts the counts of these indices from zero. */
+  /**
+   * Gives these indices to new bindings: counts from zero, and a new epoch,
+   * so that sources sampled for the bindings that had them before are never
+   * shown for the new ones.
+   */
   zero(stats: Uint32Array): void {
     if (stats.length === 0) return;
     const keys = Buffer.alloc(stats.length * 4);
     stats.forEach((s, i) => keys.writeUInt32LE(s, i * 4));
-    this.map.updateBatch(keys, Buffer.alloc(stats.length * BINDING_STAT_SIZE), stats.length);
+    const old = this.map.lookupMany(keys, stats.length);
+    const fresh = Buffer.alloc(stats.length * BINDING_STAT_SIZE);
+    for (let i = 0; i < stats.length; i++) {
+      writeU32(fresh, (readU32(old, i * BINDING_STAT_SIZE + 12) + 1) >>> 0, i * BINDING_STAT_SIZE + 12);
+    }
+    this.map.updateBatch(keys, fresh, stats.length);
+  }
+
+  /** The epochs of these indices, in order. */
+  epochs(stats: Uint32Array): Uint32Array {
+    const keys = Buffer.alloc(stats.length * 4);
+    stats.forEach((s, i) => keys.writeUInt32LE(s, i * 4));
+    const values = this.map.lookupMany(keys, stats.length);
+    return Uint32Array.from(stats, (_, i) => readU32(values, i * BINDING_STAT_SIZE + 12));
   }
 }

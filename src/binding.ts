@@ -1,4 +1,5 @@
-// Bindings: (protocol, prefix, port) -> label, or -> reject.
+// Bindings: (protocol, prefix, port) -> label, or -> reject, or observe
+// (count and carry on, as if the binding were not there).
 //
 // Precedence, as the data plane applies it: the longest prefix wins; at equal
 // length a specific port beats port 0. Sorting by `comparePrecedence` lists
@@ -8,10 +9,11 @@ import { labelProblem } from './label.js';
 import { formatPrefix, parsePrefix, type Prefix } from './prefix.js';
 import { parsePort, parseProtocol, type Protocol } from './protocol.js';
 
-export type Action = 'steer' | 'reject';
+export type Action = 'steer' | 'reject' | 'observe';
+export const ACTIONS: readonly Action[] = ['steer', 'reject', 'observe'];
 
 export interface Binding {
-  /** the service; '' only for a reject binding given no label */
+  /** the service; '' only for a reject or observe binding given no label */
   readonly label: string;
   readonly protocol: Protocol;
   readonly prefix: Prefix;
@@ -82,9 +84,24 @@ export function comparePrecedence(a: Binding, b: Binding): number {
 
 /**
  * The binding the data plane picks for a connection, computed the slow and
- * obvious way: the reference the BPF program is tested against.
+ * obvious way: the reference the BPF program is tested against. Observe
+ * bindings decide nothing: they are passed over (see observedBinding).
  */
 export function matchBinding(bindings: readonly Binding[], protocol: Protocol, family: 4 | 6, addr: Uint8Array, port: number): Binding | undefined {
+  return bestMatch(bindings.filter((b) => b.action !== 'observe'), protocol, family, addr, port);
+}
+
+/**
+ * The observe binding that counts a connection: the most preferred observe
+ * binding that matches, when it is preferred to the binding that decides.
+ */
+export function observedBinding(bindings: readonly Binding[], protocol: Protocol, family: 4 | 6, addr: Uint8Array, port: number): Binding | undefined {
+  const observe = bestMatch(bindings.filter((b) => b.action === 'observe'), protocol, family, addr, port);
+  const decides = matchBinding(bindings, protocol, family, addr, port);
+  return observe && (!decides || comparePrecedence(observe, decides) < 0) ? observe : undefined;
+}
+
+function bestMatch(bindings: readonly Binding[], protocol: Protocol, family: 4 | 6, addr: Uint8Array, port: number): Binding | undefined {
   let best: Binding | undefined;
   for (const b of bindings) {
     if (b.protocol !== protocol || b.prefix.family !== family) continue;

@@ -8,7 +8,7 @@ import { scanBindingsFile } from './bindings-file-limits.js';
 import { type PackedBindings } from './bindingset.js';
 import { KeyIndex, keyWords } from './keyindex.js';
 import { labelProblem } from './label.js';
-import { ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, IPPROTO } from './layout.js';
+import { ACTION_OBSERVE, ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, IPPROTO } from './layout.js';
 import { INTO_IPV6, INTO_MASKED, parsePrefix, parsePrefixInto } from './prefix.js';
 import { endianness } from 'node:os';
 
@@ -71,8 +71,9 @@ export function packBindingsFile(text: string): PackedBindingsFile | undefined {
     if (lastHit !== undefined && lastHit !== null && typeof lastHit !== 'string') return undefined;
     if (typeof prefix !== 'string' || typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) return undefined;
     if (protocol !== undefined && protocol !== 'tcp' && protocol !== 'udp') return undefined;
-    if (action !== undefined && action !== 'steer' && action !== 'reject') return undefined;
-    const reject = action === 'reject';
+    if (action !== undefined && action !== 'steer' && action !== 'reject' && action !== 'observe') return undefined;
+    // Reject and observe bindings may go without a label.
+    const reject = action === 'reject' || action === 'observe';
     let li = -1;
     if (label !== undefined || !reject) {
       if (typeof label !== 'string') return undefined;
@@ -102,7 +103,7 @@ export function packBindingsFile(text: string): PackedBindingsFile | undefined {
     }
     for (let k = 0; k < (both ? 2 : 1); k++) {
       if (index.add(count) >= 0) return undefined;
-      actions[count] = reject ? ACTION_REJECT : ACTION_STEER;
+      actions[count] = action === 'reject' ? ACTION_REJECT : action === 'observe' ? ACTION_OBSERVE : ACTION_STEER;
       labelIndex[count] = li;
       count++;
     }

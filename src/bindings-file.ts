@@ -42,7 +42,7 @@ function schema() {
     prefix: z.string(),
     port: z.number().int().min(0).max(65535),
     protocol: z.enum(['tcp', 'udp']).optional(),
-    action: z.enum(['steer', 'reject']).optional(),
+    action: z.enum(['steer', 'reject', 'observe']).optional(),
     hits: z.string().regex(/^\d+$/, 'expected a decimal string, as bindings --json writes it').optional(),
     lastHit: z.string().nullable().optional(),
   });
@@ -131,7 +131,7 @@ export function parseBindingsFile(text: string, source: string): BindingsFile {
     }
     const action = entry.action ?? 'steer';
     if (entry.label === undefined && action === 'steer') {
-      problems.push(`${at}.label is missing: every entry needs "label" (only "action": "reject" may omit it)`);
+      problems.push(`${at}.label is missing: every entry needs "label" (only "action": "reject" or "observe" may omit it)`);
       return;
     }
     const labelError = action === 'steer' || entry.label ? labelProblem(entry.label ?? '') : undefined;

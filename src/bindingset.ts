@@ -10,7 +10,7 @@ import type { Binding } from './binding.js';
 import { TubularError } from './errors.js';
 import { KeyIndex, keyWords } from './keyindex.js';
 import {
-  ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, IPPROTO, NO_DESTINATION,
+  ACTION_OBSERVE, ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, IPPROTO, NO_DESTINATION,
   decodeBindingKey, encodeBindingKey, readU32, writeU32,
 } from './layout.js';
 import type { DestinationKey } from './destination.js';
@@ -19,13 +19,17 @@ import { type Protocol, domainOf } from './protocol.js';
 
 const LE = endianness() === 'LE';
 
+/** The data plane's code of an action, and back (an unknown code reads as steer). */
+export const actionCode = (a: Binding['action']): number => (a === 'reject' ? ACTION_REJECT : a === 'observe' ? ACTION_OBSERVE : ACTION_STEER);
+export const actionOf = (code: number): Binding['action'] => (code === ACTION_REJECT ? 'reject' : code === ACTION_OBSERVE ? 'observe' : 'steer');
+
 export function bindingKey(b: Pick<Binding, 'protocol' | 'prefix' | 'port'>, buf?: Buffer, off = 0): Buffer {
   return encodeBindingKey({ protocol: IPPROTO[b.protocol], family: b.prefix.family, prefixlen: b.prefix.length, port: b.port, addr: b.prefix.bytes }, buf, off);
 }
 
 export function bindingValue(destination: number, action: Binding['action'], stat = 0, buf = Buffer.alloc(BINDING_VALUE_SIZE), off = 0): Buffer {
   writeU32(buf, destination, off);
-  writeU32(buf, action === 'reject' ? ACTION_REJECT : ACTION_STEER, off + 4);
+  writeU32(buf, actionCode(action), off + 4);
   writeU32(buf, stat, off + 8);
   return buf;
 }
@@ -58,7 +62,7 @@ export function unpackBindings(keys: Buffer, values: Buffer, count: number, labe
   for (let i = 0; i < count; i++) {
     const k = decodeBindingKey(keys, i * BINDING_KEY_SIZE);
     const id = readU32(values, i * BINDING_VALUE_SIZE);
-    const action = valueAction(values, i) === ACTION_REJECT ? 'reject' : 'steer';
+    const action = actionOf(valueAction(values, i));
     out[i] = {
       label: id === NO_DESTINATION ? '' : labelOf(id) ?? `#${id}`,
       protocol: k.protocol === IPPROTO.tcp ? 'tcp' : 'udp',
@@ -96,7 +100,7 @@ export function packBindingSet(bindings: readonly Binding[]): PackedBindings {
   for (let i = 0; i < count; i++) {
     const b = bindings[i];
     bindingKey(b, keys, i * BINDING_KEY_SIZE);
-    actions[i] = b.action === 'reject' ? ACTION_REJECT : ACTION_STEER;
+    actions[i] = actionCode(b.action);
     let li = -1;
     if (b.label !== '') {
       li = seen.get(b.label) ?? -1;
@@ -132,7 +136,7 @@ export function bindingAt(set: PackedBindings, i: number): Binding {
     protocol: k.protocol === IPPROTO.tcp ? 'tcp' : 'udp',
     prefix: { family: k.family, bytes: k.addr, length: k.prefixlen },
     port: k.port,
-    action: set.actions[i] === ACTION_REJECT ? 'reject' : 'steer',
+    action: actionOf(set.actions[i]),
   };
 }
 
@@ -158,7 +162,7 @@ export function packedFromDump(keys: Buffer, values: Buffer, count: number, labe
   const byId = new Map<number, number>();
   for (let i = 0; i < count; i++) {
     const id = readU32(values, i * BINDING_VALUE_SIZE);
-    actions[i] = valueAction(values, i) === ACTION_REJECT ? ACTION_REJECT : ACTION_STEER;
+    actions[i] = actionCode(actionOf(valueAction(values, i)));
     stats[i] = valueStat(values, i);
     let li = -1;
     if (id !== NO_DESTINATION) {

@@ -11,8 +11,9 @@
 // - reject-covers-live (warning): a reject binding that beats a steer
 //   binding with a hit in the live window: the HTTPS-only switch thrown.
 // - orphan-socket (warning): registered sockets no steer binding leads to.
+import type { Action } from './binding.js';
 import type { Traffic } from './binding-stats.js';
-import { type PackedBindings, keyFamily, keyId, keyPort, keyPrefixText, keyProtocol, labelAt, precedenceOrder } from './bindingset.js';
+import { type PackedBindings, actionOf, keyFamily, keyId, keyPort, keyPrefixText, keyProtocol, labelAt, precedenceOrder } from './bindingset.js';
 import { type DestinationKey, destinationName } from './destination.js';
 import { formatAge, formatDuration } from './duration.js';
 import { ACTION_REJECT, BINDING_KEY_SIZE } from './layout.js';
@@ -63,14 +64,14 @@ export interface Finding {
 /** How many related bindings a message names. */
 export const RELATED_LIMIT = 5;
 
-/** Where a binding sends what it decides: its label, or "reject" (with its label, if any). */
-export function targetText(label: string, action: 'steer' | 'reject'): string {
-  return action === 'reject' ? (label ? `reject (${label})` : 'reject') : label;
+/** Where a binding sends what it decides: its label, or "reject"/"observe" (with its label, if any). */
+export function targetText(label: string, action: Action): string {
+  return action === 'steer' ? label : label ? `${action} (${label})` : action;
 }
 
 /** "tcp 127.0.0.0/24 80 -> web", as `tubectl bind` prints a binding. */
 export function describeAt(set: PackedBindings, i: number): string {
-  return `${keyId(set.keys, i * BINDING_KEY_SIZE)} -> ${targetText(labelAt(set, i), set.actions[i] === ACTION_REJECT ? 'reject' : 'steer')}`;
+  return `${keyId(set.keys, i * BINDING_KEY_SIZE)} -> ${targetText(labelAt(set, i), actionOf(set.actions[i]))}`;
 }
 
 /**

@@ -14,7 +14,7 @@ import { BindingStats, type Traffic, allocateStats, markStats } from './binding-
 import { Generations, pendingPin, pinAt } from './generations.js';
 import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
-  indexBindingSet, packBindingSet, packValues, packedFromDump, unpackBindings, valueDestination, valueStat,
+  indexBindingSet, packBindingSet, packValues, packedFromDump, precedenceOrder, unpackBindings, valueDestination, valueStat,
 } from './bindingset.js';
 import { BpfMap, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
@@ -22,7 +22,7 @@ import { DestinationTable } from './destination-table.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterChanges, setFilterBit } from './filters.js';
 import {
-  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE,
+  ACTION_STEER, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE,
   GENERATIONS, INNER_KINDS, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_MAGIC, META_STAMP,
   type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, u32, writeU64,
 } from './layout.js';
@@ -30,6 +30,7 @@ import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 import { type Native, native } from './native.js';
 import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
+import { type SourceSample, clearSources, readSources } from './sources.js';
 import { type SetChange, compareSets } from './setdiff.js';
 import { type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
@@ -60,7 +61,7 @@ export interface OpenOptions extends DispatcherOptions {
 
 
 
-export type { DestinationStatus, RejectCounter, Status, SetChange, Traffic };
+export type { DestinationStatus, RejectCounter, Status, SetChange, SourceSample, Traffic };
 
 export interface BindResult {
   /** the binding this one replaced (same protocol, prefix and port) */
@@ -547,6 +548,23 @@ export class Dispatcher {
   packedBindings(slot?: number): PackedBindings {
     this.check();
     return this.reader.packedBindings(slot);
+  }
+
+  /**
+   * Sources sampled for the observe and reject bindings of the set in force
+   * (join them to bindings by PackedBindings.stats).
+   */
+  sources(): SourceSample[] {
+    this.check();
+    const set = this.packedBindings();
+    const stats = Uint32Array.from(precedenceOrder(set, (i) => set.actions[i] !== ACTION_STEER), (i) => set.stats![i]);
+    const epochs = this.stats.epochs(stats);
+    return readSources(this.maps.sources, new Map(Array.from(stats, (s, k) => [s, epochs[k]])));
+  }
+
+  /** Empties the sources sample, so that a fresh window can be measured; returns how many entries went. */
+  resetSources(): number {
+    return this.write(() => clearSources(this.maps.sources));
   }
 
   /** Traffic of bindings by their stat indices (PackedBindings.stats), in order. */

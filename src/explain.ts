@@ -83,9 +83,19 @@ function winReason(winner: Binding, runnerUp: Binding | undefined): string {
 
 /** Where a lookup goes, as the maps say: set is the binding set in force, destinations every destination. */
 export function explainLookup(set: PackedBindings, destinations: readonly RegisteredDestination[], q: Lookup): Explanation {
-  const found = matchingBindings(set, q);
+  const all = matchingBindings(set, q);
+  // Observe bindings decide nothing: the one in front of the decider counts
+  // the connection (the first), the walk goes on past every one.
+  const found = all.filter((m) => m.binding.action !== 'observe');
   const winner = found[0]?.binding;
-  const matches = found.map((m, n) => ({ ...m, reason: n === 0 ? winReason(m.binding, found[1]?.binding) : lossReason(found[0].binding, m.binding) }));
+  const counting = all.find((m) => m.binding.action === 'observe');
+  const counts = counting && (!winner || comparePrecedence(counting.binding, winner) < 0) ? counting.binding : undefined;
+  const matches = all.map((m, n) => ({
+    ...m,
+    reason: m.binding.action === 'observe'
+      ? (m.binding === counts ? 'observes: counted, then passed over (observe bindings decide nothing)' : 'observes: passed over (another observe binding counted it)')
+      : m.binding === winner ? winReason(m.binding, found[1]?.binding) : lossReason(winner!, m.binding),
+  }));
   if (!winner) {
     return { matches, destination: null, expected: { verdict: 'pass', cookie: null }, summary: "no binding: the kernel's normal lookup (bind())" };
   }

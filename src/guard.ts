@@ -11,8 +11,7 @@
 // the change see the same set.
 import type { Action } from './binding.js';
 import type { Traffic } from './binding-stats.js';
-import { type PackedBindings, labelAt } from './bindingset.js';
-import { ACTION_REJECT } from './layout.js';
+import { type PackedBindings, actionOf, labelAt } from './bindingset.js';
 import type { SetChange } from './setdiff.js';
 
 export const DEFAULT_LIVE_WINDOW_MS = 10 * 60_000;
@@ -69,7 +68,7 @@ export interface Verdict {
 export const refuses = (v: Verdict): boolean => v.live.length > 0 || v.mass !== null;
 
 const targetAt = (set: PackedBindings, i: number): Target =>
-  ({ label: labelAt(set, i), action: set.actions[i] === ACTION_REJECT ? 'reject' : 'steer' });
+  ({ label: labelAt(set, i), action: actionOf(set.actions[i]) });
 
 /**
  * Judges replacing `current` (read from the maps, with stat indices) by

@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 8;
+export const LAYOUT_VERSION = 9;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -26,6 +26,7 @@ export const LABEL_MAX_BYTES = 64;
 
 export const ACTION_STEER = 1;
 export const ACTION_REJECT = 2;
+export const ACTION_OBSERVE = 3;
 /** binding_value.destination of a reject binding without a label */
 export const NO_DESTINATION = 0xffffffff;
 
@@ -41,6 +42,7 @@ export const PIN = {
   blocks: 'blocks',              // ARRAY_OF_MAPS [GENERATIONS]: each generation's blocks filter
   generation: 'generation',      // ARRAY [1]: the slot in force
   bindingStats: 'binding_stats', // ARRAY [MAX_BINDINGS]: hits and last hit per binding
+  sources: 'sources',            // LRU_HASH [MAX_SOURCES]: where observe and reject traffic comes from
   destinations: 'destinations',
   sockets: 'sockets',
   destinationMetrics: 'destination_metrics',
@@ -63,7 +65,7 @@ export const metaGeneration = (slot: number): { number: number; applied: number;
   ({ number: 3 + 3 * slot, applied: 4 + 3 * slot, digest: 5 + 3 * slot });
 
 /** Maps created by the BPF object, by their names in bpf/dispatcher.c. */
-export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'generation', 'binding_stats', 'sockets', 'destination_metrics', 'meta'] as const;
+export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'generation', 'binding_stats', 'sources', 'sockets', 'destination_metrics', 'meta'] as const;
 export type ObjectMapName = typeof OBJECT_MAPS[number];
 export type MapName = ObjectMapName | 'destinations';
 
@@ -72,6 +74,7 @@ export const BPF_MAP_TYPE_ARRAY = 2;
 export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 export const BPF_MAP_TYPE_ARRAY_OF_MAPS = 12;
 export const BPF_MAP_TYPE_SOCKMAP = 15;
+export const BPF_MAP_TYPE_LRU_HASH = 9;
 export const BPF_PROG_TYPE_SK_LOOKUP = 30;
 export const BPF_LINK_TYPE_NETNS = 5;
 export const BPF_F_RDONLY = 1 << 3;
@@ -109,7 +112,12 @@ export function writeU64(buf: Buffer, v: bigint, off: number): void {
 export const BINDING_KEY_SIZE = 24;
 // struct binding_value: destination u32, action u16, pad u16, stat u32.
 export const BINDING_VALUE_SIZE = 12;
-// struct binding_stat: hits u64, last_hit u64 (CLOCK_MONOTONIC seconds + 1, 0: never).
+// struct binding_stat: hits u64, last_hit u32 (CLOCK_MONOTONIC seconds + 1, 0: never), epoch u32.
+// struct source_key: stat u32, epoch u32, family u32 (AF_*), addr[4]; struct source_value: hits u64, last_seen u64.
+export const SOURCE_KEY_SIZE = 28;
+export const SOURCE_VALUE_SIZE = 16;
+/** Entries of the sources LRU: about 12 MiB of kernel memory. */
+export const MAX_SOURCES = 131072;
 export const BINDING_STAT_SIZE = 16;
 
 export interface RawBindingKey {
@@ -171,6 +179,7 @@ export const MAP_SPECS: Record<MapName, MapSpec> = {
   blocks: OUTER,
   generation: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 4, maxEntries: 1 },
   binding_stats: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 16, maxEntries: 1 << 20 },
+  sources: { type: BPF_MAP_TYPE_LRU_HASH, keySize: 28, valueSize: 16, maxEntries: 131072 },
   sockets: { type: BPF_MAP_TYPE_SOCKMAP, keySize: 4, valueSize: 8, maxEntries: 4096 * 8 },
   destination_metrics: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 24, maxEntries: 4096 },
   meta: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 9 },

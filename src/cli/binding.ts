@@ -21,14 +21,18 @@ import { formatBytes, readRegularFile } from './read-file.js';
 export interface BindOptions extends GuardFlags {
   /** refuse matching connections instead of steering them to a label */
   reject?: boolean;
+  /** count matching connections (and their sources), and let them go on */
+  observe?: boolean;
 }
 
 /**
- * Reads `<label> <protocol> <prefix[/mask]> <port>`; with reject the label
- * may be left out: `<protocol> <prefix[/mask]> <port>`.
+ * Reads `<label> <protocol> <prefix[/mask]> <port>`; with --reject or
+ * --observe the label may be left out: `<protocol> <prefix[/mask]> <port>`.
  */
 export function bindingFromArgs(verb: string, args: readonly string[], opts: BindOptions, notes: string[]): Binding {
-  const reject = opts.reject ?? false;
+  if (opts.reject && opts.observe) throw new UsageError(`${verb} takes --reject or --observe, not both`, verb);
+  const action = opts.reject ? 'reject' : opts.observe ? 'observe' : 'steer';
+  const reject = action !== 'steer';
   let label: string | undefined;
   let rest: readonly string[];
   if (reject && args.length === 3) {
@@ -37,10 +41,10 @@ export function bindingFromArgs(verb: string, args: readonly string[], opts: Bin
     [label, ...rest] = args;
   } else {
     const want = reject ? '[<label>] <protocol> <prefix[/mask]> <port>' : '<label> <protocol> <prefix[/mask]> <port>';
-    throw new UsageError(`${verb}${reject ? ' --reject' : ''} takes ${want}, got ${args.length} argument${args.length === 1 ? '' : 's'}`, verb);
+    throw new UsageError(`${verb}${reject ? ` --${action}` : ''} takes ${want}, got ${args.length} argument${args.length === 1 ? '' : 's'}`, verb);
   }
   const [protocol, prefix, port] = rest;
-  return parsing(verb, () => parseBinding({ label, protocol, prefix, port, action: reject ? 'reject' : 'steer' }, notes));
+  return parsing(verb, () => parseBinding({ label, protocol, prefix, port, action }, notes));
 }
 
 function writeNotes(env: Env, notes: readonly string[]): void {
@@ -63,14 +67,15 @@ export async function unbind(env: Env, args: readonly string[], opts: BindOption
   const b = bindingFromArgs('unbind', args, opts, notes);
   const guard = guardFrom(opts, 'unbind');
   writeNotes(env, notes);
-  const retry = ['tubectl unbind --force', ...(opts.reject ? ['--reject'] : []), ...(b.label ? [b.label] : []), b.protocol, toJSON(b).prefix, String(b.port)].join(' ');
+  const retry = ['tubectl unbind --force', ...(b.action !== 'steer' ? [`--${b.action}`] : []), ...(b.label ? [b.label] : []), b.protocol, toJSON(b).prefix, String(b.port)].join(' ');
   const removed = await withDispatcher(env, false, (d) => {
-    if (opts.reject) {
+    if (b.action !== 'steer') {
       const existing = d.bindings().find((x) => x.protocol === b.protocol && x.port === b.port &&
         x.prefix.length === b.prefix.length && x.prefix.bytes.every((v, i) => v === b.prefix.bytes[i]));
-      if (existing && existing.action !== 'reject') {
-        throw new TubularError('EINVAL', `the binding ${describeBinding(toJSON(existing))} is not a reject binding: ` +
-          `remove it with tubectl unbind ${existing.label} ${b.protocol} ${toJSON(b).prefix} ${b.port}`);
+      if (existing && existing.action !== b.action) {
+        const flag = existing.action === 'steer' ? '' : `--${existing.action} `;
+        throw new TubularError('EINVAL', `the binding ${describeBinding(toJSON(existing))} is not a${b.action === 'observe' ? 'n' : ''} ${b.action} binding: ` +
+          `remove it with tubectl unbind ${flag}${existing.label ? `${existing.label} ` : ''}${b.protocol} ${toJSON(b).prefix} ${b.port}`);
       }
     }
     return d.unbind(b, { check: guardedUnbind(guard, retry) });

@@ -80,25 +80,27 @@ function buildProgram(io: Io, outcome: Outcome): Command {
   program.command('upgrade').description('replace the running program with this version\'s, keeping all state and connections')
     .action(async () => (await import('./loading.js')).upgrade(env()));
 
-  program.command('bind').description('steer a protocol, prefix and port to a label; with --reject, refuse them')
-    .usage('[--reject] <label> <protocol> <prefix[/mask]> <port>\n       tubectl bind --reject <protocol> <prefix[/mask]> <port>')
+  program.command('bind').description('steer a protocol, prefix and port to a label; with --reject, refuse them; with --observe, count them')
+    .usage('[--reject|--observe] <label> <protocol> <prefix[/mask]> <port>\n       tubectl bind --reject|--observe <protocol> <prefix[/mask]> <port>')
     .argument('<arguments...>', 'label, protocol (tcp|udp), prefix (an address is a /32 or /128), port (0 = every port)')
     .option('--reject', 'refuse matching connections at the transport layer (the label is optional)')
+    .option('--observe', 'count matching connections and where they come from, and change nothing about where they go (the label is optional)')
     .option(...liveWindow())
     .addHelpText('after', '\nReplacing a binding that carried traffic within the live window with another\n' +
       'label, or with reject, proceeds and says so on stderr.\n' +
-      examples('tubectl bind web tcp 127.0.0.0/24 80\ntubectl bind dns udp ::1 53\ntubectl bind --reject tcp 127.0.0.0/28 25'))
-    .action(async (args: string[], o: { reject?: boolean; liveWindow?: string }) => (await import('./binding.js')).bind(env(), args, o));
+      examples('tubectl bind web tcp 127.0.0.0/24 80\ntubectl bind dns udp ::1 53\ntubectl bind --observe tcp 127.0.0.128/25 80\ntubectl bind --reject tcp 127.0.0.0/28 25'))
+    .action(async (args: string[], o: { reject?: boolean; observe?: boolean; liveWindow?: string }) => (await import('./binding.js')).bind(env(), args, o));
 
   program.command('unbind').description('remove a binding')
-    .usage('[--reject] <label> <protocol> <prefix[/mask]> <port>\n       tubectl unbind --reject <protocol> <prefix[/mask]> <port>')
+    .usage('[--reject|--observe] <label> <protocol> <prefix[/mask]> <port>\n       tubectl unbind --reject|--observe <protocol> <prefix[/mask]> <port>')
     .argument('<arguments...>', 'as given to bind')
     .option('--reject', 'remove a reject binding')
+    .option('--observe', 'remove an observe binding')
     .option('--force', 'remove it even if it carried traffic within the live window')
     .option(...liveWindow())
     .addHelpText('after', '\nA binding that carried traffic within the live window is not removed without --force.\n' +
       examples('tubectl unbind web tcp 127.0.0.0/24 80\ntubectl unbind --reject tcp 127.0.0.0/28 25\ntubectl unbind --force web tcp 127.0.0.0/24 80'))
-    .action(async (args: string[], o: { reject?: boolean; force?: boolean; liveWindow?: string }) => (await import('./binding.js')).unbind(env(), args, o));
+    .action(async (args: string[], o: { reject?: boolean; observe?: boolean; force?: boolean; liveWindow?: string }) => (await import('./binding.js')).unbind(env(), args, o));
 
   program.command('bindings').description('list bindings, most preferred first')
     .argument('[protocol]', 'tcp, udp or any')

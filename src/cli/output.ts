@@ -2,8 +2,8 @@
 // machines. In JSON, 64-bit counters and socket cookies are decimal strings
 // (they can exceed 2^53); everything else is a plain number or string.
 import type { BindingJSON } from '../binding.js';
-import { type PackedBindings, keyFamily, keyPort, keyProtocol, labelAt } from '../bindingset.js';
-import { ACTION_REJECT, BINDING_KEY_SIZE } from '../layout.js';
+import { type PackedBindings, actionOf, keyFamily, keyPort, keyProtocol, labelAt } from '../bindingset.js';
+import { BINDING_KEY_SIZE } from '../layout.js';
 import { zeroRun } from '../prefix.js';
 import type { Env } from './env.js';
 
@@ -26,10 +26,10 @@ export function writeJSON(env: Env, doc: unknown): void {
   env.stdout.write(toJSONText(doc));
 }
 
-/** What the label column shows for a binding: reject bindings stand out. */
+/** What the label column shows for a binding: reject and observe bindings stand out. */
 export function labelCell(b: Pick<BindingJSON, 'label' | 'action'>): string {
-  if (b.action !== 'reject') return b.label;
-  return b.label === '' ? '<reject>' : `<reject:${b.label}>`;
+  if (b.action === 'steer') return b.label;
+  return b.label === '' ? `<${b.action}>` : `<${b.action}:${b.label}>`;
 }
 
 export function bindingsTable(bindings: readonly BindingJSON[]): string {
@@ -105,11 +105,10 @@ export function packedBindingsTable(set: PackedBindings, order: readonly number[
   // The label column of each label and action, encoded once.
   const cells = new Map<number, Buffer>();
   const cellOf = (i: number): Buffer => {
-    const reject = set.actions[i] === ACTION_REJECT;
-    const id = set.labelIndex[i] * 2 + (reject ? 1 : 0);
+    const id = set.labelIndex[i] * 4 + set.actions[i];
     let cell = cells.get(id);
     if (!cell) {
-      cell = Buffer.from(labelCell({ label: labelAt(set, i), action: reject ? 'reject' : 'steer' }));
+      cell = Buffer.from(labelCell({ label: labelAt(set, i), action: actionOf(set.actions[i]) }));
       cells.set(id, cell);
     }
     return cell;
@@ -154,6 +153,6 @@ export function packedBindingsTable(set: PackedBindings, order: readonly number[
 
 /** "tcp 127.0.0.0/24 80 -> web" or "... -> reject". */
 export function describeBinding(b: BindingJSON): string {
-  const target = b.action === 'reject' ? (b.label ? `reject (${b.label})` : 'reject') : b.label;
+  const target = b.action === 'steer' ? b.label : b.label ? `${b.action} (${b.label})` : b.action;
   return `${b.protocol} ${b.prefix} ${b.port} -> ${target}`;
 }

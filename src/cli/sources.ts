@@ -9,9 +9,10 @@ import { type PackedBindings, bindingAt, keyId, precedenceOrder } from '../bindi
 import { formatAge, isoSecond } from '../duration.js';
 import { TubularError, invalid } from '../errors.js';
 import { ACTION_STEER, BINDING_KEY_SIZE } from '../layout.js';
-import { type Prefix, formatPrefix, parsePrefix } from '../prefix.js';
+import { formatPrefix, parsePrefix } from '../prefix.js';
 import { parsePort, parseProtocol } from '../protocol.js';
 import { quote } from '../quote.js';
+import type { SourceSample } from '../sources.js';
 import { type BindingDoc, bindingDoc } from './changes.js';
 import { type Env, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
@@ -22,15 +23,8 @@ export const DEFAULT_TOP = 10;
 /** The most --top accepts. */
 export const MAX_TOP = 1000;
 
-/** One sampled source block of a binding: what Dispatcher.sources() returns, as this verb needs it. */
-export interface SourceCount {
-  /** the binding's index into binding_stats */
-  stat: number;
-  /** the source block, e.g. 127.0.0.0/24 */
-  prefix: Prefix;
-  hits: bigint;
-  lastSeen: Date | null;
-}
+/** One sampled source block of a binding, as Dispatcher.sources() returns it (the epoch is not needed here). */
+export type SourceCount = Pick<SourceSample, 'stat' | 'prefix' | 'hits' | 'lastSeen'>;
 
 /** An observe or reject binding with its traffic and its busiest sources. */
 export interface SourceReport {
@@ -70,13 +64,10 @@ export function topSources(all: readonly SourceCount[], top: number): SourceCoun
   const out: SourceCount[] = [];
   for (const s of all) {
     if (out.length === top && compareSources(s, out[top - 1]) >= 0) continue;
-    let at = out.length === top ? top - 1 : out.length;
-    while (at > 0 && compareSources(s, out[at - 1]) < 0) {
-      if (at < top) out[at] = out[at - 1];
-      at--;
-    }
-    if (out.length < top) out.push(s);
-    out[at] = s;
+    let at = out.length;
+    while (at > 0 && compareSources(s, out[at - 1]) < 0) at--;
+    out.splice(at, 0, s);
+    if (out.length > top) out.pop();
   }
   return out;
 }

@@ -61,6 +61,8 @@ test('a group member reads status, bindings and list without root', async () => 
   const root = ok(await tubectl(['bindings', '--json'])).stdout;
   assert.equal(ok(await member(['bindings', '--json'])).stdout, root);
   assert.deepEqual(JSON.parse(ok(await member(['list', '--json'])).stdout), JSON.parse(ok(await tubectl(['list', '--json'])).stdout));
+  assert.deepEqual(JSON.parse(ok(await member(['sources', '--json'])).stdout), JSON.parse(ok(await tubectl(['sources', '--json'])).stdout));
+  assert.match(ok(await member(['sources'])).stdout, /^tcp 127\.0\.0\.0\/28 25 <reject>: 0 hits, last hit never\n  no sources sampled\n$/);
 });
 
 test('a group member serves metrics without root', async () => {
@@ -91,7 +93,7 @@ test('writing as a group member fails with exit 1 and names what is needed; stat
   const member = asNobody(true);
   const before = ok(await tubectl(['bindings', '--json'])).stdout;
   for (const verb of [['bind', 'x', 'tcp', '127.0.0.1', '1'], ['unbind', 'web', 'tcp', '127.0.0.0/24', '80'], ['unload'], ['upgrade'],
-    ['unregister', 'web', 'ipv4', 'tcp'], ['load-bindings', emptyFile]]) {
+    ['unregister', 'web', 'ipv4', 'tcp'], ['load-bindings', emptyFile], ['sources', '--reset']]) {
     const r = await member(verb);
     assert.equal(r.code, 1, `${verb.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /^tubectl: this command changes the dispatcher: run it as root \(or with CAP_BPF and CAP_NET_ADMIN\)/, verb.join(' '));

@@ -150,6 +150,23 @@ export function indexBindingSet(set: PackedBindings): { index: KeyIndex; words: 
   return { index, words };
 }
 
+/** The set without its observe bindings (the same set when it has none). */
+export function withoutObserve(set: PackedBindings): PackedBindings {
+  const keep: number[] = [];
+  for (let i = 0; i < set.count; i++) if (set.actions[i] !== ACTION_OBSERVE) keep.push(i);
+  if (keep.length === set.count) return set;
+  const keys = Buffer.alloc(keep.length * BINDING_KEY_SIZE);
+  keep.forEach((i, n) => set.keys.copy(keys, n * BINDING_KEY_SIZE, i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE));
+  return {
+    count: keep.length,
+    keys,
+    actions: Uint8Array.from(keep, (i) => set.actions[i]),
+    labelIndex: Int32Array.from(keep, (i) => set.labelIndex[i]),
+    labels: set.labels,
+    stats: set.stats && Uint32Array.from(keep, (i) => set.stats![i]),
+  };
+}
+
 /**
  * Decodes a dump of the map (`count` keys and values); labelOf maps a
  * destination id to its label.

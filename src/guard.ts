@@ -38,10 +38,13 @@ export function isLive(t: Traffic, p: GuardPolicy): boolean {
 
 /**
  * Whether a change of target sends a binding's traffic somewhere it did
- * not go: any change of label, or any change of action to reject.
+ * not go: any change of label, any change of action to reject (observe to
+ * reject is the HTTPS-only switch thrown), and a steer binding turned into
+ * an observe one (its traffic falls through to whatever is behind it).
  */
 export function redirects(from: Target, to: Target): boolean {
-  return from.label !== to.label || (to.action === 'reject' && from.action !== 'reject');
+  return from.label !== to.label || (to.action === 'reject' && from.action !== 'reject') ||
+    (from.action === 'steer' && to.action === 'observe');
 }
 
 export function isMassRemoval(removed: number, inForce: number): boolean {

@@ -95,6 +95,11 @@ describe('guard decisions', () => {
     // A reject binding turned back into steering, same label: traffic that was refused is served.
     assert.equal(redirects({ label: 'a', action: 'reject' }, { label: 'a', action: 'steer' }), false);
     assert.equal(redirects({ label: 'a', action: 'steer' }, { label: 'a', action: 'steer' }), false);
+    // Observe: switching it to reject is the HTTPS-only switch thrown; a steer
+    // binding turned into observe lets its traffic fall through.
+    assert.equal(redirects({ label: '', action: 'observe' }, { label: '', action: 'reject' }), true);
+    assert.equal(redirects({ label: 'a', action: 'steer' }, { label: 'a', action: 'observe' }), true);
+    assert.equal(redirects({ label: '', action: 'reject' }, { label: '', action: 'observe' }), false);
   });
 
   test('mass removal: more than half of those in force and more than 100', () => {

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { isolate } from './lib/isolate.js';
 import { tcpServer, udpServer, type Served } from './lib/traffic.js';
-import { type Binding, matchBinding, parseBinding } from '../src/binding.js';
+import { type Binding, bindingId, matchBinding, observedBinding, parseBinding } from '../src/binding.js';
 import { bindingKey } from '../src/bindingset.js';
 import { Dispatcher } from '../src/dispatcher.js';
 import { native } from '../src/native.js';
@@ -55,22 +55,36 @@ const bindingArb = fc.oneof(
   protocol: fc.constantFrom('tcp', 'udp'),
   port: fc.constantFrom(0, 80, 443, 53),
   label: fc.constantFrom('a', 'b', 'c'),
-  reject: fc.boolean(),
+  action: fc.constantFrom('steer', 'steer', 'reject', 'observe'),
 }));
 
-test('the program picks exactly the binding the reference rule picks (property)', () => {
+/** Hits per binding (by key) of the set in force. */
+function hitsByKey(): Map<string, bigint> {
+  const set = d.packedBindings();
+  const traffic = d.traffic(set.stats!);
+  return new Map(Array.from({ length: set.count }, (_, i) => [set.keys.toString('hex', i * 24, (i + 1) * 24), traffic[i].hits]));
+}
+
+test('the program picks exactly the binding the reference rule picks, and observe bindings never change it (property)', () => {
   fc.assert(fc.property(fc.array(bindingArb, { maxLength: 40 }), fc.array(probeArb, { minLength: 1, maxLength: 25 }), (raw, probes) => {
     const unique = new Map<string, Binding>();
     for (const r of raw) {
-      const b = parseBinding({ label: r.reject ? '' : r.label, protocol: r.protocol, prefix: r.prefix, port: r.port, action: r.reject ? 'reject' : 'steer' });
+      const b = parseBinding({ label: r.action === 'steer' ? r.label : '', protocol: r.protocol, prefix: r.prefix, port: r.port, action: r.action });
       unique.set(bindingKey(b).toString('hex'), b);
     }
     const set = [...unique.values()];
     d.replaceBindings(set);
+    const before = hitsByKey();
+    const observed = new Map<string, bigint>();
     for (const p of probes) {
       const { prefix } = parsePrefix(p.address);
       const want = matchBinding(set, p.protocol as 'tcp' | 'udp', prefix.family, prefix.bytes, p.port);
       const got = probe(prog, { protocol: p.protocol as 'tcp' | 'udp', family: prefix.family, address: prefix.bytes, port: p.port });
+      const counts = observedBinding(set, p.protocol as 'tcp' | 'udp', prefix.family, prefix.bytes, p.port);
+      if (counts) {
+        const k = bindingKey(counts).toString('hex');
+        observed.set(k, (observed.get(k) ?? 0n) + 1n);
+      }
       const what = `${p.protocol} ${p.address} ${p.port} -> ${want ? `${want.action} ${want.label}` : 'no binding'}`;
       if (!want) {
         assert.deepEqual([got.verdict, got.cookie], ['pass', 0n], what);
@@ -79,6 +93,12 @@ test('the program picks exactly the binding the reference rule picks (property)'
       } else {
         assert.deepEqual([got.verdict, got.cookie], ['pass', cookies.get(`${want.label} ${p.protocol} ${prefix.family}`)], what);
       }
+    }
+    // Each connection an observe binding matched first was counted against it.
+    const after = hitsByKey();
+    for (const b of set.filter((x) => x.action === 'observe')) {
+      const k = bindingKey(b).toString('hex');
+      assert.equal(after.get(k)! - before.get(k)!, observed.get(k) ?? 0n, `hits of observe ${bindingId(b)}`);
     }
   }), { numRuns: 60 });
 });

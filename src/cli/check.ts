@@ -3,7 +3,7 @@
 // clean, so that it can gate a deployment.
 import { toJSON, type BindingJSON } from '../binding.js';
 import type { Traffic } from '../binding-stats.js';
-import { type PackedBindings, bindingAt } from '../bindingset.js';
+import { type PackedBindings, bindingAt, withoutObserve } from '../bindingset.js';
 import { type Finding, check as runCheck, plural } from '../check.js';
 import { parseDuration } from '../duration.js';
 import { type Env, withDispatcher } from './env.js';
@@ -76,7 +76,8 @@ export function findingsText(findings: readonly Finding[]): string {
 export async function check(env: Env, opts: CheckOptions = {}): Promise<void> {
   const liveWindowMs = parsing('check', () => parseDuration(opts.liveWindow ?? DEFAULT_LIVE_WINDOW, '--live-window'));
   const { set, traffic, destinations } = await withDispatcher(env, true, (d) => {
-    const set = d.packedBindings();
+    // Observe bindings decide nothing: they can neither blackhole, hide nor be hidden.
+    const set = withoutObserve(d.packedBindings());
     return { set, traffic: set.stats ? d.traffic(set.stats) : undefined, destinations: d.destinations() };
   });
   const findings = runCheck({ set, traffic, destinations, now: Date.now(), liveWindowMs });

@@ -13,8 +13,8 @@ import { type ProbePacket as Lookup, lookupContext as skLookupContext, selectedC
 import { median } from './stats.js';
 import { bindingsOf, entries } from './workload.js';
 
-export type CaseName = 'miss' | 'hit-port' | 'hit-wildcard' | 'no-socket' | 'reject';
-export const CASES: readonly CaseName[] = ['miss', 'hit-port', 'hit-wildcard', 'no-socket', 'reject'];
+export type CaseName = 'miss' | 'hit-port' | 'hit-wildcard' | 'no-socket' | 'reject' | 'observe';
+export const CASES: readonly CaseName[] = ['miss', 'hit-port', 'hit-wildcard', 'no-socket', 'reject', 'observe'];
 
 export interface LookupFigure {
   bindings: number;
@@ -41,12 +41,14 @@ const probeAddress = (family: 4 | 6, n: number): string => (family === 4 ? `10.2
  * length class at the wildcard-heavy end: every probe has to rule out the
  * longer lengths first, the realistic worst case.
  */
-const SPEC: Record<CaseName, { n: number; bind?: { port: number; label: string; reject?: boolean }; port: number }> = {
+const SPEC: Record<CaseName, { n: number; bind?: { port: number; label: string; action?: 'reject' | 'observe' }; port: number }> = {
   'miss': { n: 9, port: 8080 },
   'hit-port': { n: 2, bind: { port: 443, label: 'hit' }, port: 443 },
   'hit-wildcard': { n: 1, bind: { port: 0, label: 'hit' }, port: 8080 },
   'no-socket': { n: 3, bind: { port: 80, label: 'nosocket' }, port: 80 },
-  'reject': { n: 4, bind: { port: 53, label: '', reject: true }, port: 53 },
+  'reject': { n: 4, bind: { port: 53, label: '', action: 'reject' }, port: 53 },
+  // Counted, then the walk goes on and finds nothing behind it: the kernel decides.
+  'observe': { n: 5, bind: { port: 8081, label: '', action: 'observe' }, port: 8081 },
 };
 
 export function fixtures(): Binding[] {
@@ -56,7 +58,7 @@ export function fixtures(): Binding[] {
     if (!b) continue;
     for (const family of [4, 6] as const) {
       for (const protocol of ['tcp', 'udp'] as const) {
-        out.push({ label: b.label, protocol, prefix: parsePrefix(fixturePrefix(family, SPEC[c].n)).prefix, port: b.port, action: b.reject ? 'reject' : 'steer' });
+        out.push({ label: b.label, protocol, prefix: parsePrefix(fixturePrefix(family, SPEC[c].n)).prefix, port: b.port, action: b.action ?? 'steer' });
       }
     }
   }
@@ -71,7 +73,7 @@ function lookupFor(c: CaseName, family: 4 | 6, protocol: 'tcp' | 'udp'): Lookup 
 function check(prog: number, c: CaseName, l: Lookup, cookies: Cookies): void {
   const r = native().progTestRun(prog, skLookupContext(l), 1);
   const cookie = selectedCookie(r.ctxOut);
-  const want = c === 'miss' ? { retval: 1, cookie: 0n }
+  const want = c === 'miss' || c === 'observe' ? { retval: 1, cookie: 0n }
     : c === 'no-socket' || c === 'reject' ? { retval: 0, cookie: 0n }
       : { retval: 1, cookie: cookies.get(`${l.protocol} ${l.family}`)! };
   if (r.retval !== want.retval || cookie !== want.cookie) {

@@ -66,18 +66,27 @@ describe('systemd units', () => {
   test('tubulard.service: notify, reload by SIGHUP, hardened', () => {
     const s = 'tubulard.service';
     assert.equal(value(s, 'Type'), 'notify');
-    assert.equal(value(s, 'ExecReload'), '/bin/kill -HUP $MAINPID');
-    assert.match(value(s, 'ExecStart')!, /^\/usr\/local\/bin\/tubulard --policy \/etc\/tubular\/policy\.json$/);
-    for (const [k, v] of [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['ReadWritePaths', '/sys/fs/bpf'],
+    // the shell's kill builtin: a minimal system has no /bin/kill
+    assert.equal(value(s, 'ExecReload'), "/bin/sh -c 'kill -HUP $MAINPID'");
+    assert.match(value(s, 'ExecStart')!, /^\/usr\/local\/bin\/tubulard --bpffs \$\{TUBULAR_BPFFS\} --policy \/etc\/tubular\/policy\.json$/);
+    for (const [k, v] of [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['ReadWritePaths', '-/sys/fs/bpf -/run/tubular-bpffs'],
       ['RuntimeDirectory', 'tubular'], ['RuntimeDirectoryPreserve', 'yes'], ['CapabilityBoundingSet', 'CAP_BPF']]) {
       assert.equal(value(s, k), v, k);
     }
     assert.deepEqual(values(s, 'Requires'), ['tubulard.socket']);
   });
 
-  test('tubular-load.service: a oneshot that stays active', () => {
+  test('tubular-load.service: a oneshot that stays active, before network-pre.target', () => {
     assert.equal(value('tubular-load.service', 'Type'), 'oneshot');
     assert.equal(value('tubular-load.service', 'RemainAfterExit'), 'yes');
+    assert.match(value('tubular-load.service', 'Before')!, /\bnetwork-pre\.target\b/);
+  });
+
+  test('the bpffs is configurable in /etc/default/tubular, for every unit that reaches the state', () => {
+    for (const u of ['tubular-load.service', 'tubulard.service', 'example-hello-register.service']) {
+      assert.deepEqual(values(u, 'Environment'), ['TUBULAR_BPFFS=/sys/fs/bpf'], u);
+      assert.deepEqual(values(u, 'EnvironmentFile'), ['-/etc/default/tubular'], u);
+    }
   });
 
   describe('in a throwaway namespace', () => {
@@ -85,21 +94,49 @@ describe('systemd units', () => {
       if (Dispatcher.isLoaded({ bpffs })) Dispatcher.unload({ bpffs });
     });
 
-    test('tubular-load\'s command loads once, and succeeds again when already loaded', () => {
-      const exec = value('tubular-load.service', 'ExecStart')!;
-      const script = /^\/bin\/sh -c '(.*)'$/.exec(exec)![1]
-        .replaceAll('$$', '$')
-        .replace('/usr/local/bin/tubectl load', `${path.join(root, 'bin/tubectl')} --bpffs ${bpffs} load`);
-      const run = (): ReturnType<typeof spawnSync> => spawnSync('/bin/sh', ['-c', script], { encoding: 'utf8' });
-      const first = run();
-      assert.equal(first.status, 0, String(first.stderr));
+    /** tubular-load's ExecStartPre, ExecStart lines (or ExecReload), run as systemd would, against this tree and namespace. */
+    function runLoadUnit(env: Record<string, string>, key = 'ExecStart'): { status: number | null; stdout: string; stderr: string } {
+      const lines = key === 'ExecStart' ? [...values('tubular-load.service', 'ExecStartPre'), ...values('tubular-load.service', 'ExecStart')]
+        : values('tubular-load.service', key);
+      let stdout = '';
+      for (const line of lines) {
+        const cmd = line.replaceAll('/usr/local/bin/tubectl', path.join(root, 'bin/tubectl')).replaceAll('${TUBULAR_BPFFS}', env.TUBULAR_BPFFS)
+          .replaceAll('/etc/tubular/bindings.json', env.BINDINGS ?? '/etc/tubular/bindings.json');
+        const sh = /^\/bin\/sh -c '(.*)'$/.exec(cmd);
+        const argv = sh ? ['/bin/sh', '-c', sh[1]] : cmd.split(' ');
+        const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', env: { ...process.env, ...env } });
+        stdout += r.stdout;
+        if (r.status !== 0) return { status: r.status, stdout, stderr: r.stderr };
+      }
+      return { status: 0, stdout, stderr: '' };
+    }
+
+    test('tubular-load loads once, succeeds again when already loaded, and fails on any other error', () => {
+      const first = runLoadUnit({ TUBULAR_BPFFS: bpffs });
+      assert.equal(first.status, 0, first.stderr);
       assert.equal(Dispatcher.isLoaded({ bpffs }), true);
-      const second = run();
-      assert.equal(second.status, 0, String(second.stderr));
-      assert.match(String(second.stdout), /already loaded/);
-      // any other failure fails the unit
-      const broken = spawnSync('/bin/sh', ['-c', script.replace(`--bpffs ${bpffs}`, '--bpffs /nonexistent-bpffs')], { encoding: 'utf8' });
+      const second = runLoadUnit({ TUBULAR_BPFFS: bpffs });
+      assert.equal(second.status, 0, second.stderr);
+      assert.match(second.stdout, /already loaded/);
+      const broken = runLoadUnit({ TUBULAR_BPFFS: '/proc/version/not-a-bpffs' });
       assert.notEqual(broken.status, 0);
+    });
+
+    test('tubular-load applies /etc/tubular/bindings.json only when it exists (the unit names that path)', () => {
+      const exec = values('tubular-load.service', 'ExecStart')[1];
+      assert.match(exec, /\[ ! -e \/etc\/tubular\/bindings\.json \] \|\| exec .* load-bindings \/etc\/tubular\/bindings\.json'$/);
+      assert.equal(values('tubular-load.service', 'ExecReload')[0], exec);
+      const file = path.join(mkdtempSync(path.join(scratch, 'bindings-')), 'bindings.json');
+      assert.equal(runLoadUnit({ TUBULAR_BPFFS: bpffs, BINDINGS: file }).status, 0); // no file: nothing to apply
+      writeFileSync(file, JSON.stringify({ bindings: [{ label: 'boot', prefix: '127.0.0.0/24', port: 8080 }] }));
+      const applied = runLoadUnit({ TUBULAR_BPFFS: bpffs, BINDINGS: file });
+      assert.equal(applied.status, 0, applied.stderr);
+      const list = spawnSync(path.join(root, 'bin/tubectl'), ['--bpffs', bpffs, 'bindings', '--json'], { encoding: 'utf8' });
+      assert.match(list.stdout, /"label":\s*"boot"/);
+      writeFileSync(file, JSON.stringify({ bindings: [{ label: 'boot', prefix: '127.0.0.0/24', port: 8080 }, { label: 'more', prefix: '::1', port: 53 }] }));
+      const reloaded = runLoadUnit({ TUBULAR_BPFFS: bpffs, BINDINGS: file }, 'ExecReload');
+      assert.equal(reloaded.status, 0, reloaded.stderr);
+      assert.match(spawnSync(path.join(root, 'bin/tubectl'), ['--bpffs', bpffs, 'bindings', '--json'], { encoding: 'utf8' }).stdout, /"label":\s*"more"/);
     });
 
     test('the daemon does its work inside the unit\'s capability bounding set, with no_new_privs', async () => {
@@ -117,7 +154,7 @@ describe('systemd units', () => {
         assert.match(status, /^CapBnd:\s+0000008000000000$/m); // CAP_BPF (39) alone
         const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
         await registerSockets('capped', [fd], { socketPath: socket });
-        assert.equal((await listDestinations({ socketPath: socket }))[0].registered, true);
+        assert.equal((await listDestinations({ socketPath: socket })).find((d) => d.label === 'capped')?.registered, true);
         await unregisterSocket('capped', 'ipv4', 'tcp', { socketPath: socket });
       } finally {
         server.close();

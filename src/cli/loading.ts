@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Dispatcher } from '../dispatcher.js';
-import { isSystemError } from '../errors.js';
+import { TubularError, isSystemError } from '../errors.js';
 import { quote, quoteIfNeeded } from '../quote.js';
 import { type Env, checkPlaces, explainDenied, where } from './env.js';
 import { UsageError } from './errors.js';
@@ -39,6 +39,8 @@ export function resolveGroup(name: string): number | undefined {
 export interface LoadOptions {
   /** group (name or gid) that may read the state; default "tubular" when it exists */
   group?: string;
+  /** a dispatcher already loaded is success (exit 0), not an error: for boot units */
+  ifNotLoaded?: boolean;
 }
 
 function denied<T>(env: Env, fn: () => T): T {
@@ -68,7 +70,14 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
   if (gid === undefined && opts.group !== undefined) {
     throw new UsageError(`group ${quote(opts.group)} does not exist: create it (groupadd ${quoteIfNeeded(opts.group, 64)}) or name another`, 'load');
   }
-  const d = denied(env, () => Dispatcher.create(where(env, { group: gid })));
+  let d: Dispatcher;
+  try {
+    d = denied(env, () => Dispatcher.create(where(env, { group: gid })));
+  } catch (err) {
+    if (!opts.ifNotLoaded || !(err instanceof TubularError && err.code === 'ELOADED')) throw err;
+    env.stdout.write(`dispatcher already loaded in ${env.netns}: nothing to do\n`);
+    return;
+  }
   try {
     const s = d.status();
     const readers = gid === undefined ? 'the group of its creator' : `group ${/^\d+$/.test(name) ? gid : `${name} (gid ${gid})`}`;

@@ -72,7 +72,8 @@ function buildProgram(io: Io, outcome: Outcome): Command {
 
   program.command('load').description('load the dispatcher into the namespace')
     .option('--group <name|gid>', 'group allowed to read the state (default: tubular, when it exists)')
-    .action(async (o: { group?: string }) => (await import('./loading.js')).load(env(), o));
+    .option('--if-not-loaded', 'succeed, changing nothing, when a dispatcher is already loaded (for boot units)')
+    .action(async (o: { group?: string; ifNotLoaded?: boolean }) => (await import('./loading.js')).load(env(), o));
 
   program.command('unload').description('detach the dispatcher and remove all its state (bindings, registrations)')
     .action(async () => (await import('./loading.js')).unload(env()));

@@ -1,0 +1,112 @@
+// scripts/package: the Debian package's contents, control data, conffiles and
+// maintainer scripts, read back with dpkg-deb; lintian finds no error. What
+// the package does on a running system is test/system's business.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const version = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')).version as string;
+const arch = execFileSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).trim();
+
+describe('scripts/package', () => {
+  const out = mkdtempSync(path.join(tmpdir(), 'tubular-deb-'));
+  let deb = '';
+  let lint: ReturnType<typeof spawnSync>;
+  const field = (name: string): string => execFileSync('dpkg-deb', ['-f', deb, name], { encoding: 'utf8' }).trim();
+  const control = (file: string): string => execFileSync('dpkg-deb', ['--info', deb, file], { encoding: 'utf8' });
+  let files: Map<string, string>;
+
+  before(() => {
+    deb = execFileSync(path.join(repo, 'scripts/package'), ['--out', out], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    files = new Map(execFileSync('dpkg-deb', ['--contents', deb], { encoding: 'utf8', maxBuffer: 64 << 20 }).trim().split('\n').map((l) => {
+      const [mode, owner, , , , name, ...rest] = l.split(/\s+/);
+      return [name.replace(/^\.\//, '/').replace(/\/$/, ''), `${mode} ${owner}${rest.length ? ` ${rest.join(' ')}` : ''}`];
+    }));
+    lint = spawnSync('lintian', ['--fail-on', 'error', deb], { encoding: 'utf8' });
+  });
+  after(() => rmSync(out, { recursive: true, force: true }));
+
+  test('is named tubular_<version>_<arch>.deb and declares its dependencies', () => {
+    assert.equal(path.basename(deb), `tubular_${version}_${arch}.deb`);
+    assert.equal(field('Package'), 'tubular');
+    assert.equal(field('Version'), version);
+    assert.equal(field('Architecture'), arch);
+    const depends = field('Depends').split(/,\s*/);
+    assert.ok(depends.includes('nodejs (>= 20)'), field('Depends'));
+    assert.ok(depends.includes('libbpf1'), field('Depends'));
+  });
+
+  test('the tool in /usr/lib/tubular, the commands on PATH, the units in /lib/systemd/system, all owned by root', () => {
+    for (const f of ['/usr/lib/tubular/dist/src/cli/main.js', '/usr/lib/tubular/dist/src/daemon/main.js', '/usr/lib/tubular/build/Release/tubular.node',
+      '/usr/lib/tubular/build/bpf/dispatcher.o', '/usr/lib/tubular/node_modules/zod/package.json', '/usr/lib/tubular/docs/PROTOCOL.md',
+      '/lib/systemd/system/tubular-load.service', '/lib/systemd/system/tubulard.socket', '/lib/systemd/system/tubulard.service',
+      '/usr/share/doc/tubular/copyright', '/usr/share/lintian/overrides/tubular']) {
+      assert.ok(files.has(f), f);
+    }
+    assert.match(files.get('/usr/bin/tubectl')!, /-> \.\.\/lib\/tubular\/bin\/tubectl$/);
+    assert.match(files.get('/usr/bin/tubulard')!, /-> \.\.\/lib\/tubular\/bin\/tubulard$/);
+    assert.match(files.get('/usr/lib/tubular/bin/tubectl')!, /^-rwxr-xr-x root\/root/);
+    for (const [name, info] of files) {
+      assert.match(info, / root\/root/, name);
+      assert.doesNotMatch(name, /\/node_modules\/(typescript|fast-check|\.bin)(\/|$)/, name); // production dependencies only
+      assert.doesNotMatch(name, /\/node_modules\/.*\/\.[^/]+$/, name); // no dotfiles
+      assert.doesNotMatch(name, /^\/usr\/lib\/tubular\/dist\/(test|bench)/, name);
+    }
+  });
+
+  test('the packaged units run the packaged commands', () => {
+    const dir = mkdtempSync(path.join(out, 'x-'));
+    execFileSync('dpkg-deb', ['-x', deb, dir]);
+    for (const u of ['tubular-load.service', 'tubulard.service', 'tubulard.socket']) {
+      const text = readFileSync(path.join(dir, 'lib/systemd/system', u), 'utf8');
+      assert.doesNotMatch(text, /\/usr\/local\/|\/opt\//, u);
+    }
+    assert.match(readFileSync(path.join(dir, 'lib/systemd/system/tubulard.service'), 'utf8'), /^ExecStart=\/usr\/bin\/tubulard /m);
+    assert.match(readFileSync(path.join(dir, 'lib/systemd/system/tubular-load.service'), 'utf8'), /^ExecStart=\/usr\/bin\/tubectl .* load --if-not-loaded$/m);
+    // the unpacked copy runs on its own
+    assert.equal(execFileSync(path.join(dir, 'usr/lib/tubular/bin/tubulard'), ['--version'], { encoding: 'utf8' }).trim(), version);
+    const nm = execFileSync('file', ['-L', path.join(dir, 'usr/lib/tubular/build/Release/tubular.node')], { encoding: 'utf8' });
+    assert.match(nm, /, stripped/);
+  });
+
+  test('configuration is conffiles: policy, the bindings example and /etc/default/tubular; no bindings.json is shipped', () => {
+    assert.deepEqual(control('conffiles').trim().split('\n').sort(),
+      ['/etc/default/tubular', '/etc/tubular/bindings.json.example', '/etc/tubular/policy.json']);
+    assert.equal(files.has('/etc/tubular/bindings.json'), false); // applying an empty file would remove every binding
+  });
+
+  test('the maintainer scripts: group, units the deb-systemd-helper way, upgrade in place, clean removal and purge', () => {
+    for (const s of ['postinst', 'prerm', 'postrm']) {
+      const text = control(s);
+      const dir = mkdtempSync(path.join(out, 'sh-'));
+      const r = spawnSync('sh', ['-n', '-c', text], { encoding: 'utf8', cwd: dir });
+      assert.equal(r.status, 0, `${s}: ${r.stderr}`);
+      assert.match(text, /^#!\/bin\/sh\n/, s);
+      assert.match(text, /^set -e$/m, s);
+    }
+    const postinst = control('postinst');
+    assert.match(postinst, /groupadd --system tubular/);
+    assert.match(postinst, /deb-systemd-helper --quiet was-enabled "\$unit"/);
+    assert.match(postinst, /deb-systemd-helper enable "\$unit"/);
+    assert.match(postinst, /deb-systemd-invoke start tubular-load\.service tubulard\.socket/);
+    assert.match(postinst, /tubectl --bpffs "\$TUBULAR_BPFFS" upgrade/);
+    assert.match(control('prerm'), /tubectl --bpffs "\$TUBULAR_BPFFS" unload/);
+    const postrm = control('postrm');
+    assert.match(postrm, /deb-systemd-helper purge \$units/);
+    assert.match(postrm, /groupdel tubular/);
+  });
+
+  test('lintian reports no error (overrides carry their reasons)', () => {
+    assert.equal(lint.status, 0, `${lint.stdout}${lint.stderr}`);
+    assert.doesNotMatch(String(lint.stdout), /^E: /m);
+    const overrides = readFileSync(path.join(repo, 'packaging/debian/lintian-overrides'), 'utf8').split('\n');
+    overrides.forEach((line, i) => {
+      if (line.startsWith('tubular:')) assert.match(overrides[i - 1], /^#/, `override without a reason: ${line}`);
+    });
+  });
+});

@@ -115,8 +115,11 @@ export class DestinationTable {
     return out;
   }
 
+  /** Whether some slot of id holds a socket: stops at the first that does. */
   hasSocket(id: number): boolean {
-    return this.sockets(id).length > 0;
+    const v = Buffer.alloc(SOCKET_VALUE_SIZE);
+    for (let s = 0; s < SOCKET_SLOTS; s++) if (this.maps.sockets.lookup(slotKey(id, s), v)) return true;
+    return false;
   }
 
   /**

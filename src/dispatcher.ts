@@ -32,7 +32,7 @@ import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { type SourceSample, clearSources, readSources } from './sources.js';
 import { type SetChange, compareSets } from './setdiff.js';
-import { type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
+import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
 import { reconcile } from './reconcile.js';
 import { type LinkFacts, linkFacts, pinnedProgramId } from './links.js';
@@ -61,7 +61,7 @@ export interface OpenOptions extends DispatcherOptions {
 
 
 
-export type { DestinationStatus, RejectCounter, Status, SetChange, SourceSample, Traffic };
+export type { DestinationRegistration, DestinationStatus, RejectCounter, Status, SetChange, SourceSample, Traffic };
 
 export interface BindResult {
   /** the binding this one replaced (same protocol, prefix and port) */
@@ -417,9 +417,9 @@ export class Dispatcher {
    * free for root.
    */
   private ensureDestination(d: DestinationKey, reserve = 0): DestinationEntry {
+    const existing = this.dests.lookup(d);
+    if (existing) return existing;
     let known = this.dests.entries();
-    const found = known.find((e) => e.label === d.label && e.domain === d.domain && e.protocol === d.protocol);
-    if (found) return found;
     if (known.length + 1 > MAX_DESTINATIONS - reserve) {
       this.dests.collect(this.inUse().ids, known);
       known = this.dests.entries();
@@ -785,6 +785,16 @@ export class Dispatcher {
   destinations(): DestinationStatus[] {
     this.check();
     return this.reader.destinations();
+  }
+
+  /**
+   * Destinations with their owner and whether a socket is registered, for
+   * a register's checks: a few bpf() calls where destinations() reads every
+   * counter and the binding set. `only` limits the socket lookups.
+   */
+  registrations(only?: (d: DestinationEntry) => boolean): DestinationRegistration[] {
+    this.check();
+    return this.reader.registrations(only);
   }
 
   /** Refusals counted per reject binding. */

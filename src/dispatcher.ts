@@ -343,16 +343,19 @@ export class Dispatcher {
   /** Repairs what a writer that died part-way left: see recovery.ts. */
   private recover(): void {
     const link = this.link();
+    // Pending pins are made only by writers, under the lock this one holds:
+    // one listing of the directory tells which exist, and only those are opened.
+    const names = new Set(this.dir.names());
     const facts: RecoveryFacts = {
       inner: INNER_KINDS.flatMap((kind) => Array.from({ length: GENERATIONS }, (_, slot) => ({
         name: innerPin(kind, slot),
         inSlot: this.gens.slotId(kind, slot),
         pinned: this.gens.pinnedId(innerPin(kind, slot)),
-        pending: this.gens.pinnedId(pendingPin(kind, slot)),
+        pending: names.has(pendingPin(kind, slot)) ? this.gens.pinnedId(pendingPin(kind, slot)) : undefined,
       }))),
       linkProgram: link?.progId,
       linkAttached: link?.attached ?? false,
-      pendingProgram: this.pinnedProgram(PENDING_PROGRAM),
+      pendingProgram: names.has(PENDING_PROGRAM) ? this.pinnedProgram(PENDING_PROGRAM) : undefined,
       intent: this.getMeta(META_INTENT) !== 0n,
     };
     const plan = planRecovery(facts);
@@ -757,8 +760,9 @@ export class Dispatcher {
     const owner = opts.owner ?? null;
     return this.write(() => this.changing(() => {
       const dest = this.ensureDestination({ label, ...kind }, owner !== null && owner !== 0 ? ROOT_RESERVED_DESTINATIONS : 0);
-      const replaced = this.dests.sockets(dest.id)[0] ?? null;
-      this.dests.setSockets(dest, all);
+      const held = this.dests.slots(dest.id);
+      const replaced = held.find((c) => c !== null) ?? null;
+      this.dests.setSockets(dest, all, held);
       this.dests.setOwner(dest, owner);
       return { label, ...kind, id: dest.id, cookie: infos[0].cookie, cookies: infos.map((i) => i.cookie), replaced };
     }));

@@ -109,22 +109,31 @@ export class DestinationTable {
 
   /** The cookies of the sockets registered for id, by slot. */
   sockets(id: number): bigint[] {
-    const out: bigint[] = [];
-    const v = Buffer.alloc(SOCKET_VALUE_SIZE);
-    for (let s = 0; s < SOCKET_SLOTS; s++) if (this.maps.sockets.lookup(slotKey(id, s), v)) out.push(readU64(v, 0));
-    return out;
+    return this.slots(id).filter((c): c is bigint => c !== null);
   }
 
+  /** Each socket slot of id: the cookie of its socket, or null when empty. */
+  slots(id: number): Array<bigint | null> {
+    const v = Buffer.alloc(SOCKET_VALUE_SIZE);
+    return Array.from({ length: SOCKET_SLOTS }, (_, s) => (this.maps.sockets.lookup(slotKey(id, s), v) ? readU64(v, 0) : null));
+  }
+
+  /** Whether some slot of id holds a socket: stops at the first that does. */
   hasSocket(id: number): boolean {
-    return this.sockets(id).length > 0;
+    const v = Buffer.alloc(SOCKET_VALUE_SIZE);
+    for (let s = 0; s < SOCKET_SLOTS; s++) if (this.maps.sockets.lookup(slotKey(id, s), v)) return true;
+    return false;
   }
 
   /**
    * Puts sockets (the members of one SO_REUSEPORT group, or one socket) in
    * the slots of id, then empties the slots beyond them. Each slot update
    * is atomic, so every moment has a socket to hand connections to.
+   * `held`, the slots as read under the same lock, spares the deletes of
+   * slots already empty: only the kernel changes a slot between writers,
+   * and it only empties one (when its socket closes).
    */
-  setSockets(d: DestinationKey & { id: number }, fds: readonly number[]): void {
+  setSockets(d: DestinationKey & { id: number }, fds: readonly number[], held?: ReadonlyArray<bigint | null>): void {
     const value = Buffer.alloc(SOCKET_VALUE_SIZE);
     fds.forEach((fd, s) => {
       writeU64(value, BigInt(fd), 0);
@@ -134,7 +143,7 @@ export class DestinationTable {
         throw new TubularError('EBADSOCK', `the socket for ${destinationName(d)} could not be registered: ${(err as Error).message}`, { cause: err });
       }
     });
-    for (let s = fds.length; s < SOCKET_SLOTS; s++) this.maps.sockets.delete(slotKey(d.id, s));
+    for (let s = fds.length; s < SOCKET_SLOTS; s++) if (!held || held[s] !== null) this.maps.sockets.delete(slotKey(d.id, s));
   }
 
   /** Empties every socket slot of id; false when none held a socket. */

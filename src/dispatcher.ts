@@ -32,7 +32,7 @@ import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { type SourceSample, clearSources, readSources } from './sources.js';
 import { type SetChange, compareSets } from './setdiff.js';
-import { type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
+import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
 import { reconcile } from './reconcile.js';
 import { type LinkFacts, linkFacts, pinnedProgramId } from './links.js';
@@ -61,7 +61,7 @@ export interface OpenOptions extends DispatcherOptions {
 
 
 
-export type { DestinationStatus, RejectCounter, Status, SetChange, SourceSample, Traffic };
+export type { DestinationRegistration, DestinationStatus, RejectCounter, Status, SetChange, SourceSample, Traffic };
 
 export interface BindResult {
   /** the binding this one replaced (same protocol, prefix and port) */
@@ -343,16 +343,19 @@ export class Dispatcher {
   /** Repairs what a writer that died part-way left: see recovery.ts. */
   private recover(): void {
     const link = this.link();
+    // Pending pins are made only by writers, under the lock this one holds:
+    // one listing of the directory tells which exist, and only those are opened.
+    const names = new Set(this.dir.names());
     const facts: RecoveryFacts = {
       inner: INNER_KINDS.flatMap((kind) => Array.from({ length: GENERATIONS }, (_, slot) => ({
         name: innerPin(kind, slot),
         inSlot: this.gens.slotId(kind, slot),
         pinned: this.gens.pinnedId(innerPin(kind, slot)),
-        pending: this.gens.pinnedId(pendingPin(kind, slot)),
+        pending: names.has(pendingPin(kind, slot)) ? this.gens.pinnedId(pendingPin(kind, slot)) : undefined,
       }))),
       linkProgram: link?.progId,
       linkAttached: link?.attached ?? false,
-      pendingProgram: this.pinnedProgram(PENDING_PROGRAM),
+      pendingProgram: names.has(PENDING_PROGRAM) ? this.pinnedProgram(PENDING_PROGRAM) : undefined,
       intent: this.getMeta(META_INTENT) !== 0n,
     };
     const plan = planRecovery(facts);
@@ -417,9 +420,9 @@ export class Dispatcher {
    * free for root.
    */
   private ensureDestination(d: DestinationKey, reserve = 0): DestinationEntry {
+    const existing = this.dests.lookup(d);
+    if (existing) return existing;
     let known = this.dests.entries();
-    const found = known.find((e) => e.label === d.label && e.domain === d.domain && e.protocol === d.protocol);
-    if (found) return found;
     if (known.length + 1 > MAX_DESTINATIONS - reserve) {
       this.dests.collect(this.inUse().ids, known);
       known = this.dests.entries();
@@ -757,8 +760,9 @@ export class Dispatcher {
     const owner = opts.owner ?? null;
     return this.write(() => this.changing(() => {
       const dest = this.ensureDestination({ label, ...kind }, owner !== null && owner !== 0 ? ROOT_RESERVED_DESTINATIONS : 0);
-      const replaced = this.dests.sockets(dest.id)[0] ?? null;
-      this.dests.setSockets(dest, all);
+      const held = this.dests.slots(dest.id);
+      const replaced = held.find((c) => c !== null) ?? null;
+      this.dests.setSockets(dest, all, held);
       this.dests.setOwner(dest, owner);
       return { label, ...kind, id: dest.id, cookie: infos[0].cookie, cookies: infos.map((i) => i.cookie), replaced };
     }));
@@ -785,6 +789,16 @@ export class Dispatcher {
   destinations(): DestinationStatus[] {
     this.check();
     return this.reader.destinations();
+  }
+
+  /**
+   * Destinations with their owner and whether a socket is registered, for
+   * a register's checks: a few bpf() calls where destinations() reads every
+   * counter and the binding set. `only` limits the socket lookups.
+   */
+  registrations(only?: (d: DestinationEntry) => boolean): DestinationRegistration[] {
+    this.check();
+    return this.reader.registrations(only);
   }
 
   /** Refusals counted per reject binding. */

@@ -27,6 +27,11 @@ export interface DestinationStatus extends DestinationEntry {
   errors: bigint;
 }
 
+/** A destination as a register sees it: who holds it and whether a socket is registered. */
+export interface DestinationRegistration extends DestinationEntry {
+  registered: boolean;
+}
+
 export interface RejectCounter {
   protocol: Protocol;
   prefix: Prefix;
@@ -76,6 +81,16 @@ export class ReadModel {
       const [lookups, misses, errors] = metrics(d.id);
       return { ...d, bindings: counts[d.id], socket: sockets[0] ?? null, sockets, lookups, misses, errors };
     }).sort((a, b) => a.label.localeCompare(b.label) || a.domain.localeCompare(b.domain) || a.protocol.localeCompare(b.protocol));
+  }
+
+  /**
+   * The destinations with their owner and whether a socket is registered:
+   * no counters, no binding set. Only the destinations `only` accepts are
+   * looked up in the socket slots (up to 8 lookups each); the others say
+   * registered: false.
+   */
+  registrations(only: (d: DestinationEntry) => boolean = () => true): DestinationRegistration[] {
+    return this.dests.entries().map((d) => ({ ...d, registered: only(d) && this.dests.hasSocket(d.id) }));
   }
 
   /** Refusals per reject binding of the set in force: its hits. */

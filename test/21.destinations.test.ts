@@ -70,6 +70,11 @@ describe('room for destinations', () => {
       assert.deepEqual(d.destinations().map((x) => [x.label, x.bindings]), [['b', 1]]);
       d.registerSocket('lonely', server.fd);
       assert.deepEqual(d.destinations().map((x) => [x.label, x.bindings, x.sockets.length]), [['b', 1, 0], ['lonely', 0, 1]]);
+      const registered = (only?: (x: { label: string }) => boolean): string[][] =>
+        d.registrations(only).map((x) => [x.label, String(x.registered), String(x.owner)]).sort();
+      assert.deepEqual(registered(), [['b', 'false', 'null'], ['lonely', 'true', 'null']]);
+      // Only the destinations the filter accepts are looked up in the socket slots.
+      assert.deepEqual(registered((x) => x.label === 'b'), [['b', 'false', 'null'], ['lonely', 'false', 'null']]);
       d.unregisterSocket({ label: 'lonely', domain: 'ipv4', protocol: 'tcp' });
       assert.deepEqual(d.destinations().map((x) => x.label), ['b']);
     } finally {
@@ -142,11 +147,13 @@ describe('sockets', () => {
       assert.equal(await next(), 'closed');
       for (let i = 0; i < 20; i++) assert.equal(await tcpProbe('127.0.0.7', 7000), 'member1');
       assert.equal(d.destinations()[0].sockets.length, 1);
+      assert.equal(d.registrations()[0].registered, true, 'slot 0 is empty, slot 1 still holds a socket');
       py.stdin!.write('close 1\n');
       assert.equal(await next(), 'closed');
       assert.equal(await tcpProbe('127.0.0.7', 7000), 'ECONNREFUSED');
       const dest = d.destinations()[0];
       assert.deepEqual([dest.socket, dest.misses], [null, 1n]);
+      assert.equal(d.registrations()[0].registered, false);
       py.stdin!.end();
     } finally {
       d.close();

@@ -5,7 +5,7 @@
 // done are emptied again. A user other than root holds at most
 // --max-destinations-per-user registered destinations, so no member of the
 // socket's group can take the dispatcher's 4,096.
-import type { DestinationStatus, Registration } from '../dispatcher.js';
+import type { DestinationRegistration, Registration } from '../dispatcher.js';
 import { type DestinationKey, destinationName } from '../destination.js';
 import { type HandlerContext, dispatcherError, dispatcherOf } from './context.js';
 import { type LockWait, lockWait, whenUnlocked } from './lock-wait.js';
@@ -20,18 +20,22 @@ interface Done { group: SocketGroup; registration: Registration }
 
 const key = (label: string, d: Omit<DestinationKey, 'label'>): string => destinationName({ label, domain: d.domain, protocol: d.protocol });
 
-function destinations(ctx: HandlerContext): DestinationStatus[] {
+/**
+ * What the checks need: the peer's destinations and the label's, with
+ * whether a socket is registered; no counters, no binding set.
+ */
+function registrations(ctx: HandlerContext, peer: Peer, label: string): DestinationRegistration[] {
   try {
-    return dispatcherOf(ctx).destinations();
+    return dispatcherOf(ctx).registrations((d) => d.label === label || (peer.uid !== 0 && d.owner === peer.uid));
   } catch (err) {
     throw dispatcherError(err);
   }
 }
 
 /** Fails with EDQUOT when registering `groups` would give the peer more destinations than it may hold. */
-function checkQuota(ctx: HandlerContext, peer: Peer, label: string, groups: readonly SocketGroup[], now: readonly DestinationStatus[]): void {
+function checkQuota(ctx: HandlerContext, peer: Peer, label: string, groups: readonly SocketGroup[], now: readonly DestinationRegistration[]): void {
   if (peer.uid === 0) return;
-  const mine = new Set(now.filter((d) => d.owner === peer.uid && d.sockets.length > 0).map((d) => key(d.label, d)));
+  const mine = new Set(now.filter((d) => d.owner === peer.uid && d.registered).map((d) => key(d.label, d)));
   const adding = groups.filter((g) => !mine.has(key(label, g))).length;
   const limit = ctx.maxDestinationsPerUser;
   if (adding > 0 && mine.size + adding > limit) {
@@ -45,7 +49,7 @@ function registerGroup(ctx: HandlerContext, peer: Peer, label: string, group: So
   return whenUnlocked(() => {
     const d = dispatcherOf(ctx);
     // Again at each write: other requests of the same user may have run in between.
-    if (peer.uid !== 0) checkQuota(ctx, peer, label, [group], d.destinations());
+    if (peer.uid !== 0) checkQuota(ctx, peer, label, [group], d.registrations((e) => e.owner === peer.uid));
     return d.registerSocket(label, group.members.map((m) => sockets[m].fd), { owner: peer.uid });
   }, wait);
 }
@@ -72,9 +76,9 @@ async function rollBack(ctx: HandlerContext, label: string, done: readonly Done[
 export async function register(ctx: HandlerContext, peer: Peer, label: string, fds: readonly number[]): Promise<RegisteredSocket[]> {
   const sockets = fds.map(checkSocket);
   const groups = groupSockets(label, sockets);
-  const now = destinations(ctx);
+  const now = registrations(ctx, peer, label);
   checkQuota(ctx, peer, label, groups, now);
-  const held = new Set(now.filter((d) => d.label === label && d.sockets.length > 0).map((d) => key(label, d)));
+  const held = new Set(now.filter((d) => d.label === label && d.registered).map((d) => key(label, d)));
   const replaces = (g: SocketGroup): number => Number(held.has(key(label, g)));
   const wait = lockWait(ctx.lockTimeoutMs);
   const done: Done[] = [];

@@ -1,6 +1,7 @@
 // scripts/package: the Debian package's contents, control data, conffiles and
-// maintainer scripts, read back with dpkg-deb; lintian finds no error. What
-// the package does on a running system is test/system's business.
+// maintainer scripts, man pages, completion and monitoring files, read back
+// with dpkg-deb; lintian finds no error. What the package does on a running
+// system is test/system's business.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -72,6 +73,19 @@ describe('scripts/package', () => {
     assert.equal(execFileSync(path.join(dir, 'usr/lib/tubular/bin/tubulard'), ['--version'], { encoding: 'utf8' }).trim(), version);
     const nm = execFileSync('file', ['-L', path.join(dir, 'usr/lib/tubular/build/Release/tubular.node')], { encoding: 'utf8' });
     assert.match(nm, /, stripped/);
+  });
+
+  test('man pages, bash completion, and the alerting rules and dashboard in /usr/share', () => {
+    for (const f of ['/usr/share/man/man8/tubectl.8.gz', '/usr/share/man/man8/tubulard.8.gz', '/usr/share/bash-completion/completions/tubectl',
+      '/usr/share/tubular/tubular-alerts.yml', '/usr/share/tubular/tubular-dashboard.json']) {
+      assert.match(files.get(f) ?? '', /^-rw-r--r-- root\/root/, f);
+    }
+    const dir = mkdtempSync(path.join(out, 'share-'));
+    execFileSync('dpkg-deb', ['-x', deb, dir]);
+    const page = execFileSync('man', ['-l', path.join(dir, 'usr/share/man/man8/tubectl.8.gz')], { encoding: 'utf8', env: { ...process.env, MANWIDTH: '80' } });
+    assert.match(page, /^NAME\n\s+tubectl\s+-\s+control/m);
+    assert.equal(readFileSync(path.join(dir, 'usr/share/tubular/tubular-alerts.yml'), 'utf8'), readFileSync(path.join(repo, 'packaging/monitoring/tubular-alerts.yml'), 'utf8'));
+    assert.match(readFileSync(path.join(dir, 'usr/share/bash-completion/completions/tubectl'), 'utf8'), /^complete -F _tubectl tubectl$/m);
   });
 
   test('configuration is conffiles: policy, the bindings example and /etc/default/tubular; no bindings.json is shipped', () => {

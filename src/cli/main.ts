@@ -223,6 +223,12 @@ function buildProgram(io: Io, outcome: Outcome): Command {
   return program;
 }
 
+/** The command-line definition alone, with its verbs, arguments and options (to generate shell completion from). */
+export function commandDefinition(): Command {
+  const discard: Output = { write: () => true };
+  return buildProgram({ stdout: discard, stderr: discard, getenv: () => undefined, pid: 0 }, { code: EXIT_OK });
+}
+
 /** Seconds (decimal, at most a day) as milliseconds; a usage error otherwise. */
 function lockTimeoutMs(text: string): number {
   if (!/^\d{1,5}(\.\d{1,3})?$/.test(text) || Number(text) > 86400) {

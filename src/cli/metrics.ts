@@ -58,22 +58,19 @@ export function metricsRegistry(sample: () => Sample, versionInfo: { version: st
       for (const d of sample().destinations) this.set({ label: d.label, domain: d.domain, protocol: d.protocol }, d.bindings);
     },
   });
-  new Counter({
-    name: 'tubular_rejects_total', help: 'Connections and datagrams refused by a reject binding.',
-    labelNames: ['protocol', 'prefix', 'port'], registers: [registry],
-    collect(this: Counter<'protocol' | 'prefix' | 'port'>) {
-      this.reset();
-      for (const r of sample().rejects) this.inc({ protocol: r.protocol, prefix: r.prefix, port: String(r.port) }, Number(r.rejected));
-    },
-  });
-  new Counter({
-    name: 'tubular_observed_total', help: 'Connections and datagrams counted by an observe binding (which then let them through).',
-    labelNames: ['protocol', 'prefix', 'port'], registers: [registry],
-    collect(this: Counter<'protocol' | 'prefix' | 'port'>) {
-      this.reset();
-      for (const r of sample().observed) this.inc({ protocol: r.protocol, prefix: r.prefix, port: String(r.port) }, Number(r.observed));
-    },
-  });
+  const bindingCounter = (name: string, help: string, rows: () => ReadonlyArray<{ protocol: string; prefix: string; port: number; count: bigint }>): void => {
+    new Counter({
+      name, help, labelNames: ['protocol', 'prefix', 'port'], registers: [registry],
+      collect(this: Counter<'protocol' | 'prefix' | 'port'>) {
+        this.reset();
+        for (const r of rows()) this.inc({ protocol: r.protocol, prefix: r.prefix, port: String(r.port) }, Number(r.count));
+      },
+    });
+  };
+  bindingCounter('tubular_rejects_total', 'Connections and datagrams refused by a reject binding.',
+    () => sample().rejects.map((r) => ({ ...r, count: r.rejected })));
+  bindingCounter('tubular_observed_total', 'Connections and datagrams counted by an observe binding (which then let them through).',
+    () => sample().observed.map((r) => ({ ...r, count: r.observed })));
   new Gauge({
     name: 'tubular_build_info', help: 'The version of tubectl serving these metrics.', labelNames: ['version', 'nodeversion'], registers: [registry],
     collect(this: Gauge<'version' | 'nodeversion'>) { this.set({ version: versionInfo.version, nodeversion: versionInfo.node }, 1); },

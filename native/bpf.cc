@@ -255,6 +255,19 @@ Napi::Value LinkDetach(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// What the kernel offers the dispatcher, asked with libbpf's probes (each
+// loads a tiny program): sk_lookup programs and the helpers it calls.
+Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto yes = [](int r) { return r == 1; };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("skLookup", Napi::Boolean::New(env, yes(libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, nullptr))));
+  o.Set("skAssign", Napi::Boolean::New(env, yes(libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_LOOKUP, BPF_FUNC_sk_assign, nullptr))));
+  o.Set("loop", Napi::Boolean::New(env, yes(libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_LOOKUP, BPF_FUNC_loop, nullptr))));
+  o.Set("ktimeCoarse", Napi::Boolean::New(env, yes(libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_LOOKUP, BPF_FUNC_ktime_get_coarse_ns, nullptr))));
+  return o;
+}
+
 Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int progFd = ArgFd(info, 0, "progFd");
@@ -291,6 +304,7 @@ void InitBpf(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "linkUpdate", LinkUpdate);
   Export(env, exports, "linkDetach", LinkDetach);
   Export(env, exports, "progTestRun", ProgTestRun);
+  Export(env, exports, "probeFeatures", ProbeFeatures);
 }
 
 }  // namespace tubular

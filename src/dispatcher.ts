@@ -28,6 +28,7 @@ import {
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 import { type Native, native } from './native.js';
+import { requireKernel } from './kernel.js';
 import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { type SourceSample, clearSources, readSources } from './sources.js';
@@ -182,6 +183,7 @@ export class Dispatcher {
     assertLittleEndian();
     const sys = opts.sys ?? native();
     const loc = locate(opts);
+    requireKernel(sys);
     createStateDir(loc, opts.group, sys, (at) => {
       const fds: number[] = [];
       const keep = (fd: number): number => { fds.push(fd); return fd; };
@@ -821,6 +823,7 @@ export class Dispatcher {
     return this.write(() => {
       const reuse: Record<string, number> = {};
       for (const name of OBJECT_MAPS) reuse[name] = this.maps[name].fd;
+      requireKernel(this.sys);
       const obj = context('load the BPF program', () => this.sys.loadObject(programObjectPath(), 'dispatcher', reuse));
       const link = context('open the link', () => this.sys.getPinned(this.dir.at(PIN.link), 0));
       try {

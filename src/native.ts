@@ -35,6 +35,8 @@ export interface SocketInfo {
   cookie: bigint;       // SO_COOKIE
 }
 
+export interface KernelFeatures { skLookup: boolean; skAssign: boolean; loop: boolean; ktimeCoarse: boolean }
+
 export interface TestRunResult { retval: number; durationNs: number; ctxOut: Buffer }
 
 export interface PeerCred { pid: number; uid: number; gid: number }
@@ -89,6 +91,8 @@ export interface Native {
   linkUpdate(linkFd: number, progFd: number): void;
   /** bpf_link_detach: the link stays, its program no longer runs */
   linkDetach(linkFd: number): void;
+  /** libbpf's probes: whether the kernel has sk_lookup programs and the helpers the dispatcher calls */
+  probeFeatures(): KernelFeatures;
   /** BPF_PROG_TEST_RUN with ctx_in = ctx (struct bpf_sk_lookup), repeat times */
   progTestRun(progFd: number, ctx: Buffer, repeat: number): TestRunResult;
 

@@ -162,6 +162,21 @@ describe('any user, on a world-writable bpffs', () => {
     }
   });
 
+  test('a bpffs mounted with mode=0755, as the threat model advises, lets nobody else create names', () => {
+    const strict = path.join(bpffs, '..', `strict-bpffs-${process.pid}`);
+    mkdirSync(strict);
+    execFileSync('mount', ['-t', 'bpf', '-o', 'mode=0755', 'bpf', strict]);
+    try {
+      assert.equal(statSync(strict).mode & 0o777, 0o755);
+      const r = runAsNobody(false, ['mkdir', path.join(strict, `${ino}_dispatcher`)]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /Permission denied/);
+    } finally {
+      execFileSync('umount', [strict]);
+      rmSync(strict, { recursive: true });
+    }
+  });
+
   test('a directory squatting a namespace\'s name is refused with a message saying what to do', async () => {
     ok(await tubectl(['unload']));
     assert.equal(runAsNobody(false, ['mkdir', stateDir]).code, 0);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { type Binding, parseBinding } from '../src/binding.js';
-import { Dispatcher } from '../src/dispatcher.js';
+import { Dispatcher, ROOT_RESERVED_DESTINATIONS } from '../src/dispatcher.js';
 import { TubularError } from '../src/errors.js';
 import { MAX_DESTINATIONS } from '../src/layout.js';
 import { native } from '../src/native.js';
@@ -56,6 +56,25 @@ describe('room for destinations', () => {
       d.replaceBindings([B('z', '127.0.0.1', 9)]);
       assert.deepEqual(d.destinations().map((x) => x.label), ['z']);
     } finally {
+      d.close();
+      Dispatcher.unload(opts);
+    }
+  });
+
+  test('registrations by other users never take the last destinations, which stay for root', async () => {
+    const d = Dispatcher.create(opts);
+    const server = await tcpServer('late');
+    try {
+      d.replaceBindings(labels(MAX_DESTINATIONS - ROOT_RESERVED_DESTINATIONS));
+      assert.throws(() => d.registerSocket('someone', server.fd, { owner: 1000 }),
+        (e: unknown) => e instanceof TubularError && e.code === 'ENOSPC' && /the last 64 of 4096 destinations are kept for root/.test(e.message));
+      assert.equal(d.destinations().length, MAX_DESTINATIONS - ROOT_RESERVED_DESTINATIONS, 'nothing was created');
+      // An existing destination is not a new one: a user may register there.
+      d.registerSocket('l7', server.fd, { owner: 1000 });
+      d.registerSocket('root-late', server.fd);
+      assert.equal(d.destinations().length, MAX_DESTINATIONS - ROOT_RESERVED_DESTINATIONS + 1);
+    } finally {
+      await server.close();
       d.close();
       Dispatcher.unload(opts);
     }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
+import { assertBpffs } from '../src/bpffs.js';
 import { ok, tubectlFor } from './lib/tubectl.js';
 
 const { bpffs } = isolate();
@@ -167,6 +168,17 @@ describe('--bpffs and --netns must be what they claim', () => {
       await refused(['--bpffs', plain, ...verb], 1, notBpffs);
     }
     assert.deepEqual(readdirSync(plain), [], 'nothing was created there');
+  });
+
+  test('a bpffs mount (and a directory in one) passes the check', () => {
+    assertBpffs(bpffs);
+    const inside = path.join(bpffs, `dir${process.pid}`);
+    mkdirSync(inside);
+    try {
+      assertBpffs(inside);
+    } finally {
+      rmSync(inside, { recursive: true });
+    }
   });
 
   test('a missing --bpffs has its own message', async () => {

@@ -8,26 +8,25 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { installed } from './lib/installed.js';
 import { isolate } from './lib/isolate.js';
+import { addGroup, asNobody } from './lib/nobody.js';
 import { ok, tubectlFor } from './lib/tubectl.js';
 import { netnsInode } from '../src/netns.js';
 
 const { bpffs } = isolate();
 const tubectl = tubectlFor(bpffs);
 const asOther = installed(); // nobody may not be able to read the checkout
-const NOBODY = 65534;
 const group = `tubt${process.pid}`;
 let gid: number;
 const emptyFile = path.join(tmpdir(), `tubectl-empty-${process.pid}.json`);
 
 /** tubectl as nobody, with or without the group. */
-const asNobody = (withGroup: boolean) => tubectlFor(bpffs, {
-  prefix: ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, withGroup ? `--groups=${gid}` : '--clear-groups'],
+const tubectlAsNobody = (withGroup: boolean) => tubectlFor(bpffs, {
+  prefix: asNobody(withGroup ? gid : undefined),
   tubectl: asOther.tubectl,
 });
 
 before(async () => {
-  execFileSync('groupadd', [group]);
-  gid = Number(execFileSync('getent', ['group', group], { encoding: 'utf8' }).split(':')[2]);
+  gid = addGroup(group);
   chmodSync(bpffs, 0o755); // the private mount must be traversable
   writeFileSync(emptyFile, '{"bindings": []}');
   chmodSync(emptyFile, 0o644); // nobody reads it, whatever the umask
@@ -50,7 +49,7 @@ test('the state belongs to the group and is not world-readable', () => {
 });
 
 test('a group member reads status, bindings and list without root', async () => {
-  const member = asNobody(true);
+  const member = tubectlAsNobody(true);
   const status = ok(await member(['status', '--json']));
   const s = JSON.parse(status.stdout) as { loaded: boolean; bindings: number };
   assert.equal(s.loaded, true);
@@ -66,7 +65,8 @@ test('a group member reads status, bindings and list without root', async () => 
 });
 
 test('a group member serves metrics without root', async () => {
-  const server = spawn('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${gid}`,
+  const [cmd, ...args] = asNobody(gid);
+  const server = spawn(cmd, [...args,
     process.execPath, asOther.tubectl, '--bpffs', bpffs, 'metrics', '127.0.0.1', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   try {
     const url = await new Promise<string>((resolve, fail) => {
@@ -90,7 +90,7 @@ test('a group member serves metrics without root', async () => {
 });
 
 test('writing as a group member fails with exit 1 and names what is needed; state unchanged', async () => {
-  const member = asNobody(true);
+  const member = tubectlAsNobody(true);
   const before = ok(await tubectl(['bindings', '--json'])).stdout;
   for (const verb of [['bind', 'x', 'tcp', '127.0.0.1', '1'], ['unbind', 'web', 'tcp', '127.0.0.0/24', '80'], ['unload'], ['upgrade'],
     ['unregister', 'web', 'ipv4', 'tcp'], ['load-bindings', emptyFile], ['sources', '--reset']]) {
@@ -103,14 +103,14 @@ test('writing as a group member fails with exit 1 and names what is needed; stat
 });
 
 test('outside the group, even reading is refused with a message naming the group', async () => {
-  const r = await asNobody(false)(['status']);
+  const r = await tubectlAsNobody(false)(['status']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, new RegExp(`^tubectl: reading the dispatcher needs root or membership of group ${group} \\(gid ${gid}\\), which owns `));
   assert.doesNotMatch(r.stderr, /\n\s+at /);
 });
 
 test('a group member runs bindings --stats, diff and rollback --dry-run; rollback itself needs root', async () => {
-  const member = asNobody(true);
+  const member = tubectlAsNobody(true);
   assert.match(ok(await member(['bindings', '--stats'])).stdout, /^protocol +prefix +port +label +hits +last hit\n/);
   const diff = ok(await member(['diff', emptyFile]));
   assert.match(diff.stdout, /\n0 added, 2 removed, 0 changed, 0 unchanged\n$/);

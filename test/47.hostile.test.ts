@@ -9,13 +9,13 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
+import { NOBODY, addGroup, asNobody } from './lib/nobody.js';
 import { installed } from './lib/installed.js';
 import { ok, tubectlFor } from './lib/tubectl.js';
 import { netnsInode } from '../src/netns.js';
 
 const { bpffs } = isolate();
 const tubectl = tubectlFor(bpffs);
-const NOBODY = 65534;
 const group = `tubh${process.pid}`;
 let gid: number;
 const ino = netnsInode('/proc/self/ns/net');
@@ -23,10 +23,9 @@ const stateDir = path.join(bpffs, `${ino}_dispatcher`);
 const other = `tubh${process.pid}`;
 const children: ChildProcess[] = [];
 
-/** Runs a command as nobody, in the group or not, in the background; resolves once it has started. */
-function asNobody(withGroup: boolean, argv: string[]): ChildProcess {
-  const groups = withGroup ? `--groups=${gid}` : '--clear-groups';
-  return background(['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, groups, ...argv]);
+/** Runs a command as nobody, in the group or not, in the background. */
+function nobodyInBackground(withGroup: boolean, argv: string[]): ChildProcess {
+  return background([...asNobody(withGroup ? gid : undefined), ...argv]);
 }
 
 /** A command in a process group of its own, so that stop() ends it and every child holding its lock. */
@@ -42,7 +41,8 @@ function stop(c: ChildProcess): void {
 
 function runAsNobody(withGroup: boolean, argv: string[]): { code: number | null; stderr: string } {
   try {
-    execFileSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, withGroup ? `--groups=${gid}` : '--clear-groups', ...argv],
+    const [cmd, ...args] = asNobody(withGroup ? gid : undefined);
+    execFileSync(cmd, [...args, ...argv],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     return { code: 0, stderr: '' };
   } catch (err) {
@@ -59,8 +59,7 @@ const holding = (c: ChildProcess): Promise<void> => new Promise((ok, fail) => {
 });
 
 before(async () => {
-  execFileSync('groupadd', [group]);
-  gid = Number(execFileSync('getent', ['group', group], { encoding: 'utf8' }).split(':')[2]);
+  gid = addGroup(group);
   installed(); // makes sure other users can run things from a world-readable copy if they need to
   assert.equal(statSync(bpffs).mode & 0o7777, 0o1777, 'a plain bpffs mount is world-writable with the sticky bit');
   ok(await tubectl(['load', '--group', group]));
@@ -77,7 +76,7 @@ after(async () => {
 describe('a member of the read group', () => {
   for (const mode of ['-s', '-x']) {
     test(`flock ${mode} on the state directory does not stop root's writes`, async () => {
-      const holder = asNobody(true, ['flock', mode, stateDir, 'sh', '-c', 'echo held; sleep 30']);
+      const holder = nobodyInBackground(true, ['flock', mode, stateDir, 'sh', '-c', 'echo held; sleep 30']);
       await holding(holder);
       const started = Date.now();
       ok(await tubectl(['bind', 'web', 'tcp', '127.0.0.0/24', '81']));

@@ -5,7 +5,7 @@
 // starts from zero. Which indices are in use is derived from the sets.
 import type { BpfMap } from './bpfmap.js';
 import { TubularError } from './errors.js';
-import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64, u32, writeU32 } from './layout.js';
+import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64, writeU32 } from './layout.js';
 
 export interface Traffic {
   hits: bigint;
@@ -50,19 +50,23 @@ export function clock(): (raw: bigint) => Date | null {
 export class BindingStats {
   constructor(private readonly map: BpfMap) {}
 
+  /** The entries of these indices, in order (one call into the addon), and their keys. */
+  private read(stats: Uint32Array): { keys: Buffer; values: Buffer } {
+    const keys = Buffer.alloc(stats.length * 4);
+    stats.forEach((s, i) => writeU32(keys, s, i * 4));
+    return { keys, values: this.map.lookupMany(keys, stats.length) };
+  }
+
   /** Traffic of the bindings with these stat indices, in their order. */
   many(stats: Uint32Array): Traffic[] {
-    const keys = Buffer.alloc(stats.length * 4);
-    stats.forEach((s, i) => keys.writeUInt32LE(s, i * 4));
-    const values = this.map.lookupMany(keys, stats.length);
+    const { values } = this.read(stats);
     const date = clock();
     return Array.from(stats, (_, i) => ({ hits: readU64(values, i * BINDING_STAT_SIZE), lastHit: date(BigInt(readU32(values, i * BINDING_STAT_SIZE + 8))) }));
   }
 
   /** Traffic of one binding. */
   one(stat: number): Traffic {
-    const v = this.map.lookup(u32(stat)) ?? Buffer.alloc(BINDING_STAT_SIZE);
-    return { hits: readU64(v, 0), lastHit: clock()(BigInt(readU32(v, 8))) };
+    return this.many(Uint32Array.of(stat))[0];
   }
 
   /**
@@ -72,9 +76,7 @@ export class BindingStats {
    */
   zero(stats: Uint32Array): void {
     if (stats.length === 0) return;
-    const keys = Buffer.alloc(stats.length * 4);
-    stats.forEach((s, i) => keys.writeUInt32LE(s, i * 4));
-    const old = this.map.lookupMany(keys, stats.length);
+    const { keys, values: old } = this.read(stats);
     const fresh = Buffer.alloc(stats.length * BINDING_STAT_SIZE);
     for (let i = 0; i < stats.length; i++) {
       writeU32(fresh, (readU32(old, i * BINDING_STAT_SIZE + 12) + 1) >>> 0, i * BINDING_STAT_SIZE + 12);
@@ -84,9 +86,7 @@ export class BindingStats {
 
   /** The epochs of these indices, in order. */
   epochs(stats: Uint32Array): Uint32Array {
-    const keys = Buffer.alloc(stats.length * 4);
-    stats.forEach((s, i) => keys.writeUInt32LE(s, i * 4));
-    const values = this.map.lookupMany(keys, stats.length);
+    const { values } = this.read(stats);
     return Uint32Array.from(stats, (_, i) => readU32(values, i * BINDING_STAT_SIZE + 12));
   }
 }

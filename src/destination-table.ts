@@ -23,9 +23,8 @@ export interface DestinationMaps {
 const same = (a: DestinationKey, b: DestinationKey): boolean => a.label === b.label && a.domain === b.domain && a.protocol === b.protocol;
 const slotKey = (id: number, slot: number): Buffer => u32(id * SOCKET_SLOTS + slot);
 
-/** Which destination ids a dump of binding values points at. */
-export function referencedIds(values: Buffer, count: number): Uint8Array {
-  const used = new Uint8Array(MAX_DESTINATIONS);
+/** Marks (in `used`, or a new table) the destination ids a dump of binding values points at. */
+export function referencedIds(values: Buffer, count: number, used = new Uint8Array(MAX_DESTINATIONS)): Uint8Array {
   for (let i = 0; i < count; i++) {
     const id = readU32(values, i * BINDING_VALUE_SIZE);
     if (id !== NO_DESTINATION && id < MAX_DESTINATIONS) used[id] = 1;

@@ -18,7 +18,7 @@ import {
 } from './bindingset.js';
 import { BpfMap, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
-import { DestinationTable } from './destination-table.js';
+import { DestinationTable, referencedIds } from './destination-table.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterChanges, setFilterBit } from './filters.js';
 import {
@@ -126,15 +126,6 @@ function setDigest(keys: Buffer, values: Buffer): bigint {
   for (let off = 8; off < said.length; off += BINDING_VALUE_SIZE) said.writeUInt32LE(0, off);
   const d = createHash('sha256').update(keys).update(said).digest().readBigUInt64LE(0);
   return d === 0n ? 1n : d;
-}
-
-/** Marks the destination ids a dump of binding values uses. */
-function markIds(used: Uint8Array, values: Buffer, count: number): Uint8Array {
-  for (let i = 0; i < count; i++) {
-    const id = valueDestination(values, i);
-    if (id !== NO_DESTINATION && id < used.length) used[id] = 1;
-  }
-  return used;
 }
 
 type Maps = Record<MapName, BpfMap>;
@@ -389,7 +380,7 @@ export class Dispatcher {
     // A writer may have died between a flip and its wait.
     this.gens.settle();
     const g = this.gens.inForce();
-    reconcile(this.gens, this.dests, [LENGTHS_FILTER, BLOCKS_FILTER]);
+    reconcile(this.gens, this.dests);
     if (this.getMeta(metaGeneration(g).number) === 0n) {
       const other = this.getMeta(metaGeneration(1 - g).number);
       this.setMeta(metaGeneration(g).number, other + 1n);
@@ -410,7 +401,7 @@ export class Dispatcher {
     const stats = new Uint8Array(MAX_BINDINGS);
     for (let slot = 0; slot < GENERATIONS; slot++) {
       const { values, count } = this.gens.withSet((s) => s.dump(), slot);
-      markIds(ids, values, count);
+      referencedIds(values, count, ids);
       markStats(stats, values, count);
     }
     return { ids, stats };
@@ -638,7 +629,7 @@ export class Dispatcher {
         // what only the standby used is free now.
         let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
         if (known.length + missing.length > MAX_DESTINATIONS) {
-          this.dests.collect(markIds(new Uint8Array(MAX_DESTINATIONS), current.values, current.count), known);
+          this.dests.collect(referencedIds(current.values, current.count), known);
           known = this.dests.entries();
           byName = idOf(known);
           slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });

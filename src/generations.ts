@@ -20,11 +20,12 @@ import {
   BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_RDONLY, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, GENERATIONS, INNER_SPECS,
   type InnerKind, OUTER_OF, innerPin, readU32, setCapacity, u32,
 } from './layout.js';
+import { withPinned } from './links.js';
+import { sleep } from './lock.js';
 import type { Native } from './native.js';
 import { PIN_MODE, type StateDir } from './statedir.js';
 
 const ZERO = u32(0);
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
 export const pendingPin = (kind: InnerKind, slot: number): string => `${innerPin(kind, slot)}_new`;
 
 export interface Outer {
@@ -52,18 +53,7 @@ export class Generations {
 
   /** The id of the map pinned as `name`, or undefined. */
   pinnedId(name: string): number | undefined {
-    let fd: number;
-    try {
-      fd = this.sys.getPinned(this.dir.at(name), this.readOnly ? BPF_F_RDONLY : 0);
-    } catch (err) {
-      if (isSystemError(err, 'ENOENT')) return undefined;
-      throw err;
-    }
-    try {
-      return this.sys.mapInfo(fd).id;
-    } finally {
-      this.sys.close(fd);
-    }
+    return withPinned(this.sys, this.dir.at(name), (fd) => this.sys.mapInfo(fd).id, this.readOnly ? BPF_F_RDONLY : 0);
   }
 
   /** Opens the inner map in a slot: the pin, or the pending pin, whose id the slot holds. */
@@ -82,7 +72,7 @@ export class Generations {
         if (m.id === want) return m;
         m.close();
       }
-      Atomics.wait(sleeper, 0, 0, Math.min(1 << attempt, 25));
+      sleep(Math.min(1 << attempt, 25));
     }
     throw new TubularError('EBUSY', `the ${kind} of generation slot ${slot} is not pinned: a writer is part-way through a change, or died in one; ` +
       'any tubectl command that changes state (run as root) repairs it');

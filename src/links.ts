@@ -11,11 +11,11 @@ export interface LinkFacts {
   attached: boolean;
 }
 
-/** Runs fn with an fd of the object pinned at file; undefined when there is no pin. */
-export function withPinned<T>(sys: Native, file: string, fn: (fd: number) => T): T | undefined {
+/** Runs fn with an fd of the object pinned at file (opened with `flags`); undefined when there is no pin. */
+export function withPinned<T>(sys: Native, file: string, fn: (fd: number) => T, flags = 0): T | undefined {
   let fd: number;
   try {
-    fd = sys.getPinned(file, 0);
+    fd = sys.getPinned(file, flags);
   } catch (err) {
     if (isSystemError(err, 'ENOENT')) return undefined;
     throw err;

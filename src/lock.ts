@@ -18,7 +18,8 @@ const LOCK_UN = 8;
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
-const sleep = (ms: number): void => { Atomics.wait(sleeper, 0, 0, ms); };
+/** Waits without returning to the event loop: the dispatcher's methods are synchronous. */
+export const sleep = (ms: number): void => { Atomics.wait(sleeper, 0, 0, ms); };
 
 /** Takes the lock on `fd` (the lock directory), runs fn, releases it. */
 export function withWriteLock<T>(fd: number, timeoutMs: number, fn: () => T): T {

@@ -4,24 +4,22 @@
 // uses (and no socket serves) deleted. Safe while the program runs: no
 // set changes under the writers' lock, and each filter written is exactly
 // what its set needs.
-import { valueDestination } from './bindingset.js';
-import type { DestinationTable } from './destination-table.js';
-import { type FilterSpec, exactFilter } from './filters.js';
+import { type DestinationTable, referencedIds } from './destination-table.js';
+import { BLOCKS_FILTER, LENGTHS_FILTER, exactFilter } from './filters.js';
 import type { Generations } from './generations.js';
-import { GENERATIONS, MAX_DESTINATIONS, NO_DESTINATION } from './layout.js';
+import { GENERATIONS, MAX_DESTINATIONS } from './layout.js';
 
-export function reconcile(gens: Generations, dests: DestinationTable, filters: readonly FilterSpec[]): void {
+export function reconcile(gens: Generations, dests: DestinationTable): void {
   const used = new Uint8Array(MAX_DESTINATIONS);
   for (let slot = 0; slot < GENERATIONS; slot++) {
     const set = gens.withSet((s) => s.dump(), slot);
-    for (let i = 0; i < set.count; i++) {
-      const id = valueDestination(set.values, i);
-      if (id !== NO_DESTINATION && id < MAX_DESTINATIONS) used[id] = 1;
+    referencedIds(set.values, set.count, used);
+    for (const [kind, spec] of [['lengths', LENGTHS_FILTER], ['blocks', BLOCKS_FILTER]] as const) {
+      gens.with(kind, slot, (map) => {
+        const exact = exactFilter(spec, set);
+        map.updateBatch(exact.keys, exact.values, exact.count);
+      });
     }
-    filters.forEach((spec, k) => gens.with(k === 0 ? 'lengths' : 'blocks', slot, (map) => {
-      const exact = exactFilter(spec, set);
-      map.updateBatch(exact.keys, exact.values, exact.count);
-    }));
   }
   dests.collect(used);
 }

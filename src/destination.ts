@@ -1,8 +1,7 @@
 // Destinations: (label, domain, protocol). Each has a small integer id that
 // indexes the socket map and the per-CPU metrics; bindings store the id.
-import { TubularError } from './errors.js';
 import {
-  AF, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, IPPROTO, LABEL_MAX_BYTES, MAX_DESTINATIONS, NO_OWNER, readU32, writeU32,
+  AF, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, IPPROTO, LABEL_MAX_BYTES, NO_OWNER, readU32, writeU32,
 } from './layout.js';
 import { type Domain, type Protocol } from './protocol.js';
 
@@ -43,15 +42,4 @@ export function encodeDestinationValue(id: number, owner: number | null): Buffer
   writeU32(buf, id, 0);
   writeU32(buf, owner ?? NO_OWNER, 4);
   return buf;
-}
-
-/** The lowest id not in use; ids index fixed-size maps. */
-export function freeId(used: Iterable<number>): number {
-  const taken = new Uint8Array(MAX_DESTINATIONS);
-  for (const id of used) taken[id] = 1;
-  const id = taken.indexOf(0);
-  if (id < 0) {
-    throw new TubularError('ENOSPC', `all ${MAX_DESTINATIONS} destinations are in use: unbind labels or unregister sockets you no longer need`);
-  }
-  return id;
 }

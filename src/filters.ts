@@ -1,8 +1,7 @@
-// How a replace moves the two filters (`lengths`, `blocks`) from the old
-// binding set to the new one: widen to old | new before the swap, narrow to
-// new after it. Both are computed from the packed keys of the two sets, and
-// only entries that an added or a removed key touches are written: an entry
-// touched by neither holds the same bits for both sets.
+// The two filters (`lengths`, `blocks`) in front of a binding set, computed
+// from its packed keys: every entry exactly (after a crash), only the
+// entries that differ from another set's (a replace rewriting the standby
+// generation), or one bit (bind and unbind, in place).
 import { BINDING_KEY_SIZE, BPF_ANY, LENGTHS_ENTRIES, lengthsIndex, readU16, readU32, u32, writeU32 } from './layout.js';
 import { type Native, native } from './native.js';
 import { BLOCK_ENTRIES, BLOCK_WORDS, blockPosition } from './blocks.js';
@@ -35,13 +34,6 @@ export interface Packed { keys: Buffer; values: Buffer; count: number }
 /** `count` packed binding keys */
 export interface KeySet { keys: Buffer; count: number }
 
-export interface FilterPlan {
-  /** old | new, for every entry an added key touches: written before the swap */
-  widen: Packed;
-  /** new, for every entry a removed key touches: written after the swap */
-  narrow: Packed;
-}
-
 /** Where each key of a set sets its bit (-1: none). */
 function positions(spec: FilterSpec, set: KeySet): Int32Array {
   const out = new Int32Array(set.count);
@@ -55,16 +47,6 @@ function tableOf(spec: FilterSpec, at: Int32Array): Uint32Array {
   return table;
 }
 
-/** The entries the keys at these indices touch, in order, each once. */
-function touchedBy(spec: FilterSpec, at: Int32Array, indices: readonly number[]): number[] {
-  const marked = new Uint8Array(spec.entries);
-  const perEntry = 32 * spec.words;
-  for (const i of indices) if (at[i] >= 0) marked[Math.floor(at[i] / perEntry)] = 1;
-  const out: number[] = [];
-  for (let e = 0; e < spec.entries; e++) if (marked[e]) out.push(e);
-  return out;
-}
-
 function pack(spec: FilterSpec, entries: number[], word: (i: number) => number): Packed {
   const keys = Buffer.alloc(entries.length * 4);
   const values = Buffer.alloc(entries.length * spec.words * 4);
@@ -75,26 +57,6 @@ function pack(spec: FilterSpec, entries: number[], word: (i: number) => number):
     for (let w = 0; w < spec.words; w++) v[n * spec.words + w] = word(e * spec.words + w);
   });
   return { keys, values, count: entries.length };
-}
-
-/**
- * The writes that move a filter from the set `before` to the set `after`
- * (packed keys), given which keys of each are removed and added.
- */
-export function planFilter(spec: FilterSpec, before: KeySet, after: KeySet, removed: readonly number[], added: readonly number[]): FilterPlan {
-  if (removed.length === 0 && added.length === 0) {
-    const none = { keys: Buffer.alloc(0), values: Buffer.alloc(0), count: 0 };
-    return { widen: none, narrow: none };
-  }
-  const oldAt = positions(spec, before);
-  const nextAt = positions(spec, after);
-  const next = tableOf(spec, nextAt);
-  // Loading into an empty set (the common first load) needs no old table.
-  const old = before.count === 0 ? next : tableOf(spec, oldAt);
-  return {
-    widen: pack(spec, touchedBy(spec, nextAt, added), (w) => (old[w] | next[w]) >>> 0),
-    narrow: pack(spec, touchedBy(spec, oldAt, removed), (w) => next[w]),
-  };
 }
 
 /**

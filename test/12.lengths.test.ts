@@ -9,7 +9,7 @@ import { type Binding, matchBinding, parseBinding } from '../src/binding.js';
 import { bindingKey } from '../src/bindingset.js';
 import { decodeBindingKey, encodeBindingKey, IPPROTO, lengthsIndex } from '../src/layout.js';
 import { WORDS, hasLength, lengthsFor } from '../src/lengths.js';
-import { BLOCKS_FILTER, LENGTHS_FILTER, planFilter } from '../src/filters.js';
+import { BLOCKS_FILTER, LENGTHS_FILTER, exactFilter, filterChanges } from '../src/filters.js';
 import { maskBytes, parsePrefix } from '../src/prefix.js';
 import { BLOCK_WORDS, blockBit } from '../src/blocks.js';
 
@@ -70,7 +70,7 @@ test('lengths table: one bit per (protocol, port, family, length)', () => {
   assert.equal(b[at + 6], 1);       // ::/128 -> the word of length 128
 });
 
-test('a replace widens every touched filter entry to old | new, then narrows only what shrank', () => {
+test('a replace rewrites only the filter entries whose bits differ between the two sets', () => {
   const keys = (...xs: Array<[string, string, number]>) => {
     const out = Buffer.alloc(xs.length * 24);
     xs.forEach(([protocol, prefix, port], i) => bindingKey(parseBinding({ label: 'x', protocol, prefix, port }), out, i * 24));
@@ -78,21 +78,29 @@ test('a replace widens every touched filter entry to old | new, then narrows onl
   };
   const before = keys(['tcp', '127.0.0.0/24', 80], ['tcp', '127.0.0.7/32', 80]);
   const after = keys(['tcp', '127.0.0.0/24', 80], ['udp', '127.0.0.0/28', 53]);
-  // Key 1 of `before` is removed, key 1 of `after` added; key 0 stays.
-  const lengths = planFilter(LENGTHS_FILTER, before, after, [1], [1]);
+  const lengths = filterChanges(LENGTHS_FILTER, before, after);
   const entries = (k: Buffer) => [...new Uint32Array(k.buffer, k.byteOffset, k.length / 4)];
-  assert.deepEqual(entries(lengths.widen.keys), [lengthsIndex('udp', 53)]);
-  const wide = new Uint32Array(lengths.widen.values.buffer, lengths.widen.values.byteOffset, WORDS);
-  assert.equal(wide[0], ((1 << 28) >>> 0));        // the new /28
-  assert.deepEqual(entries(lengths.narrow.keys), [lengthsIndex('tcp', 80)]);
-  const narrowTcp80 = new Uint32Array(lengths.narrow.values.buffer, lengths.narrow.values.byteOffset, WORDS);
-  assert.equal(narrowTcp80[0], ((1 << 24) >>> 0)); // /24 kept
-  assert.equal(narrowTcp80[1], 0);                  // /32 gone after the swap
-  const blocks = planFilter(BLOCKS_FILTER, before, after, [1], [1]);
-  assert.equal(blocks.widen.count, 1);              // the udp /28's block
-  assert.equal(blocks.narrow.count, 1);             // the tcp /24's block loses the /32, keeps the /24
-  const same = planFilter(BLOCKS_FILTER, before, before, [], []);
-  assert.equal(same.widen.count + same.narrow.count, 0);
+  assert.deepEqual(entries(lengths.keys), [lengthsIndex('tcp', 80), lengthsIndex('udp', 53)]);
+  const words = new Uint32Array(lengths.values.buffer, lengths.values.byteOffset, 2 * WORDS);
+  assert.equal(words[0], ((1 << 24) >>> 0));         // tcp 80: the /24 kept
+  assert.equal(words[1], 0);                          // ... the /32 gone
+  assert.equal(words[WORDS], ((1 << 28) >>> 0));      // udp 53: the new /28
+  const blocks = filterChanges(BLOCKS_FILTER, before, after);
+  assert.equal(blocks.count, 2);                      // the tcp /24's block loses the /32; the udp /28's block gains it
+  assert.equal(filterChanges(BLOCKS_FILTER, before, before).count, 0);
+  // Written over the old set's exact filter, the changes give the new set's.
+  for (const spec of [LENGTHS_FILTER, BLOCKS_FILTER]) {
+    const table = new Uint32Array(spec.entries * spec.words);
+    const write = (p: { keys: Buffer; values: Buffer; count: number }) => {
+      const k = new Uint32Array(p.keys.buffer, p.keys.byteOffset, p.count);
+      const v = new Uint32Array(p.values.buffer, p.values.byteOffset, p.count * spec.words);
+      k.forEach((e, n) => { for (let w = 0; w < spec.words; w++) table[e * spec.words + w] = v[n * spec.words + w]; });
+    };
+    write(exactFilter(spec, before));
+    write(filterChanges(spec, before, after));
+    const want = exactFilter(spec, after);
+    assert.deepEqual(table, new Uint32Array(want.values.buffer, want.values.byteOffset, spec.entries * spec.words));
+  }
 });
 
 test('blocks: bindings are filed under their /16 or /24 (IPv6: /32, /48, /64); short ones are not', () => {

@@ -40,11 +40,16 @@ export interface Location {
   dir: string;
 }
 
+/**
+ * Where a dispatcher's state is, after checking that `netns` is a network
+ * namespace and `bpffs` a bpf file system (in that order): every command
+ * that touches state comes through here.
+ */
 export function locate(opts: { netns?: string; bpffs?: string }): Location {
   const netns = opts.netns ?? DEFAULT_NETNS;
   const bpffs = opts.bpffs ?? DEFAULT_BPFFS;
-  assertBpffs(bpffs);
   const ino = netnsInode(netns);
+  assertBpffs(bpffs);
   const name = `${ino}_dispatcher`;
   return { netns, bpffs, ino, name, dir: path.join(bpffs, name) };
 }

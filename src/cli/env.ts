@@ -5,10 +5,9 @@
 // Keep this module free of heavy imports: `tubectl version` loads it.
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { assertBpffs } from '../bpffs.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { TubularError } from '../errors.js';
-import { netnsInode } from '../netns.js';
+import { locate } from '../statedir.js';
 
 export interface Output {
   write(text: string): unknown;
@@ -39,13 +38,11 @@ export const DEFAULT_BPFFS = '/sys/fs/bpf';
  * a more confusing way (pinning outside bpffs reads "permission denied").
  */
 export function checkPlaces(env: Pick<Env, 'netns' | 'bpffs'>): void {
-  netnsInode(env.netns);
-  assertBpffs(env.bpffs);
+  locate(env);
 }
 
-/** Opens the dispatcher of env's namespace; loads the control plane on first use. */
+/** Opens the dispatcher of env's namespace (which checks the places, see locate()); loads the control plane on first use. */
 export async function openDispatcher(env: Env, readOnly: boolean): Promise<Dispatcher> {
-  checkPlaces(env);
   const { Dispatcher } = await import('../dispatcher.js');
   try {
     return Dispatcher.open(where(env, { readOnly }));

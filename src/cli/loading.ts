@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Dispatcher } from '../dispatcher.js';
 import { TubularError, isSystemError } from '../errors.js';
 import { quote, quoteIfNeeded } from '../quote.js';
-import { type Env, checkPlaces, explainDenied, where } from './env.js';
+import { type Env, explainDenied, where } from './env.js';
 import { UsageError } from './errors.js';
 
 /** The group that may read the state when none is named: like tubular's. */
@@ -65,7 +65,6 @@ function checkGroup(group: string): void {
 export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
   if (opts.group !== undefined) checkGroup(opts.group);
   const name = opts.group ?? DEFAULT_GROUP;
-  denied(env, () => checkPlaces(env));
   const gid = resolveGroup(name);
   if (gid === undefined && opts.group !== undefined) {
     throw new UsageError(`group ${quote(opts.group)} does not exist: create it (groupadd ${quoteIfNeeded(opts.group, 64)}) or name another`, 'load');
@@ -89,14 +88,12 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
 }
 
 export async function unload(env: Env): Promise<void> {
-  denied(env, () => checkPlaces(env));
   const { leftovers } = denied(env, () => Dispatcher.unload(where(env, {})));
   const finished = leftovers > 0 ? ` (also finished ${leftovers} interrupted load or unload)` : '';
   env.stdout.write(`unloaded dispatcher from ${env.netns}: bindings and registrations are gone${finished}\n`);
 }
 
 export async function upgrade(env: Env): Promise<void> {
-  denied(env, () => checkPlaces(env));
   const d = denied(env, () => Dispatcher.open(where(env, {})));
   try {
     const { from, to } = denied(env, () => d.upgrade());

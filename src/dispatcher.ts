@@ -395,12 +395,13 @@ export class Dispatcher {
       fn([{ spec: LENGTHS_FILTER, map: lengths }, { spec: BLOCKS_FILTER, map: blocks }])));
   }
 
-  /** Destination ids and stat indices used by the binding sets of both generations. */
-  private inUse(): { ids: Uint8Array; stats: Uint8Array } {
+  /** Destination ids and stat indices used by the binding sets of both generations (`known`: dumps by slot). */
+  private inUse(known: ReadonlyMap<number, { values: Buffer; count: number }> = new Map()): { ids: Uint8Array; stats: Uint8Array } {
     const ids = new Uint8Array(MAX_DESTINATIONS);
     const stats = new Uint8Array(MAX_BINDINGS);
     for (let slot = 0; slot < GENERATIONS; slot++) {
-      const { values, count } = this.gens.withSet((s) => s.dump(), slot);
+      // A dump the caller already holds (under the lock, so still true) is not read again.
+      const { values, count } = known.get(slot) ?? this.gens.withSet((s) => s.dump(), slot);
       referencedIds(values, count, ids);
       markStats(stats, values, count);
     }
@@ -526,7 +527,7 @@ export class Dispatcher {
               if (!needed) setFilterBit(f.map.fd, f.spec, at, false, this.sys);
             }
           });
-          if (valueDestination(value, 0) !== NO_DESTINATION) this.dests.collect(this.inUse().ids);
+          if (valueDestination(value, 0) !== NO_DESTINATION) this.dests.collect(this.inUse(new Map([[g, rest]])).ids);
           return existing;
         });
       }, g);
@@ -672,7 +673,7 @@ export class Dispatcher {
         this.setMeta(metaGeneration(s).number, BigInt(nextNumber));
         this.setMeta(metaGeneration(s).applied, BigInt(Date.now()));
         this.setMeta(metaGeneration(s).digest, setDigest(keys, values));
-        this.dests.collect(this.inUse().ids);
+        this.dests.collect(this.inUse(new Map([[s, { values, count: next.count }], [g, { values: current.values, count: current.count }]])).ids);
         return { ...result, generation: nextNumber };
       });
     });

@@ -57,8 +57,8 @@ struct binding_value {
 // Every binding's traffic: how many connections and datagrams it decided
 // (or, for an observe binding, matched), and when it last did. One shared
 // entry per binding, whatever the number of CPUs: 16 bytes, 16 MiB for a
-// million bindings. The time is CLOCK_MONOTONIC (coarse) in seconds plus
-// one, written only when it changes; 0 means never. `epoch` changes each
+// million bindings. The time is in ticks of now_ticks() below, written
+// only when it changes; 0 means never. `epoch` changes each
 // time the entry is given to a new binding, so that the sources sampled
 // for an earlier binding are never taken for its.
 struct binding_stat {
@@ -120,12 +120,11 @@ struct destination_metrics {
 	__u64 errors;  // ... whose socket could not take them (refused)
 };
 
-// Generations. A generation is a binding set with its two filters: three
-// inner maps, in slot g of the three outer arrays below. `generation`
-// names the slot in force. A replace builds the other slot completely,
-// then flips `generation` with one update: the program reads it once, so
-// each run sees exactly one generation, set and filters together. The
-// previous generation stays whole in its slot, so a rollback is one flip.
+// Generations. A generation is a binding set, in slot g of the outer array
+// below; `generation` names the slot in force. A replace builds the other
+// slot completely, then flips `generation` with one update: the program
+// reads it once, so each run sees exactly one set. The previous generation
+// stays whole in its slot, so a rollback is one flip.
 #define GENERATIONS 2
 
 // The binding set. The kernel does not hold an inner hash map to the
@@ -148,34 +147,23 @@ struct {
 	__array(values, struct bindings_inner);
 } bindings SEC(".maps");
 
-// The filters: same shape in every generation, so the verifier still
-// inlines their lookups.
-struct lengths_inner {
+// The filters cover both generations (the union of their bits), so a flip
+// either way never needs them changed, and they are plain arrays whose
+// lookups the verifier inlines: no indirection on the path of every packet.
+// A filter only has to be a superset of the set in force; bits of the
+// other generation cost a lookup that misses, nothing more.
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LENGTHS_ENTRIES);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(struct lengths));
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, GENERATIONS);
 	__type(key, __u32);
-	__array(values, struct lengths_inner);
+	__type(value, struct lengths);
 } lengths SEC(".maps");
 
-struct blocks_inner {
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, BLOCK_ENTRIES);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u64));
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, GENERATIONS);
 	__type(key, __u32);
-	__array(values, struct blocks_inner);
+	__type(value, __u64);
 } blocks SEC(".maps");
 
 // The slot of the generation in force.
@@ -208,12 +196,39 @@ struct {
 	__type(value, __u64);
 } sockets SEC(".maps");
 
+// How many socket slots of each destination the control plane filled,
+// from slot 0 (it fills a group's members in order and empties the rest).
+// A sockmap lookup is a call, so the program tries only these. The kernel
+// empties a slot when its socket closes without lowering this, and a
+// writer raises it before it fills slots and lowers it after it empties
+// them: it may be higher than needed (a lookup that misses), never lower.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_DESTINATIONS);
+	__type(key, __u32);
+	__type(value, __u32);
+} socket_slots SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_DESTINATIONS);
 	__type(key, __u32);
 	__type(value, struct destination_metrics);
 } destination_metrics SEC(".maps");
+
+// Each CPU's last reading of the clock (see now_ticks), and the jiffies
+// (shifted) when it was taken. Derived, never read by the control plane.
+struct clock_cache {
+	__u32 gate;
+	__u32 ticks;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct clock_cache);
+} clock SEC(".maps");
 
 // For the control plane only. Slot 0: the layout version it wrote when it
 // created the state, compared against the code's own before anything is
@@ -293,7 +308,7 @@ static __always_inline struct binding_value *seen(struct walk *w, struct binding
 // The lengths bound in the block of an address (see `blocks`); a, b, c are
 // the first three words of the address, host order, masked to the block.
 // src/blocks.ts computes the same hash.
-static __always_inline __u64 block(void *blocks, __u32 protocol, __u32 family, __u32 level,
+static __always_inline __u64 block(__u32 protocol, __u32 family, __u32 level,
 				   __u32 a, __u32 b, __u32 c)
 {
 	__u32 h = (protocol | family << 8 | level << 16) * BLOCK_MUL;
@@ -303,7 +318,7 @@ static __always_inline __u64 block(void *blocks, __u32 protocol, __u32 family, _
 	h = (h ^ b) * BLOCK_MUL;
 	h = (h ^ c) * BLOCK_MUL;
 	h = (h ^ (h >> 15)) * BLOCK_FIN;
-	bits = bpf_map_lookup_elem(blocks, &(__u32){ h >> (32 - BLOCK_BITS) });
+	bits = bpf_map_lookup_elem(&blocks, &(__u32){ h >> (32 - BLOCK_BITS) });
 	return bits ? *bits : 0;
 }
 
@@ -384,9 +399,26 @@ static __always_inline void near6(const __u64 b[4], int shift, __u64 out[3])
 	out[2] = x96 >> 31;
 }
 
-static __always_inline __u32 now_seconds(void)
+// The clock of last_hit and last_seen: CLOCK_MONOTONIC (coarse) in ticks
+// of 2^30 ns (1.07 s), plus one, so that it is a shift. A clock helper is
+// a call, and a call and its return cost about 20 ns here; bpf_jiffies64
+// is inlined into a load. So each CPU keeps the clock it read last, and
+// reads it again only once jiffies has moved on by 64 (64-640 ms, by HZ):
+// a time stamped may be early by that much, never late.
+#define CLOCK_GATE_SHIFT 6
+
+static __always_inline __u32 now_ticks(void)
 {
-	return bpf_ktime_get_coarse_ns() / 1000000000 + 1;
+	__u32 gate = bpf_jiffies64() >> CLOCK_GATE_SHIFT;
+	struct clock_cache *c = bpf_map_lookup_elem(&clock, &(__u32){ 0 });
+
+	if (!c)
+		return (bpf_ktime_get_coarse_ns() >> 30) + 1;
+	if (c->gate != gate) {
+		c->ticks = (bpf_ktime_get_coarse_ns() >> 30) + 1;
+		c->gate = gate;
+	}
+	return c->ticks;
 }
 
 // One more connection or datagram decided by a binding, and when; returns
@@ -432,10 +464,14 @@ static __always_inline void count_source(struct bpf_sk_lookup *ctx, __u32 stat, 
 static __always_inline struct bpf_sock *destination_socket(__u32 destination)
 {
 	struct bpf_sock *sk;
-	__u32 slot;
+	__u32 slot, *filled = bpf_map_lookup_elem(&socket_slots, &destination);
 
+	if (!filled)
+		return NULL;
 #pragma unroll
 	for (slot = 0; slot < SOCKET_SLOTS; slot++) {
+		if (slot >= *filled)
+			break;
 		sk = bpf_map_lookup_elem(&sockets, &(__u32){ destination * SOCKET_SLOTS + slot });
 		if (sk)
 			return sk;
@@ -450,7 +486,6 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	struct destination_metrics *metrics;
 	struct lengths *spec, *any;
 	struct bpf_sock *sk;
-	void *lengths_map, *blocks_map;
 	__u32 zero = 0, index, index_gen, destination, protocol, *gen;
 	long err;
 	int counted;
@@ -464,21 +499,19 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	else
 		return SK_PASS;
 
-	// One generation for the whole run: its set and its filters.
+	// One generation for the whole run.
 	gen = bpf_map_lookup_elem(&generation, &zero);
 	if (!gen)
 		return SK_PASS;
 	index_gen = *gen & (GENERATIONS - 1);
 	w.map = bpf_map_lookup_elem(&bindings, &index_gen);
-	lengths_map = bpf_map_lookup_elem(&lengths, &index_gen);
-	blocks_map = bpf_map_lookup_elem(&blocks, &index_gen);
-	if (!w.map || !lengths_map || !blocks_map)
+	if (!w.map)
 		return SK_PASS;
 
 	// Prefix lengths bound on this port, and on "every port" (port 0).
 	w.port = ctx->local_port;
-	spec = bpf_map_lookup_elem(lengths_map, &(__u32){ index | w.port });
-	any = bpf_map_lookup_elem(lengths_map, &index);
+	spec = bpf_map_lookup_elem(&lengths, &(__u32){ index | w.port });
+	any = bpf_map_lookup_elem(&lengths, &index);
 	if (!spec || !any)
 		return SK_PASS;
 
@@ -489,8 +522,8 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 		__u32 a = bpf_ntohl(ctx->local_ip4);
 		// ... intersected with the lengths bound near this address: the
 		// low half of a block for the port, the high half for port 0.
-		__u64 b16 = block(blocks_map, protocol, AF_INET, 16, a & 0xffff0000, 0, 0);
-		__u64 b24 = block(blocks_map, protocol, AF_INET, 24, a & 0xffffff00, 0, 0);
+		__u64 b16 = block(protocol, AF_INET, 16, a & 0xffff0000, 0, 0);
+		__u64 b24 = block(protocol, AF_INET, 24, a & 0xffffff00, 0, 0);
 		__u64 ns = 0xffff | (b16 & 0xff) << 16 | (b24 & 0x1ff) << 24;
 		__u64 na = 0xffff | (b16 >> 32 & 0xff) << 16 | (b24 >> 32 & 0x1ff) << 24;
 
@@ -503,10 +536,10 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 		w.ip[1] = ctx->local_ip6[1];
 		w.ip[2] = ctx->local_ip6[2];
 		w.ip[3] = ctx->local_ip6[3];
-		b[0] = block(blocks_map, protocol, AF_INET6, 32, bpf_ntohl(w.ip[0]), 0, 0);
-		b[1] = block(blocks_map, protocol, AF_INET6, 48, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]) & 0xffff0000, 0);
-		b[2] = block(blocks_map, protocol, AF_INET6, 64, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), 0);
-		b[3] = block(blocks_map, protocol, AF_INET6, 96, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), bpf_ntohl(w.ip[2]));
+		b[0] = block(protocol, AF_INET6, 32, bpf_ntohl(w.ip[0]), 0, 0);
+		b[1] = block(protocol, AF_INET6, 48, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]) & 0xffff0000, 0);
+		b[2] = block(protocol, AF_INET6, 64, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), 0);
+		b[3] = block(protocol, AF_INET6, 96, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), bpf_ntohl(w.ip[2]));
 		near6(b, 0, ns);
 		near6(b, 32, na);
 		// Longest first: word 2 holds only /128, then /64-/127, /0-/63.
@@ -521,7 +554,7 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	counted = ctx->ingress_ifindex || ctx->remote_port;
 	now = 0;
 	if (w.observed && counted) {
-		now = now_seconds();
+		now = now_ticks();
 		count_source(ctx, w.observe, count_hit(w.observe, now), now);
 	}
 
@@ -532,7 +565,7 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	stat = NULL;
 	if (counted) {
 		if (!now)
-			now = now_seconds();
+			now = now_ticks();
 		stat = count_hit(w.result.stat, now);
 	}
 

@@ -34,15 +34,20 @@ export function allocateStats(used: Uint8Array, n: number): Uint32Array {
 }
 
 /**
- * The coarse clock the data plane stamps with (CLOCK_MONOTONIC seconds + 1)
- * turned into wall-clock dates: the offset is taken once per read.
+ * The coarse clock the data plane stamps with (CLOCK_MONOTONIC in ticks of
+ * 2^30 ns, plus one) turned into wall-clock dates: the offset is taken once
+ * per read. A stamp is the start of its tick, so a date may be up to 1.07 s
+ * early, never late.
  */
+/** log2 of the data plane's clock tick in ns (bpf/dispatcher.c now_ticks). */
+export const TICK_SHIFT = 30;
+
 export function clock(): (raw: bigint) => Date | null {
   const monoNs = process.hrtime.bigint();
   const wallMs = Date.now();
   return (raw) => {
     if (raw === 0n) return null;
-    const ageMs = Number(monoNs / 1_000_000n) - Number(raw - 1n) * 1000;
+    const ageMs = Number((monoNs - ((raw - 1n) << BigInt(TICK_SHIFT))) / 1_000_000n);
     return new Date(Math.floor((wallMs - Math.max(0, ageMs)) / 1000) * 1000);
   };
 }

@@ -17,6 +17,7 @@ import {
 export interface DestinationMaps {
   destinations: BpfMap;
   sockets: BpfMap;
+  socket_slots: BpfMap;
   destination_metrics: BpfMap;
 }
 
@@ -133,6 +134,9 @@ export class DestinationTable {
    * and it only empties one (when its socket closes).
    */
   setSockets(d: DestinationKey & { id: number }, fds: readonly number[], held?: ReadonlyArray<bigint | null>): void {
+    // The program tries the first `filled` slots: raised before they are filled, lowered after the rest are emptied.
+    const filled = this.filled(d.id);
+    if (filled < fds.length) this.setFilled(d.id, fds.length);
     const value = Buffer.alloc(SOCKET_VALUE_SIZE);
     fds.forEach((fd, s) => {
       writeU64(value, BigInt(fd), 0);
@@ -143,13 +147,25 @@ export class DestinationTable {
       }
     });
     for (let s = fds.length; s < SOCKET_SLOTS; s++) if (!held || held[s] !== null) this.maps.sockets.delete(slotKey(d.id, s));
+    if (filled !== fds.length) this.setFilled(d.id, fds.length);
   }
 
   /** Empties every socket slot of id; false when none held a socket. */
   clearSockets(id: number): boolean {
     let any = false;
     for (let s = 0; s < SOCKET_SLOTS; s++) any = this.maps.sockets.delete(slotKey(id, s)) || any;
+    if (this.filled(id) !== 0) this.setFilled(id, 0);
     return any;
+  }
+
+  /** How many of id's slots the program tries (socket_slots in bpf/dispatcher.c). */
+  private filled(id: number): number {
+    const v = this.maps.socket_slots.lookup(u32(id), Buffer.alloc(4));
+    return v ? readU32(v, 0) : 0;
+  }
+
+  private setFilled(id: number, n: number): void {
+    this.maps.socket_slots.update(u32(id), u32(n));
   }
 
   /** Deletes destinations that no binding uses and no socket serves; returns how many. */

@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 9;
+export const LAYOUT_VERSION = 10;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -38,25 +38,27 @@ export const PIN = {
   link: 'link',
   program: 'program',
   bindings: 'bindings',          // ARRAY_OF_MAPS [GENERATIONS]: each generation's binding set
-  lengths: 'lengths',            // ARRAY_OF_MAPS [GENERATIONS]: each generation's lengths filter
-  blocks: 'blocks',              // ARRAY_OF_MAPS [GENERATIONS]: each generation's blocks filter
+  lengths: 'lengths',            // ARRAY: the lengths filter, covering both generations
+  blocks: 'blocks',              // ARRAY: the blocks filter, covering both generations
   generation: 'generation',      // ARRAY [1]: the slot in force
   bindingStats: 'binding_stats', // ARRAY [MAX_BINDINGS]: hits and last hit per binding
   sources: 'sources',            // LRU_HASH [MAX_SOURCES]: where observe and reject traffic comes from
   destinations: 'destinations',
   sockets: 'sockets',
   destinationMetrics: 'destination_metrics',
+  socketSlots: 'socket_slots',  // ARRAY [MAX_DESTINATIONS]: how many socket slots of each destination may hold one
+  clock: 'clock',                // PERCPU_ARRAY [1]: each CPU's last reading of the clock (derived)
   meta: 'meta',
   /** a directory only root can open: the writers' flock */
   lock: 'lock',
 } as const;
 
-/** The inner maps of generation `slot`, pinned for readers and for recovery: binding_set_0, lengths_1... */
-export type InnerKind = 'binding_set' | 'lengths' | 'blocks';
-export const INNER_KINDS: readonly InnerKind[] = ['binding_set', 'lengths', 'blocks'];
+/** The inner maps of generation `slot`, pinned for readers and for recovery: binding_set_0, binding_set_1. */
+export type InnerKind = 'binding_set';
+export const INNER_KINDS: readonly InnerKind[] = ['binding_set'];
 export const innerPin = (kind: InnerKind, slot: number): string => `${kind}_${slot}`;
 /** The outer map holding each kind of inner map. */
-export const OUTER_OF: Record<InnerKind, 'bindings' | 'lengths' | 'blocks'> = { binding_set: 'bindings', lengths: 'lengths', blocks: 'blocks' };
+export const OUTER_OF: Record<InnerKind, 'bindings'> = { binding_set: 'bindings' };
 
 /** meta slots: the layout stamp, a writer's intent, then per generation slot: number, applied (ms), digest. */
 export const META_STAMP = 0;
@@ -65,7 +67,7 @@ export const metaGeneration = (slot: number): { number: number; applied: number;
   ({ number: 3 + 3 * slot, applied: 4 + 3 * slot, digest: 5 + 3 * slot });
 
 /** Maps created by the BPF object, by their names in bpf/dispatcher.c. */
-export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'generation', 'binding_stats', 'sources', 'sockets', 'destination_metrics', 'meta'] as const;
+export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'generation', 'binding_stats', 'sources', 'sockets', 'destination_metrics', 'socket_slots', 'clock', 'meta'] as const;
 export type ObjectMapName = typeof OBJECT_MAPS[number];
 export type MapName = ObjectMapName | 'destinations';
 
@@ -112,7 +114,7 @@ export function writeU64(buf: Buffer, v: bigint, off: number): void {
 export const BINDING_KEY_SIZE = 24;
 // struct binding_value: destination u32, action u16, pad u16, stat u32.
 export const BINDING_VALUE_SIZE = 12;
-// struct binding_stat: hits u64, last_hit u32 (CLOCK_MONOTONIC seconds + 1, 0: never), epoch u32.
+// struct binding_stat: hits u64, last_hit u32 (CLOCK_MONOTONIC in ticks of 2^30 ns, + 1; 0: never), epoch u32.
 // struct source_key: stat u32, epoch u32, family u32 (AF_*), addr[4]; struct source_value: hits u64, last_seen u64.
 export const SOURCE_KEY_SIZE = 28;
 export const SOURCE_VALUE_SIZE = 16;
@@ -175,21 +177,21 @@ const LENGTHS_VALUE = 32;
 const OUTER = { type: BPF_MAP_TYPE_ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 2 };
 export const MAP_SPECS: Record<MapName, MapSpec> = {
   bindings: OUTER,
-  lengths: OUTER,
-  blocks: OUTER,
+  lengths: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: LENGTHS_VALUE, maxEntries: 2 << 16 },
+  blocks: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 << 20 },
   generation: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 4, maxEntries: 1 },
   binding_stats: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 16, maxEntries: 1 << 20 },
   sources: { type: BPF_MAP_TYPE_LRU_HASH, keySize: 28, valueSize: 16, maxEntries: 131072 },
   sockets: { type: BPF_MAP_TYPE_SOCKMAP, keySize: 4, valueSize: 8, maxEntries: 4096 * 8 },
   destination_metrics: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 24, maxEntries: 4096 },
+  socket_slots: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 4, maxEntries: 4096 },
+  clock: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 },
   meta: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 9 },
   destinations: { type: BPF_MAP_TYPE_HASH, keySize: 4 + 64, valueSize: 8, maxEntries: 4096 },
 };
 /** The inner maps of a generation; a binding set's entries are an upper bound. */
 export const INNER_SPECS: Record<InnerKind, MapSpec & { upTo?: boolean }> = {
   binding_set: { type: BPF_MAP_TYPE_HASH, keySize: 24, valueSize: 12, maxEntries: 1 << 20, upTo: true },
-  lengths: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: LENGTHS_VALUE, maxEntries: 2 << 16 },
-  blocks: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 << 20 },
 };
 
 /** The map layout assumes a little-endian host, as the BPF program does. */

@@ -3,14 +3,15 @@
 // registered SO_REUSEPORT group keeps answering while any member listens.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { type Binding, parseBinding } from '../src/binding.js';
 import { Dispatcher, ROOT_RESERVED_DESTINATIONS } from '../src/dispatcher.js';
 import { TubularError } from '../src/errors.js';
-import { MAX_DESTINATIONS } from '../src/layout.js';
+import { MAX_DESTINATIONS, PIN, readU32, u32 } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { isolate } from './lib/isolate.js';
-import { tcpProbe, tcpServer } from './lib/traffic.js';
+import { type Served, tcpProbe, tcpServer } from './lib/traffic.js';
 
 const { bpffs } = isolate();
 const opts = { bpffs };
@@ -175,6 +176,48 @@ describe('sockets', () => {
       assert.equal(d.registrations()[0].registered, false);
       py.stdin!.end();
     } finally {
+      d.close();
+      Dispatcher.unload(opts);
+    }
+  });
+
+  test('the program tries only the socket slots a writer filled: raised before they are filled, lowered after they are emptied', async () => {
+    const d = Dispatcher.create(opts);
+    const n = native();
+    const slots = (id: number): number => {
+      const fd = n.getPinned(path.join(d.stateDir, PIN.socketSlots), 0);
+      try {
+        const v = Buffer.alloc(4);
+        assert.ok(n.mapLookup(fd, u32(id), v));
+        return readU32(v, 0);
+      } finally {
+        n.close(fd);
+      }
+    };
+    let single: Served | undefined;
+    try {
+      const py = spawn('python3', ['-c', GROUP, '7011'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      children.push(py);
+      const next = lines(py);
+      const [pid, fd0, fd1] = (await next()).split(' ').map(Number);
+      const pidfd = n.pidfdOpen(pid);
+      const fds = [n.pidfdGetfd(pidfd, fd0), n.pidfdGetfd(pidfd, fd1)];
+      n.close(pidfd);
+      const { id } = d.registerSocket('slots', fds);
+      for (const fd of fds) n.close(fd);
+      d.bind(B('slots', '127.0.0.0/24', 7010));
+      assert.equal(slots(id), 2);
+      // A single socket in place of the group: one slot is tried, and it answers.
+      single = await tcpServer('single');
+      d.registerSocket('slots', single.fd);
+      assert.equal(slots(id), 1);
+      assert.equal(await tcpProbe('127.0.0.7', 7010), 'single');
+      d.unregisterSocket({ label: 'slots', domain: 'ipv4', protocol: 'tcp' });
+      assert.equal(slots(id), 0);
+      assert.equal(await tcpProbe('127.0.0.7', 7010), 'ECONNREFUSED');
+      py.stdin!.end();
+    } finally {
+      await single?.close();
       d.close();
       Dispatcher.unload(opts);
     }

@@ -120,11 +120,12 @@ struct destination_metrics {
 	__u64 errors;  // ... whose socket could not take them (refused)
 };
 
-// Generations. A generation is a binding set, in slot g of the outer array
-// below; `generation` names the slot in force. A replace builds the other
-// slot completely, then flips `generation` with one update: the program
-// reads it once, so each run sees exactly one set. The previous generation
-// stays whole in its slot, so a rollback is one flip.
+// Generations. A generation is a binding set with its two filters: three
+// inner maps, in slot g of the three outer arrays below. `generation`
+// names the slot in force. A replace builds the other slot completely,
+// then flips `generation` with one update: the program reads it once, so
+// each run sees exactly one generation, set and filters together. The
+// previous generation stays whole in its slot, so a rollback is one flip.
 #define GENERATIONS 2
 
 // The binding set. The kernel does not hold an inner hash map to the
@@ -147,23 +148,34 @@ struct {
 	__array(values, struct bindings_inner);
 } bindings SEC(".maps");
 
-// The filters cover both generations (the union of their bits), so a flip
-// either way never needs them changed, and they are plain arrays whose
-// lookups the verifier inlines: no indirection on the path of every packet.
-// A filter only has to be a superset of the set in force; bits of the
-// other generation cost a lookup that misses, nothing more.
-struct {
+// The filters: same shape in every generation, so the verifier still
+// inlines their lookups.
+struct lengths_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LENGTHS_ENTRIES);
-	__type(key, __u32);
-	__type(value, struct lengths);
-} lengths SEC(".maps");
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct lengths));
+};
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, GENERATIONS);
+	__type(key, __u32);
+	__array(values, struct lengths_inner);
+} lengths SEC(".maps");
+
+struct blocks_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, BLOCK_ENTRIES);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u64));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, GENERATIONS);
 	__type(key, __u32);
-	__type(value, __u64);
+	__array(values, struct blocks_inner);
 } blocks SEC(".maps");
 
 // The slot of the generation in force.
@@ -308,7 +320,7 @@ static __always_inline struct binding_value *seen(struct walk *w, struct binding
 // The lengths bound in the block of an address (see `blocks`); a, b, c are
 // the first three words of the address, host order, masked to the block.
 // src/blocks.ts computes the same hash.
-static __always_inline __u64 block(__u32 protocol, __u32 family, __u32 level,
+static __always_inline __u64 block(void *blocks, __u32 protocol, __u32 family, __u32 level,
 				   __u32 a, __u32 b, __u32 c)
 {
 	__u32 h = (protocol | family << 8 | level << 16) * BLOCK_MUL;
@@ -318,7 +330,7 @@ static __always_inline __u64 block(__u32 protocol, __u32 family, __u32 level,
 	h = (h ^ b) * BLOCK_MUL;
 	h = (h ^ c) * BLOCK_MUL;
 	h = (h ^ (h >> 15)) * BLOCK_FIN;
-	bits = bpf_map_lookup_elem(&blocks, &(__u32){ h >> (32 - BLOCK_BITS) });
+	bits = bpf_map_lookup_elem(blocks, &(__u32){ h >> (32 - BLOCK_BITS) });
 	return bits ? *bits : 0;
 }
 
@@ -486,6 +498,7 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	struct destination_metrics *metrics;
 	struct lengths *spec, *any;
 	struct bpf_sock *sk;
+	void *lengths_map, *blocks_map;
 	__u32 zero = 0, index, index_gen, destination, protocol, *gen;
 	long err;
 	int counted;
@@ -499,19 +512,21 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 	else
 		return SK_PASS;
 
-	// One generation for the whole run.
+	// One generation for the whole run: its set and its filters.
 	gen = bpf_map_lookup_elem(&generation, &zero);
 	if (!gen)
 		return SK_PASS;
 	index_gen = *gen & (GENERATIONS - 1);
 	w.map = bpf_map_lookup_elem(&bindings, &index_gen);
-	if (!w.map)
+	lengths_map = bpf_map_lookup_elem(&lengths, &index_gen);
+	blocks_map = bpf_map_lookup_elem(&blocks, &index_gen);
+	if (!w.map || !lengths_map || !blocks_map)
 		return SK_PASS;
 
 	// Prefix lengths bound on this port, and on "every port" (port 0).
 	w.port = ctx->local_port;
-	spec = bpf_map_lookup_elem(&lengths, &(__u32){ index | w.port });
-	any = bpf_map_lookup_elem(&lengths, &index);
+	spec = bpf_map_lookup_elem(lengths_map, &(__u32){ index | w.port });
+	any = bpf_map_lookup_elem(lengths_map, &index);
 	if (!spec || !any)
 		return SK_PASS;
 
@@ -522,8 +537,8 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 		__u32 a = bpf_ntohl(ctx->local_ip4);
 		// ... intersected with the lengths bound near this address: the
 		// low half of a block for the port, the high half for port 0.
-		__u64 b16 = block(protocol, AF_INET, 16, a & 0xffff0000, 0, 0);
-		__u64 b24 = block(protocol, AF_INET, 24, a & 0xffffff00, 0, 0);
+		__u64 b16 = block(blocks_map, protocol, AF_INET, 16, a & 0xffff0000, 0, 0);
+		__u64 b24 = block(blocks_map, protocol, AF_INET, 24, a & 0xffffff00, 0, 0);
 		__u64 ns = 0xffff | (b16 & 0xff) << 16 | (b24 & 0x1ff) << 24;
 		__u64 na = 0xffff | (b16 >> 32 & 0xff) << 16 | (b24 >> 32 & 0x1ff) << 24;
 
@@ -536,10 +551,10 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 		w.ip[1] = ctx->local_ip6[1];
 		w.ip[2] = ctx->local_ip6[2];
 		w.ip[3] = ctx->local_ip6[3];
-		b[0] = block(protocol, AF_INET6, 32, bpf_ntohl(w.ip[0]), 0, 0);
-		b[1] = block(protocol, AF_INET6, 48, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]) & 0xffff0000, 0);
-		b[2] = block(protocol, AF_INET6, 64, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), 0);
-		b[3] = block(protocol, AF_INET6, 96, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), bpf_ntohl(w.ip[2]));
+		b[0] = block(blocks_map, protocol, AF_INET6, 32, bpf_ntohl(w.ip[0]), 0, 0);
+		b[1] = block(blocks_map, protocol, AF_INET6, 48, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]) & 0xffff0000, 0);
+		b[2] = block(blocks_map, protocol, AF_INET6, 64, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), 0);
+		b[3] = block(blocks_map, protocol, AF_INET6, 96, bpf_ntohl(w.ip[0]), bpf_ntohl(w.ip[1]), bpf_ntohl(w.ip[2]));
 		near6(b, 0, ns);
 		near6(b, 32, na);
 		// Longest first: word 2 holds only /128, then /64-/127, /0-/63.

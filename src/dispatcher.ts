@@ -188,8 +188,14 @@ export class Dispatcher {
         for (let slot = 0; slot < GENERATIONS; slot++) {
           const set = keep(context('create a binding set', () =>
             sys.mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, 1024, 0)));
+          const lengths = keep(context('create a filter', () => sys.mapCreate(2, 'lengths', 4, 32, 2 << 16, 0)));
+          const blocks = keep(context('create a filter', () => sys.mapCreate(2, 'blocks', 4, 8, 1 << 20, 0)));
           sys.mapUpdate(obj.maps.bindings, u32(slot), u32(set), 0);
+          sys.mapUpdate(obj.maps.lengths, u32(slot), u32(lengths), 0);
+          sys.mapUpdate(obj.maps.blocks, u32(slot), u32(blocks), 0);
           pin(set, innerPin('binding_set', slot));
+          pin(lengths, innerPin('lengths', slot));
+          pin(blocks, innerPin('blocks', slot));
         }
         const word = (v: bigint): Buffer => { const b = Buffer.alloc(8); writeU64(b, v, 0); return b; };
         sys.mapUpdate(obj.maps.meta, u32(META_STAMP), word(metaValue()), 0);
@@ -374,7 +380,7 @@ export class Dispatcher {
     // A writer may have died between a flip and its wait.
     this.gens.settle();
     const g = this.gens.inForce();
-    reconcile(this.gens, this.maps, this.dests);
+    reconcile(this.gens, this.dests);
     if (this.getMeta(metaGeneration(g).number) === 0n) {
       const other = this.getMeta(metaGeneration(1 - g).number);
       this.setMeta(metaGeneration(g).number, other + 1n);
@@ -383,9 +389,10 @@ export class Dispatcher {
     }
   }
 
-  /** The two filters, which cover both generations, each with its map. */
-  private filters(): Array<{ spec: FilterSpec; map: BpfMap }> {
-    return [{ spec: LENGTHS_FILTER, map: this.maps.lengths }, { spec: BLOCKS_FILTER, map: this.maps.blocks }];
+  /** The two filters of a generation, each opened with its map. */
+  private withFilters<T>(slot: number, fn: (filters: Array<{ spec: FilterSpec; map: BpfMap }>) => T): T {
+    return this.gens.with('lengths', slot, (lengths) => this.gens.with('blocks', slot, (blocks) =>
+      fn([{ spec: LENGTHS_FILTER, map: lengths }, { spec: BLOCKS_FILTER, map: blocks }])));
   }
 
   /** Destination ids and stat indices used by the binding sets of both generations (`known`: dumps by slot). */
@@ -456,10 +463,12 @@ export class Dispatcher {
           }
           // Make the length and the block bit visible before the binding, so
           // the program never skips a lookup that would match.
-          for (const f of this.filters()) {
-            const at = f.spec.at(key, 0);
-            if (at >= 0) setFilterBit(f.map.fd, f.spec, at, true, this.sys);
-          }
+          this.withFilters(g, (filters) => {
+            for (const f of filters) {
+              const at = f.spec.at(key, 0);
+              if (at >= 0) setFilterBit(f.map.fd, f.spec, at, true, this.sys);
+            }
+          });
           this.insert(g, set, key, bindingValue(entry ? entry.id : NO_DESTINATION, b.action, stat));
           if (old && valueDestination(old, 0) !== entry?.id) this.dests.collect(this.inUse().ids);
           return replaced ? { replaced, replacedTraffic: this.stats.one(stat) } : {};
@@ -508,18 +517,16 @@ export class Dispatcher {
         return this.changing(() => {
           this.touched(g);
           set.delete(key);
-          // Clear the length bit and the block bit only when no other binding
-          // of either generation needs them.
+          // Clear the length bit and the block bit only when no other binding needs them.
           const rest = set.dump();
-          const standby = this.gens.withSet((other) => other.dump(), 1 - g);
-          for (const f of this.filters()) {
-            const at = f.spec.at(key, 0);
-            let needed = at < 0;
-            for (const keys of [rest, standby]) {
-              for (let i = 0; i < keys.count && !needed; i++) needed = f.spec.at(keys.keys, i * BINDING_KEY_SIZE) === at;
+          this.withFilters(g, (filters) => {
+            for (const f of filters) {
+              const at = f.spec.at(key, 0);
+              let needed = at < 0;
+              for (let i = 0; i < rest.count && !needed; i++) needed = f.spec.at(rest.keys, i * BINDING_KEY_SIZE) === at;
+              if (!needed) setFilterBit(f.map.fd, f.spec, at, false, this.sys);
             }
-            if (!needed) setFilterBit(f.map.fd, f.spec, at, false, this.sys);
-          }
+          });
           if (valueDestination(value, 0) !== NO_DESTINATION) this.dests.collect(this.inUse(new Map([[g, rest]])).ids);
           return existing;
         });
@@ -565,7 +572,7 @@ export class Dispatcher {
 
   /**
    * Replaces the whole binding set at once, as a new generation. The new set
-   * is built in the standby slot, then one update makes
+   * and its filters are built in the standby slot, then one update makes
    * it the generation in force, so every connection sees exactly the old
    * set or exactly the new one. The replaced set stays whole, for rollback.
    * An identical set changes nothing.
@@ -645,24 +652,23 @@ export class Dispatcher {
         fresh.forEach((i, k) => { stats[i] = given[k]; });
         this.stats.zero(given);
         values = packValues(next, slotOf, ids, stats);
-        // The standby generation: a new set. The filters go from covering
-        // (set in force, old standby) to covering (set in force, new set)
-        // before the flip: bits the set in force needs never change, bits
-        // only the old standby needed go (no program uses it since its
-        // flip settled), and the new set's bits are there before it is.
+        // The standby generation: a new set, and its filters (exact for
+        // the old standby set) rewritten where the new set needs otherwise.
         const standby = this.gens.withSet((set) => set.dump(), s);
         const set = this.gens.createSet(next.count);
         try {
           context('fill the new binding set', () => set.updateBatch(keys, values, next.count));
-          for (const f of this.filters()) {
-            const change = filterChanges(f.spec, [current, standby], [current, next]);
-            f.map.updateBatch(change.keys, change.values, change.count);
-          }
+          this.withFilters(s, (filters) => {
+            for (const f of filters) {
+              const change = filterChanges(f.spec, standby, next);
+              f.map.updateBatch(change.keys, change.values, change.count);
+            }
+          });
           this.gens.install('binding_set', s, set);
         } finally {
           set.close();
         }
-        // One update puts the new set in force.
+        // One update puts set and filters in force together.
         this.gens.flip(s);
         this.setMeta(metaGeneration(s).number, BigInt(nextNumber));
         this.setMeta(metaGeneration(s).applied, BigInt(Date.now()));
@@ -701,8 +707,8 @@ export class Dispatcher {
   }
 
   /**
-   * Puts the previous generation back in force: one update (the filters
-   * cover both generations). The generation that was in force becomes the
+   * Puts the previous generation back in force: one update, its set and
+   * filters as they were. The generation that was in force becomes the
    * previous one, so a second rollback returns to it.
    */
   rollback(opts: { check?: ChangeCheck } = {}): { from: number; to: number } {

@@ -1,9 +1,7 @@
-// The two filters (`lengths`, `blocks`) in front of the binding sets. One
-// pair serves both generations: each filter holds the bits of every key of
-// either set, so a flip (a replace or a rollback) never has to change them.
-// Computed from packed keys: every entry exactly (after a crash), only the
-// entries that differ from before (a replace rewriting the standby set),
-// or one bit (bind and unbind, in place).
+// The two filters (`lengths`, `blocks`) in front of a binding set, computed
+// from its packed keys: every entry exactly (after a crash), only the
+// entries that differ from another set's (a replace rewriting the standby
+// generation), or one bit (bind and unbind, in place).
 import { BINDING_KEY_SIZE, BPF_ANY, LENGTHS_ENTRIES, lengthsIndex, readU16, readU32, u32, writeU32 } from './layout.js';
 import { type Native, native } from './native.js';
 import { BLOCK_ENTRIES, BLOCK_WORDS, blockPosition } from './blocks.js';
@@ -36,11 +34,10 @@ export interface Packed { keys: Buffer; values: Buffer; count: number }
 /** `count` packed binding keys */
 export interface KeySet { keys: Buffer; count: number }
 
-/** Where each key of the sets sets its bit (-1: none). */
-function positions(spec: FilterSpec, sets: readonly KeySet[]): Int32Array {
-  const out = new Int32Array(sets.reduce((n, set) => n + set.count, 0));
-  let n = 0;
-  for (const set of sets) for (let i = 0; i < set.count; i++) out[n++] = spec.at(set.keys, i * BINDING_KEY_SIZE);
+/** Where each key of a set sets its bit (-1: none). */
+function positions(spec: FilterSpec, set: KeySet): Int32Array {
+  const out = new Int32Array(set.count);
+  for (let i = 0; i < set.count; i++) out[i] = spec.at(set.keys, i * BINDING_KEY_SIZE);
   return out;
 }
 
@@ -63,20 +60,20 @@ function pack(spec: FilterSpec, entries: number[], word: (i: number) => number):
 }
 
 /**
- * Every entry of a filter, exactly as the sets need it: what a writer
+ * Every entry of a filter, exactly as the set needs it: what a writer
  * writes when a predecessor died part-way and the filter cannot be trusted.
  */
-export function exactFilter(spec: FilterSpec, sets: readonly KeySet[]): Packed {
-  const table = tableOf(spec, positions(spec, sets));
+export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
+  const table = tableOf(spec, positions(spec, set));
   return pack(spec, Array.from({ length: spec.entries }, (_, e) => e), (w) => table[w]);
 }
 
 /**
- * The entries whose value differs between the filter of some sets and that
- * of others: what turns the filter of (set in force, old standby set) into
- * that of (set in force, new set), writing only what changes.
+ * The entries whose value differs between the filter of one set and that
+ * of another: what turns a standby generation's filter (exact for its old
+ * set) into the filter of the new set, writing only what changes.
  */
-export function filterChanges(spec: FilterSpec, before: readonly KeySet[], after: readonly KeySet[]): Packed {
+export function filterChanges(spec: FilterSpec, before: KeySet, after: KeySet): Packed {
   const old = tableOf(spec, positions(spec, before));
   const next = tableOf(spec, positions(spec, after));
   const changed: number[] = [];

@@ -1,7 +1,7 @@
-// Generations: the binding set in force and the previous one, in slot 0 or
-// 1 of the outer map `bindings`; `generation` names the slot in force. (The
-// filters cover both generations, so a flip never changes them: see
-// filters.ts.) Each set is also pinned as binding_set_<slot> so that readers
+// Generations: the binding set in force and the previous one, each with its
+// two filters, in slot 0 or 1 of the outer maps `bindings`, `lengths` and
+// `blocks`; `generation` names the slot in force. Each inner map is also
+// pinned as <kind>_<slot> (binding_set_0, lengths_1...) so that readers
 // without CAP_SYS_ADMIN can open it, and so that its fd can be found again.
 //
 // Putting a map into a slot pins it as <kind>_<slot>_new, updates the slot
@@ -17,7 +17,7 @@ import { chmodSync, chownSync, renameSync } from 'node:fs';
 import { BpfMap } from './bpfmap.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import {
-  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_RDONLY, BPF_MAP_TYPE_HASH, GENERATIONS, INNER_SPECS,
+  BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_ANY, BPF_F_RDONLY, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, GENERATIONS, INNER_SPECS,
   type InnerKind, OUTER_OF, innerPin, readU32, setCapacity, u32,
 } from './layout.js';
 import { withPinned } from './links.js';
@@ -30,6 +30,8 @@ export const pendingPin = (kind: InnerKind, slot: number): string => `${innerPin
 
 export interface Outer {
   bindings: BpfMap;
+  lengths: BpfMap;
+  blocks: BpfMap;
   generation: BpfMap;
 }
 
@@ -95,6 +97,13 @@ export class Generations {
     const fd = context('create a binding set', () =>
       this.sys.mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, setCapacity(count), 0));
     return BpfMap.adopt(this.sys, 'binding_set', fd);
+  }
+
+  /** A new, zeroed filter. */
+  createFilter(kind: 'lengths' | 'blocks'): BpfMap {
+    const spec = INNER_SPECS[kind];
+    const fd = context(`create a ${kind} filter`, () => this.sys.mapCreate(BPF_MAP_TYPE_ARRAY, kind, spec.keySize, spec.valueSize, spec.maxEntries, 0));
+    return BpfMap.adopt(this.sys, kind, fd);
   }
 
   /** Puts map into a slot: pin as pending, one update of the outer map, rename. */

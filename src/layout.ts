@@ -38,8 +38,8 @@ export const PIN = {
   link: 'link',
   program: 'program',
   bindings: 'bindings',          // ARRAY_OF_MAPS [GENERATIONS]: each generation's binding set
-  lengths: 'lengths',            // ARRAY: the lengths filter, covering both generations
-  blocks: 'blocks',              // ARRAY: the blocks filter, covering both generations
+  lengths: 'lengths',            // ARRAY_OF_MAPS [GENERATIONS]: each generation's lengths filter
+  blocks: 'blocks',              // ARRAY_OF_MAPS [GENERATIONS]: each generation's blocks filter
   generation: 'generation',      // ARRAY [1]: the slot in force
   bindingStats: 'binding_stats', // ARRAY [MAX_BINDINGS]: hits and last hit per binding
   sources: 'sources',            // LRU_HASH [MAX_SOURCES]: where observe and reject traffic comes from
@@ -53,12 +53,12 @@ export const PIN = {
   lock: 'lock',
 } as const;
 
-/** The inner maps of generation `slot`, pinned for readers and for recovery: binding_set_0, binding_set_1. */
-export type InnerKind = 'binding_set';
-export const INNER_KINDS: readonly InnerKind[] = ['binding_set'];
+/** The inner maps of generation `slot`, pinned for readers and for recovery: binding_set_0, lengths_1... */
+export type InnerKind = 'binding_set' | 'lengths' | 'blocks';
+export const INNER_KINDS: readonly InnerKind[] = ['binding_set', 'lengths', 'blocks'];
 export const innerPin = (kind: InnerKind, slot: number): string => `${kind}_${slot}`;
 /** The outer map holding each kind of inner map. */
-export const OUTER_OF: Record<InnerKind, 'bindings'> = { binding_set: 'bindings' };
+export const OUTER_OF: Record<InnerKind, 'bindings' | 'lengths' | 'blocks'> = { binding_set: 'bindings', lengths: 'lengths', blocks: 'blocks' };
 
 /** meta slots: the layout stamp, a writer's intent, then per generation slot: number, applied (ms), digest. */
 export const META_STAMP = 0;
@@ -177,8 +177,8 @@ const LENGTHS_VALUE = 32;
 const OUTER = { type: BPF_MAP_TYPE_ARRAY_OF_MAPS, keySize: 4, valueSize: 4, maxEntries: 2 };
 export const MAP_SPECS: Record<MapName, MapSpec> = {
   bindings: OUTER,
-  lengths: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: LENGTHS_VALUE, maxEntries: 2 << 16 },
-  blocks: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 << 20 },
+  lengths: OUTER,
+  blocks: OUTER,
   generation: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 4, maxEntries: 1 },
   binding_stats: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 16, maxEntries: 1 << 20 },
   sources: { type: BPF_MAP_TYPE_LRU_HASH, keySize: 28, valueSize: 16, maxEntries: 131072 },
@@ -192,6 +192,8 @@ export const MAP_SPECS: Record<MapName, MapSpec> = {
 /** The inner maps of a generation; a binding set's entries are an upper bound. */
 export const INNER_SPECS: Record<InnerKind, MapSpec & { upTo?: boolean }> = {
   binding_set: { type: BPF_MAP_TYPE_HASH, keySize: 24, valueSize: 12, maxEntries: 1 << 20, upTo: true },
+  lengths: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: LENGTHS_VALUE, maxEntries: 2 << 16 },
+  blocks: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 << 20 },
 };
 
 /** The map layout assumes a little-endian host, as the BPF program does. */

@@ -16,7 +16,7 @@ import { type Binding, type BindingJSON, matchBinding, parseBinding, toJSON } fr
 import { bindingKey } from '../src/bindingset.js';
 import { run } from '../src/cli/main.js';
 import { Dispatcher } from '../src/dispatcher.js';
-import { LENGTHS_VALUE_SIZE, PIN, lengthsIndex, u32 } from '../src/layout.js';
+import { LENGTHS_VALUE_SIZE, innerPin, lengthsIndex, u32 } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { parsePrefix } from '../src/prefix.js';
 
@@ -227,13 +227,15 @@ test('explain names the reference winner and the program agrees, on random sets 
 test('a program that disagrees with the maps is reported loudly, with exit 1', async () => {
   d.replaceBindings([b('a', 'tcp', '192.0.2.0/24', 80)]);
   assert.equal((await explainHere('tcp', '192.0.2.1', '80')).doc.agrees, true);
-  // Plant the bug: the lengths filter says nothing is bound on tcp port 80.
+  // Plant the bug: the lengths filters of both generations say nothing is bound on tcp port 80.
   const n = native();
-  const fd = n.getPinned(path.join(d.stateDir, PIN.lengths), 0);
-  try {
-    n.mapUpdate(fd, u32(lengthsIndex('tcp', 80)), Buffer.alloc(LENGTHS_VALUE_SIZE), 0);
-  } finally {
-    n.close(fd);
+  for (const slot of [0, 1]) {
+    const fd = n.getPinned(path.join(d.stateDir, innerPin('lengths', slot)), 0);
+    try {
+      n.mapUpdate(fd, u32(lengthsIndex('tcp', 80)), Buffer.alloc(LENGTHS_VALUE_SIZE), 0);
+    } finally {
+      n.close(fd);
+    }
   }
   const { code, doc, stderr } = await explainHere('tcp', '192.0.2.1', '80');
   assert.equal(code, 1);

@@ -3,8 +3,15 @@
 // nothing blocks it: each request is a few syscalls, and a write that finds
 // the writers' lock taken waits on timers (lock-wait.ts), during which its
 // client is not read from while the others are served. So a slow, silent
-// or waiting client costs the others nothing. A client is dropped when it stays idle too long, and refused with
-// EBUSY when admission.ts says there is no slot for it.
+// or waiting client costs the others nothing. A client is dropped when it
+// stays idle too long, and refused with EBUSY when admission.ts says there
+// is no slot for it.
+//
+// A client's readability stays watched while its request is answered (a
+// client that waits for its reply sends nothing meanwhile, and re-arming
+// the watch for every request cost more than the request's own syscalls);
+// only when it becomes readable while busy is the watch stopped, to be
+// started again once the reply is sent.
 import { native } from '../native.js';
 import { type ClientLimits, refusal } from './admission.js';
 import { handle, type HandlerContext } from './handler.js';
@@ -20,9 +27,11 @@ export interface ServerOptions extends ClientLimits {
 interface Client {
   fd: number;
   peer: Peer;
-  /** readability of fd; stopped while a request is being answered */
+  /** readability of fd; stopped when it fires while a request is being answered */
   watch: { stop(): void } | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** a request of this client is being answered */
+  busy: boolean;
 }
 
 export class Server {
@@ -81,7 +90,7 @@ export class Server {
         n.close(fd);
         continue;
       }
-      const client: Client = { fd, peer, watch: undefined, timer: undefined };
+      const client: Client = { fd, peer, watch: undefined, timer: undefined, busy: false };
       this.clients.set(fd, client);
       this.listen(client);
     }
@@ -89,7 +98,7 @@ export class Server {
 
   /** Waits for the client's next request, for at most the idle timeout. */
   private listen(c: Client): void {
-    c.watch = native().watch(c.fd, () => this.readable(c));
+    c.watch ??= native().watch(c.fd, () => this.readable(c));
     c.timer = this.idleTimer(c);
   }
 
@@ -110,6 +119,12 @@ export class Server {
    */
   private readable(c: Client): void {
     if (this.clients.get(c.fd) !== c) return;
+    if (c.busy) {
+      // The next request (or the hang-up) waits until this one is answered.
+      c.watch?.stop();
+      c.watch = undefined;
+      return;
+    }
     let msg;
     try {
       msg = native().recvMessage(c.fd, MAX_REQUEST_BYTES, MAX_FDS + 1);
@@ -123,9 +138,9 @@ export class Server {
       return;
     }
     clearTimeout(c.timer);
-    c.watch?.stop();
-    c.watch = undefined;
+    c.busy = true;
     void handle(this.ctx, msg, c.peer).then((done) => {
+      c.busy = false;
       const label = done.label === undefined ? '' : ` label=${JSON.stringify(done.label)}`;
       this.opts.log(oneLine(`pid=${c.peer.pid} uid=${c.peer.uid} op=${done.op}${label} result=${done.result}`));
       if (this.clients.get(c.fd) !== c) return; // dropped meanwhile (the daemon is stopping)

@@ -69,6 +69,11 @@ function unsafe(st: Stats, what: string): string | undefined {
 
 /** Opens name inside the directory fd without following a symlink; explains what is wrong with it. */
 function openVerified(parentFd: number, name: string, display: string, loc?: Location): number {
+  return openVerifiedStat(parentFd, name, display, loc).fd;
+}
+
+/** openVerified, with the stat it checked. */
+function openVerifiedStat(parentFd: number, name: string, display: string, loc?: Location): { fd: number; st: Stats } {
   let fd: number;
   try {
     fd = openSync(fdPath(parentFd, name), O_DIR);
@@ -80,13 +85,14 @@ function openVerified(parentFd: number, name: string, display: string, loc?: Loc
     }
     return context(`open ${display}`, () => { throw err; });
   }
-  const problem = unsafe(fstatSync(fd), display);
+  const st = fstatSync(fd);
+  const problem = unsafe(st, display);
   if (problem) {
     closeSync(fd);
     throw new TubularError('EUNSAFE', `${problem}: it is not a dispatcher's state (someone may be squatting the name) and nothing was changed; ` +
       `find out who made it, remove it (rm -r ${display}), and try again`);
   }
-  return fd;
+  return { fd, st };
 }
 
 function openRoot(loc: Location): number {
@@ -95,14 +101,17 @@ function openRoot(loc: Location): number {
 
 export class StateDir {
   private closed = false;
+  /** the lock directory, opened (and verified) at the first write and kept for the next ones */
+  private lockFd = -1;
 
-  private constructor(readonly loc: Location, private readonly rootFd: number, readonly fd: number) {}
+  private constructor(readonly loc: Location, private readonly rootFd: number, readonly fd: number, private readonly st: Stats) {}
 
   /** Opens and verifies the state directory of a loaded dispatcher. */
   static open(loc: Location): StateDir {
     const rootFd = openRoot(loc);
     try {
-      return new StateDir(loc, rootFd, openVerified(rootFd, loc.name, loc.dir, loc));
+      const { fd, st } = openVerifiedStat(rootFd, loc.name, loc.dir, loc);
+      return new StateDir(loc, rootFd, fd, st);
     } catch (err) {
       closeSync(rootFd);
       throw err;
@@ -135,29 +144,28 @@ export class StateDir {
   /**
    * Runs fn holding the writers' lock, after checking that the name still
    * leads to this directory (an unload and a load may have happened while
-   * this process waited).
+   * this process waited, or since its last write). The lock directory is
+   * opened once: it goes only with the whole directory, which that check
+   * then finds replaced or gone.
    */
   withLock<T>(timeoutMs: number, fn: () => T): T {
-    const lockFd = openVerified(this.fd, PIN.lock, path.join(this.loc.dir, PIN.lock));
-    try {
-      return withWriteLock(lockFd, timeoutMs, () => {
-        let now: number;
-        try {
-          now = openVerified(this.rootFd, this.loc.name, this.loc.dir, this.loc);
-        } catch (err) {
-          if (err instanceof TubularError && err.code === 'ENOTLOADED') {
-            throw new TubularError('ENOTLOADED', `the dispatcher in ${this.loc.dir} was unloaded while this command waited: run tubectl load`);
-          }
-          throw err;
+    if (this.lockFd < 0) this.lockFd = openVerified(this.fd, PIN.lock, path.join(this.loc.dir, PIN.lock));
+    return withWriteLock(this.lockFd, timeoutMs, () => {
+      let now: { fd: number; st: Stats };
+      try {
+        now = openVerifiedStat(this.rootFd, this.loc.name, this.loc.dir, this.loc);
+      } catch (err) {
+        if (err instanceof TubularError && err.code === 'ENOTLOADED') {
+          throw new TubularError('ENOTLOADED', `the dispatcher in ${this.loc.dir} was unloaded while this command waited: run tubectl load`);
         }
-        const same = sameFile(fstatSync(now), fstatSync(this.fd));
-        closeSync(now);
-        if (!same) throw new TubularError('EBUSY', `the dispatcher in ${this.loc.dir} was unloaded and loaded again while this command waited: run it again`);
-        return fn();
-      });
-    } finally {
-      closeSync(lockFd);
-    }
+        throw err;
+      }
+      closeSync(now.fd);
+      if (!sameFile(now.st, this.st)) {
+        throw new TubularError('EBUSY', `the dispatcher in ${this.loc.dir} was unloaded and loaded again while this command waited: run it again`);
+      }
+      return fn();
+    });
   }
 
   /**
@@ -175,6 +183,7 @@ export class StateDir {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.lockFd >= 0) closeSync(this.lockFd);
     closeSync(this.fd);
     closeSync(this.rootFd);
   }

@@ -23,7 +23,7 @@ import { TubularError, context, isSystemError } from './errors.js';
 import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterChanges, setFilterBit } from './filters.js';
 import {
   ACTION_STEER, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE,
-  GENERATIONS, INNER_KINDS, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_MAGIC, META_STAMP,
+  GENERATIONS, INNER_KINDS, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_MAGIC, META_STAMP, META_WRITES,
   type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
@@ -140,6 +140,8 @@ export class Dispatcher {
   private readonly stats: BindingStats;
   private readonly reader: ReadModel;
   private closed = false;
+  /** META_WRITES as this handle's last write left it, when that write completed; undefined: unknown */
+  private lastWrite: bigint | undefined;
 
   private constructor(
     private readonly sys: Native,
@@ -289,8 +291,19 @@ export class Dispatcher {
     if (this.readOnly) throw new TubularError('EPERM', 'the dispatcher was opened read-only: writing needs root');
     assertLittleEndian();
     return this.dir.withLock(this.lockTimeoutMs, () => {
-      this.recover();
-      return fn();
+      // The count of writes begun tells whether any writer took the lock
+      // since this handle's last write completed: only then can a dead
+      // writer have left something to repair. A writer counts itself
+      // before it changes anything, so one that dies part-way is counted.
+      const writes = this.getMeta(META_WRITES);
+      const ownWasLast = this.lastWrite === writes;
+      this.lastWrite = undefined;
+      this.recover(ownWasLast);
+      const mine = BigInt.asUintN(64, writes + 1n);
+      this.setMeta(META_WRITES, mine);
+      const result = fn();
+      this.lastWrite = mine;
+      return result;
     });
   }
 
@@ -333,9 +346,17 @@ export class Dispatcher {
     return pinnedProgramId(this.sys, this.dir.at(name));
   }
 
-  /** Repairs what a writer that died part-way left: see recovery.ts. */
-  private recover(): void {
+  /**
+   * Repairs what a writer that died part-way left: see recovery.ts. When
+   * this handle's own write was the last (`ownWasLast`), no pin or slot
+   * can have changed since it completed, and only the facts that a writer
+   * of another version, or an unload (neither counts its writes), could
+   * have left are read: the intent mark and the link. Anything else there
+   * sends it through the whole check.
+   */
+  private recover(ownWasLast = false): void {
     const link = this.link();
+    if (ownWasLast && link?.attached && this.getMeta(META_INTENT) === 0n) return;
     // Pending pins are made only by writers, under the lock this one holds:
     // one listing of the directory tells which exist, and only those are opened.
     const names = new Set(this.dir.names());

@@ -60,8 +60,10 @@ export const innerPin = (kind: InnerKind, slot: number): string => `${kind}_${sl
 /** The outer map holding each kind of inner map. */
 export const OUTER_OF: Record<InnerKind, 'bindings' | 'lengths' | 'blocks'> = { binding_set: 'bindings', lengths: 'lengths', blocks: 'blocks' };
 
-/** meta slots: the layout stamp, a writer's intent, then per generation slot: number, applied (ms), digest. */
+/** meta slots: the layout stamp, the writes begun, a writer's intent, then per generation slot: number, applied (ms), digest. */
 export const META_STAMP = 0;
+/** counts writes: each writer adds one under the lock before it changes anything (see Dispatcher.write) */
+export const META_WRITES = 1;
 export const META_INTENT = 2;
 export const metaGeneration = (slot: number): { number: number; applied: number; digest: number } =>
   ({ number: 3 + 3 * slot, applied: 4 + 3 * slot, digest: 5 + 3 * slot });

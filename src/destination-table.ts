@@ -11,7 +11,7 @@ import {
 import { TubularError } from './errors.js';
 import {
   BINDING_VALUE_SIZE, DESTINATION_METRICS_SIZE, MAX_DESTINATIONS, NO_DESTINATION, SOCKET_SLOTS, SOCKET_VALUE_SIZE,
-  readU32, readU64, u32, writeU64,
+  readU32, readU64, u32, writeU32, writeU64,
 } from './layout.js';
 
 export interface DestinationMaps {
@@ -112,10 +112,12 @@ export class DestinationTable {
     return this.slots(id).filter((c): c is bigint => c !== null);
   }
 
-  /** Each socket slot of id: the cookie of its socket, or null when empty. */
+  /** Each socket slot of id: the cookie of its socket, or null when empty (cookies are never 0). */
   slots(id: number): Array<bigint | null> {
-    const v = Buffer.alloc(SOCKET_VALUE_SIZE);
-    return Array.from({ length: SOCKET_SLOTS }, (_, s) => (this.maps.sockets.lookup(slotKey(id, s), v) ? readU64(v, 0) : null));
+    const keys = Buffer.alloc(4 * SOCKET_SLOTS);
+    for (let s = 0; s < SOCKET_SLOTS; s++) writeU32(keys, id * SOCKET_SLOTS + s, 4 * s);
+    const values = this.maps.sockets.lookupMany(keys, SOCKET_SLOTS);
+    return Array.from({ length: SOCKET_SLOTS }, (_, s) => readU64(values, s * SOCKET_VALUE_SIZE) || null);
   }
 
   /** Whether some slot of id holds a socket: stops at the first that does. */

@@ -4,7 +4,10 @@
 // for want of room, nothing has been replaced yet, and the destinations
 // done are emptied again. A user other than root holds at most
 // --max-destinations-per-user registered destinations, so no member of the
-// socket's group can take the dispatcher's 4,096.
+// socket's group can take the dispatcher's 4,096; each write checks that
+// again under the lock. A request for one destination (the common case)
+// reads nothing before its write: there is nothing to order, and the
+// write's own check is the whole quota check.
 import type { DestinationRegistration, Registration } from '../dispatcher.js';
 import { type DestinationKey, destinationName } from '../destination.js';
 import { type HandlerContext, dispatcherError, dispatcherOf } from './context.js';
@@ -73,17 +76,26 @@ async function rollBack(ctx: HandlerContext, label: string, done: readonly Done[
   return lost;
 }
 
-export async function register(ctx: HandlerContext, peer: Peer, label: string, fds: readonly number[]): Promise<RegisteredSocket[]> {
-  const sockets = fds.map(checkSocket);
-  const groups = groupSockets(label, sockets);
+/**
+ * The groups of a request for several destinations, those without a socket
+ * first, after a quota check of the whole request: it fails before any
+ * destination changes.
+ */
+function inOrder(ctx: HandlerContext, peer: Peer, label: string, groups: readonly SocketGroup[]): SocketGroup[] {
   const now = registrations(ctx, peer, label);
   checkQuota(ctx, peer, label, groups, now);
   const held = new Set(now.filter((d) => d.label === label && d.registered).map((d) => key(label, d)));
   const replaces = (g: SocketGroup): number => Number(held.has(key(label, g)));
+  return [...groups].sort((a, b) => replaces(a) - replaces(b));
+}
+
+export async function register(ctx: HandlerContext, peer: Peer, label: string, fds: readonly number[]): Promise<RegisteredSocket[]> {
+  const sockets = fds.map(checkSocket);
+  const groups = groupSockets(label, sockets);
   const wait = lockWait(ctx.lockTimeoutMs);
   const done: Done[] = [];
   try {
-    for (const group of [...groups].sort((a, b) => replaces(a) - replaces(b))) {
+    for (const group of groups.length > 1 ? inOrder(ctx, peer, label, groups) : groups) {
       done.push({ group, registration: await registerGroup(ctx, peer, label, group, sockets, wait) });
     }
   } catch (err) {

@@ -27,7 +27,7 @@ import {
   type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
-import { type Native, native } from './native.js';
+import { type Native, type SocketInfo, native } from './native.js';
 import { requireKernel } from './kernel.js';
 import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
@@ -110,6 +110,8 @@ export type ChangeCheck = (current: PackedBindings, next: PackedBindings, change
 export interface RegisterOptions {
   /** the uid registering through tubulard (null or absent: root's tools) */
   owner?: number | null;
+  /** what socketInfo() said of each fd just before, in order (tubulard inspects them first, to check and group them); read when absent */
+  infos?: readonly SocketInfo[];
 }
 
 /** Destination ids kept for root: registrations by other users never take the last of them. */
@@ -142,6 +144,8 @@ export class Dispatcher {
   private closed = false;
   /** META_WRITES as this handle's last write left it, when that write completed; undefined: unknown */
   private lastWrite: bigint | undefined;
+  /** inside a write: writes made now are part of it (see batch) */
+  private writing = false;
 
   private constructor(
     private readonly sys: Native,
@@ -288,6 +292,7 @@ export class Dispatcher {
 
   private write<T>(fn: () => T): T {
     this.check();
+    if (this.writing) return fn(); // part of a batch: under the lock, checked and counted already
     if (this.readOnly) throw new TubularError('EPERM', 'the dispatcher was opened read-only: writing needs root');
     assertLittleEndian();
     return this.dir.withLock(this.lockTimeoutMs, () => {
@@ -301,10 +306,27 @@ export class Dispatcher {
       this.recover(ownWasLast);
       const mine = BigInt.asUintN(64, writes + 1n);
       this.setMeta(META_WRITES, mine);
-      const result = fn();
+      this.writing = true;
+      let result: T;
+      try {
+        result = fn();
+      } finally {
+        this.writing = false;
+      }
       this.lastWrite = mine;
       return result;
     });
+  }
+
+  /**
+   * Runs fn, whose writes (registerSocket, unregisterSocket...) then share
+   * one turn of the writers' lock, one recovery check and one count:
+   * tubulard makes the writes of requests that arrive together this way.
+   * Each write is whole on its own (a failed one is reconciled as usual);
+   * catch each one's error in fn to go on with the next.
+   */
+  batch<T>(fn: () => T): T {
+    return this.write(fn);
   }
 
   /**
@@ -769,7 +791,8 @@ export class Dispatcher {
     if (all.length === 0 || all.length > SOCKET_SLOTS) {
       throw new TubularError('EINVAL', `register 1 to ${SOCKET_SLOTS} sockets for a destination, not ${all.length}`);
     }
-    const infos = all.map((fd) => context('inspect the socket', () => this.sys.socketInfo(fd)));
+    if (opts.infos && opts.infos.length !== all.length) throw new TubularError('EINVAL', `${opts.infos.length} socket infos for ${all.length} sockets`);
+    const infos = opts.infos ?? all.map((fd) => context('inspect the socket', () => this.sys.socketInfo(fd)));
     const kind = registrableGroup(label, infos);
     for (const fd of all) checkNamespace(this.sys, fd, this.loc);
     const owner = opts.owner ?? null;

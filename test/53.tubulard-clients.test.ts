@@ -1,14 +1,20 @@
 // Many clients at once, silent clients, too many clients: nobody blocks
 // anybody, idle connections are dropped, the cap is enforced with EBUSY.
+// Requests that arrive together are written in one turn of the lock, each
+// with its own answer.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isolate } from './lib/isolate.js';
 import { startDaemon, type Daemon, workDir } from './lib/daemon.js';
 import { tcpProbe, tcpServer, type Served } from './lib/traffic.js';
 import { parseBinding } from '../src/binding.js';
-import { HandoffClient, type HandoffError, ping } from '../src/client.js';
+import { HandoffClient, type HandoffError, type Reply, ping } from '../src/client.js';
 import { Dispatcher } from '../src/dispatcher.js';
+import { META_WRITES, PIN, readU64, u32 } from '../src/layout.js';
+import { native } from '../src/native.js';
 
 const { bpffs } = isolate();
 const dir = workDir();
@@ -48,6 +54,52 @@ describe('clients', () => {
     }
     assert.equal(d.destinations().filter((x) => x.socket !== null).length, 50);
     for (let i = 0; i < 50; i += 7) assert.equal(await tcpProbe(`127.0.3.${i}`, 80), `svc-${i}`);
+  });
+
+  test('requests that arrive together are written in one turn of the lock, each with its own answer', async () => {
+    const sys = native();
+    const writesBegun = (): bigint => {
+      const meta = sys.getPinned(path.join(d.stateDir, PIN.meta), 0);
+      try {
+        const v = Buffer.alloc(8);
+        sys.mapLookup(meta, u32(META_WRITES), v);
+        return readU64(v, 0);
+      } finally {
+        sys.close(meta);
+      }
+    };
+    const mine: Served[] = [];
+    for (let i = 0; i < 6; i++) mine.push(await tcpServer(`batch-${i}`, '127.0.0.1'));
+    servers.push(...mine);
+    const clients = Array.from({ length: 8 }, () => HandoffClient.connect(socket));
+    try {
+      for (const c of clients) assert.equal((await c.request({ op: 'ping' })).ok, true); // all accepted
+      const before = writesBegun();
+      // Stopped, the daemon finds every request there when it wakes.
+      daemon.child.kill('SIGSTOP');
+      for (let i = 0; i < 200 && !/^\S+ \(.*\) T /.test(readFileSync(`/proc/${daemon.pid}/stat`, 'utf8')); i++) await sleep(5);
+      const answers: Promise<Reply>[] = clients.map((c, i) => {
+        if (i < 6) return c.request({ op: 'register', label: `batch-${i}` }, [mine[i].fd]);
+        if (i === 6) return c.request({ op: 'unregister', label: 'nothing', domain: 'ipv4', protocol: 'tcp' });
+        return c.request({ op: 'ping' });
+      });
+      await sleep(50); // each request is sent from a microtask
+      daemon.child.kill('SIGCONT');
+      const replies = await Promise.all(answers);
+      replies.slice(0, 6).forEach((r, i) => {
+        assert.ok(r.ok && 'registered' in r, JSON.stringify(r));
+        assert.equal(r.registered[0].label, `batch-${i}`);
+        assert.equal(r.registered[0].cookie, native().socketInfo(mine[i].fd).cookie.toString());
+      });
+      assert.equal(!replies[6].ok && replies[6].error.code, 'ENOENT', JSON.stringify(replies[6]));
+      assert.ok(replies[7].ok && 'version' in replies[7]);
+      assert.equal(writesBegun(), before + 1n, 'the six registers and the unregister were not one write');
+      const registered = new Map(d.destinations().map((x) => [x.label, x.socket]));
+      mine.forEach((s, i) => assert.equal(registered.get(`batch-${i}`), native().socketInfo(s.fd).cookie));
+    } finally {
+      daemon.child.kill('SIGCONT');
+      for (const c of clients) c.close();
+    }
   });
 
   test('a silent client does not block others, and is dropped after the idle timeout', async () => {

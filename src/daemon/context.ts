@@ -5,9 +5,12 @@ import { TubularError } from '../errors.js';
 import type { Policy } from './policy.js';
 import type { DispatcherHandle } from './state.js';
 import { type HandoffErrorCode, RequestError } from './wire.js';
+import type { Writes } from './writes.js';
 
 export interface HandlerContext {
   dispatcher: DispatcherHandle;
+  /** every write goes through here: those of one turn of the event loop share a turn of the lock */
+  writes: Writes;
   policy: () => Policy;
   version: string;
   /** how long a write waits for the writers' lock, in ms (--lock-timeout) */

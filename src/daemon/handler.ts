@@ -74,7 +74,7 @@ async function unregister(ctx: HandlerContext, peer: Peer, label: string, domain
   checkLabel(label);
   checkPolicy(ctx, peer, 'unregister', label);
   try {
-    await whenUnlocked(() => dispatcherOf(ctx).unregisterSocket({ label, domain, protocol }), lockWait(ctx.lockTimeoutMs));
+    await whenUnlocked(() => ctx.writes.run((d) => d.unregisterSocket({ label, domain, protocol })), lockWait(ctx.lockTimeoutMs));
   } catch (err) {
     throw dispatcherError(err);
   }

@@ -27,14 +27,14 @@ export const lockWait = (timeoutMs: number): LockWait => {
 };
 
 /**
- * Runs `attempt` (a synchronous write) until it does not fail with EBUSY;
- * past the deadline the EBUSY becomes the reply, naming the lock's holder
- * when the dispatcher could tell it.
+ * Runs `attempt` (a write) until it does not fail with EBUSY; past the
+ * deadline the EBUSY becomes the reply, naming the lock's holder when the
+ * dispatcher could tell it.
  */
-export async function whenUnlocked<T>(attempt: () => T, wait: LockWait): Promise<T> {
+export async function whenUnlocked<T>(attempt: () => T | Promise<T>, wait: LockWait): Promise<T> {
   for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(pause * 2, MAX_PAUSE_MS)) {
     try {
-      return attempt();
+      return await attempt();
     } catch (err) {
       if (!isBusy(err)) throw err;
       const left = wait.deadline - Date.now();

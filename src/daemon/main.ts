@@ -14,8 +14,10 @@ import { activatedListener, type Listener, pathListener } from './listener.js';
 import { sdNotify } from './notify.js';
 import { DEFAULT_POLICY, loadPolicy, type Policy, resolveId } from './policy.js';
 import { Server } from './server.js';
+import { type HandlerContext, dispatcherOf } from './context.js';
 import { DispatcherHandle } from './state.js';
 import { DEFAULT_SOCKET } from './wire.js';
+import { Writes } from './writes.js';
 
 interface Options {
   socket: string;
@@ -71,8 +73,9 @@ function run(opts: Options): void {
     throw new Error(`--root-clients ${rootClients} leaves no connection of --max-clients ${opts.maxClients} for other users: make it smaller`);
   }
   const listener: Listener = activatedListener() ?? pathListener(opts.socket, gid);
-  const ctx = {
+  const ctx: HandlerContext = {
     dispatcher,
+    writes: new Writes(() => dispatcherOf(ctx)),
     policy: () => policy,
     version: version(),
     lockTimeoutMs: Math.round(opts.lockTimeout * 1000),

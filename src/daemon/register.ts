@@ -49,12 +49,11 @@ function checkQuota(ctx: HandlerContext, peer: Peer, label: string, groups: read
 
 /** Registers one group: a write retried while another writer holds the lock. */
 function registerGroup(ctx: HandlerContext, peer: Peer, label: string, group: SocketGroup, sockets: readonly CheckedSocket[], wait: LockWait): Promise<Registration> {
-  return whenUnlocked(() => {
-    const d = dispatcherOf(ctx);
+  return whenUnlocked(() => ctx.writes.run((d) => {
     // Again at each write: other requests of the same user may have run in between.
     if (peer.uid !== 0) checkQuota(ctx, peer, label, [group], d.registrations((e) => e.owner === peer.uid));
-    return d.registerSocket(label, group.members.map((m) => sockets[m].fd), { owner: peer.uid });
-  }, wait);
+    return d.registerSocket(label, group.members.map((m) => sockets[m].fd), { owner: peer.uid, infos: group.members.map((m) => sockets[m].info) });
+  }), wait);
 }
 
 /** Empties again the destinations that were empty; returns those it could not put back. */
@@ -68,7 +67,7 @@ async function rollBack(ctx: HandlerContext, label: string, done: readonly Done[
       continue;
     }
     try {
-      await whenUnlocked(() => dispatcherOf(ctx).unregisterSocket({ label, domain: group.domain, protocol: group.protocol }), wait);
+      await whenUnlocked(() => ctx.writes.run((d) => d.unregisterSocket({ label, domain: group.domain, protocol: group.protocol })), wait);
     } catch {
       lost.push(where);
     }

@@ -2,7 +2,7 @@
 // them, each problem with its own code; then grouped by destination. A
 // destination takes one socket, or the members of one SO_REUSEPORT group
 // (same family, protocol, address and port, SO_REUSEPORT set).
-import { native } from '../native.js';
+import { native, type SocketInfo } from '../native.js';
 import { SOCKET_SLOTS } from '../layout.js';
 import type { Domain, Protocol } from '../protocol.js';
 import { registrableKind, socketProblem } from '../socket.js';
@@ -10,6 +10,8 @@ import { RequestError } from './wire.js';
 
 export interface CheckedSocket {
   fd: number;
+  /** what the kernel said of it, handed on to the dispatcher */
+  info: SocketInfo;
   domain: Domain;
   protocol: Protocol;
   address: string;
@@ -33,7 +35,7 @@ export function checkSocket(fd: number, index: number): CheckedSocket {
   const info = n.socketInfo(fd);
   const problem = socketProblem(info);
   if (problem) throw new RequestError(problem.code, `${which} is ${problem.message}`);
-  return { fd, ...registrableKind(info), address: info.address, port: info.port, reusePort: info.reusePort, cookie: info.cookie };
+  return { fd, info, ...registrableKind(info), address: info.address, port: info.port, reusePort: info.reusePort, cookie: info.cookie };
 }
 
 /** Groups the sockets by destination; several for one must be one SO_REUSEPORT group. */

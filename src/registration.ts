@@ -36,24 +36,26 @@ export function checkNamespace(sys: Native, fd: number, loc: Location): void {
     throw new TubularError('EBADSOCK', `the socket belongs to another network namespace (${what}) than the dispatcher's ` +
       `(${loc.netns}): create it inside that namespace`);
   };
-  const own = statSync('/proc/self/ns/net').ino;
-  if (own === loc.ino) {
+  const own = ownNamespace(sys);
+  if (own.ino === loc.ino) {
     const cookie = context('find the socket\'s network namespace', () => sys.socketNetnsCookie(fd));
-    if (cookie !== ownCookie(sys, own)) refuse(`cookie ${cookie}`);
+    own.cookie ??= sys.ownNetnsCookie();
+    if (cookie !== own.cookie) refuse(`cookie ${cookie}`);
     return;
   }
   const ino = context('find the socket\'s network namespace', () => sys.socketNetnsInode(fd));
   if (ino !== loc.ino) refuse(`inode ${ino}`);
 }
 
-let known: { sys: Native; ino: number; cookie: bigint } | undefined;
+let known: { sys: Native; ino: number; cookie?: bigint } | undefined;
 
 /**
- * The cookie of this process's network namespace, asked once per namespace
- * it is in (`ino`): a namespace's cookie never changes, and asking costs a
- * socket of its own.
+ * This process's network namespace, found once: nothing in this code
+ * moves a process to another namespace (no setns, no unshare), and
+ * neither changes: its inode, and its cookie when first asked for (that
+ * costs a socket of its own).
  */
-function ownCookie(sys: Native, ino: number): bigint {
-  if (known?.sys !== sys || known.ino !== ino) known = { sys, ino, cookie: sys.ownNetnsCookie() };
-  return known.cookie;
+function ownNamespace(sys: Native): { ino: number; cookie?: bigint } {
+  if (known?.sys !== sys) known = { sys, ino: statSync('/proc/self/ns/net').ino };
+  return known;
 }

@@ -33,7 +33,24 @@ interface Options {
   lockTimeout: number;
 }
 
-const log = (line: string): void => { process.stderr.write(`${line}\n`); };
+// The server logs a line per request: the lines of one turn of the event
+// loop (the requests answered together) go out in one write, after it.
+// Any other line first sends those, so the log keeps its order.
+let pending: string[] = [];
+const flushLog = (): void => {
+  if (pending.length === 0) return;
+  const text = `${pending.join('\n')}\n`;
+  pending = [];
+  process.stderr.write(text);
+};
+const requestLog = (line: string): void => {
+  if (pending.length === 0) setImmediate(flushLog);
+  pending.push(line);
+};
+const log = (line: string): void => {
+  flushLog();
+  process.stderr.write(`${line}\n`);
+};
 
 const positive = (what: string, integer: boolean) => (text: string): number => {
   const v = Number(text);
@@ -86,7 +103,7 @@ function run(opts: Options): void {
     maxClients: opts.maxClients,
     rootClients,
     maxClientsPerUser: opts.maxClientsPerUser,
-    log,
+    log: requestLog,
   });
   server.start();
   log(`listening on ${listener.description}, policy: ${policy.source}`);

@@ -1,7 +1,7 @@
 // tubulard under load: register round trips from 8 concurrent clients (a
 // separate process), latency percentiles and requests per second, and the
 // daemon's resident memory at rest before and after.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +27,18 @@ export interface DaemonResult {
 
 const rssKiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
 
+function runClient(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((ok, fail) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.once('error', fail);
+    child.once('close', (status) => ok({ status, stdout, stderr }));
+  });
+}
+
 export interface DaemonOptions { bpffs: string; dir: string; ms: number; clients: number; log: (line: string) => void }
 
 /** Needs an empty bpffs: creates a dispatcher there and removes it again. */
@@ -35,8 +47,9 @@ export async function measureDaemon(opts: DaemonOptions): Promise<DaemonResult> 
   const socketPath = path.join(opts.dir, 'tubulard.sock');
   Dispatcher.create({ bpffs: opts.bpffs }).close();
   const daemon = spawn(process.execPath, [DAEMON, '--socket', socketPath, '--bpffs', opts.bpffs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its first lines say why it did not start; the rest (a line per request) is read and dropped.
   let stderr = '';
-  daemon.stderr.on('data', (d) => { stderr += d; });
+  daemon.stderr.on('data', (d) => { if (stderr.length < 64 * 1024) stderr += d; });
   try {
     for (let i = 0; i < 100 && !existsSync(socketPath); i++) {
       if (daemon.exitCode !== null) break;
@@ -45,7 +58,10 @@ export async function measureDaemon(opts: DaemonOptions): Promise<DaemonResult> 
     if (!existsSync(socketPath)) return { available: false, reason: `tubulard did not start: ${stderr.trim() || 'no socket after 5 s'}` };
     await sleep(1000);
     const rssAtRestKiB = rssKiB(daemon.pid!);
-    const r = spawnSync(process.execPath, [path.join(here, 'daemon-client.js'), socketPath, String(opts.ms), String(opts.clients)], { encoding: 'utf8' });
+    // Not spawnSync: this process keeps reading the daemon's log while the
+    // client runs, as journald would, instead of leaving it to pile up in
+    // the daemon's memory.
+    const r = await runClient([path.join(here, 'daemon-client.js'), socketPath, String(opts.ms), String(opts.clients)]);
     if (r.status !== 0) return { available: false, reason: `the load client failed: ${r.stderr.trim()}` };
     const load = JSON.parse(r.stdout) as { requests: number; seconds: number; p50Us: number; p99Us: number; maxUs: number };
     await sleep(1000);

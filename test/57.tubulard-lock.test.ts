@@ -120,7 +120,8 @@ describe('the writers\' lock', () => {
       assert.equal(!r.ok && r.error.code, 'EBUSY', JSON.stringify(r));
       const message = !r.ok ? r.error.message : '';
       assert.match(message, new RegExp(`being changed by pid ${holder.child.pid} \\(flock -x .*lock sh -c`));
-      assert.match(message, /tubulard waited 0\.3 s/);
+      // The time it did wait: --lock-timeout, and on a busy machine the last timer's lateness.
+      assert.match(message, /tubulard waited (0\.[3-9]|1\.\d) s/);
       assert.ok(ms >= 300 && ms < 2000, `EBUSY after ${ms} ms`);
       assert.deepEqual(d.destinations(), before);
       const u = await c.request({ op: 'unregister', label: 'web', domain: 'ipv4', protocol: 'tcp' });

@@ -112,18 +112,24 @@ export class DestinationTable {
     return this.slots(id).filter((c): c is bigint => c !== null);
   }
 
-  /** Each socket slot of id: the cookie of its socket, or null when empty (cookies are never 0). */
+  /**
+   * Each socket slot of id: the cookie of its socket, or null when empty
+   * (cookies are never 0). Only the slots socket_slots counts are read: no
+   * slot past them ever holds a socket.
+   */
   slots(id: number): Array<bigint | null> {
-    const keys = Buffer.alloc(4 * SOCKET_SLOTS);
-    for (let s = 0; s < SOCKET_SLOTS; s++) writeU32(keys, id * SOCKET_SLOTS + s, 4 * s);
-    const values = this.maps.sockets.lookupMany(keys, SOCKET_SLOTS);
-    return Array.from({ length: SOCKET_SLOTS }, (_, s) => readU64(values, s * SOCKET_VALUE_SIZE) || null);
+    const n = this.filled(id);
+    const keys = Buffer.alloc(4 * n);
+    for (let s = 0; s < n; s++) writeU32(keys, id * SOCKET_SLOTS + s, 4 * s);
+    const values = this.maps.sockets.lookupMany(keys, n);
+    return Array.from({ length: SOCKET_SLOTS }, (_, s) => (s < n ? readU64(values, s * SOCKET_VALUE_SIZE) || null : null));
   }
 
-  /** Whether some slot of id holds a socket: stops at the first that does. */
+  /** Whether some slot of id holds a socket: stops at the first that does, and at the last socket_slots counts. */
   hasSocket(id: number): boolean {
+    const n = this.filled(id);
     const v = Buffer.alloc(SOCKET_VALUE_SIZE);
-    for (let s = 0; s < SOCKET_SLOTS; s++) if (this.maps.sockets.lookup(slotKey(id, s), v)) return true;
+    for (let s = 0; s < n; s++) if (this.maps.sockets.lookup(slotKey(id, s), v)) return true;
     return false;
   }
 
@@ -160,10 +166,10 @@ export class DestinationTable {
     return any;
   }
 
-  /** How many of id's slots the program tries (socket_slots in bpf/dispatcher.c). */
+  /** How many of id's slots the program tries (socket_slots in bpf/dispatcher.c), at most SOCKET_SLOTS. */
   private filled(id: number): number {
     const v = this.maps.socket_slots.lookup(u32(id), Buffer.alloc(4));
-    return v ? readU32(v, 0) : 0;
+    return v ? Math.min(readU32(v, 0), SOCKET_SLOTS) : 0;
   }
 
   private setFilled(id: number, n: number): void {

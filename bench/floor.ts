@@ -1,5 +1,6 @@
-// The empty sk_lookup program (floor.bpf.c), compiled on first use next to
-// the dispatcher's object and loaded for timing only: never attached.
+// The empty sk_lookup program (floor.bpf.c), compiled on first use into
+// build/bench (not build/bpf, whose objects the install and the package
+// ship) and loaded for timing only: never attached.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -7,7 +8,7 @@ import { native } from '../src/native.js';
 import { packageRoot } from '../src/paths.js';
 
 const SOURCE = path.join(packageRoot, 'bench/floor.bpf.c');
-const OBJECT = path.join(packageRoot, 'build/bpf/floor.o');
+const OBJECT = path.join(packageRoot, 'build/bench/floor.o');
 
 function compile(): void {
   if (existsSync(OBJECT) && statSync(OBJECT).mtimeMs >= statSync(SOURCE).mtimeMs) return;

@@ -78,6 +78,7 @@ test('per-destination counters and gauges, and rejects, in the Prometheus text f
   assert.equal(m.get(`tubular_destination_socket_registered${gone4}`), 0);
   assert.equal(m.get('tubular_rejects_total{protocol="udp",prefix="127.0.0.0/28",port="53"}'), 1);
   assert.ok([...m.keys()].some((k) => k.startsWith('tubular_build_info{')));
+  assert.equal(m.get('tubular_program_info{variant="full"}'), 1); // this kernel runs the full program
 
   // Each scrape reads afresh.
   assert.equal(await tcpProbe('127.0.0.8', 80), 'web');

@@ -8,11 +8,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { isolate } from './lib/isolate.js';
+import { variantCases } from './lib/variants.js';
 import { tcpServer, udpServer, type Served } from './lib/traffic.js';
 import { type Binding, bindingId, matchBinding, observedBinding, parseBinding } from '../src/binding.js';
 import { bindingKey } from '../src/bindingset.js';
 import { Dispatcher } from '../src/dispatcher.js';
-import { PROGRAM_VARIANTS } from '../src/kernel.js';
 import { native } from '../src/native.js';
 import { probe } from '../src/probe.js';
 import { parsePrefix } from '../src/prefix.js';
@@ -68,8 +68,8 @@ function hitsByKey(): Map<string, bigint> {
   return new Map(Array.from({ length: set.count }, (_, i) => [set.keys.toString('hex', i * 24, (i + 1) * 24), traffic[i].hits]));
 }
 
-for (const program of PROGRAM_VARIANTS) {
-  describe(`the ${program} program`, () => {
+for (const { program, skip } of variantCases()) {
+  describe(`the ${program} program`, { skip }, () => {
     before(setUp(program));
     after(tearDown);
 

@@ -1,12 +1,16 @@
 // Data plane: ns per lookup of the real program, by BPF_PROG_TEST_RUN, at
 // several binding-set sizes, next to the empty program (the floor) timed in
-// the same rounds. Every case is checked for the right answer before it is
-// timed, so a fast wrong answer cannot be reported.
+// the same rounds. Each variant of the program this kernel runs (full and
+// compat, src/kernel.ts) is loaded on the same maps and timed in the same
+// rounds. Every case is checked for the right answer before it is timed, so a
+// fast wrong answer cannot be reported.
 import path from 'node:path';
 import type { Binding } from '../src/binding.js';
 import { Dispatcher } from '../src/dispatcher.js';
+import { PROGRAMS, type ProgramVariant, missingFeatures } from '../src/kernel.js';
+import { programObjectPath } from '../src/paths.js';
 import { native } from '../src/native.js';
-import { PIN } from '../src/layout.js';
+import { OBJECT_MAPS } from '../src/layout.js';
 import { parsePrefix } from '../src/prefix.js';
 import { loadFloor } from './floor.js';
 import { type ProbePacket as Lookup, lookupContext as skLookupContext, selectedCookie } from '../src/probe.js';
@@ -17,6 +21,7 @@ export type CaseName = 'miss' | 'hit-port' | 'hit-wildcard' | 'no-socket' | 'rej
 export const CASES: readonly CaseName[] = ['miss', 'hit-port', 'hit-wildcard', 'no-socket', 'reject', 'observe'];
 
 export interface LookupFigure {
+  program: ProgramVariant;
   bindings: number;
   case: CaseName;
   family: 4 | 6;
@@ -83,6 +88,8 @@ function check(prog: number, c: CaseName, l: Lookup, cookies: Cookies): void {
 
 export interface DataPlaneOptions {
   sizes: readonly number[];
+  /** the variants to time, where the kernel runs them */
+  programs: readonly ProgramVariant[];
   rounds: number;
   repeat: number;
   log: (line: string) => void;
@@ -90,18 +97,48 @@ export interface DataPlaneOptions {
 
 export interface DataPlaneResult {
   figures: LookupFigure[];
+  /** the variants timed (a variant this kernel cannot run is left out) */
+  programs: ProgramVariant[];
   /** seconds replaceBindings took for each size, through the API */
   replaceSeconds: Record<number, number>;
 }
 
-/** Measures every case at every size; the dispatcher must already have its sockets registered. */
+/**
+ * Each variant the kernel runs, loaded on the dispatcher's own maps (not
+ * attached: BPF_PROG_TEST_RUN needs no link), so that they answer from the
+ * same binding set and are timed in the same rounds.
+ */
+function loadVariants(d: Dispatcher, wanted: readonly ProgramVariant[], log: (line: string) => void): Map<ProgramVariant, number> {
+  const n = native();
+  const features = n.probeFeatures();
+  const reuse: Record<string, number> = {};
+  for (const name of OBJECT_MAPS) reuse[name] = n.getPinned(path.join(d.stateDir, name), 0);
+  const progs = new Map<ProgramVariant, number>();
+  try {
+    for (const program of wanted) {
+      const missing = missingFeatures(features, program);
+      if (missing.length > 0) {
+        log(`data plane: the ${program} program is not timed: this kernel lacks ${missing.map((m) => m.what).join(', ')}`);
+        continue;
+      }
+      const obj = n.loadObject(programObjectPath(PROGRAMS[program].object), PROGRAMS[program].name, reuse);
+      for (const fd of Object.values(obj.maps)) n.close(fd);
+      progs.set(program, obj.progFd);
+    }
+  } finally {
+    for (const fd of Object.values(reuse)) n.close(fd);
+  }
+  return progs;
+}
+
+/** Measures every case at every size, for each variant; the dispatcher must already have its sockets registered. */
 export function measureDataPlane(d: Dispatcher, cookies: Cookies, opts: DataPlaneOptions): DataPlaneResult {
   const n = native();
-  const prog = n.getPinned(path.join(d.stateDir, PIN.program), 0);
   const floor = loadFloor();
   const figures: LookupFigure[] = [];
   const replaceSeconds: Record<number, number> = {};
   const fixed = fixtures();
+  const progs = loadVariants(d, opts.programs, opts.log);
   try {
     for (const size of opts.sizes) {
       const set = [...bindingsOf(entries(size / 2)), ...fixed];
@@ -110,28 +147,38 @@ export function measureDataPlane(d: Dispatcher, cookies: Cookies, opts: DataPlan
       replaceSeconds[size] = Number(process.hrtime.bigint() - t0) / 1e9;
       opts.log(`data plane: ${size} bindings (+${fixed.length} fixtures) in place after ${replaceSeconds[size].toFixed(2)} s`);
       for (const c of CASES) {
-        for (const family of [4, 6] as const) {
-          const protocol = 'tcp' as const;
-          const l = lookupFor(c, family, protocol);
-          check(prog, c, l, cookies);
-          check(prog, c, { ...l, protocol: 'udp' }, cookies);
-          const ctx = skLookupContext(l);
-          const ns: number[] = [];
-          const floorNs: number[] = [];
-          n.progTestRun(prog, ctx, opts.repeat); // warm caches
-          for (let r = 0; r < opts.rounds; r++) {
-            floorNs.push(n.progTestRun(floor, ctx, opts.repeat).durationNs);
-            ns.push(n.progTestRun(prog, ctx, opts.repeat).durationNs);
-          }
-          const fig = { bindings: size, case: c, family, protocol, ns: median(ns), floorNs: median(floorNs), ratio: median(ns) / median(floorNs), rounds: { ns, floorNs } };
-          figures.push(fig);
-          opts.log(`  ${c.padEnd(12)} IPv${family}: ${fig.ns.toFixed(1)} ns (floor ${fig.floorNs.toFixed(1)} ns)`);
-        }
+        for (const family of [4, 6] as const) figures.push(...timeCase(progs, floor, size, c, family, cookies, opts));
       }
     }
   } finally {
-    n.close(prog);
+    for (const fd of progs.values()) n.close(fd);
     n.close(floor);
   }
-  return { figures, replaceSeconds };
+  return { figures, programs: [...progs.keys()], replaceSeconds };
+}
+
+/** One case, every variant and the floor in the same rounds. */
+function timeCase(progs: Map<ProgramVariant, number>, floor: number, size: number, c: CaseName, family: 4 | 6, cookies: Cookies, opts: DataPlaneOptions): LookupFigure[] {
+  const n = native();
+  const protocol = 'tcp' as const;
+  const l = lookupFor(c, family, protocol);
+  const ctx = skLookupContext(l);
+  const ns = new Map<ProgramVariant, number[]>();
+  for (const [program, prog] of progs) {
+    check(prog, c, l, cookies);
+    check(prog, c, { ...l, protocol: 'udp' }, cookies);
+    n.progTestRun(prog, ctx, opts.repeat); // warm caches
+    ns.set(program, []);
+  }
+  const floorNs: number[] = [];
+  for (let r = 0; r < opts.rounds; r++) {
+    floorNs.push(n.progTestRun(floor, ctx, opts.repeat).durationNs);
+    for (const [program, prog] of progs) ns.get(program)!.push(n.progTestRun(prog, ctx, opts.repeat).durationNs);
+  }
+  return [...progs.keys()].map((program) => {
+    const rounds = ns.get(program)!;
+    const fig = { program, bindings: size, case: c, family, protocol, ns: median(rounds), floorNs: median(floorNs), ratio: median(rounds) / median(floorNs), rounds: { ns: rounds, floorNs } };
+    opts.log(`  ${program.padEnd(6)} ${c.padEnd(12)} IPv${family}: ${fig.ns.toFixed(1)} ns (floor ${fig.floorNs.toFixed(1)} ns)`);
+    return fig;
+  });
 }

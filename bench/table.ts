@@ -15,7 +15,9 @@ function grid(rows: string[][], left: readonly number[] = [0]): string {
 
 const sizeName = (n: number): string => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
 
+/** One variant's figures (see bench/dataplane.ts). */
 export function dataPlaneTable(figures: readonly LookupFigure[], sizes: readonly number[]): string {
+  if (figures.length === 0) return 'not measured: this kernel runs no variant of the program';
   const rows: string[][] = [['case', 'family', ...sizes.map((s) => `${sizeName(s)} bindings`)]];
   for (const c of CASES) {
     for (const family of [4, 6] as const) {

@@ -8,6 +8,13 @@
 //
 // The layout of every map is mirrored in src/layout.ts; change both together
 // and bump LAYOUT_VERSION there.
+//
+// Built twice (scripts/setup). The full program needs Linux 5.17. Built with
+// -DTUBULAR_COMPAT, the same source makes the compat program, for Linux 5.10:
+// the walk is unrolled instead of run in bpf_loop (5.17), the clock
+// bpf_ktime_get_ns instead of the coarse one (5.11), and a question from
+// tubectl explain is told apart without ctx->ingress_ifindex (5.17). The
+// maps are the same, so switching is a program swap (tubectl upgrade).
 
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -46,6 +53,8 @@ struct binding_key {
 	__u16 pad1;
 	__u32 addr[4]; // network byte order, host bits zero; IPv4 uses addr[0]
 };
+
+_Static_assert(sizeof(struct binding_key) == 24, "the walk writes a key as three words");
 
 struct binding_value {
 	__u32 destination; // index into sockets / destination_metrics
@@ -256,6 +265,7 @@ struct {
 	__type(value, __u64);
 } meta SEC(".maps");
 
+#ifndef TUBULAR_COMPAT
 // 1 if x is non-zero, else 0, without a branch.
 static __always_inline __u64 nonzero(__u64 x)
 {
@@ -275,6 +285,7 @@ static __always_inline __u32 high_bit(__u64 x)
 	b = nonzero(x >> 2) << 1; x >>= b; n += b;
 	return n + (x >> 1);
 }
+#endif
 
 // The first `bits` bits of a network-order word, in network order. (A
 // branch-free version made the verifier's work more than double.)
@@ -289,10 +300,17 @@ static __always_inline __u32 mask_word(__u32 word, __s32 bits)
 
 // The state of one longest-prefix walk, shared with the bpf_loop callback.
 // The walk runs in bpf_loop so that the verifier checks one step once,
-// however many prefix lengths are in use.
+// however many prefix lengths are in use (the compat program: see walk_word).
 struct walk {
 	void *map;     // the binding set, looked up once: see dispatcher()
-	struct binding_key key;
+	// The key is written as whole words: the verifier then knows an earlier
+	// key is dead, and does not tell apart walks that differ only in it
+	// (a fifth to a seventh of the instructions to verify).
+	union {
+		struct binding_key key;
+		__u64 words[3];
+	};
+	__u64 head;    // the key's first word: protocol and family
 	__u32 ip[4];   // the packet's local address, network byte order
 	__u64 spec;    // lengths left to try with the packet's port ...
 	__u64 any;     // ... and with port 0, for prefix lengths base..base+63
@@ -334,36 +352,30 @@ static __always_inline __u64 block(void *blocks, __u32 protocol, __u32 family, _
 	return bits ? *bits : 0;
 }
 
-// One step: try the longest remaining prefix length, first with the specific
-// port, then with port 0. Walking lengths longest first, and preferring the
-// specific port at equal length, is the whole precedence rule. Returns 1 when
-// the walk is over (a match, or nothing left).
-static __always_inline long step(struct walk *w, int v6)
+// Try prefix length base + hb, first with the specific port, then with port
+// 0. Walking lengths longest first, and preferring the specific port at
+// equal length, is the whole precedence rule. Returns 1 on a match; else
+// clears the length and returns 0.
+static __always_inline long try_length(struct walk *w, __u32 base, __u32 hb, int v6)
 {
 	struct binding_value *val = NULL;
-	__u64 todo = w->spec | w->any, bit;
-	__u32 hb;
-	__s32 len;
+	__u64 bit = 1ULL << hb;
+	__s32 len = base + hb;
+	__u64 a01, a23 = 0;
 
-	if (!todo || !w->map)
-		return 1;
-	hb = high_bit(todo);
-	bit = 1ULL << hb;
-	len = w->base + hb;
-
-	w->key.prefixlen = len;
-	w->key.addr[0] = mask_word(w->ip[0], len);
+	a01 = mask_word(w->ip[0], len);
 	if (v6) {
-		w->key.addr[1] = mask_word(w->ip[1], len - 32);
-		w->key.addr[2] = mask_word(w->ip[2], len - 64);
-		w->key.addr[3] = mask_word(w->ip[3], len - 96);
+		a01 |= (__u64)mask_word(w->ip[1], len - 32) << 32;
+		a23 = mask_word(w->ip[2], len - 64) | (__u64)mask_word(w->ip[3], len - 96) << 32;
 	}
+	w->words[1] = a01;
+	w->words[2] = a23;
 	if (w->spec & bit) {
-		w->key.port = w->port;
+		w->words[0] = w->head | (__u64)len << 16 | (__u64)w->port << 32;
 		val = seen(w, bpf_map_lookup_elem(w->map, &w->key));
 	}
 	if (!val && (w->any & bit)) {
-		w->key.port = 0;
+		w->words[0] = w->head | (__u64)len << 16;
 		val = seen(w, bpf_map_lookup_elem(w->map, &w->key));
 	}
 	if (val) {
@@ -376,6 +388,18 @@ static __always_inline long step(struct walk *w, int v6)
 	return 0;
 }
 
+#ifndef TUBULAR_COMPAT
+// One step: try the longest remaining prefix length. Returns 1 when the walk
+// is over (a match, or nothing left).
+static __always_inline long step(struct walk *w, int v6)
+{
+	__u64 todo = w->spec | w->any;
+
+	if (!todo || !w->map)
+		return 1;
+	return try_length(w, w->base, high_bit(todo), v6);
+}
+
 // Past the first two lengths the walk goes on in bpf_loop, so the verifier
 // checks one step once however many lengths are in use. IPv4 keeps ip[1..3]
 // zero, so the IPv6 step serves both: one callback keeps bpf_loop inlined.
@@ -383,19 +407,34 @@ static long walk_step(__u32 index, void *data)
 {
 	return step(data, 1);
 }
+#endif
 
-// Walk one 64-bit word of the length bitmaps; returns whether it matched.
-// Most lookups need one or two steps, done inline.
+// Walk one 64-bit word of the length bitmaps, which holds `lengths` prefix
+// lengths; returns whether it matched. Most lookups need one or two steps.
 static __always_inline int walk_word(struct walk *w, __u32 base,
-				     __u64 spec, __u64 any, int v6)
+				     __u64 spec, __u64 any, int v6, int lengths)
 {
 	if (!(spec | any))
 		return 0;
 	w->base = base;
 	w->spec = spec;
 	w->any = any;
+#ifdef TUBULAR_COMPAT
+	// Without bpf_loop: every length the word holds, longest first,
+	// unrolled (33 steps for IPv4, 129 for IPv6), so that each length is
+	// a constant the compiler folds into its masks. A length not in use
+	// costs a bit test; the walk stops when no length is left.
+#pragma unroll
+	for (int hb = lengths - 1; hb >= 0; hb--) {
+		if (!(w->spec | w->any))
+			break;
+		if ((w->spec | w->any) >> hb & 1 && try_length(w, base, hb, v6))
+			break;
+	}
+#else
 	if (!step(w, v6) && !step(w, v6))
 		bpf_loop(64, walk_step, w, 0);
+#endif
 	return w->found;
 }
 
@@ -419,15 +458,22 @@ static __always_inline void near6(const __u64 b[4], int shift, __u64 out[3])
 // a time stamped may be early by that much, never late.
 #define CLOCK_GATE_SHIFT 6
 
+#ifdef TUBULAR_COMPAT
+// The same clock, read precisely: the coarse read is Linux 5.11.
+#define clock_ns bpf_ktime_get_ns
+#else
+#define clock_ns bpf_ktime_get_coarse_ns
+#endif
+
 static __always_inline __u32 now_ticks(void)
 {
 	__u32 gate = bpf_jiffies64() >> CLOCK_GATE_SHIFT;
 	struct clock_cache *c = bpf_map_lookup_elem(&clock, &(__u32){ 0 });
 
 	if (!c)
-		return (bpf_ktime_get_coarse_ns() >> 30) + 1;
+		return (clock_ns() >> 30) + 1;
 	if (c->gate != gate) {
-		c->ticks = (bpf_ktime_get_coarse_ns() >> 30) + 1;
+		c->ticks = (clock_ns() >> 30) + 1;
 		c->gate = gate;
 	}
 	return c->ticks;
@@ -491,6 +537,12 @@ static __always_inline struct bpf_sock *destination_socket(__u32 destination)
 	return NULL;
 }
 
+// The program's name tells the variants apart (tubectl status): at most 15
+// characters.
+#ifdef TUBULAR_COMPAT
+#define dispatcher dispatch_compat
+#endif
+
 SEC("sk_lookup")
 int dispatcher(struct bpf_sk_lookup *ctx)
 {
@@ -531,8 +583,7 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 		return SK_PASS;
 
 	protocol = ctx->protocol;
-	w.key.protocol = protocol;
-	w.key.family = ctx->family;
+	w.head = protocol | ctx->family << 8;
 	if (ctx->family == AF_INET) {
 		__u32 a = bpf_ntohl(ctx->local_ip4);
 		// ... intersected with the lengths bound near this address: the
@@ -543,7 +594,7 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 		__u64 na = 0xffff | (b16 >> 32 & 0xff) << 16 | (b24 >> 32 & 0x1ff) << 24;
 
 		w.ip[0] = ctx->local_ip4;
-		walk_word(&w, 0, spec->v4 & ns, any->v4 & na, 0);
+		walk_word(&w, 0, spec->v4 & ns, any->v4 & na, 0, 33);
 	} else if (ctx->family == AF_INET6) {
 		__u64 b[4], ns[3], na[3];
 
@@ -558,15 +609,22 @@ int dispatcher(struct bpf_sk_lookup *ctx)
 		near6(b, 0, ns);
 		near6(b, 32, na);
 		// Longest first: word 2 holds only /128, then /64-/127, /0-/63.
-		walk_word(&w, 128, spec->v6[2] & ns[2], any->v6[2] & na[2], 1) ||
-			walk_word(&w, 64, spec->v6[1] & ns[1], any->v6[1] & na[1], 1) ||
-			walk_word(&w, 0, spec->v6[0] & ns[0], any->v6[0] & na[0], 1);
+		walk_word(&w, 128, spec->v6[2] & ns[2], any->v6[2] & na[2], 1, 1) ||
+			walk_word(&w, 64, spec->v6[1] & ns[1], any->v6[1] & na[1], 1, 64) ||
+			walk_word(&w, 0, spec->v6[0] & ns[0], any->v6[0] & na[0], 1, 64);
 	}
 
 	// A question asked with BPF_PROG_TEST_RUN by tubectl explain (no
 	// interface, source port 0: never a real packet) is answered but not
 	// counted, so asking never makes a binding look live.
+#ifdef TUBULAR_COMPAT
+	// Without ingress_ifindex: source port 0 from the unspecified address
+	// (0.0.0.0 or ::), which explain sends and no real packet has.
+	counted = ctx->remote_port || ctx->remote_ip4 || ctx->remote_ip6[0] ||
+		  ctx->remote_ip6[1] || ctx->remote_ip6[2] || ctx->remote_ip6[3];
+#else
 	counted = ctx->ingress_ifindex || ctx->remote_port;
+#endif
 	now = 0;
 	if (w.observed && counted) {
 		now = now_ticks();

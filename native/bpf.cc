@@ -2,9 +2,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -255,8 +258,43 @@ Napi::Value LinkDetach(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// A three-instruction sk_lookup program that passes every lookup; with
+// `ifindex`, it first reads ctx->ingress_ifindex, which the verifier refuses
+// on a kernel whose context lacks the field. Returns the fd, or -errno.
+int LoadProbeProgram(bool ifindex) {
+  struct bpf_insn insns[3] = {};
+  int n = 0;
+  if (ifindex) {
+    insns[n].code = BPF_LDX | BPF_MEM | BPF_W;  // r0 = *(u32 *)(r1 + 64)
+    insns[n].dst_reg = BPF_REG_0;
+    insns[n].src_reg = BPF_REG_1;
+    insns[n++].off = offsetof(struct bpf_sk_lookup, ingress_ifindex);
+  }
+  insns[n].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r0 = SK_PASS
+  insns[n].dst_reg = BPF_REG_0;
+  insns[n++].imm = SK_PASS;
+  insns[n++].code = BPF_JMP | BPF_EXIT;
+  LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_SK_LOOKUP);
+  int fd = bpf_prog_load(BPF_PROG_TYPE_SK_LOOKUP, nullptr, "GPL", insns, n, &opts);
+  return fd < 0 ? -errno : fd;
+}
+
+// Whether BPF_PROG_TEST_RUN runs sk_lookup programs (Linux 5.13; 5.10.135).
+bool ProbeTestRun() {
+  int fd = LoadProbeProgram(false);
+  if (fd < 0) return false;
+  struct bpf_sk_lookup ctx = {};
+  ctx.family = AF_INET;
+  ctx.protocol = IPPROTO_TCP;
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &ctx, .ctx_size_in = sizeof(ctx));
+  int r = bpf_prog_test_run_opts(fd, &opts);
+  close(fd);
+  return r == 0;
+}
+
 // What the kernel offers the dispatcher, asked with libbpf's probes (each
-// loads a tiny program): sk_lookup programs and the helpers it calls.
+// loads a tiny program): sk_lookup programs, the helpers they call, the
+// context field ingress_ifindex and test runs of sk_lookup programs.
 Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto yes = [](int r) { return r == 1; };
@@ -265,6 +303,10 @@ Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
   o.Set("skAssign", Napi::Boolean::New(env, yes(libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_LOOKUP, BPF_FUNC_sk_assign, nullptr))));
   o.Set("loop", Napi::Boolean::New(env, yes(libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_LOOKUP, BPF_FUNC_loop, nullptr))));
   o.Set("ktimeCoarse", Napi::Boolean::New(env, yes(libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_LOOKUP, BPF_FUNC_ktime_get_coarse_ns, nullptr))));
+  int fd = LoadProbeProgram(true);
+  if (fd >= 0) close(fd);
+  o.Set("ingressIfindex", Napi::Boolean::New(env, fd >= 0));
+  o.Set("testRun", Napi::Boolean::New(env, ProbeTestRun()));
   return o;
 }
 

@@ -27,8 +27,8 @@ import {
   type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
-import { type Native, type SocketInfo, native } from './native.js';
-import { requireKernel } from './kernel.js';
+import { type LoadedObject, type Native, type SocketInfo, native } from './native.js';
+import { PROGRAMS, type ProgramChoice, type ProgramDecision, type ProgramVariant, programFor, variantOfProgram } from './kernel.js';
 import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { type SourceSample, clearSources, readSources } from './sources.js';
@@ -36,7 +36,7 @@ import { type SetChange, compareSets } from './setdiff.js';
 import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
 import { reconcile } from './reconcile.js';
-import { type LinkFacts, linkFacts, pinnedProgramId } from './links.js';
+import { type LinkFacts, linkFacts, pinnedProgramId, withPinned } from './links.js';
 import { type Location, StateDir, createStateDir, detachLink, locate, removeStaleFor } from './statedir.js';
 
 export interface DispatcherOptions {
@@ -53,6 +53,8 @@ export interface DispatcherOptions {
 export interface CreateOptions extends DispatcherOptions {
   /** gid that may read the state (status, bindings, metrics) without root */
   group?: number;
+  /** which program: full, compat, or auto (the default: full when the kernel has what it needs) */
+  program?: ProgramChoice;
 }
 
 export interface OpenOptions extends DispatcherOptions {
@@ -146,6 +148,8 @@ export class Dispatcher {
   private lastWrite: bigint | undefined;
   /** inside a write: writes made now are part of it (see batch) */
   private writing = false;
+  /** Set by create(): which program it loaded, and why. */
+  created?: ProgramDecision;
 
   private constructor(
     private readonly sys: Native,
@@ -180,13 +184,13 @@ export class Dispatcher {
     assertLittleEndian();
     const sys = opts.sys ?? native();
     const loc = locate(opts);
-    requireKernel(sys);
+    const program = programFor(sys, opts.program ?? 'auto');
     createStateDir(loc, opts.group, sys, (at) => {
       const fds: number[] = [];
       const keep = (fd: number): number => { fds.push(fd); return fd; };
       try {
         const pin = (fd: number, name: string): void => pinAt(sys, fd, at(name), opts.group);
-        const obj = context('load the BPF program', () => sys.loadObject(programObjectPath(), 'dispatcher', {}));
+        const obj = loadProgram(sys, program.variant, {});
         keep(obj.progFd);
         Object.values(obj.maps).forEach(keep);
         const destinations = keep(context('create the destinations map', () =>
@@ -220,7 +224,9 @@ export class Dispatcher {
         for (const fd of fds) sys.close(fd);
       }
     });
-    return Dispatcher.open(opts);
+    const d = Dispatcher.open(opts);
+    d.created = program;
+    return d;
   }
 
   /** Opens the pinned state of a loaded dispatcher, checking every map against this version's layout. */
@@ -850,17 +856,25 @@ export class Dispatcher {
     return this.reader.status();
   }
 
+  /** The program in force and its variant (full or compat); null when reading it needs root. */
+  program(): { id: number; variant: ProgramVariant | null } | null {
+    this.check();
+    return this.reader.program();
+  }
+
   /**
    * Replaces the running program with the one built with this code, keeping
    * every map. The new program is pinned before the link switches to it,
    * and the link swaps programs atomically: no connection is dropped.
+   * `program` chooses the variant; `auto` (the default) keeps the one in force.
    */
-  upgrade(): { from: number; to: number } {
+  upgrade(opts: { program?: ProgramChoice } = {}): { from: number; to: number; variant: ProgramVariant; previous: ProgramVariant | null; why: string } {
     return this.write(() => {
       const reuse: Record<string, number> = {};
       for (const name of OBJECT_MAPS) reuse[name] = this.maps[name].fd;
-      requireKernel(this.sys);
-      const obj = context('load the BPF program', () => this.sys.loadObject(programObjectPath(), 'dispatcher', reuse));
+      const previous = withPinned(this.sys, this.dir.at(PIN.program), (fd) => variantOfProgram(this.sys.progInfo(fd).name)) ?? null;
+      const { variant, why } = programFor(this.sys, opts.program ?? 'auto', previous);
+      const obj = loadProgram(this.sys, variant, reuse);
       const link = context('open the link', () => this.sys.getPinned(this.dir.at(PIN.link), 0));
       try {
         const to = this.sys.progInfo(obj.progFd);
@@ -869,7 +883,7 @@ export class Dispatcher {
         pinAt(this.sys, obj.progFd, this.dir.at(PENDING_PROGRAM), this.dir.gid);
         context('replace the program of the link', () => this.sys.linkUpdate(link, obj.progFd));
         renameSync(this.dir.at(PENDING_PROGRAM), this.dir.at(PIN.program));
-        return { from, to: to.id };
+        return { from, to: to.id, variant, previous, why };
       } finally {
         this.sys.close(link);
         this.sys.close(obj.progFd);
@@ -877,4 +891,10 @@ export class Dispatcher {
       }
     });
   }
+}
+
+/** Loads a variant of the program (reusing the maps given), with what the variant is called in errors. */
+function loadProgram(sys: Native, variant: ProgramVariant, reuse: Record<string, number>): LoadedObject {
+  const { object, name } = PROGRAMS[variant];
+  return context(`load the ${variant} BPF program`, () => sys.loadObject(programObjectPath(object), name, reuse));
 }

@@ -35,7 +35,17 @@ export interface SocketInfo {
   cookie: bigint;       // SO_COOKIE
 }
 
-export interface KernelFeatures { skLookup: boolean; skAssign: boolean; loop: boolean; ktimeCoarse: boolean }
+/** What libbpf's probes (and two of ours) find; src/kernel.ts says which Linux version has each. */
+export interface KernelFeatures {
+  skLookup: boolean;
+  skAssign: boolean;
+  loop: boolean;
+  ktimeCoarse: boolean;
+  /** the verifier lets an sk_lookup program read ctx->ingress_ifindex */
+  ingressIfindex: boolean;
+  /** BPF_PROG_TEST_RUN runs sk_lookup programs */
+  testRun: boolean;
+}
 
 export interface TestRunResult { retval: number; durationNs: number; ctxOut: Buffer }
 
@@ -91,7 +101,7 @@ export interface Native {
   linkUpdate(linkFd: number, progFd: number): void;
   /** bpf_link_detach: the link stays, its program no longer runs */
   linkDetach(linkFd: number): void;
-  /** libbpf's probes: whether the kernel has sk_lookup programs and the helpers the dispatcher calls */
+  /** libbpf's probes (root): sk_lookup programs, the helpers the dispatcher calls, ctx->ingress_ifindex, test runs */
   probeFeatures(): KernelFeatures;
   /** BPF_PROG_TEST_RUN with ctx_in = ctx (struct bpf_sk_lookup), repeat times */
   progTestRun(progFd: number, ctx: Buffer, repeat: number): TestRunResult;

@@ -7,9 +7,9 @@ const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 export const stateDirName = (netnsIno: number): string => `${netnsIno}_dispatcher`;
 
-/** The compiled sk_lookup object (built by scripts/setup). */
-export function programObjectPath(): string {
-  const p = path.join(packageRoot, 'build/bpf/dispatcher.o');
+/** A compiled sk_lookup object (built by scripts/setup): `relative` is PROGRAMS[variant].object (src/kernel.ts). */
+export function programObjectPath(relative = 'build/bpf/dispatcher.o'): string {
+  const p = path.join(packageRoot, relative);
   if (!existsSync(p)) throw new Error(`BPF program not built (${p} missing): run scripts/setup`);
   return p;
 }

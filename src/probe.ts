@@ -57,10 +57,13 @@ export function selectedCookie(ctxOut: Buffer): bigint {
 
 /**
  * Runs the program on one made-up lookup `repeat` times. A quiet question
- * (source port 0, which no real packet has) is answered without counting a
- * hit on the binding that decides it: what tubectl explain asks.
+ * (no interface, source port 0 from the unspecified address, which no real
+ * packet has) is answered without counting a hit on the binding that
+ * decides it: what tubectl explain asks. The full program tells it by the
+ * interface and the port, the compat one by the port and the address.
  */
 export function probe(progFd: number, p: ProbePacket, repeat = 1, opts: { quiet?: boolean } = {}): ProbeResult {
-  const r = native().progTestRun(progFd, lookupContext(p, opts.quiet ? 0 : 40000), repeat);
+  const asked = opts.quiet ? { ...p, remote: new Uint8Array(16) } : p;
+  const r = native().progTestRun(progFd, lookupContext(asked, opts.quiet ? 0 : 40000), repeat);
   return { verdict: r.retval === 1 ? 'pass' : 'drop', cookie: selectedCookie(r.ctxOut), durationNs: r.durationNs };
 }

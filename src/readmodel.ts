@@ -9,7 +9,8 @@ import { type DestinationTable, bindingCounts, referencedIds } from './destinati
 import { isSystemError } from './errors.js';
 import type { Generations } from './generations.js';
 import { ACTION_REJECT, BINDING_KEY_SIZE, LAYOUT_VERSION, PIN, decodeBindingKey } from './layout.js';
-import { linkFacts, pinnedProgramId } from './links.js';
+import { type ProgramVariant, variantOfProgram } from './kernel.js';
+import { linkFacts, withPinned } from './links.js';
 import type { Native } from './native.js';
 import { formatPrefix, type Prefix } from './prefix.js';
 import type { Protocol } from './protocol.js';
@@ -44,11 +45,23 @@ export interface Status {
   netnsInode: number;
   stateDir: string;
   programId: number | null;
+  /** which program runs: full or compat (src/kernel.ts); null when reading it needs root, or for a program of no known variant */
+  programVariant: ProgramVariant | null;
   linkId: number | null;
   /** whether the link still attaches the program to the namespace (null: reading it needs root) */
   attached: boolean | null;
   layoutVersion: number;
   bindings: number;
+}
+
+/** What get() returns, or null when reading it needs root. */
+function privileged<T>(get: () => T): T | null {
+  try {
+    return get();
+  } catch (err) {
+    if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) return null;
+    throw err;
+  }
 }
 
 export class ReadModel {
@@ -106,22 +119,24 @@ export class ReadModel {
     return out.sort((a, b) => formatPrefix(a.prefix).localeCompare(formatPrefix(b.prefix)) || a.port - b.port);
   }
 
+  /** The pinned program's id and variant; null when reading it needs root (or there is no pin). */
+  program(): { id: number; variant: ProgramVariant | null } | null {
+    return privileged(() => withPinned(this.sys, this.dir.at(PIN.program), (fd) => {
+      const info = this.sys.progInfo(fd);
+      return { id: info.id, variant: variantOfProgram(info.name) };
+    }) ?? null);
+  }
+
   status(): Status {
-    const privileged = <T>(get: () => T): T | null => {
-      try {
-        return get();
-      } catch (err) {
-        if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) return null;
-        throw err;
-      }
-    };
     const bindings = this.gens.withSet((s) => s.dump().count);
     const link = privileged(() => linkFacts(this.sys, this.dir.at(PIN.link), this.loc.ino) ?? { id: null, attached: false });
+    const program = this.program();
     return {
       netns: this.loc.netns,
       netnsInode: this.loc.ino,
       stateDir: this.loc.dir,
-      programId: privileged(() => pinnedProgramId(this.sys, this.dir.at(PIN.program)) ?? null),
+      programId: program?.id ?? null,
+      programVariant: program?.variant ?? null,
       linkId: link?.id ?? null,
       attached: link?.attached ?? null,
       layoutVersion: LAYOUT_VERSION,

@@ -1,8 +1,9 @@
 // Which sockets may be registered together, and in which namespace.
 import { statSync } from 'node:fs';
-import { TubularError, context } from './errors.js';
+import { TubularError, context, isSystemError } from './errors.js';
 import type { Native, SocketInfo } from './native.js';
 import { type SocketKind, registrableKind } from './socket.js';
+import { listeningInodes } from './socket-owner.js';
 import type { Location } from './statedir.js';
 
 /**
@@ -28,8 +29,10 @@ export function registrableGroup(label: string, infos: readonly SocketInfo[]): S
 /**
  * Refuses a socket of another network namespace: the data plane could
  * never hand it a connection. In the caller's own namespace the namespace
- * cookies are compared (no privilege needed); elsewhere the socket's
- * namespace is asked for (CAP_NET_ADMIN).
+ * cookies are compared (no privilege needed), or before Linux 5.14, which
+ * has no SO_NETNS_COOKIE, the socket is looked for among the namespace's
+ * bound and listening sockets in /proc/self/net (no privilege either);
+ * elsewhere the socket's namespace is asked for (CAP_NET_ADMIN).
  */
 export function checkNamespace(sys: Native, fd: number, loc: Location): void {
   const refuse = (what: string): never => {
@@ -38,9 +41,14 @@ export function checkNamespace(sys: Native, fd: number, loc: Location): void {
   };
   const own = ownNamespace(sys);
   if (own.ino === loc.ino) {
-    const cookie = context('find the socket\'s network namespace', () => sys.socketNetnsCookie(fd));
-    own.cookie ??= sys.ownNetnsCookie();
-    if (cookie !== own.cookie) refuse(`cookie ${cookie}`);
+    const cookie = netnsCookie(sys, fd);
+    if (cookie === undefined) {
+      const ino = context('inspect the socket', () => sys.inode(fd));
+      if (!(listeningInodes() ?? new Set()).has(ino)) refuse(`socket inode ${ino} is not among this namespace's sockets in /proc/self/net`);
+    } else {
+      own.cookie ??= sys.ownNetnsCookie();
+      if (cookie !== own.cookie) refuse(`cookie ${cookie}`);
+    }
     return;
   }
   const ino = context('find the socket\'s network namespace', () => sys.socketNetnsInode(fd));
@@ -58,4 +66,14 @@ let known: { sys: Native; ino: number; cookie?: bigint } | undefined;
 function ownNamespace(sys: Native): { ino: number; cookie?: bigint } {
   if (known?.sys !== sys) known = { sys, ino: statSync('/proc/self/ns/net').ino };
   return known;
+}
+
+/** SO_NETNS_COOKIE of a socket; undefined on a kernel without it (before Linux 5.14: ENOPROTOOPT). */
+function netnsCookie(sys: Native, fd: number): bigint | undefined {
+  try {
+    return sys.socketNetnsCookie(fd);
+  } catch (err) {
+    if (isSystemError(err, 'ENOPROTOOPT')) return undefined;
+    return context('find the socket\'s network namespace', () => { throw err; });
+  }
 }

@@ -9,7 +9,7 @@ import { type Binding, parseBinding } from '../src/binding.js';
 import { Dispatcher, ROOT_RESERVED_DESTINATIONS } from '../src/dispatcher.js';
 import { TubularError } from '../src/errors.js';
 import { MAX_DESTINATIONS, PIN, readU32, u32 } from '../src/layout.js';
-import { native } from '../src/native.js';
+import { type Native, native } from '../src/native.js';
 import { isolate } from './lib/isolate.js';
 import { type Served, tcpProbe, tcpServer } from './lib/traffic.js';
 
@@ -223,29 +223,41 @@ describe('sockets', () => {
     }
   });
 
-  test('a socket of another network namespace is refused before anything changes', async () => {
-    const ns = `tubd${process.pid}`;
-    execFileSync('ip', ['netns', 'add', ns]);
-    const d = Dispatcher.create(opts);
-    try {
-      const py = spawn('ip', ['netns', 'exec', ns, 'python3', '-c',
-        'import os,socket,sys\ns=socket.socket()\ns.bind(("127.0.0.1",8080))\ns.listen()\nprint(os.getpid(),s.fileno(),flush=True)\nsys.stdin.read()'],
-      { stdio: ['pipe', 'pipe', 'inherit'] });
-      children.push(py);
-      const [pid, fd] = (await lines(py)()).split(' ').map(Number);
-      const n = native();
-      const pidfd = n.pidfdOpen(pid);
-      const theirs = n.pidfdGetfd(pidfd, fd);
-      n.close(pidfd);
-      assert.throws(() => d.registerSocket('web', theirs),
-        (e: unknown) => e instanceof TubularError && e.code === 'EBADSOCK' && /belongs to another network namespace .* create it inside that namespace/.test(e.message));
-      n.close(theirs);
-      assert.deepEqual(d.destinations(), []);
-      py.kill('SIGKILL');
-    } finally {
-      d.close();
-      Dispatcher.unload(opts);
-      execFileSync('ip', ['netns', 'del', ns]);
-    }
-  });
+  // Before Linux 5.14 getsockopt(SO_NETNS_COOKIE) fails with ENOPROTOOPT:
+  // the socket is then looked for among the namespace's own sockets.
+  const withoutNetnsCookie = (): Native => {
+    const n = native();
+    const enoprotoopt = (): never => { throw Object.assign(new Error('getsockopt(SO_NETNS_COOKIE): Protocol not available'), { code: 'ENOPROTOOPT', errno: 92 }); };
+    return { ...n, socketNetnsCookie: enoprotoopt, ownNetnsCookie: enoprotoopt };
+  };
+  for (const [how, sys] of [['SO_NETNS_COOKIE', undefined], ['without SO_NETNS_COOKIE (Linux before 5.14)', withoutNetnsCookie()]] as const) {
+    test(`a socket of another network namespace is refused before anything changes, one of ours registered (${how})`, async () => {
+      const ns = `tubd${process.pid}`;
+      execFileSync('ip', ['netns', 'add', ns]);
+      const d = Dispatcher.create({ ...opts, sys });
+      const ours = await tcpServer('ours', '127.0.0.1', 8080);
+      try {
+        const py = spawn('ip', ['netns', 'exec', ns, 'python3', '-c',
+          'import os,socket,sys\ns=socket.socket()\ns.bind(("127.0.0.1",8080))\ns.listen()\nprint(os.getpid(),s.fileno(),flush=True)\nsys.stdin.read()'],
+        { stdio: ['pipe', 'pipe', 'inherit'] });
+        children.push(py);
+        const [pid, fd] = (await lines(py)()).split(' ').map(Number);
+        const n = native();
+        const pidfd = n.pidfdOpen(pid);
+        const theirs = n.pidfdGetfd(pidfd, fd);
+        n.close(pidfd);
+        assert.throws(() => d.registerSocket('web', theirs),
+          (e: unknown) => e instanceof TubularError && e.code === 'EBADSOCK' && /belongs to another network namespace .* create it inside that namespace/.test(e.message));
+        n.close(theirs);
+        assert.deepEqual(d.destinations(), []);
+        py.kill('SIGKILL');
+        assert.equal(d.registerSocket('web', ours.fd).label, 'web');
+      } finally {
+        await ours.close();
+        d.close();
+        Dispatcher.unload(opts);
+        execFileSync('ip', ['netns', 'del', ns]);
+      }
+    });
+  }
 });

@@ -13,6 +13,7 @@ import { BPF_MAP_TYPE_ARRAY } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { probe } from '../src/probe.js';
 import { isolate } from './lib/isolate.js';
+import { variantCases } from './lib/variants.js';
 
 const { bpffs } = isolate();
 const opts = { bpffs };
@@ -35,40 +36,45 @@ test('a pinned map of another shape is refused at open, naming it', () => {
   }
 });
 
-test('hits belong to the binding: kept by a replace that leaves it, zero for a new one', () => {
-  const d = Dispatcher.create(opts);
-  const prog = native().getPinned(path.join(d.stateDir, 'program'), 0);
-  try {
-    const reject = (prefix: string) => parseBinding({ protocol: 'tcp', prefix, port: 80, action: 'reject' });
-    const hits = (): Map<string, bigint> => {
-      const set = d.packedBindings();
-      const traffic = d.traffic(set.stats!);
-      return new Map(Array.from({ length: set.count }, (_, i) => [bindingAt(set, i).prefix.bytes.join('.'), traffic[i].hits]));
-    };
-    d.replaceBindings([reject('10.0.0.1'), reject('10.0.0.2')]);
-    for (let i = 0; i < 3; i++) probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 1), port: 80 });
-    probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 2), port: 80 });
-    assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.2', 1n]]));
-    // A quiet question is answered, and not counted: neither the binding's
-    // hits nor its destination's counters move.
-    assert.equal(probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 2), port: 80 }, 1, { quiet: true }).verdict, 'drop');
-    assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.2', 1n]]));
-    d.bind(parseBinding({ label: 'nosocket', protocol: 'tcp', prefix: '10.0.0.9', port: 80 }));
-    const ask = (quiet: boolean) => probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 9), port: 80 }, 1, { quiet }).verdict;
-    assert.equal(ask(true), 'drop');
-    assert.deepEqual(d.destinations().map((x) => [x.lookups, x.misses]), [[0n, 0n]]);
-    assert.equal(ask(false), 'drop');
-    assert.deepEqual(d.destinations().map((x) => [x.lookups, x.misses]), [[1n, 1n]]);
-    d.unbind(parseBinding({ label: 'nosocket', protocol: 'tcp', prefix: '10.0.0.9', port: 80 }));
-    d.replaceBindings([reject('10.0.0.1'), reject('10.0.0.3')]);
-    assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.3', 0n]]));
-    assert.deepEqual(d.rejectCounters().map((r) => r.rejected), [3n, 0n]);
-    d.unbind(reject('10.0.0.1'));
-    d.bind(reject('10.0.0.1'));
-    assert.deepEqual(hits(), new Map([['10.0.0.1', 0n], ['10.0.0.3', 0n]]));
-  } finally {
-    native().close(prog);
-    d.close();
-    Dispatcher.unload(opts);
-  }
-});
+for (const { program, skip } of variantCases()) {
+  test(`hits belong to the binding: kept by a replace that leaves it, zero for a new one (${program} program)`, { skip }, () => {
+    const d = Dispatcher.create({ ...opts, program });
+    const prog = native().getPinned(path.join(d.stateDir, 'program'), 0);
+    try {
+      const reject = (prefix: string) => parseBinding({ protocol: 'tcp', prefix, port: 80, action: 'reject' });
+      const hits = (): Map<string, bigint> => {
+        const set = d.packedBindings();
+        const traffic = d.traffic(set.stats!);
+        return new Map(Array.from({ length: set.count }, (_, i) => [bindingAt(set, i).prefix.bytes.join('.'), traffic[i].hits]));
+      };
+      d.replaceBindings([reject('10.0.0.1'), reject('10.0.0.2')]);
+      for (let i = 0; i < 3; i++) probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 1), port: 80 });
+      probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 2), port: 80 });
+      assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.2', 1n]]));
+      // The last hit is now, to the second, from either program's clock.
+      const stamped = d.traffic(d.packedBindings().stats!).map((t) => t.lastHit!.getTime());
+      for (const at of stamped) assert.ok(Math.abs(at - Date.now()) <= 2000, `last hit ${new Date(at).toISOString()}`);
+      // A quiet question is answered, and not counted: neither the binding's
+      // hits nor its destination's counters move.
+      assert.equal(probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 2), port: 80 }, 1, { quiet: true }).verdict, 'drop');
+      assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.2', 1n]]));
+      d.bind(parseBinding({ label: 'nosocket', protocol: 'tcp', prefix: '10.0.0.9', port: 80 }));
+      const ask = (quiet: boolean) => probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, 0, 0, 9), port: 80 }, 1, { quiet }).verdict;
+      assert.equal(ask(true), 'drop');
+      assert.deepEqual(d.destinations().map((x) => [x.lookups, x.misses]), [[0n, 0n]]);
+      assert.equal(ask(false), 'drop');
+      assert.deepEqual(d.destinations().map((x) => [x.lookups, x.misses]), [[1n, 1n]]);
+      d.unbind(parseBinding({ label: 'nosocket', protocol: 'tcp', prefix: '10.0.0.9', port: 80 }));
+      d.replaceBindings([reject('10.0.0.1'), reject('10.0.0.3')]);
+      assert.deepEqual(hits(), new Map([['10.0.0.1', 3n], ['10.0.0.3', 0n]]));
+      assert.deepEqual(d.rejectCounters().map((r) => r.rejected), [3n, 0n]);
+      d.unbind(reject('10.0.0.1'));
+      d.bind(reject('10.0.0.1'));
+      assert.deepEqual(hits(), new Map([['10.0.0.1', 0n], ['10.0.0.3', 0n]]));
+    } finally {
+      native().close(prog);
+      d.close();
+      Dispatcher.unload(opts);
+    }
+  });
+}

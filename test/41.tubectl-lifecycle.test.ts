@@ -7,11 +7,16 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
 import { ok, tubectlFor } from './lib/tubectl.js';
+import { autoVariant, variantCases } from './lib/variants.js';
 import { netnsInode } from '../src/netns.js';
 
 const { bpffs } = isolate();
 const tubectl = tubectlFor(bpffs);
 const stateDir = path.join(bpffs, `${netnsInode('/proc/self/ns/net')}_dispatcher`);
+// What load picks here: full on Linux 5.17 and newer, compat before.
+const auto = autoVariant();
+const fullRuns = variantCases().find((c) => c.program === 'full')!.skip === false;
+const VARIANT_TEXT = { full: 'full: walks prefix lengths in bpf_loop', compat: 'compat: an unrolled walk, for kernels without bpf_loop' };
 
 describe('not loaded', () => {
   test('status fails with exit 1 and says to run tubectl load; --json still prints one document', async () => {
@@ -34,7 +39,9 @@ describe('not loaded', () => {
 describe('lifecycle', () => {
   test('load, status, load again fails, upgrade, unload', async () => {
     const load = ok(await tubectl(['load']));
-    assert.match(load.stdout, /^loaded dispatcher into \/proc\/self\/ns\/net: program \d+, link \d+\n/);
+    assert.match(load.stdout, auto === 'full'
+      ? /^loaded dispatcher into \/proc\/self\/ns\/net: program \d+ \(full: this kernel has everything it needs\), link \d+\n/
+      : /^loaded dispatcher into \/proc\/self\/ns\/net: program \d+ \(compat: this kernel lacks .*\(Linux 5\.17\).*\), link \d+\n/);
     assert.ok(existsSync(stateDir));
 
     const again = await tubectl(['load']);
@@ -46,7 +53,9 @@ describe('lifecycle', () => {
     assert.match(text, /bindings: 0\n/);
     assert.match(text, /Destinations:\nno destinations\n/);
     const s = JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(s), ['loaded', 'netns', 'netnsInode', 'stateDir', 'programId', 'linkId', 'attached', 'layoutVersion', 'bindings', 'destinations', 'rejects', 'generations']);
+    assert.deepEqual(Object.keys(s), ['loaded', 'netns', 'netnsInode', 'stateDir', 'programId', 'program', 'linkId', 'attached', 'layoutVersion', 'bindings', 'destinations', 'rejects', 'generations']);
+    assert.deepEqual(s.program, { id: s.programId, variant: auto });
+    assert.ok(text.includes(`  program:  ${s.programId} (${VARIANT_TEXT[auto]})\n`), text);
     const g = s.generations as { inForce: Record<string, unknown>; previous: unknown };
     assert.deepEqual(Object.keys(g.inForce), ['number', 'applied', 'digest', 'bindings']);
     assert.equal(g.inForce.number, 1);
@@ -68,11 +77,38 @@ describe('lifecycle', () => {
     assert.notEqual(after.programId, s.programId);
     assert.equal(after.linkId, s.linkId);
 
+    // The compat program on this kernel too, as an operator may want fleet-wide; a plain upgrade keeps it.
+    assert.match(ok(await tubectl(['upgrade', '--program', 'compat'])).stdout,
+      auto === 'full' ? /program \d+ -> \d+ \(full -> compat: as asked\)\n$/ : /program \d+ -> \d+ \(compat: as asked\)\n$/);
+    assert.ok(ok(await tubectl(['status'])).stdout.includes(`(${VARIANT_TEXT.compat})\n`));
+    assert.match(ok(await tubectl(['upgrade'])).stdout, /program \d+ -> \d+ \(compat: the variant in force \(--program full or auto changes it\)\)\n$/);
+    assert.equal((JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as { program: { variant: string } }).program.variant, 'compat');
+    if (fullRuns) {
+      assert.match(ok(await tubectl(['upgrade', '--program=full'])).stdout, /\(compat -> full: as asked\)\n$/);
+    } else {
+      // An older kernel: a sentence naming the version, no verifier log, nothing changed.
+      const refused = await tubectl(['upgrade', '--program=full']);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /^tubectl: this kernel \(.*\) lacks the bpf_loop helper .*: the full program needs Linux 5\.17 or newer; --program compat \(or auto\) runs on Linux 5\.10 and newer\n$/);
+      assert.equal((JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as { program: { variant: string } }).program.variant, 'compat');
+    }
+    const bad = await tubectl(['upgrade', '--program', 'fast']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /^tubectl: invalid --program "fast": use auto, full, compat \(see tubectl upgrade --help\)\n$/);
+
     assert.deepEqual(JSON.parse(ok(await tubectl(['list', '--json'])).stdout), { destinations: [] });
     assert.equal(ok(await tubectl(['list'])).stdout, 'no destinations\n');
 
     assert.match(ok(await tubectl(['unload'])).stdout, /^unloaded dispatcher from \/proc\/self\/ns\/net/);
     assert.equal(existsSync(stateDir), false);
+
+    // Loaded as compat from the start; a bad --program is refused before anything is made.
+    const bad2 = await tubectl(['load', '--program', 'old']);
+    assert.equal(bad2.code, 2);
+    assert.equal(existsSync(stateDir), false);
+    assert.match(ok(await tubectl(['load', '--program', 'compat'])).stdout, /program \d+ \(compat: as asked\)/);
+    assert.equal((JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as { program: { variant: string } }).program.variant, 'compat');
+    ok(await tubectl(['unload']));
   });
 
   test("tubular's single-dash -bpffs and -netns work before the verb", async () => {

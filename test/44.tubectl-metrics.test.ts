@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
+import { autoVariant } from './lib/variants.js';
 import { tcpProbe, tcpServer, udpProbe, type Served } from './lib/traffic.js';
 import { TUBECTL, ok, tubectlFor } from './lib/tubectl.js';
 
@@ -78,6 +79,7 @@ test('per-destination counters and gauges, and rejects, in the Prometheus text f
   assert.equal(m.get(`tubular_destination_socket_registered${gone4}`), 0);
   assert.equal(m.get('tubular_rejects_total{protocol="udp",prefix="127.0.0.0/28",port="53"}'), 1);
   assert.ok([...m.keys()].some((k) => k.startsWith('tubular_build_info{')));
+  assert.equal(m.get(`tubular_program_info{variant="${autoVariant()}"}`), 1); // what load picked on this kernel
 
   // Each scrape reads afresh.
   assert.equal(await tcpProbe('127.0.0.8', 80), 'web');

@@ -23,7 +23,7 @@ describe('scripts/install --root', () => {
 
   test('puts the tool under /opt/tubular and links the commands into /usr/local/bin', () => {
     for (const f of ['bin/tubectl', 'bin/tubulard', 'dist/src/cli/main.js', 'dist/src/daemon/main.js', 'build/Release/tubular.node',
-      'build/bpf/dispatcher.o', 'docs/PROTOCOL.md', 'package.json', 'node_modules/zod/package.json']) {
+      'build/bpf/dispatcher.o', 'build/bpf/dispatcher-compat.o', 'docs/PROTOCOL.md', 'package.json', 'node_modules/zod/package.json']) {
       assert.ok(existsSync(path.join(opt, f)), f);
     }
     assert.equal(existsSync(path.join(opt, 'dist/test')), false);

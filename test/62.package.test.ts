@@ -44,7 +44,7 @@ describe('scripts/package', () => {
 
   test('the tool in /usr/lib/tubular, the commands on PATH, the units in /lib/systemd/system, all owned by root', () => {
     for (const f of ['/usr/lib/tubular/dist/src/cli/main.js', '/usr/lib/tubular/dist/src/daemon/main.js', '/usr/lib/tubular/build/Release/tubular.node',
-      '/usr/lib/tubular/build/bpf/dispatcher.o', '/usr/lib/tubular/node_modules/zod/package.json', '/usr/lib/tubular/docs/PROTOCOL.md',
+      '/usr/lib/tubular/build/bpf/dispatcher.o', '/usr/lib/tubular/build/bpf/dispatcher-compat.o', '/usr/lib/tubular/node_modules/zod/package.json', '/usr/lib/tubular/docs/PROTOCOL.md',
       '/lib/systemd/system/tubular-load.service', '/lib/systemd/system/tubulard.socket', '/lib/systemd/system/tubulard.service',
       '/usr/share/doc/tubular/copyright', '/usr/share/lintian/overrides/tubular']) {
       assert.ok(files.has(f), f);

@@ -4,9 +4,11 @@
 //
 // Keep this module free of heavy imports: `tubectl version` loads it.
 import { readFileSync, statSync } from 'node:fs';
+import { release } from 'node:os';
 import path from 'node:path';
 import type { Dispatcher } from '../dispatcher.js';
-import { TubularError } from '../errors.js';
+import { TubularError, isSystemError } from '../errors.js';
+import { unprivilegedBpfDisabled, unprivilegedReadProblem } from '../kernel.js';
 import { locate } from '../statedir.js';
 
 export interface Output {
@@ -87,6 +89,10 @@ export function explainDenied(env: Env, readOnly: boolean, err: unknown): unknow
   if (!readOnly) {
     return new TubularError('EPERM', `this command changes the dispatcher: run it as root (or with CAP_BPF and CAP_NET_ADMIN); ${detail}`, { cause: err });
   }
+  // An older kernel refuses every bpf() call (EPERM, where file modes give EACCES).
+  const kernelSays = isSystemError(err.cause, 'EPERM') && process.geteuid &&
+    unprivilegedReadProblem(release(), unprivilegedBpfDisabled(), process.geteuid());
+  if (kernelSays) return new TubularError('EPERM', kernelSays, { cause: err });
   const owner = owningGroup(env);
   const who = owner ? `membership of ${owner.group}, which owns ${owner.dir}` : 'membership of the group owning the state directory';
   return new TubularError('EPERM', `reading the dispatcher needs root or ${who}; ${detail}`, { cause: err });

@@ -2,11 +2,13 @@
 // why, from the maps; then the loaded program is asked the same question
 // (BPF_PROG_TEST_RUN), and a different answer is reported loudly, with
 // exit status 1: that is a bug report in itself.
+import { release } from 'node:os';
 import path from 'node:path';
 import { toJSON } from '../binding.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { TubularError, context, isSystemError } from '../errors.js';
 import { type Explanation, type Lookup, type Verdict, agrees, describe, explainLookup, verdictText } from '../explain.js';
+import { TEST_RUN_SINCE } from '../kernel.js';
 import { PIN } from '../layout.js';
 import { native } from '../native.js';
 import { netnsInode } from '../netns.js';
@@ -37,6 +39,13 @@ interface Answer {
   program: Verdict;
 }
 
+/** The error for a kernel that cannot run an sk_lookup program on a made-up connection; undefined for any other failure. */
+export function testRunRefusal(err: unknown, kernel: string): TubularError | undefined {
+  if (!isSystemError(err, 'ENOTSUPP')) return undefined;
+  return new TubularError('EINCOMPAT', `this kernel (${kernel}) cannot run an sk_lookup program on a made-up connection (BPF_PROG_TEST_RUN), ` +
+    `which explain asks the loaded program: that needs ${TEST_RUN_SINCE}; tubectl bindings any ADDRESS PORT lists the bindings that match`, { cause: err });
+}
+
 /** Runs the program on the lookup; a socket of an SO_REUSEPORT group makes BPF_PROG_TEST_RUN fail with EOPNOTSUPP. */
 function askProgram(progFd: number, q: Lookup): Verdict {
   try {
@@ -44,7 +53,7 @@ function askProgram(progFd: number, q: Lookup): Verdict {
     return { verdict: r.verdict, cookie: r.cookie === 0n ? null : r.cookie };
   } catch (err) {
     if (isSystemError(err, 'EOPNOTSUPP')) return { verdict: 'pass', cookie: null, reuseport: true };
-    throw err;
+    throw testRunRefusal(err, release()) ?? err;
   }
 }
 

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Dispatcher } from '../dispatcher.js';
 import { TubularError, isSystemError } from '../errors.js';
+import { PROGRAM_CHOICES, type ProgramChoice } from '../kernel.js';
 import { quote, quoteIfNeeded } from '../quote.js';
 import { type Env, explainDenied, where } from './env.js';
 import { UsageError } from './errors.js';
@@ -41,6 +42,16 @@ export interface LoadOptions {
   group?: string;
   /** a dispatcher already loaded is success (exit 0), not an error: for boot units */
   ifNotLoaded?: boolean;
+  /** --program: auto, full or compat */
+  program?: string;
+}
+
+/** Reads --program: auto (the default), full or compat. */
+export function parseProgramChoice(text: string | undefined, verb: string): ProgramChoice {
+  if (text === undefined) return 'auto';
+  const choice = PROGRAM_CHOICES.find((c) => c === text);
+  if (choice === undefined) throw new UsageError(`invalid --program ${quote(text)}: use ${PROGRAM_CHOICES.join(', ')}`, verb);
+  return choice;
 }
 
 function denied<T>(env: Env, fn: () => T): T {
@@ -64,6 +75,7 @@ function checkGroup(group: string): void {
 
 export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
   if (opts.group !== undefined) checkGroup(opts.group);
+  const program = parseProgramChoice(opts.program, 'load');
   const name = opts.group ?? DEFAULT_GROUP;
   const gid = resolveGroup(name);
   if (gid === undefined && opts.group !== undefined) {
@@ -71,7 +83,7 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
   }
   let d: Dispatcher;
   try {
-    d = denied(env, () => Dispatcher.create(where(env, { group: gid })));
+    d = denied(env, () => Dispatcher.create(where(env, { group: gid, program })));
   } catch (err) {
     if (!opts.ifNotLoaded || !(err instanceof TubularError && err.code === 'ELOADED')) throw err;
     env.stdout.write(`dispatcher already loaded in ${env.netns}: nothing to do\n`);
@@ -80,7 +92,8 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
   try {
     const s = d.status();
     const readers = gid === undefined ? 'the group of its creator' : `group ${/^\d+$/.test(name) ? gid : `${name} (gid ${gid})`}`;
-    env.stdout.write(`loaded dispatcher into ${env.netns}: program ${s.programId}, link ${s.linkId}\n` +
+    const chosen = d.created ? ` (${d.created.variant}: ${d.created.why})` : '';
+    env.stdout.write(`loaded dispatcher into ${env.netns}: program ${s.programId}${chosen}, link ${s.linkId}\n` +
       `state in ${s.stateDir}, readable by ${readers}\n`);
   } finally {
     d.close();
@@ -93,11 +106,13 @@ export async function unload(env: Env): Promise<void> {
   env.stdout.write(`unloaded dispatcher from ${env.netns}: bindings and registrations are gone${finished}\n`);
 }
 
-export async function upgrade(env: Env): Promise<void> {
+export async function upgrade(env: Env, opts: { program?: string } = {}): Promise<void> {
+  const program = parseProgramChoice(opts.program, 'upgrade');
   const d = denied(env, () => Dispatcher.open(where(env, {})));
   try {
-    const { from, to } = denied(env, () => d.upgrade());
-    env.stdout.write(`upgraded dispatcher in ${env.netns}: program ${from} -> ${to}\n`);
+    const { from, to, variant, previous, why } = denied(env, () => d.upgrade({ program }));
+    const change = previous === variant ? variant : `${previous ?? 'unknown'} -> ${variant}`;
+    env.stdout.write(`upgraded dispatcher in ${env.netns}: program ${from} -> ${to} (${change}: ${why})\n`);
   } finally {
     d.close();
   }

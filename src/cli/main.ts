@@ -70,16 +70,21 @@ function buildProgram(io: Io, outcome: Outcome): Command {
     .option('--json', 'print one JSON document')
     .action(async (o: { json?: boolean }) => (await import('./status.js')).list(env(o)));
 
+  const programHelp = 'which program: full (Linux 5.17), compat (Linux 5.10: no bpf_loop) or auto';
   program.command('load').description('load the dispatcher into the namespace')
     .option('--group <name|gid>', 'group allowed to read the state (default: tubular, when it exists)')
     .option('--if-not-loaded', 'succeed, changing nothing, when a dispatcher is already loaded (for boot units)')
-    .action(async (o: { group?: string; ifNotLoaded?: boolean }) => (await import('./loading.js')).load(env(), o));
+    .option('--program <variant>', `${programHelp} (default: full when the kernel has what it needs)`)
+    .addHelpText('after', examples('tubectl load\ntubectl load --program compat'))
+    .action(async (o: { group?: string; ifNotLoaded?: boolean; program?: string }) => (await import('./loading.js')).load(env(), o));
 
   program.command('unload').description('detach the dispatcher and remove all its state (bindings, registrations)')
     .action(async () => (await import('./loading.js')).unload(env()));
 
   program.command('upgrade').description('replace the running program with this version\'s, keeping all state and connections')
-    .action(async () => (await import('./loading.js')).upgrade(env()));
+    .option('--program <variant>', `${programHelp} (default: the variant in force)`)
+    .addHelpText('after', examples('tubectl upgrade\ntubectl upgrade --program compat\ntubectl upgrade --program full'))
+    .action(async (o: { program?: string }) => (await import('./loading.js')).upgrade(env(), o));
 
   program.command('bind').description('steer a protocol, prefix and port to a label; with --reject, refuse them; with --observe, count them')
     .usage('[--reject|--observe] <label> <protocol> <prefix[/mask]> <port>\n       tubectl bind --reject|--observe <protocol> <prefix[/mask]> <port>')

@@ -6,6 +6,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { DestinationStatus } from '../dispatcher.js';
+import type { ProgramVariant } from '../kernel.js';
 import { TubularError, isSystemError } from '../errors.js';
 import { parsePort } from '../protocol.js';
 import { quote } from '../quote.js';
@@ -19,6 +20,8 @@ interface Sample {
   rejects: RejectRow[];
   /** observe bindings and their hits; their sources stay in tubectl sources (one series per source block would be unbounded) */
   observed: ObservedRow[];
+  /** the program's variant (full or compat); null when not loaded, or when reading it needs root */
+  variant: ProgramVariant | null;
 }
 
 const DESTINATION_LABELS = ['label', 'domain', 'protocol'] as const;
@@ -72,6 +75,15 @@ export function metricsRegistry(sample: () => Sample, versionInfo: { version: st
   bindingCounter('tubular_observed_total', 'Connections and datagrams counted by an observe binding (which then let them through).',
     () => sample().observed.map((r) => ({ ...r, count: r.observed })));
   new Gauge({
+    name: 'tubular_program_info', help: 'The variant of the program in force (full or compat); no series when reading it needs root.',
+    labelNames: ['variant'], registers: [registry],
+    collect(this: Gauge<'variant'>) {
+      this.reset();
+      const { variant } = sample();
+      if (variant !== null) this.set({ variant }, 1);
+    },
+  });
+  new Gauge({
     name: 'tubular_build_info', help: 'The version of tubectl serving these metrics.', labelNames: ['version', 'nodeversion'], registers: [registry],
     collect(this: Gauge<'version' | 'nodeversion'>) { this.set({ version: versionInfo.version, nodeversion: versionInfo.node }, 1); },
   });
@@ -83,9 +95,10 @@ async function readSample(env: Env): Promise<Sample> {
     return await withDispatcher(env, true, (d) => ({
       loaded: true, destinations: d.destinations(), rejects: rejectRows(d.bindings(), d.rejectCounters()),
       observed: observedRows(d.packedBindings(), (stats) => d.traffic(stats)),
+      variant: d.program()?.variant ?? null,
     }));
   } catch (err) {
-    if (err instanceof TubularError && err.code === 'ENOTLOADED') return { loaded: false, destinations: [], rejects: [], observed: [] };
+    if (err instanceof TubularError && err.code === 'ENOTLOADED') return { loaded: false, destinations: [], rejects: [], observed: [], variant: null };
     throw err;
   }
 }
@@ -101,7 +114,7 @@ export interface MetricsServer {
 export async function startMetricsServer(env: Env, address: string, portText: string): Promise<MetricsServer> {
   const port = parsing('metrics', () => parsePort(portText));
   const { version } = await import('./version-info.js');
-  let current: Sample = { loaded: false, destinations: [], rejects: [], observed: [] };
+  let current: Sample = { loaded: false, destinations: [], rejects: [], observed: [], variant: null };
   const registry = metricsRegistry(() => current, version());
   let scraping = Promise.resolve();
   const server = http.createServer((req, res) => {

@@ -1,6 +1,7 @@
 // Reading verbs: status, list, version. `version` must stay cheap, so the
 // control plane is imported only by the verbs that open the dispatcher.
 import type { DestinationStatus, GenerationRecord, Status } from '../dispatcher.js';
+import type { ProgramVariant } from '../kernel.js';
 import type { Protocol } from '../protocol.js';
 import { type Env, withDispatcher } from './env.js';
 import { formatAge, isoSecond } from '../duration.js';
@@ -19,6 +20,12 @@ export async function version(env: Env): Promise<void> {
   if (env.json) writeJSON(env, doc);
   else env.stdout.write(`tubectl ${doc.version} (node ${doc.node}, state layout ${doc.layoutVersion})\n`);
 }
+
+/** What status says of each program variant (src/kernel.ts; docs/ARCHITECTURE.md has the details). */
+const VARIANT_TEXT: Record<ProgramVariant, string> = {
+  full: 'full: walks prefix lengths in bpf_loop',
+  compat: 'compat: an unrolled walk, for kernels without bpf_loop',
+};
 
 /** A destination as --json shows it: counters and the socket cookie as decimal strings. */
 export interface DestinationJSON {
@@ -109,7 +116,8 @@ export async function status(env: Env, label?: string): Promise<void> {
   const generations = { inForce: generationJSON(inForce), previous: previous && generationJSON(previous) };
   if (env.json) {
     writeJSON(env, {
-      loaded: true, netns: s.netns, netnsInode: s.netnsInode, stateDir: s.stateDir, programId: s.programId, linkId: s.linkId, attached: s.attached,
+      loaded: true, netns: s.netns, netnsInode: s.netnsInode, stateDir: s.stateDir, programId: s.programId,
+      program: { id: s.programId, variant: s.programVariant }, linkId: s.linkId, attached: s.attached,
       layoutVersion: s.layoutVersion, bindings: s.bindings, destinations, rejects, generations,
     });
     return;
@@ -119,7 +127,7 @@ export async function status(env: Env, label?: string): Promise<void> {
   const detached = s.attached === false ? ', detached: no traffic is steered (an unload was interrupted: run tubectl unload, then tubectl load)' : '';
   env.stdout.write(`dispatcher loaded in ${s.netns} (netns inode ${s.netnsInode})\n` +
     `  state:    ${s.stateDir} (layout ${s.layoutVersion})\n` +
-    `  program:  ${id(s.programId)}\n` +
+    `  program:  ${id(s.programId)}${s.programVariant === null ? '' : ` (${VARIANT_TEXT[s.programVariant]})`}\n` +
     `  link:     ${id(s.linkId)}${detached}\n` +
     `  bindings: ${s.bindings}\n` +
     `  in force: ${generationText(generations.inForce, inForce.applied, now)}\n` +

@@ -4,7 +4,7 @@
 import { metricsRegistry } from '../../src/cli/metrics.js';
 
 export async function servedMetrics(): Promise<Set<string>> {
-  const registry = metricsRegistry(() => ({ loaded: false, destinations: [], rejects: [], observed: [] }), { version: '0', node: process.version });
+  const registry = metricsRegistry(() => ({ loaded: false, destinations: [], rejects: [], observed: [], variant: null }), { version: '0', node: process.version });
   return new Set((await registry.getMetricsAsJSON()).map((m) => m.name));
 }
 

@@ -1,7 +1,9 @@
 // The control plane as an operator runs it: tubectl as a subprocess, wall
 // time from spawn to exit, output to a pipe. Each operation runs a few times
-// in sequence and the median is reported; peak RSS of the 100k load comes
-// from /usr/bin/time (the Debian package `time`).
+// in sequence and the median is reported; peak RSS comes from /usr/bin/time
+// (the Debian package `time`) on one more run of each load into an empty
+// dispatcher. The scale sweep loads 1k, 10k, 100k and 1M bindings the same
+// way, so that the table shows how each cost grows with the work.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,6 +24,19 @@ export interface ControlFigure {
   runs: number[];
 }
 
+/** One size of the scale sweep: medians in seconds, peak RSS in KiB. */
+export interface ScaleFigure {
+  bindings: number;
+  /** load-bindings into an empty dispatcher */
+  load: number;
+  /** the same file again */
+  unchanged: number;
+  /** 1% of the entries relabelled */
+  changed: number;
+  peakRssKiB?: number;
+  runs: { load: number[]; unchanged: number[]; changed: number[] };
+}
+
 export interface ControlPlaneResult {
   available: boolean;
   /** why not, when not available */
@@ -29,6 +44,7 @@ export interface ControlPlaneResult {
   figures: ControlFigure[];
   /** peak RSS of tubectl load-bindings 100k into an empty dispatcher, KiB */
   peakRssKiB?: number;
+  scale: ScaleFigure[];
 }
 
 function fileOf(list: readonly Entry[]): string {
@@ -36,6 +52,9 @@ function fileOf(list: readonly Entry[]): string {
     bindings: list.map((e) => (e.reject ? { prefix: e.prefix, port: e.port, action: 'reject' } : { label: e.label, prefix: e.prefix, port: e.port })),
   });
 }
+
+/** 1% of the entries relabelled (new labels: new destinations too). */
+const relabelled = (list: readonly Entry[]): Entry[] => list.map((e, i) => (i % 100 === 42 && !e.reject ? { ...e, label: `${e.label}x` } : e));
 
 function run(args: string[], wrap: string[] = []): { seconds: number; stdout: string; stderr: string } {
   const argv = [...wrap, process.execPath, ...args];
@@ -46,30 +65,43 @@ function run(args: string[], wrap: string[] = []): { seconds: number; stdout: st
   return { seconds, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Peak RSS in KiB of one run, from /usr/bin/time. */
+function peakRss(args: string[]): number | undefined {
+  const m = /peak-rss-kib (\d+)/.exec(run(args, ['/usr/bin/time', '-f', 'peak-rss-kib %M']).stderr);
+  return m ? Number(m[1]) : undefined;
+}
+
 /** Whether tubectl is built and answers `version`. */
 export function tubectlProblem(): string | undefined {
   const r = spawnSync(process.execPath, [CLI, 'version'], { encoding: 'utf8' });
   return r.status === 0 ? undefined : `tubectl version exited ${r.status}: ${(r.stderr || r.error?.message || '').trim()}`;
 }
 
-export interface ControlPlaneOptions { bpffs: string; dir: string; repeats: number; log: (line: string) => void }
+export interface ControlPlaneOptions {
+  bpffs: string;
+  dir: string;
+  repeats: number;
+  /** sizes of the scale sweep besides 100k (measured by the main rows), in bindings */
+  scale: readonly number[];
+  log: (line: string) => void;
+}
 
 /** Needs an empty bpffs: creates a dispatcher there and removes it again. */
 export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResult {
   const problem = tubectlProblem();
-  if (problem) return { available: false, reason: problem, figures: [] };
+  if (problem) return { available: false, reason: problem, figures: [], scale: [] };
   const tubectl = (...args: string[]): string[] => [CLI, '--bpffs', opts.bpffs, ...args];
   const full = entries(50_000, 7);
-  const changed = full.map((e, i) => (i % 100 === 42 && !e.reject ? { ...e, label: `${e.label}x` } : e));
   const files = {
     full: path.join(opts.dir, 'bindings-100k.json'),
     changed: path.join(opts.dir, 'bindings-1pct.json'),
     small: path.join(opts.dir, 'bindings-2k.json'),
+    empty: path.join(opts.dir, 'empty.json'),
   };
   writeFileSync(files.full, fileOf(full));
-  writeFileSync(files.changed, fileOf(changed));
+  writeFileSync(files.changed, fileOf(relabelled(full)));
   writeFileSync(files.small, fileOf(full.slice(0, 1000)));
-  writeFileSync(path.join(opts.dir, 'empty.json'), fileOf([]));
+  writeFileSync(files.empty, fileOf([]));
 
   const runs: Record<Operation, number[]> = {
     'load-100k': [], 'load-unchanged': [], 'load-1pct': [], 'load-shrink-2k': [], 'list-100k': [], 'bind-one': [], 'version': [], 'node-e-0': [],
@@ -86,6 +118,7 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
   };
   Dispatcher.create({ bpffs: opts.bpffs }).close();
   let peakRssKiB: number | undefined;
+  const scale: ScaleFigure[] = [];
   try {
     for (let r = 0; r < opts.repeats; r++) {
       runs['load-100k'].push(run(tubectl('load-bindings', files.full)).seconds);
@@ -99,7 +132,7 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
       runs['load-shrink-2k'].push(run(tubectl('load-bindings', '--force', files.small)).seconds);
       runs['bind-one'].push(run(tubectl('bind', 'svc', 'tcp', '10.255.200.0/24', '80')).seconds);
       run(tubectl('unbind', 'svc', 'tcp', '10.255.200.0/24', '80'));
-      run(tubectl('load-bindings', '--force', path.join(opts.dir, 'empty.json')), []);
+      run(tubectl('load-bindings', '--force', files.empty));
       opts.log(`control plane round ${r + 1}: load ${runs['load-100k'][r].toFixed(3)} s, unchanged ${runs['load-unchanged'][r].toFixed(3)} s, ` +
         `1% ${runs['load-1pct'][r].toFixed(3)} s, list ${runs['list-100k'][r].toFixed(3)} s, shrink ${runs['load-shrink-2k'][r].toFixed(3)} s, bind ${runs['bind-one'][r].toFixed(3)} s`);
     }
@@ -108,13 +141,38 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
       runs['node-e-0'].push(run(['-e', '0']).seconds);
     }
     // Peak RSS: one more load into an empty dispatcher, under /usr/bin/time.
-    const timed = run(tubectl('load-bindings', files.full), ['/usr/bin/time', '-f', 'peak-rss-kib %M']);
-    const m = /peak-rss-kib (\d+)/.exec(timed.stderr);
-    peakRssKiB = m ? Number(m[1]) : undefined;
-    run(tubectl('load-bindings', '--force', path.join(opts.dir, 'empty.json')));
+    peakRssKiB = peakRss(tubectl('load-bindings', files.full));
+    run(tubectl('load-bindings', '--force', files.empty));
+
+    for (const size of [...opts.scale, 100_000].sort((a, b) => a - b)) {
+      if (size === 100_000) {
+        scale.push({
+          bindings: size, load: median(runs['load-100k']), unchanged: median(runs['load-unchanged']), changed: median(runs['load-1pct']), peakRssKiB,
+          runs: { load: runs['load-100k'], unchanged: runs['load-unchanged'], changed: runs['load-1pct'] },
+        });
+        continue;
+      }
+      const list = entries(size / 2, 7);
+      const file = path.join(opts.dir, `bindings-${size}.json`);
+      const changed = path.join(opts.dir, `bindings-${size}-1pct.json`);
+      writeFileSync(file, fileOf(list));
+      writeFileSync(changed, fileOf(relabelled(list)));
+      const s: ScaleFigure['runs'] = { load: [], unchanged: [], changed: [] };
+      for (let r = 0; r < opts.repeats; r++) {
+        s.load.push(run(tubectl('load-bindings', file)).seconds);
+        s.unchanged.push(run(tubectl('load-bindings', file)).seconds);
+        s.changed.push(run(tubectl('load-bindings', changed)).seconds);
+        run(tubectl('load-bindings', '--force', files.empty));
+      }
+      const rss = peakRss(tubectl('load-bindings', file));
+      run(tubectl('load-bindings', '--force', files.empty));
+      scale.push({ bindings: size, load: median(s.load), unchanged: median(s.unchanged), changed: median(s.changed), peakRssKiB: rss, runs: s });
+      opts.log(`control plane at ${size} bindings: load ${median(s.load).toFixed(3)} s, unchanged ${median(s.unchanged).toFixed(3)} s, ` +
+        `1% ${median(s.changed).toFixed(3)} s, peak RSS ${rss === undefined ? '?' : (rss / 1024).toFixed(0)} MiB`);
+    }
   } finally {
     Dispatcher.unload({ bpffs: opts.bpffs });
   }
   const figures = (Object.keys(runs) as Operation[]).map((operation) => ({ operation, command: commands[operation], seconds: median(runs[operation]), runs: runs[operation] }));
-  return { available: true, figures, peakRssKiB };
+  return { available: true, figures, peakRssKiB, scale };
 }

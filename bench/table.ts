@@ -16,6 +16,7 @@ function grid(rows: string[][], left: readonly number[] = [0]): string {
 const sizeName = (n: number): string => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
 
 export function dataPlaneTable(figures: readonly LookupFigure[], sizes: readonly number[]): string {
+  if (figures.length === 0) return 'not measured';
   const rows: string[][] = [['case', 'family', ...sizes.map((s) => `${sizeName(s)} bindings`)]];
   for (const c of CASES) {
     for (const family of [4, 6] as const) {
@@ -30,6 +31,7 @@ export function dataPlaneTable(figures: readonly LookupFigure[], sizes: readonly
 }
 
 export function trafficTable(t: readonly TrafficFigure[]): string {
+  if (t.length === 0) return 'not measured';
   const rows = [['protocol', 'through dispatcher', 'direct', 'ratio'],
     ...t.map((f) => [f.protocol === 'tcp' ? 'TCP connections/s' : 'UDP exchanges/s', f.dispatched.toFixed(0), f.direct.toFixed(0), `${(f.ratio * 100).toFixed(1)}%`])];
   return grid(rows);
@@ -39,6 +41,25 @@ export function controlTable(c: ControlPlaneResult): string {
   if (!c.available) return `not measured: ${c.reason}`;
   const rows = [['operation', 'median', 'runs (ms)'], ...c.figures.map((f) => [f.command, `${(f.seconds * 1000).toFixed(0)} ms`, f.runs.map((r) => (r * 1000).toFixed(0)).join(' ')])];
   return `${grid(rows, [0, 2])}\npeak RSS of tubectl load-bindings 100k: ${c.peakRssKiB === undefined ? 'not measured' : `${(c.peakRssKiB / 1024).toFixed(0)} MiB`}`;
+}
+
+/**
+ * How cost grows with the work: tubectl load-bindings (into an empty
+ * dispatcher, unchanged, 1% changed) and its peak RSS, next to the cost of
+ * one lookup at the same size (the slowest hit and the slowest miss).
+ */
+export function scaleTable(c: ControlPlaneResult, lookups: readonly LookupFigure[]): string {
+  if (!c.available) return `not measured: ${c.reason}`;
+  const ms = (s: number): string => `${(s * 1000).toFixed(0)} ms`;
+  const worst = (size: number, cases: readonly CaseName[]): string => {
+    const at = lookups.filter((f) => f.bindings === size && cases.includes(f.case));
+    return at.length ? `${Math.max(...at.map((f) => f.ns)).toFixed(0)} ns` : '-';
+  };
+  const rows = [['bindings', 'load into empty', 'per binding', 'unchanged', '1% changed', 'peak RSS', 'lookup hit', 'lookup miss'],
+    ...c.scale.map((f) => [sizeName(f.bindings), ms(f.load), `${((f.load * 1e6) / f.bindings).toFixed(1)} µs`, ms(f.unchanged), ms(f.changed),
+      f.peakRssKiB === undefined ? '-' : `${(f.peakRssKiB / 1024).toFixed(0)} MiB`,
+      worst(f.bindings, ['hit-port', 'hit-wildcard']), worst(f.bindings, ['miss'])])];
+  return `${grid(rows)}\n(tubectl as a subprocess, wall time, median of rounds; lookup: the slowest hit and miss of either family, BPF_PROG_TEST_RUN)`;
 }
 
 export function daemonTable(d: DaemonResult): string {

@@ -76,8 +76,9 @@ export class DestinationTable {
 
   /**
    * Creates destinations known not to exist, each with the lowest free id,
-   * zeroed counters and empty socket slots; appends them to `known` and
-   * returns their ids. Checks there is room for all of them first, so a
+   * zeroed counters and empty socket slots (a free id's slots are empty
+   * unless the state was written otherwise: they are checked); appends
+   * them to `known` and returns their ids. Checks there is room for all of them first, so a
    * failure creates none.
    */
   create(missing: readonly DestinationKey[], known: DestinationEntry[]): number[] {
@@ -88,17 +89,35 @@ export class DestinationTable {
     }
     const taken = new Uint8Array(MAX_DESTINATIONS);
     for (const e of known) taken[e.id] = 1;
+    const ids: number[] = [];
+    for (let id = 0; ids.length < missing.length; id++) {
+      if (!taken[id]) ids.push(id);
+    }
+    this.emptySlots(ids);
     const zero = Buffer.alloc(this.maps.destination_metrics.valueBytes);
-    let id = 0;
-    return missing.map((d) => {
-      while (taken[id]) id++;
-      taken[id] = 1;
+    return missing.map((d, k) => {
+      const id = ids[k];
       this.maps.destination_metrics.update(u32(id), zero);
-      this.clearSockets(id);
       this.maps.destinations.update(encodeDestinationKey(d), encodeDestinationValue(id, null));
       known.push({ ...d, id, owner: null });
       return id;
     });
+  }
+
+  /**
+   * Empties the socket slots of these ids. Only slots that hold a socket
+   * are deleted (a delete of an empty slot fails, and failing costs): one
+   * lookup of them all first.
+   */
+  private emptySlots(ids: readonly number[]): number {
+    const keys = Buffer.alloc(ids.length * SOCKET_SLOTS * 4);
+    ids.forEach((id, k) => { for (let s = 0; s < SOCKET_SLOTS; s++) slotKey(id, s).copy(keys, (k * SOCKET_SLOTS + s) * 4); });
+    const cookies = this.maps.sockets.lookupMany(keys, ids.length * SOCKET_SLOTS);
+    let emptied = 0;
+    for (let n = 0; n < ids.length * SOCKET_SLOTS; n++) {
+      if (readU64(cookies, n * SOCKET_VALUE_SIZE) !== 0n && this.maps.sockets.delete(keys.subarray(n * 4, n * 4 + 4))) emptied++;
+    }
+    return emptied;
   }
 
   /** Records who registered a destination's sockets (null: nobody, or root's tools). */
@@ -147,9 +166,7 @@ export class DestinationTable {
 
   /** Empties every socket slot of id; false when none held a socket. */
   clearSockets(id: number): boolean {
-    let any = false;
-    for (let s = 0; s < SOCKET_SLOTS; s++) any = this.maps.sockets.delete(slotKey(id, s)) || any;
-    return any;
+    return this.emptySlots([id]) > 0;
   }
 
   /** Deletes destinations that no binding uses and no socket serves; returns how many. */

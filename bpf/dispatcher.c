@@ -217,14 +217,16 @@ struct {
 
 // For the control plane only. Slot 0: the layout version it wrote when it
 // created the state, compared against the code's own before anything is
-// changed. Slot 1: unused. Slot 2: non-zero while a writer is part-way
-// through a change; the next writer then recomputes everything derived
-// from the binding sets. Slots 3 + 3g .. 5 + 3g: generation g's number,
-// when it was applied (ms since the epoch) and a digest of the set a
-// replace wrote (0: changed since).
+// changed. Slot 1: the next free stat index (every index either generation
+// uses is below it). Slot 2: non-zero while a writer is part-way through a
+// change; the next writer then recomputes everything derived from the
+// binding sets. Slots 3 + 5g .. 7 + 5g: generation g's number, when it was
+// applied (ms since the epoch), a digest of the set a replace wrote (0:
+// changed since), a digest of the file it was read from and the number of
+// bindings in that file.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 3 + 3 * GENERATIONS);
+	__uint(max_entries, 3 + 5 * GENERATIONS);
 	__type(key, __u32);
 	__type(value, __u64);
 } meta SEC(".maps");

@@ -2,7 +2,9 @@
 // stat index stored in the binding's value. Indices belong to bindings:
 // an unchanged binding keeps its index (and its counts) across replaces,
 // a new one gets an index that no binding of either generation uses, and
-// starts from zero. Which indices are in use is derived from the sets.
+// starts from zero. Which indices are in use is derived from the sets; the
+// next free index (meta, one past every index in use) is derived too: kept
+// by every writer, recomputed after a crash.
 import type { BpfMap } from './bpfmap.js';
 import { TubularError } from './errors.js';
 import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64, writeU32 } from './layout.js';
@@ -17,6 +19,15 @@ export interface Traffic {
 export function markStats(used: Uint8Array, values: Buffer, count: number): Uint8Array {
   for (let i = 0; i < count; i++) used[readU32(values, i * BINDING_VALUE_SIZE + 8)] = 1;
   return used;
+}
+
+/** One more than the highest stat index these dumps of binding values use; 0 when they use none. */
+export function nextStatOf(...dumps: ReadonlyArray<{ values: Buffer; count: number }>): number {
+  let next = 0;
+  for (const { values, count } of dumps) {
+    for (let i = 0; i < count; i++) next = Math.max(next, readU32(values, i * BINDING_VALUE_SIZE + 8) + 1);
+  }
+  return next;
 }
 
 /** `n` indices not marked used (marking them), lowest first; ENOSPC if there are not enough. */

@@ -10,7 +10,7 @@ import type { Binding } from './binding.js';
 import { TubularError } from './errors.js';
 import { KeyIndex, keyWords } from './keyindex.js';
 import {
-  ACTION_OBSERVE, ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, IPPROTO, NO_DESTINATION,
+  ACTION_OBSERVE, ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, IPPROTO, MAX_DESTINATIONS, NO_DESTINATION,
   decodeBindingKey, encodeBindingKey, readU32, writeU32,
 } from './layout.js';
 import type { DestinationKey } from './destination.js';
@@ -176,17 +176,22 @@ export function packedFromDump(keys: Buffer, values: Buffer, count: number, labe
   const labelIndex = new Int32Array(count);
   const stats = new Uint32Array(count);
   const labels: string[] = [];
-  const byId = new Map<number, number>();
+  // destination id -> index into labels, plus one (0: not met yet)
+  const byId = new Int32Array(MAX_DESTINATIONS);
+  const other = new Map<number, number>();
+  const words = u32Words(values, count * VALUE_WORDS);
   for (let i = 0; i < count; i++) {
-    const id = readU32(values, i * BINDING_VALUE_SIZE);
-    actions[i] = actionCode(actionOf(valueAction(values, i)));
-    stats[i] = valueStat(values, i);
+    const id = words[VALUE_WORDS * i];
+    const action = words[VALUE_WORDS * i + 1] & 0xffff;
+    actions[i] = action === ACTION_REJECT || action === ACTION_OBSERVE ? action : ACTION_STEER;
+    stats[i] = words[VALUE_WORDS * i + 2];
     let li = -1;
     if (id !== NO_DESTINATION) {
-      li = byId.get(id) ?? -1;
+      li = (id < MAX_DESTINATIONS ? byId[id] : other.get(id) ?? 0) - 1;
       if (li < 0) {
         li = labels.push(labelOf(id) ?? `#${id}`) - 1;
-        byId.set(id, li);
+        if (id < MAX_DESTINATIONS) byId[id] = li + 1;
+        else other.set(id, li + 1);
       }
     }
     labelIndex[i] = li;
@@ -253,6 +258,8 @@ export interface SetDiff {
   previous: Int32Array;
   /** indices into the dump of bindings whose label or action changes */
   changedKeys: number[];
+  /** for each of changedKeys, the index of the same key in the new set */
+  changedTo: number[];
 }
 
 /**
@@ -263,7 +270,7 @@ export interface SetDiff {
 export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: number; pending: (i: number) => boolean },
   current: { keys: Buffer; values: Buffer; count: number }): SetDiff {
   const previous = new Int32Array(next.count).fill(-1);
-  const diff: SetDiff = { added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: [], addedKeys: [], previous, changedKeys: [] };
+  const diff: SetDiff = { added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: [], addedKeys: [], previous, changedKeys: [], changedTo: [] };
   const curKeys = keyWords(current.keys, current.count);
   const curValues = u32Words(current.values, current.count * VALUE_WORDS);
   const newValues = u32Words(next.values, next.count * VALUE_WORDS);
@@ -283,6 +290,7 @@ export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: 
     } else {
       diff.changed++;
       diff.changedKeys.push(j);
+      diff.changedTo.push(i);
     }
   }
   diff.added = next.count - diff.unchanged - diff.changed;

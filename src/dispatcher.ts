@@ -10,7 +10,7 @@
 import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { type Binding, bindingId, sameTarget } from './binding.js';
-import { BindingStats, type Traffic, allocateStats, markStats } from './binding-stats.js';
+import { BindingStats, type Traffic, allocateStats, markStats, nextStatOf } from './binding-stats.js';
 import { Generations, pendingPin, pinAt } from './generations.js';
 import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
@@ -20,11 +20,11 @@ import { BpfMap, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
 import { DestinationTable, referencedIds } from './destination-table.js';
 import { TubularError, context, isSystemError } from './errors.js';
-import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterChanges, setFilterBit } from './filters.js';
+import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterPatch, setFilterBit } from './filters.js';
 import {
   ACTION_STEER, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE,
-  GENERATIONS, INNER_KINDS, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_MAGIC, META_STAMP,
-  type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, u32, writeU64,
+  GENERATIONS, INNER_KINDS, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_MAGIC, META_NEXT_STAT, META_STAMP,
+  type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, setCapacity, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 import { type Native, native } from './native.js';
@@ -33,6 +33,8 @@ import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { type SourceSample, clearSources, readSources } from './sources.js';
 import { type SetChange, compareSets } from './setdiff.js';
+import { type PackedSet, patchable, standbyPatch } from './standby.js';
+import type { KeyIndex } from './keyindex.js';
 import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
 import { reconcile } from './reconcile.js';
@@ -81,6 +83,31 @@ export interface ReplaceResult {
 }
 
 /** A generation: a binding set that a replace (or the load) put in force. */
+/** A set as a parser gives it to a replace. */
+export interface ParsedSet {
+  set: PackedBindings;
+  /** the set's keys, indexed, when the parser made one (a key twice is refused either way) */
+  index?: KeyIndex;
+  /** false: loading the same bytes again must parse them again (parsing them told the operator something) */
+  recognisable?: boolean;
+}
+
+/** A bindings file for replaceBindingsFile. */
+export interface BindingsSource {
+  /** 64 bits of SHA-256 over the file's bytes, never 0 (see fileDigest) */
+  digest: bigint;
+  /** its set, or undefined when it cannot be parsed here (see replaceBindingsFile) */
+  parse(): ParsedSet | undefined;
+}
+
+/** The digest of a bindings file's bytes that BindingsSource names it by. */
+export function fileDigest(bytes: Uint8Array): bigint {
+  const d = createHash('sha256').update(bytes).digest().readBigUInt64LE(0);
+  return d === 0n ? 1n : d;
+}
+
+type StandbySet = PackedSet & { index: KeyIndex };
+
 export interface GenerationRecord {
   /** 1 for the set of the load, then one more for each replace */
   number: number;
@@ -380,12 +407,14 @@ export class Dispatcher {
     // A writer may have died between a flip and its wait.
     this.gens.settle();
     const g = this.gens.inForce();
-    reconcile(this.gens, this.dests);
+    const { nextStat } = reconcile(this.gens, this.dests);
+    this.setMeta(META_NEXT_STAT, BigInt(nextStat));
     if (this.getMeta(metaGeneration(g).number) === 0n) {
       const other = this.getMeta(metaGeneration(1 - g).number);
+      this.setMeta(metaGeneration(g).digest, 0n);
+      this.setMeta(metaGeneration(g).file, 0n);
       this.setMeta(metaGeneration(g).number, other + 1n);
       this.setMeta(metaGeneration(g).applied, BigInt(Date.now()));
-      this.setMeta(metaGeneration(g).digest, 0n);
     }
   }
 
@@ -429,6 +458,20 @@ export class Dispatcher {
     return this.dests.ensure(d, known);
   }
 
+  /**
+   * A stat index no binding of either generation uses: the next free one
+   * (meta), taken. When every index has been given out since the last
+   * replace, the lowest one no binding uses, from both sets.
+   */
+  private freeStat(): number {
+    const next = Number(this.getMeta(META_NEXT_STAT));
+    if (next < MAX_BINDINGS) {
+      this.setMeta(META_NEXT_STAT, BigInt(next + 1));
+      return next;
+    }
+    return allocateStats(this.inUse().stats, 1)[0];
+  }
+
   /** A change other than a replace to the set in force: it no longer matches its generation's digest. */
   private touched(slot: number): void {
     this.setMeta(metaGeneration(slot).digest, 0n);
@@ -458,7 +501,7 @@ export class Dispatcher {
           if (old) {
             stat = valueStat(old, 0);
           } else {
-            stat = allocateStats(this.inUse().stats, 1)[0];
+            stat = this.freeStat();
             this.stats.zero(Uint32Array.of(stat));
           }
           // Make the length and the block bit visible before the binding, so
@@ -572,7 +615,8 @@ export class Dispatcher {
 
   /**
    * Replaces the whole binding set at once, as a new generation. The new set
-   * and its filters are built in the standby slot, then one update makes
+   * and its filters are written into the standby slot (patched where it
+   * fits: only what differs from the set it held), then one update makes
    * it the generation in force, so every connection sees exactly the old
    * set or exactly the new one. The replaced set stays whole, for rollback.
    * An identical set changes nothing.
@@ -581,19 +625,50 @@ export class Dispatcher {
     return this.replacePackedBindings(packBindingSet(next), opts);
   }
 
-  /** replaceBindings for a packed set (see bindingset.ts), as tubectl load-bindings parses a file. */
+  /** replaceBindings for a packed set (see bindingset.ts). */
   replacePackedBindings(next: PackedBindings, opts: { check?: ChangeCheck } = {}): ReplaceResult {
-    // Everything is compared in the encoding the map holds: the packed keys
-    // of the new set, diffed against a dump of the set in force.
     const { index } = indexBindingSet(next);
-    if (next.count > MAX_BINDINGS) {
-      throw new TubularError('ENOSPC', `${next.count} bindings exceed the capacity of ${MAX_BINDINGS}`);
-    }
-    const keys = next.keys;
+    return this.replace(undefined, () => ({ set: next, index }), opts)!;
+  }
+
+  /**
+   * replaceBindings for a bindings file, as tubectl load-bindings reads one:
+   * the file the set in force was last read from, unchanged since, is
+   * recognised by the digest of its bytes and not parsed again. Otherwise
+   * `source.parse()` is called, under the writers' lock; when it returns
+   * undefined (the caller must parse another way first), nothing is
+   * changed and undefined is returned.
+   */
+  replaceBindingsFile(source: BindingsSource, opts: { check?: ChangeCheck } = {}): ReplaceResult | undefined {
+    return this.replace(source.digest, source.parse, opts);
+  }
+
+  private replace(file: bigint | undefined, parse: () => ParsedSet | undefined, opts: { check?: ChangeCheck }): ReplaceResult | undefined {
     return this.write(() => {
       const g = this.gens.inForce();
       const s = 1 - g;
-      const number = Number(this.getMeta(metaGeneration(g).number));
+      const meta = metaGeneration(g);
+      const number = Number(this.getMeta(meta.number));
+      // The same file again, and the set in force unchanged since (its digest
+      // is cleared by any other change): nothing to read.
+      if (file !== undefined && this.getMeta(meta.digest) !== 0n && this.getMeta(meta.file) === file) {
+        return { added: 0, removed: 0, changed: 0, unchanged: Number(this.getMeta(meta.fileBindings)), generation: number };
+      }
+      const parsed = parse();
+      if (!parsed) return undefined;
+      const next = parsed.set;
+      const index = parsed.index ?? indexBindingSet(next).index;
+      if (next.count > MAX_BINDINGS) {
+        throw new TubularError('ENOSPC', `${next.count} bindings exceed the capacity of ${MAX_BINDINGS}`);
+      }
+      const keys = next.keys;
+      /** Records what a slot now holds: the file read (when it may be recognised) and the set's digest, last. */
+      const record = (slot: number, digest: bigint): void => {
+        const m = metaGeneration(slot);
+        this.setMeta(m.file, file !== undefined && parsed.recognisable !== false ? file : 0n);
+        this.setMeta(m.fileBindings, BigInt(next.count));
+        this.setMeta(m.digest, digest);
+      };
       // After a rollback the standby holds a later generation: numbers never repeat.
       const nextNumber = Math.max(number, Number(this.getMeta(metaGeneration(s).number))) + 1;
       let known = this.dests.entries();
@@ -603,10 +678,11 @@ export class Dispatcher {
       let byName = idOf(known);
       const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d)) ?? -1);
       let values = packValues(next, slotOf, ids);
-      // The same file again: every destination exists and the bytes are
-      // those the last replace wrote, with no change since.
-      const stored = this.getMeta(metaGeneration(g).digest);
+      // The same set again (from another file, or after a crash): every
+      // destination exists and the bytes are those the last replace wrote.
+      const stored = this.getMeta(meta.digest);
       if (stored !== 0n && !ids.includes(-1) && setDigest(keys, values) === stored) {
+        record(g, stored);
         return { added: 0, removed: 0, changed: 0, unchanged: next.count, generation: number };
       }
       const pending = (i: number): boolean => slotOf[i] >= 0 && ids[slotOf[i]] < 0;
@@ -614,18 +690,25 @@ export class Dispatcher {
       const { previous, ...diff } = diffBindingSets({ index, values, count: next.count, pending }, current);
       const result = { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged };
       if (result.added === 0 && result.removed === 0 && result.changed === 0) {
-        this.setMeta(metaGeneration(g).digest, setDigest(keys, values));
+        record(g, setDigest(keys, values));
         return { ...result, generation: number };
       }
       if (opts.check) {
         const labels = this.dests.labels();
         const packed = packedFromDump(current.keys, current.values, current.count, (id) => labels.get(id));
-        opts.check(packed, next, compareSets(packed, next), (st) => this.stats.many(st));
+        const change: SetChange = {
+          added: diff.addedKeys, removed: diff.removedKeys, changed: diff.changedKeys.map((from, k) => ({ from, to: diff.changedTo[k] })), unchanged: diff.unchanged,
+        };
+        opts.check(packed, next, change, (st) => this.stats.many(st));
       }
       return this.changing(() => {
-        // The standby is about to change: it is no generation any more.
-        // (Every flip waited until no program used it.)
-        this.setMeta(metaGeneration(s).number, 0n);
+        // The standby is about to change: it is no generation any more, and
+        // no file or digest describes it. (Every flip waited until no
+        // program used it.)
+        const standbyMeta = metaGeneration(s);
+        this.setMeta(standbyMeta.number, 0n);
+        this.setMeta(standbyMeta.digest, 0n);
+        this.setMeta(standbyMeta.file, 0n);
         // Room for the new destinations, checked before anything is created;
         // what only the standby used is free now.
         let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
@@ -643,40 +726,66 @@ export class Dispatcher {
         }
         this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
         // Counters: an unchanged or changed binding keeps its own, a new one
-        // starts from zero at an index the set in force does not use.
+        // starts from zero at an index the set in force does not use (the
+        // standby's are free: it is being rewritten).
         const stats = new Uint32Array(next.count);
         const fresh = diff.addedKeys;
-        const used = markStats(new Uint8Array(MAX_BINDINGS), current.values, current.count);
-        const given = allocateStats(used, fresh.length);
+        const given = allocateStats(markStats(new Uint8Array(MAX_BINDINGS), current.values, current.count), fresh.length);
         for (let i = 0; i < next.count; i++) if (previous[i] >= 0) stats[i] = valueStat(current.values, previous[i]);
         fresh.forEach((i, k) => { stats[i] = given[k]; });
+        // Indices given out stay below the next free one, before any is used.
+        this.raiseNextStat(given.length > 0 ? given[given.length - 1] + 1 : 0);
         this.stats.zero(given);
         values = packValues(next, slotOf, ids, stats);
-        // The standby generation: a new set, and its filters (exact for
-        // the old standby set) rewritten where the new set needs otherwise.
-        const standby = this.gens.withSet((set) => set.dump(), s);
-        const set = this.gens.createSet(next.count);
-        try {
-          context('fill the new binding set', () => set.updateBatch(keys, values, next.count));
-          this.withFilters(s, (filters) => {
-            for (const f of filters) {
-              const change = filterChanges(f.spec, standby, next);
-              f.map.updateBatch(change.keys, change.values, change.count);
-            }
-          });
-          this.gens.install('binding_set', s, set);
-        } finally {
-          set.close();
-        }
+        this.writeStandby(s, { keys, values, count: next.count, index });
         // One update puts set and filters in force together.
         this.gens.flip(s);
-        this.setMeta(metaGeneration(s).number, BigInt(nextNumber));
-        this.setMeta(metaGeneration(s).applied, BigInt(Date.now()));
-        this.setMeta(metaGeneration(s).digest, setDigest(keys, values));
+        this.setMeta(standbyMeta.number, BigInt(nextNumber));
+        this.setMeta(standbyMeta.applied, BigInt(Date.now()));
+        record(s, setDigest(keys, values));
+        this.setMeta(META_NEXT_STAT, BigInt(nextStatOf(current, { values, count: next.count })));
         this.dests.collect(this.inUse(new Map([[s, { values, count: next.count }], [g, { values: current.values, count: current.count }]])).ids);
         return { ...result, generation: nextNumber };
       });
     });
+  }
+
+  /**
+   * Makes the standby slot hold `next`, with filters exact for it: the set
+   * it holds is patched where its map has room, else a new map is filled
+   * and put in the slot. Only the entries of the filters that the changed
+   * keys touch are rewritten (they were exact for the set it held).
+   */
+  private writeStandby(s: number, next: StandbySet): void {
+    this.gens.withSet((set) => {
+      const standby = set.dump();
+      const patch = standbyPatch(standby, next);
+      if (patchable(set.info.maxEntries, next.count, setCapacity)) {
+        context('patch the standby binding set', () => {
+          set.deleteBatch(patch.deletes.keys, patch.deletes.count);
+          set.updateBatch(patch.updates.keys, patch.updates.values, patch.updates.count);
+        });
+      } else {
+        const fresh = this.gens.createSet(next.count);
+        try {
+          context('fill the new binding set', () => fresh.updateBatch(next.keys, next.values, next.count));
+          this.gens.install('binding_set', s, fresh);
+        } finally {
+          fresh.close();
+        }
+      }
+      this.withFilters(s, (filters) => {
+        for (const f of filters) {
+          const change = filterPatch(f.spec, patch.changed, next);
+          f.map.updateBatch(change.keys, change.values, change.count);
+        }
+      });
+    }, s);
+  }
+
+  /** Raises the next free stat index to at least `atLeast`. */
+  private raiseNextStat(atLeast: number): void {
+    if (BigInt(atLeast) > this.getMeta(META_NEXT_STAT)) this.setMeta(META_NEXT_STAT, BigInt(atLeast));
   }
 
   /** The generation in force and the previous one (null when there is none to go back to). */

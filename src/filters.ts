@@ -1,7 +1,7 @@
 // The two filters (`lengths`, `blocks`) in front of a binding set, computed
 // from its packed keys: every entry exactly (after a crash), only the
-// entries that differ from another set's (a replace rewriting the standby
-// generation), or one bit (bind and unbind, in place).
+// entries the keys that differ from another set's touch (a replace patching
+// the standby generation), or one bit (bind and unbind, in place).
 import { BINDING_KEY_SIZE, BPF_ANY, LENGTHS_ENTRIES, lengthsIndex, readU16, readU32, u32, writeU32 } from './layout.js';
 import { type Native, native } from './native.js';
 import { BLOCK_ENTRIES, BLOCK_WORDS, blockPosition } from './blocks.js';
@@ -69,23 +69,40 @@ export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
 }
 
 /**
- * The entries whose value differs between the filter of one set and that
- * of another: what turns a standby generation's filter (exact for its old
- * set) into the filter of the new set, writing only what changes.
+ * What turns a filter exact for one set into the filter of another, from
+ * the keys that differ between the two (`changed`: those only the old set
+ * has, and those only the new one has) and the whole new set: every entry
+ * a changed key sets a bit in, as the new set needs it. Other entries are
+ * the same for both sets, and are not written: a replace patching the
+ * standby generation writes about as many entries as keys change.
  */
-export function filterChanges(spec: FilterSpec, before: KeySet, after: KeySet): Packed {
-  const old = tableOf(spec, positions(spec, before));
-  const next = tableOf(spec, positions(spec, after));
-  const changed: number[] = [];
-  for (let e = 0; e < spec.entries; e++) {
-    for (let w = 0; w < spec.words; w++) {
-      if (old[e * spec.words + w] !== next[e * spec.words + w]) {
-        changed.push(e);
-        break;
-      }
+export function filterPatch(spec: FilterSpec, changed: KeySet, after: KeySet): Packed {
+  // entry -> its place in `entries`, plus one (0: not touched)
+  const place = new Int32Array(spec.entries);
+  const entries: number[] = [];
+  for (let i = 0; i < changed.count; i++) {
+    const p = spec.at(changed.keys, i * BINDING_KEY_SIZE);
+    if (p < 0) continue;
+    const e = Math.floor((p >>> 5) / spec.words);
+    if (place[e] === 0) place[e] = entries.push(e);
+  }
+  const words = new Uint32Array(entries.length * spec.words);
+  if (entries.length > 0) {
+    for (let i = 0; i < after.count; i++) {
+      const p = spec.at(after.keys, i * BINDING_KEY_SIZE);
+      if (p < 0) continue;
+      const w = p >>> 5;
+      const e = Math.floor(w / spec.words);
+      const at = place[e];
+      if (at === 0) continue;
+      const k = (at - 1) * spec.words + (w - e * spec.words);
+      words[k] = (words[k] | (1 << (p & 31))) >>> 0;
     }
   }
-  return pack(spec, changed, (w) => next[w]);
+  return pack(spec, entries, (w) => {
+    const e = Math.floor(w / spec.words);
+    return words[(place[e] - 1) * spec.words + (w - e * spec.words)];
+  });
 }
 
 /** Sets or clears one bit (a position from spec.at) in a filter map, for a single bind or unbind. */

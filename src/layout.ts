@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 9;
+export const LAYOUT_VERSION = 10;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -58,11 +58,20 @@ export const innerPin = (kind: InnerKind, slot: number): string => `${kind}_${sl
 /** The outer map holding each kind of inner map. */
 export const OUTER_OF: Record<InnerKind, 'bindings' | 'lengths' | 'blocks'> = { binding_set: 'bindings', lengths: 'lengths', blocks: 'blocks' };
 
-/** meta slots: the layout stamp, a writer's intent, then per generation slot: number, applied (ms), digest. */
+/**
+ * meta slots: the layout stamp; the next stat index (every index either
+ * generation uses is below it: derived, recomputed after a crash); a
+ * writer's intent; then per generation slot: its number, when it was
+ * applied (ms), the digest of its set as a replace wrote it (0: changed
+ * since), and the file it was read from: a digest of the file's bytes (0:
+ * none) and how many bindings the file holds.
+ */
 export const META_STAMP = 0;
+export const META_NEXT_STAT = 1;
 export const META_INTENT = 2;
-export const metaGeneration = (slot: number): { number: number; applied: number; digest: number } =>
-  ({ number: 3 + 3 * slot, applied: 4 + 3 * slot, digest: 5 + 3 * slot });
+export const META_ENTRIES = 3 + 5 * 2;
+export const metaGeneration = (slot: number): { number: number; applied: number; digest: number; file: number; fileBindings: number } =>
+  ({ number: 3 + 5 * slot, applied: 4 + 5 * slot, digest: 5 + 5 * slot, file: 6 + 5 * slot, fileBindings: 7 + 5 * slot });
 
 /** Maps created by the BPF object, by their names in bpf/dispatcher.c. */
 export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'generation', 'binding_stats', 'sources', 'sockets', 'destination_metrics', 'meta'] as const;
@@ -182,7 +191,7 @@ export const MAP_SPECS: Record<MapName, MapSpec> = {
   sources: { type: BPF_MAP_TYPE_LRU_HASH, keySize: 28, valueSize: 16, maxEntries: 131072 },
   sockets: { type: BPF_MAP_TYPE_SOCKMAP, keySize: 4, valueSize: 8, maxEntries: 4096 * 8 },
   destination_metrics: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 24, maxEntries: 4096 },
-  meta: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 9 },
+  meta: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: META_ENTRIES },
   destinations: { type: BPF_MAP_TYPE_HASH, keySize: 4 + 64, valueSize: 8, maxEntries: 4096 },
 };
 /** The inner maps of a generation; a binding set's entries are an upper bound. */

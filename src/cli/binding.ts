@@ -2,7 +2,7 @@
 import { type Binding, parseBinding, toJSON } from '../binding.js';
 import { BINDINGS_FILE_MAX_BYTES } from '../bindings-file-limits.js';
 import {
-  type PackedBindings, bindingAt, keyFamily, keyLength, keyPort, keyProtocol, packBindingSet, precedenceOrder,
+  type PackedBindings, bindingAt, indexBindingSet, keyFamily, keyLength, keyPort, keyProtocol, packBindingSet, precedenceOrder,
 } from '../bindingset.js';
 import { BINDING_KEY_SIZE, MAX_BINDINGS } from '../layout.js';
 import { TubularError } from '../errors.js';
@@ -16,7 +16,8 @@ import { type Env, checkPlaces, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
 import { type GuardFlags, guardFrom, guardedChange, guardedUnbind, warnRedirected, writeForced } from './guard.js';
 import { describeBinding, labelCell, packedBindingsTable, table, writeJSON } from './output.js';
-import { formatBytes, readRegularFile } from './read-file.js';
+import { formatBytes, readRegularBytes } from './read-file.js';
+import type { PackedBindingsFile } from '../bindings-file-packed.js';
 
 export interface BindOptions extends GuardFlags {
   /** refuse matching connections instead of steering them to a label */
@@ -166,36 +167,66 @@ export async function bindings(env: Env, args: readonly (string | undefined)[], 
   }
 }
 
-/** Reads and validates a bindings file, as load-bindings does; notes go to stderr. */
-export async function readBindingsFile(env: Env, file: string): Promise<PackedBindings> {
+/** Reads a bindings file named on the command line, within the size limit. */
+function readBindingsBytes(env: Env, file: string): Buffer {
   checkPlaces(env); // before reading what may be a large file
-  const text = readRegularFile(file, {
+  return readRegularBytes(file, {
     what: 'bindings file',
     maxBytes: BINDINGS_FILE_MAX_BYTES,
     advice: `${MAX_BINDINGS} bindings, the most a dispatcher holds, take less than ${formatBytes(BINDINGS_FILE_MAX_BYTES)} even as bindings --json prints them`,
   });
+}
+
+/**
+ * A bindings file's set by the reference parser, which names every problem
+ * (the fast path declined it: a mistake, or a spelling it does not take).
+ */
+async function parseByReference(bytes: Buffer, file: string): Promise<PackedBindingsFile> {
+  const { parseBindingsFile } = await import('../bindings-file.js');
+  const { bindings, notes } = parseBindingsFile(bytes.toString('utf8'), quoteIfNeeded(file));
+  const set = packBindingSet(bindings);
+  return { set, notes, index: indexBindingSet(set).index };
+}
+
+/** Reads and validates a bindings file, as load-bindings does; notes go to stderr. */
+export async function readBindingsFile(env: Env, file: string): Promise<PackedBindings> {
+  const bytes = readBindingsBytes(env, file);
   // The common case is read straight into the map's encoding; anything else
   // (including every mistake) goes through the reference parser, which
   // names each problem.
   const { packBindingsFile } = await import('../bindings-file-packed.js');
-  let parsed = packBindingsFile(text);
-  if (!parsed) {
-    const { parseBindingsFile } = await import('../bindings-file.js');
-    const { bindings: next, notes } = parseBindingsFile(text, quoteIfNeeded(file));
-    parsed = { set: packBindingSet(next), notes };
-  }
+  const parsed = packBindingsFile(bytes) ?? await parseByReference(bytes, file);
   writeNotes(env, parsed.notes);
   return parsed.set;
 }
 
 export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}): Promise<void> {
   const guard = guardFrom(opts, 'load-bindings');
-  const set = await readBindingsFile(env, file);
+  const bytes = readBindingsBytes(env, file);
+  const [{ packBindingsFile }, { fileDigest }] = await Promise.all([import('../bindings-file-packed.js'), import('../dispatcher.js')]);
   const passed: { verdict?: Verdict } = {};
   const shown = quoteIfNeeded(file);
   const check = guardedChange(guard, { what: `load ${shown}`, retry: `tubectl load-bindings --force ${shown}`, inspect: `tubectl diff ${shown}` },
     (verdict) => { passed.verdict = verdict; });
-  const r = await withDispatcher(env, false, (d) => d.replacePackedBindings(set, { check }));
+  // The file the set in force was read from, unchanged, is recognised by
+  // its digest and not parsed. Otherwise it is parsed under the writers'
+  // lock by the fast path; a file the fast path declines is parsed by the
+  // reference parser first (which explains any mistake), then loaded.
+  let parsed: PackedBindingsFile | undefined;
+  const source = {
+    digest: fileDigest(bytes),
+    parse: () => {
+      parsed ??= packBindingsFile(bytes);
+      return parsed && { set: parsed.set, index: parsed.index, recognisable: parsed.notes.length === 0 };
+    },
+  };
+  const r = await withDispatcher(env, false, async (d) => {
+    const done = d.replaceBindingsFile(source, { check });
+    if (done) return done;
+    parsed = await parseByReference(bytes, file);
+    return d.replaceBindingsFile(source, { check })!;
+  });
+  if (parsed) writeNotes(env, parsed.notes);
   if (passed.verdict) writeForced(env, passed.verdict);
   if (env.json) {
     writeJSON(env, r);

@@ -56,13 +56,18 @@ function tooLarge(file: string, size: number | undefined, limit: ReadLimit): Tub
   return new TubularError('EINVAL', `${limit.what} ${quoteIfNeeded(file)} ${is} over the limit of ${formatBytes(limit.maxBytes)}: ${limit.advice}`);
 }
 
-/**
- * The text (UTF-8) of a regular file of at most limit.maxBytes. Devices,
- * FIFOs, sockets and directories are refused before they are opened, and
- * again after (fstat of the opened fd, in case the path changed meanwhile);
- * the open is non-blocking, so a FIFO swapped in cannot block.
- */
+/** The text (UTF-8) of a regular file of at most limit.maxBytes: see readRegularBytes. */
 export function readRegularFile(file: string, limit: ReadLimit): string {
+  return readRegularBytes(file, limit).toString('utf8');
+}
+
+/**
+ * The bytes of a regular file of at most limit.maxBytes. Devices, FIFOs,
+ * sockets and directories are refused before they are opened, and again
+ * after (fstat of the opened fd, in case the path changed meanwhile); the
+ * open is non-blocking, so a FIFO swapped in cannot block.
+ */
+export function readRegularBytes(file: string, limit: ReadLimit): Buffer {
   try {
     const st = statSync(file);
     if (!st.isFile()) throw refuse(file, st, limit);
@@ -95,7 +100,7 @@ export function readRegularFile(file: string, limit: ReadLimit): string {
       used += got;
     }
     if (used > limit.maxBytes) throw tooLarge(file, undefined, limit);
-    return buf.toString('utf8', 0, used);
+    return buf.subarray(0, used);
   } catch (err) {
     throw err instanceof TubularError ? err : cannot(limit.what, file, err);
   } finally {

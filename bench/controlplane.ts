@@ -14,7 +14,7 @@ import { type Entry, entries } from './workload.js';
 
 const CLI = path.join(packageRoot, 'dist/src/cli/main.js');
 
-export type Operation = 'load-100k' | 'load-unchanged' | 'load-1pct' | 'load-shrink-2k' | 'list-100k' | 'bind-one' | 'version' | 'node-e-0';
+export type Operation = 'load-100k' | 'load-unchanged' | 'load-1pct-first' | 'load-1pct' | 'load-shrink-2k' | 'list-100k' | 'bind-one' | 'version' | 'node-e-0';
 
 export interface ControlFigure {
   operation: Operation;
@@ -31,10 +31,12 @@ export interface ScaleFigure {
   load: number;
   /** the same file again */
   unchanged: number;
-  /** 1% of the entries relabelled */
+  /** 1% of the entries relabelled, right after the load (the standby, the generation before, is empty) */
+  first: number;
+  /** 1% more relabelled (the standby is the version before: what a file regenerated now and then meets) */
   changed: number;
   peakRssKiB?: number;
-  runs: { load: number[]; unchanged: number[]; changed: number[] };
+  runs: { load: number[]; unchanged: number[]; first: number[]; changed: number[] };
 }
 
 export interface ControlPlaneResult {
@@ -53,8 +55,22 @@ function fileOf(list: readonly Entry[]): string {
   });
 }
 
-/** 1% of the entries relabelled (new labels: new destinations too). */
-const relabelled = (list: readonly Entry[]): Entry[] => list.map((e, i) => (i % 100 === 42 && !e.reject ? { ...e, label: `${e.label}x` } : e));
+/**
+ * Versions of a file as a generator rewrites it: each relabels 1% of the
+ * entries of the one before (new labels: new destinations too).
+ */
+const relabelled = (list: readonly Entry[], version: number): Entry[] =>
+  list.map((e, i) => (i % 100 === 42 + version && !e.reject ? { ...e, label: `${e.label}v${version}` } : e));
+
+/** Writes the files of one size: the base, and two versions, each 1% changed from the one before. */
+function versions(dir: string, name: string, list: readonly Entry[]): { base: string; first: string; second: string } {
+  const v1 = relabelled(list, 1);
+  const files = { base: path.join(dir, `${name}.json`), first: path.join(dir, `${name}-v1.json`), second: path.join(dir, `${name}-v2.json`) };
+  writeFileSync(files.base, fileOf(list));
+  writeFileSync(files.first, fileOf(v1));
+  writeFileSync(files.second, fileOf(relabelled(v1, 2)));
+  return files;
+}
 
 function run(args: string[], wrap: string[] = []): { seconds: number; stdout: string; stderr: string } {
   const argv = [...wrap, process.execPath, ...args];
@@ -92,24 +108,19 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
   if (problem) return { available: false, reason: problem, figures: [], scale: [] };
   const tubectl = (...args: string[]): string[] => [CLI, '--bpffs', opts.bpffs, ...args];
   const full = entries(50_000, 7);
-  const files = {
-    full: path.join(opts.dir, 'bindings-100k.json'),
-    changed: path.join(opts.dir, 'bindings-1pct.json'),
-    small: path.join(opts.dir, 'bindings-2k.json'),
-    empty: path.join(opts.dir, 'empty.json'),
-  };
-  writeFileSync(files.full, fileOf(full));
-  writeFileSync(files.changed, fileOf(relabelled(full)));
+  const v = versions(opts.dir, 'bindings-100k', full);
+  const files = { small: path.join(opts.dir, 'bindings-2k.json'), empty: path.join(opts.dir, 'empty.json') };
   writeFileSync(files.small, fileOf(full.slice(0, 1000)));
   writeFileSync(files.empty, fileOf([]));
 
   const runs: Record<Operation, number[]> = {
-    'load-100k': [], 'load-unchanged': [], 'load-1pct': [], 'load-shrink-2k': [], 'list-100k': [], 'bind-one': [], 'version': [], 'node-e-0': [],
+    'load-100k': [], 'load-unchanged': [], 'load-1pct-first': [], 'load-1pct': [], 'load-shrink-2k': [], 'list-100k': [], 'bind-one': [], 'version': [], 'node-e-0': [],
   };
   const commands: Record<Operation, string> = {
-    'load-100k': 'tubectl load-bindings bindings-100k.json   (empty -> 100k)',
-    'load-unchanged': 'tubectl load-bindings bindings-100k.json   (again, unchanged)',
-    'load-1pct': 'tubectl load-bindings bindings-1pct.json   (1% of entries relabelled)',
+    'load-100k': 'tubectl load-bindings bindings-100k.json     (empty -> 100k)',
+    'load-unchanged': 'tubectl load-bindings bindings-100k.json     (again, unchanged)',
+    'load-1pct-first': 'tubectl load-bindings bindings-100k-v1.json  (1% relabelled; standby empty)',
+    'load-1pct': 'tubectl load-bindings bindings-100k-v2.json  (1% more; standby: the file before)',
     'load-shrink-2k': 'tubectl load-bindings --force bindings-2k.json (100k -> 2k)',
     'list-100k': 'tubectl bindings > pipe                    (100k)',
     'bind-one': 'tubectl bind svc tcp 10.255.200.0/24 80',
@@ -121,9 +132,10 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
   const scale: ScaleFigure[] = [];
   try {
     for (let r = 0; r < opts.repeats; r++) {
-      runs['load-100k'].push(run(tubectl('load-bindings', files.full)).seconds);
-      runs['load-unchanged'].push(run(tubectl('load-bindings', files.full)).seconds);
-      runs['load-1pct'].push(run(tubectl('load-bindings', files.changed)).seconds);
+      runs['load-100k'].push(run(tubectl('load-bindings', v.base)).seconds);
+      runs['load-unchanged'].push(run(tubectl('load-bindings', v.base)).seconds);
+      runs['load-1pct-first'].push(run(tubectl('load-bindings', v.first)).seconds);
+      runs['load-1pct'].push(run(tubectl('load-bindings', v.second)).seconds);
       const list = run(tubectl('bindings'));
       runs['list-100k'].push(list.seconds);
       const lines = list.stdout.split('\n').length;
@@ -134,41 +146,40 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
       run(tubectl('unbind', 'svc', 'tcp', '10.255.200.0/24', '80'));
       run(tubectl('load-bindings', '--force', files.empty));
       opts.log(`control plane round ${r + 1}: load ${runs['load-100k'][r].toFixed(3)} s, unchanged ${runs['load-unchanged'][r].toFixed(3)} s, ` +
-        `1% ${runs['load-1pct'][r].toFixed(3)} s, list ${runs['list-100k'][r].toFixed(3)} s, shrink ${runs['load-shrink-2k'][r].toFixed(3)} s, bind ${runs['bind-one'][r].toFixed(3)} s`);
+        `1% ${runs['load-1pct-first'][r].toFixed(3)} s then ${runs['load-1pct'][r].toFixed(3)} s, list ${runs['list-100k'][r].toFixed(3)} s, shrink ${runs['load-shrink-2k'][r].toFixed(3)} s, bind ${runs['bind-one'][r].toFixed(3)} s`);
     }
     for (let r = 0; r < opts.repeats + 2; r++) {
       runs.version.push(run(tubectl('version')).seconds);
       runs['node-e-0'].push(run(['-e', '0']).seconds);
     }
     // Peak RSS: one more load into an empty dispatcher, under /usr/bin/time.
-    peakRssKiB = peakRss(tubectl('load-bindings', files.full));
+    peakRssKiB = peakRss(tubectl('load-bindings', v.base));
     run(tubectl('load-bindings', '--force', files.empty));
 
     for (const size of [...opts.scale, 100_000].sort((a, b) => a - b)) {
       if (size === 100_000) {
         scale.push({
-          bindings: size, load: median(runs['load-100k']), unchanged: median(runs['load-unchanged']), changed: median(runs['load-1pct']), peakRssKiB,
-          runs: { load: runs['load-100k'], unchanged: runs['load-unchanged'], changed: runs['load-1pct'] },
+          bindings: size, load: median(runs['load-100k']), unchanged: median(runs['load-unchanged']), first: median(runs['load-1pct-first']),
+          changed: median(runs['load-1pct']), peakRssKiB,
+          runs: { load: runs['load-100k'], unchanged: runs['load-unchanged'], first: runs['load-1pct-first'], changed: runs['load-1pct'] },
         });
         continue;
       }
-      const list = entries(size / 2, 7);
-      const file = path.join(opts.dir, `bindings-${size}.json`);
-      const changed = path.join(opts.dir, `bindings-${size}-1pct.json`);
-      writeFileSync(file, fileOf(list));
-      writeFileSync(changed, fileOf(relabelled(list)));
-      const s: ScaleFigure['runs'] = { load: [], unchanged: [], changed: [] };
+      const f = versions(opts.dir, `bindings-${size}`, entries(size / 2, 7));
+      const s: ScaleFigure['runs'] = { load: [], unchanged: [], first: [], changed: [] };
       for (let r = 0; r < opts.repeats; r++) {
-        s.load.push(run(tubectl('load-bindings', file)).seconds);
-        s.unchanged.push(run(tubectl('load-bindings', file)).seconds);
-        s.changed.push(run(tubectl('load-bindings', changed)).seconds);
+        s.load.push(run(tubectl('load-bindings', f.base)).seconds);
+        s.unchanged.push(run(tubectl('load-bindings', f.base)).seconds);
+        s.first.push(run(tubectl('load-bindings', f.first)).seconds);
+        s.changed.push(run(tubectl('load-bindings', f.second)).seconds);
         run(tubectl('load-bindings', '--force', files.empty));
       }
-      const rss = peakRss(tubectl('load-bindings', file));
+      const rss = peakRss(tubectl('load-bindings', f.base));
       run(tubectl('load-bindings', '--force', files.empty));
-      scale.push({ bindings: size, load: median(s.load), unchanged: median(s.unchanged), changed: median(s.changed), peakRssKiB: rss, runs: s });
-      opts.log(`control plane at ${size} bindings: load ${median(s.load).toFixed(3)} s, unchanged ${median(s.unchanged).toFixed(3)} s, ` +
-        `1% ${median(s.changed).toFixed(3)} s, peak RSS ${rss === undefined ? '?' : (rss / 1024).toFixed(0)} MiB`);
+      const figure = { bindings: size, load: median(s.load), unchanged: median(s.unchanged), first: median(s.first), changed: median(s.changed), peakRssKiB: rss, runs: s };
+      scale.push(figure);
+      opts.log(`control plane at ${size} bindings: load ${figure.load.toFixed(3)} s, unchanged ${figure.unchanged.toFixed(3)} s, ` +
+        `1% ${figure.first.toFixed(3)} s then ${figure.changed.toFixed(3)} s, peak RSS ${rss === undefined ? '?' : (rss / 1024).toFixed(0)} MiB`);
     }
   } finally {
     Dispatcher.unload({ bpffs: opts.bpffs });

@@ -8,8 +8,8 @@
 // inconsistent. Readers take no lock. Nothing here depends on a process of
 // ours staying alive: the pins are the state.
 import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { type Binding, bindingId, sameTarget } from './binding.js';
+import { setDigest } from './digest.js';
 import { BindingStats, type Traffic, allocateStats, markStats, nextStatOf } from './binding-stats.js';
 import { Generations, pendingPin, pinAt } from './generations.js';
 import {
@@ -94,16 +94,10 @@ export interface ParsedSet {
 
 /** A bindings file for replaceBindingsFile. */
 export interface BindingsSource {
-  /** 64 bits of SHA-256 over the file's bytes, never 0 (see fileDigest) */
+  /** 64 bits of SHA-256 over the file's bytes, never 0 (fileDigest in digest.ts) */
   digest: bigint;
   /** its set, or undefined when it cannot be parsed here (see replaceBindingsFile) */
   parse(): ParsedSet | undefined;
-}
-
-/** The digest of a bindings file's bytes that BindingsSource names it by. */
-export function fileDigest(bytes: Uint8Array): bigint {
-  const d = createHash('sha256').update(bytes).digest().readBigUInt64LE(0);
-  return d === 0n ? 1n : d;
 }
 
 type StandbySet = PackedSet & { index: KeyIndex };
@@ -145,15 +139,6 @@ export const ROOT_RESERVED_DESTINATIONS = 64;
 const ALL_MAPS: readonly MapName[] = [...OBJECT_MAPS, 'destinations'];
 const PENDING_PROGRAM = `${PIN.program}_new`;
 const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
-
-/** 64 bits of SHA-256 over a packed set, never 0. */
-function setDigest(keys: Buffer, values: Buffer): bigint {
-  // Over what the set says, not the stat indices it was given.
-  const said = Buffer.from(values);
-  for (let off = 8; off < said.length; off += BINDING_VALUE_SIZE) said.writeUInt32LE(0, off);
-  const d = createHash('sha256').update(keys).update(said).digest().readBigUInt64LE(0);
-  return d === 0n ? 1n : d;
-}
 
 type Maps = Record<MapName, BpfMap>;
 
@@ -445,17 +430,17 @@ export class Dispatcher {
   private ensureDestination(d: DestinationKey, reserve = 0): DestinationEntry {
     const existing = this.dests.lookup(d);
     if (existing) return existing;
-    let known = this.dests.entries();
-    if (known.length + 1 > MAX_DESTINATIONS - reserve) {
-      this.dests.collect(this.inUse().ids, known);
-      known = this.dests.entries();
+    let used = this.dests.ids();
+    if (used.count + 1 > MAX_DESTINATIONS - reserve) {
+      this.dests.collect(this.inUse().ids);
+      used = this.dests.ids();
     }
-    if (known.length + 1 > MAX_DESTINATIONS - reserve) {
+    if (used.count + 1 > MAX_DESTINATIONS - reserve) {
       throw new TubularError('ENOSPC', reserve > 0
-        ? `the last ${reserve} of ${MAX_DESTINATIONS} destinations are kept for root and ${known.length} are in use: ask root to unregister labels no longer needed`
+        ? `the last ${reserve} of ${MAX_DESTINATIONS} destinations are kept for root and ${used.count} are in use: ask root to unregister labels no longer needed`
         : `all ${MAX_DESTINATIONS} destinations are in use: unbind labels or unregister sockets you no longer need`);
     }
-    return this.dests.ensure(d, known);
+    return this.dests.createIn([d], used)[0];
   }
 
   /**

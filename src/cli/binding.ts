@@ -203,7 +203,7 @@ export async function readBindingsFile(env: Env, file: string): Promise<PackedBi
 export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}): Promise<void> {
   const guard = guardFrom(opts, 'load-bindings');
   const bytes = readBindingsBytes(env, file);
-  const [{ packBindingsFile }, { fileDigest }] = await Promise.all([import('../bindings-file-packed.js'), import('../dispatcher.js')]);
+  const [{ packBindingsFile }, { fileDigest }] = await Promise.all([import('../bindings-file-packed.js'), import('../digest.js')]);
   const passed: { verdict?: Verdict } = {};
   const shown = quoteIfNeeded(file);
   const check = guardedChange(guard, { what: `load ${shown}`, retry: `tubectl load-bindings --force ${shown}`, inspect: `tubectl diff ${shown}` },

@@ -20,7 +20,6 @@ export interface DestinationMaps {
   destination_metrics: BpfMap;
 }
 
-const same = (a: DestinationKey, b: DestinationKey): boolean => a.label === b.label && a.domain === b.domain && a.protocol === b.protocol;
 const slotKey = (id: number, slot: number): Buffer => u32(id * SOCKET_SLOTS + slot);
 
 /** Marks (in `used`, or a new table) the destination ids a dump of binding values points at. */
@@ -65,33 +64,43 @@ export class DestinationTable {
     return new Map(this.entries().map((d) => [d.id, d.label]));
   }
 
-  /** Finds or creates a destination; `known`, when given, is the table as read and is kept up to date. */
-  ensure(d: DestinationKey, known?: DestinationEntry[]): DestinationEntry {
-    const found = known ? known.find((e) => same(e, d)) : this.lookup(d);
-    if (found) return found;
-    const all = known ?? this.entries();
-    this.create([d], all);
-    return all[all.length - 1];
+  /** The ids of the destinations that exist, and how many there are, read from the values alone (no label decoded). */
+  ids(): { taken: Uint8Array; count: number } {
+    const { values, count } = this.maps.destinations.dump();
+    const vs = this.maps.destinations.info.valueSize;
+    const taken = new Uint8Array(MAX_DESTINATIONS);
+    for (let i = 0; i < count; i++) {
+      const id = readU32(values, i * vs);
+      if (id < MAX_DESTINATIONS) taken[id] = 1;
+    }
+    return { taken, count };
   }
 
   /**
    * Creates destinations known not to exist, each with the lowest free id,
    * zeroed counters and empty socket slots (a free id's slots are empty
    * unless the state was written otherwise: they are checked); appends
-   * them to `known` and returns their ids. Checks there is room for all of them first, so a
-   * failure creates none.
+   * them to `known` and returns their ids. Checks there is room for all
+   * of them first, so a failure creates none.
    */
   create(missing: readonly DestinationKey[], known: DestinationEntry[]): number[] {
-    if (missing.length === 0) return [];
-    if (known.length + missing.length > MAX_DESTINATIONS) {
-      throw new TubularError('ENOSPC', `${missing.length} new destinations do not fit: ${known.length} of ${MAX_DESTINATIONS} are in use ` +
-        '(each label, address family and protocol is one): unbind labels or unregister sockets you no longer need');
-    }
     const taken = new Uint8Array(MAX_DESTINATIONS);
     for (const e of known) taken[e.id] = 1;
+    const made = this.createIn(missing, { taken, count: known.length });
+    known.push(...made);
+    return made.map((e) => e.id);
+  }
+
+  /** create, given the ids in use (as ids() reads them), which it does not update. */
+  createIn(missing: readonly DestinationKey[], used: { taken: Uint8Array; count: number }): DestinationEntry[] {
+    if (missing.length === 0) return [];
+    if (used.count + missing.length > MAX_DESTINATIONS) {
+      throw new TubularError('ENOSPC', `${missing.length} new destinations do not fit: ${used.count} of ${MAX_DESTINATIONS} are in use ` +
+        '(each label, address family and protocol is one): unbind labels or unregister sockets you no longer need');
+    }
     const ids: number[] = [];
     for (let id = 0; ids.length < missing.length; id++) {
-      if (!taken[id]) ids.push(id);
+      if (!used.taken[id]) ids.push(id);
     }
     this.emptySlots(ids);
     const zero = Buffer.alloc(this.maps.destination_metrics.valueBytes);
@@ -99,8 +108,7 @@ export class DestinationTable {
       const id = ids[k];
       this.maps.destination_metrics.update(u32(id), zero);
       this.maps.destinations.update(encodeDestinationKey(d), encodeDestinationValue(id, null));
-      known.push({ ...d, id, owner: null });
-      return id;
+      return { ...d, id, owner: null };
     });
   }
 

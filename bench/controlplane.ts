@@ -12,7 +12,8 @@ import { packageRoot } from '../src/paths.js';
 import { median } from './stats.js';
 import { type Entry, entries } from './workload.js';
 
-const CLI = path.join(packageRoot, 'dist/src/cli/main.js');
+/** tubectl as an operator runs it: bin/tubectl, which starts its bundle (scripts/setup builds it). */
+const CLI = path.join(packageRoot, 'bin/tubectl');
 
 export type Operation = 'load-100k' | 'load-unchanged' | 'load-1pct-first' | 'load-1pct' | 'load-shrink-2k' | 'list-100k' | 'bind-one' | 'version' | 'node-e-0';
 
@@ -72,8 +73,9 @@ function versions(dir: string, name: string, list: readonly Entry[]): { base: st
   return files;
 }
 
-function run(args: string[], wrap: string[] = []): { seconds: number; stdout: string; stderr: string } {
-  const argv = [...wrap, process.execPath, ...args];
+/** Runs argv (under `wrap`, e.g. /usr/bin/time); wall time from spawn to exit. */
+function run(argv0: string[], wrap: string[] = []): { seconds: number; stdout: string; stderr: string } {
+  const argv = [...wrap, ...argv0];
   const t0 = process.hrtime.bigint();
   const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 30 });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -89,7 +91,7 @@ function peakRss(args: string[]): number | undefined {
 
 /** Whether tubectl is built and answers `version`. */
 export function tubectlProblem(): string | undefined {
-  const r = spawnSync(process.execPath, [CLI, 'version'], { encoding: 'utf8' });
+  const r = spawnSync(CLI, ['version'], { encoding: 'utf8' });
   return r.status === 0 ? undefined : `tubectl version exited ${r.status}: ${(r.stderr || r.error?.message || '').trim()}`;
 }
 
@@ -150,7 +152,7 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
     }
     for (let r = 0; r < opts.repeats + 2; r++) {
       runs.version.push(run(tubectl('version')).seconds);
-      runs['node-e-0'].push(run(['-e', '0']).seconds);
+      runs['node-e-0'].push(run([process.execPath, '-e', '0']).seconds);
     }
     // Peak RSS: one more load into an empty dispatcher, under /usr/bin/time.
     peakRssKiB = peakRss(tubectl('load-bindings', v.base));

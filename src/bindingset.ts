@@ -225,10 +225,13 @@ export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slo
 
 const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
 
+/** The destination id packValues writes for a destination that does not exist yet: no real id, and not NO_DESTINATION. */
+export const PENDING_DESTINATION = 0xfffffffe;
+
 /**
  * Binding values for a set whose destination slots have these ids (-1:
- * none yet, written as NO_DESTINATION), and whose bindings have these stat
- * indices (none given: 0).
+ * none yet, written as PENDING_DESTINATION), and whose bindings have these
+ * stat indices (none given: 0).
  */
 export function packValues(set: PackedBindings, slotOf: Int32Array, ids: Int32Array, stats?: Uint32Array): Buffer {
   const values = Buffer.alloc(set.count * BINDING_VALUE_SIZE);
@@ -236,7 +239,7 @@ export function packValues(set: PackedBindings, slotOf: Int32Array, ids: Int32Ar
   for (let i = 0; i < set.count; i++) {
     const slot = slotOf[i];
     const id = slot < 0 ? -1 : ids[slot];
-    words[VALUE_WORDS * i] = id < 0 ? NO_DESTINATION : id;
+    words[VALUE_WORDS * i] = slot < 0 ? NO_DESTINATION : id < 0 ? PENDING_DESTINATION : id;
     words[VALUE_WORDS * i + 1] = set.actions[i];
     words[VALUE_WORDS * i + 2] = stats ? stats[i] : 0;
   }
@@ -260,22 +263,34 @@ export interface SetDiff {
   changedKeys: number[];
   /** for each of changedKeys, the index of the same key in the new set */
   changedTo: number[];
+  /** the destination ids the dump's bindings point at (1: used) */
+  usedIds: Uint8Array;
+  /** one past the highest stat index of the dump (0: none) */
+  nextStat: number;
 }
 
 /**
  * Compares a new set (indexed, with its values) with a dump of the set in
- * force. A binding whose destination does not exist yet (pending(i)) is
- * never unchanged.
+ * force. A binding whose destination does not exist yet (pending(i), or
+ * the id PENDING_DESTINATION in its value) is never unchanged.
  */
-export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: number; pending: (i: number) => boolean },
+export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: number; pending?: (i: number) => boolean },
   current: { keys: Buffer; values: Buffer; count: number }): SetDiff {
   const previous = new Int32Array(next.count).fill(-1);
-  const diff: SetDiff = { added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: [], addedKeys: [], previous, changedKeys: [], changedTo: [] };
+  const usedIds = new Uint8Array(MAX_DESTINATIONS);
+  const diff: SetDiff = {
+    added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: [], addedKeys: [], previous, changedKeys: [], changedTo: [], usedIds, nextStat: 0,
+  };
   const curKeys = keyWords(current.keys, current.count);
   const curValues = u32Words(current.values, current.count * VALUE_WORDS);
   const newValues = u32Words(next.values, next.count * VALUE_WORDS);
+  const pending = next.pending;
   const W = VALUE_WORDS;
+  let nextStat = 0;
   for (let j = 0; j < current.count; j++) {
+    const id = curValues[W * j];
+    if (id < MAX_DESTINATIONS) usedIds[id] = 1;
+    if (curValues[W * j + 2] >= nextStat) nextStat = curValues[W * j + 2] + 1;
     const i = next.index.find(curKeys, j);
     if (i < 0) {
       diff.removed++;
@@ -285,7 +300,7 @@ export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: 
     }
     previous[i] = j;
     // The stat index is the binding's own, not part of what it says.
-    if (curValues[W * j] === newValues[W * i] && (curValues[W * j + 1] & 0xffff) === (newValues[W * i + 1] & 0xffff) && !next.pending(i)) {
+    if (id === newValues[W * i] && (curValues[W * j + 1] & 0xffff) === (newValues[W * i + 1] & 0xffff) && !(pending && pending(i))) {
       diff.unchanged++;
     } else {
       diff.changed++;
@@ -293,9 +308,26 @@ export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: 
       diff.changedTo.push(i);
     }
   }
+  diff.nextStat = nextStat;
   diff.added = next.count - diff.unchanged - diff.changed;
   for (let i = 0; i < next.count; i++) if (previous[i] < 0) diff.addedKeys.push(i);
   return diff;
+}
+
+/**
+ * The values of a set whose bindings keep the stat index of the same key
+ * in `current` (previous[i] >= 0) or take the next of `fresh` (in order):
+ * what a replace writes.
+ */
+export function valuesWithStats(set: PackedBindings, slotOf: Int32Array, ids: Int32Array, previous: Int32Array, current: Buffer, fresh: Uint32Array): Buffer {
+  const values = packValues(set, slotOf, ids);
+  const words = u32Words(values, set.count * VALUE_WORDS);
+  const cur = u32Words(current, current.length / 4);
+  for (let i = 0, k = 0; i < set.count; i++) {
+    const j = previous[i];
+    words[VALUE_WORDS * i + 2] = j >= 0 ? cur[VALUE_WORDS * j + 2] : fresh[k++];
+  }
+  return values;
 }
 
 function u32Words(buf: Buffer, n: number): Uint32Array {

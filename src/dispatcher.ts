@@ -10,13 +10,13 @@
 import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { type Binding, bindingId, sameTarget } from './binding.js';
 import { setDigest } from './digest.js';
-import { BindingStats, type Traffic, allocateStats, markStats, nextStatOf } from './binding-stats.js';
+import { BindingStats, type Traffic, allocateStats, markStats } from './binding-stats.js';
 import { Generations, pendingPin, pinAt } from './generations.js';
 import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
-  indexBindingSet, packBindingSet, packValues, packedFromDump, precedenceOrder, unpackBindings, valueDestination, valueStat,
+  indexBindingSet, packBindingSet, packValues, packedFromDump, precedenceOrder, unpackBindings, valueDestination, valueStat, valuesWithStats,
 } from './bindingset.js';
-import { BpfMap, mismatch } from './bpfmap.js';
+import { BpfMap, type Dump, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
 import { DestinationTable, referencedIds } from './destination-table.js';
 import { TubularError, context, isSystemError } from './errors.js';
@@ -141,6 +141,33 @@ const PENDING_PROGRAM = `${PIN.program}_new`;
 const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
 
 type Maps = Record<MapName, BpfMap>;
+
+/**
+ * Runs parse while both maps are dumped on threads of their own, and
+ * waits for the dumps (also when parse throws).
+ */
+function whileDumping(a: BpfMap, b: BpfMap, parse: () => ParsedSet | undefined): { parsed: ParsedSet | undefined; current: Dump; standby: Dump } {
+  const waits: Array<() => Dump> = [a.startDump()];
+  let parsed: ParsedSet | undefined;
+  let failure: { err: unknown } | undefined;
+  try {
+    waits.push(b.startDump());
+    parsed = parse();
+  } catch (err) {
+    failure = { err };
+  }
+  // Every dump is waited for before its map can be closed.
+  const dumps = waits.map((wait) => {
+    try {
+      return wait();
+    } catch (err) {
+      failure ??= { err };
+      return undefined;
+    }
+  });
+  if (failure) throw failure.err;
+  return { parsed, current: dumps[0]!, standby: dumps[1]! };
+}
 
 export class Dispatcher {
   readonly netns: string;
@@ -639,99 +666,108 @@ export class Dispatcher {
       if (file !== undefined && this.getMeta(meta.digest) !== 0n && this.getMeta(meta.file) === file) {
         return { added: 0, removed: 0, changed: 0, unchanged: Number(this.getMeta(meta.fileBindings)), generation: number };
       }
-      const parsed = parse();
-      if (!parsed) return undefined;
-      const next = parsed.set;
-      const index = parsed.index ?? indexBindingSet(next).index;
-      if (next.count > MAX_BINDINGS) {
-        throw new TubularError('ENOSPC', `${next.count} bindings exceed the capacity of ${MAX_BINDINGS}`);
+      const inForce = this.gens.open('binding_set', g);
+      let standbySet: BpfMap | undefined;
+      try {
+        standbySet = this.gens.open('binding_set', s);
+        // Both sets are read on threads of their own while the file is parsed.
+        const { parsed, current, standby } = whileDumping(inForce, standbySet, parse);
+        if (!parsed) return undefined;
+        return this.replaceWith(parsed, file, { g, number, current, standbySet, standby }, opts);
+      } finally {
+        inForce.close();
+        standbySet?.close();
       }
-      const keys = next.keys;
-      /** Records what a slot now holds: the file read (when it may be recognised) and the set's digest, last. */
-      const record = (slot: number, digest: bigint): void => {
-        const m = metaGeneration(slot);
-        this.setMeta(m.file, file !== undefined && parsed.recognisable !== false ? file : 0n);
-        this.setMeta(m.fileBindings, BigInt(next.count));
-        this.setMeta(m.digest, digest);
+    });
+  }
+
+  /** The rest of replace, with the new set parsed and both sets read. */
+  private replaceWith(parsed: ParsedSet, file: bigint | undefined, at: { g: number; number: number; current: Dump; standbySet: BpfMap; standby: Dump },
+    opts: { check?: ChangeCheck }): ReplaceResult {
+    const { g, number, current } = at;
+    const s = 1 - g;
+    const next = parsed.set;
+    const index = parsed.index ?? indexBindingSet(next).index;
+    if (next.count > MAX_BINDINGS) {
+      throw new TubularError('ENOSPC', `${next.count} bindings exceed the capacity of ${MAX_BINDINGS}`);
+    }
+    const keys = next.keys;
+    const digest = setDigest(next);
+    /** Records what a slot now holds: the file read (when it may be recognised) and the set's digest, last. */
+    const record = (slot: number): void => {
+      const m = metaGeneration(slot);
+      this.setMeta(m.file, file !== undefined && parsed.recognisable !== false ? file : 0n);
+      this.setMeta(m.fileBindings, BigInt(next.count));
+      this.setMeta(m.digest, digest);
+    };
+    // After a rollback the standby holds a later generation: numbers never repeat.
+    const nextNumber = Math.max(number, Number(this.getMeta(metaGeneration(s).number))) + 1;
+    let known = this.dests.entries();
+    const idOf = (list: DestinationEntry[]): Map<string, number> => new Map(list.map((d) => [destinationName(d), d.id]));
+    // Values with the ids of destinations that exist; a missing one is a change.
+    const { slotOf, slots } = destinationSlots(next);
+    let byName = idOf(known);
+    const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d)) ?? -1);
+    const diff = diffBindingSets({ index, values: packValues(next, slotOf, ids), count: next.count }, current);
+    const result = { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged };
+    if (result.added === 0 && result.removed === 0 && result.changed === 0) {
+      record(g);
+      return { ...result, generation: number };
+    }
+    if (opts.check) {
+      const labels = new Map(known.map((d) => [d.id, d.label]));
+      const packed = packedFromDump(current.keys, current.values, current.count, (id) => labels.get(id));
+      const change: SetChange = {
+        added: diff.addedKeys, removed: diff.removedKeys, changed: diff.changedKeys.map((from, k) => ({ from, to: diff.changedTo[k] })), unchanged: diff.unchanged,
       };
-      // After a rollback the standby holds a later generation: numbers never repeat.
-      const nextNumber = Math.max(number, Number(this.getMeta(metaGeneration(s).number))) + 1;
-      let known = this.dests.entries();
-      const idOf = (list: DestinationEntry[]): Map<string, number> => new Map(list.map((d) => [destinationName(d), d.id]));
-      // Values with the ids of destinations that exist; a missing one is a change.
-      const { slotOf, slots } = destinationSlots(next);
-      let byName = idOf(known);
-      const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d)) ?? -1);
-      let values = packValues(next, slotOf, ids);
-      // The same set again (from another file, or after a crash): every
-      // destination exists and the bytes are those the last replace wrote.
-      const stored = this.getMeta(meta.digest);
-      if (stored !== 0n && !ids.includes(-1) && setDigest(keys, values) === stored) {
-        record(g, stored);
-        return { added: 0, removed: 0, changed: 0, unchanged: next.count, generation: number };
+      opts.check(packed, next, change, (st) => this.stats.many(st));
+    }
+    return this.changing(() => {
+      // The standby is about to change: it is no generation any more, and
+      // no file or digest describes it. (Every flip waited until no
+      // program used it.)
+      const standbyMeta = metaGeneration(s);
+      this.setMeta(standbyMeta.number, 0n);
+      this.setMeta(standbyMeta.digest, 0n);
+      this.setMeta(standbyMeta.file, 0n);
+      // Room for the new destinations, checked before anything is created;
+      // what only the standby used is free now.
+      let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
+      if (known.length + missing.length > MAX_DESTINATIONS) {
+        this.dests.collect(diff.usedIds, known);
+        known = this.dests.entries();
+        byName = idOf(known);
+        slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });
+        missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
       }
-      const pending = (i: number): boolean => slotOf[i] >= 0 && ids[slotOf[i]] < 0;
-      const current = this.gens.withSet((set) => set.dump(), g);
-      const { previous, ...diff } = diffBindingSets({ index, values, count: next.count, pending }, current);
-      const result = { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged };
-      if (result.added === 0 && result.removed === 0 && result.changed === 0) {
-        record(g, setDigest(keys, values));
-        return { ...result, generation: number };
+      if (known.length + missing.length > MAX_DESTINATIONS) {
+        throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
+          `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
+          'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
       }
-      if (opts.check) {
-        const labels = this.dests.labels();
-        const packed = packedFromDump(current.keys, current.values, current.count, (id) => labels.get(id));
-        const change: SetChange = {
-          added: diff.addedKeys, removed: diff.removedKeys, changed: diff.changedKeys.map((from, k) => ({ from, to: diff.changedTo[k] })), unchanged: diff.unchanged,
-        };
-        opts.check(packed, next, change, (st) => this.stats.many(st));
-      }
-      return this.changing(() => {
-        // The standby is about to change: it is no generation any more, and
-        // no file or digest describes it. (Every flip waited until no
-        // program used it.)
-        const standbyMeta = metaGeneration(s);
-        this.setMeta(standbyMeta.number, 0n);
-        this.setMeta(standbyMeta.digest, 0n);
-        this.setMeta(standbyMeta.file, 0n);
-        // Room for the new destinations, checked before anything is created;
-        // what only the standby used is free now.
-        let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-        if (known.length + missing.length > MAX_DESTINATIONS) {
-          this.dests.collect(referencedIds(current.values, current.count), known);
-          known = this.dests.entries();
-          byName = idOf(known);
-          slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });
-          missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-        }
-        if (known.length + missing.length > MAX_DESTINATIONS) {
-          throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
-            `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
-            'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
-        }
-        this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
-        // Counters: an unchanged or changed binding keeps its own, a new one
-        // starts from zero at an index the set in force does not use (the
-        // standby's are free: it is being rewritten).
-        const stats = new Uint32Array(next.count);
-        const fresh = diff.addedKeys;
-        const given = allocateStats(markStats(new Uint8Array(MAX_BINDINGS), current.values, current.count), fresh.length);
-        for (let i = 0; i < next.count; i++) if (previous[i] >= 0) stats[i] = valueStat(current.values, previous[i]);
-        fresh.forEach((i, k) => { stats[i] = given[k]; });
-        // Indices given out stay below the next free one, before any is used.
-        this.raiseNextStat(given.length > 0 ? given[given.length - 1] + 1 : 0);
-        this.stats.zero(given);
-        values = packValues(next, slotOf, ids, stats);
-        this.writeStandby(s, { keys, values, count: next.count, index });
-        // One update puts set and filters in force together.
-        this.gens.flip(s);
-        this.setMeta(standbyMeta.number, BigInt(nextNumber));
-        this.setMeta(standbyMeta.applied, BigInt(Date.now()));
-        record(s, setDigest(keys, values));
-        this.setMeta(META_NEXT_STAT, BigInt(nextStatOf(current, { values, count: next.count })));
-        this.dests.collect(this.inUse(new Map([[s, { values, count: next.count }], [g, { values: current.values, count: current.count }]])).ids);
-        return { ...result, generation: nextNumber };
-      });
+      this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
+      // Counters: an unchanged or changed binding keeps its own, a new one
+      // starts from zero at an index the set in force does not use (the
+      // standby's are free: it is being rewritten).
+      const given = allocateStats(markStats(new Uint8Array(MAX_BINDINGS), current.values, current.count), diff.addedKeys.length);
+      const nextStat = Math.max(diff.nextStat, given.length > 0 ? given[given.length - 1] + 1 : 0);
+      // Indices given out stay below the next free one, before any is used.
+      this.raiseNextStat(nextStat);
+      this.stats.zero(given);
+      const values = valuesWithStats(next, slotOf, ids, diff.previous, current.values, given);
+      this.writeStandby(s, at.standbySet, at.standby, { keys, values, count: next.count, index });
+      // One update puts set and filters in force together.
+      this.gens.flip(s);
+      this.setMeta(standbyMeta.number, BigInt(nextNumber));
+      this.setMeta(standbyMeta.applied, BigInt(Date.now()));
+      record(s);
+      this.setMeta(META_NEXT_STAT, BigInt(nextStat));
+      // Destinations neither generation uses (the set in force, now the
+      // previous one, and the new set), and no socket serves.
+      const used = diff.usedIds;
+      for (const id of ids) used[id] = 1;
+      this.dests.collect(used, known);
+      return { ...result, generation: nextNumber };
     });
   }
 
@@ -741,31 +777,28 @@ export class Dispatcher {
    * and put in the slot. Only the entries of the filters that the changed
    * keys touch are rewritten (they were exact for the set it held).
    */
-  private writeStandby(s: number, next: StandbySet): void {
-    this.gens.withSet((set) => {
-      const standby = set.dump();
-      const patch = standbyPatch(standby, next);
-      if (patchable(set.info.maxEntries, next.count, setCapacity)) {
-        context('patch the standby binding set', () => {
-          set.deleteBatch(patch.deletes.keys, patch.deletes.count);
-          set.updateBatch(patch.updates.keys, patch.updates.values, patch.updates.count);
-        });
-      } else {
-        const fresh = this.gens.createSet(next.count);
-        try {
-          context('fill the new binding set', () => fresh.updateBatch(next.keys, next.values, next.count));
-          this.gens.install('binding_set', s, fresh);
-        } finally {
-          fresh.close();
-        }
-      }
-      this.withFilters(s, (filters) => {
-        for (const f of filters) {
-          const change = filterPatch(f.spec, patch.changed, next);
-          f.map.updateBatch(change.keys, change.values, change.count);
-        }
+  private writeStandby(s: number, set: BpfMap, standby: Dump, next: StandbySet): void {
+    const patch = standbyPatch(standby, next);
+    if (patchable(set.info.maxEntries, next.count, setCapacity)) {
+      context('patch the standby binding set', () => {
+        set.deleteBatch(patch.deletes.keys, patch.deletes.count);
+        set.updateBatch(patch.updates.keys, patch.updates.values, patch.updates.count);
       });
-    }, s);
+    } else {
+      const fresh = this.gens.createSet(next.count);
+      try {
+        context('fill the new binding set', () => fresh.updateBatch(next.keys, next.values, next.count));
+        this.gens.install('binding_set', s, fresh);
+      } finally {
+        fresh.close();
+      }
+    }
+    this.withFilters(s, (filters) => {
+      for (const f of filters) {
+        const change = filterPatch(f.spec, patch.changed, next);
+        f.map.updateBatch(change.keys, change.values, change.count);
+      }
+    });
   }
 
   /** Raises the next free stat index to at least `atLeast`. */

@@ -67,8 +67,22 @@ function bytesAre(b: Uint8Array, at: number, end: number, want: Uint8Array): boo
 
 /** Which of `words` b[at..end) is: its code, or -1. */
 function wordOf(b: Uint8Array, at: number, end: number, words: ReadonlyArray<[Uint8Array, number]>): number {
-  for (const [w, code] of words) if (bytesAre(b, at, end, w)) return code;
+  for (let w = 0; w < words.length; w++) if (bytesAre(b, at, end, words[w][0])) return words[w][1];
   return -1;
+}
+
+/** Which field the key b[at..end) names (F_*), or -1: a switch on its length and first letter, then one compare. */
+function fieldOf(b: Uint8Array, at: number, end: number): number {
+  let field: [Uint8Array, number];
+  switch (end - at) {
+    case 4: field = b[at] === 112 ? FIELDS[2] : FIELDS[5]; break; // port, hits
+    case 5: field = FIELDS[0]; break; // label
+    case 6: field = b[at] === 112 ? FIELDS[1] : FIELDS[4]; break; // prefix, action
+    case 7: field = FIELDS[6]; break; // lastHit
+    case 8: field = FIELDS[3]; break; // protocol
+    default: return -1;
+  }
+  return bytesAre(b, at, end, field[0]) ? field[1] : -1;
 }
 
 const isSpace = (c: number): boolean => c === 32 || c === 10 || c === 13 || c === 9;
@@ -219,7 +233,7 @@ function readEntry(b: Uint8Array, i: number, f: Fields): number {
   for (;;) {
     let end = stringEnd(b, i);
     if (end < 0) return -1;
-    const field = wordOf(b, i + 1, end, FIELDS);
+    const field = fieldOf(b, i + 1, end);
     if (field < 0 || (f.seen & field) !== 0) return -1;
     f.seen |= field;
     i = skip(b, end + 1);

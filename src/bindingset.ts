@@ -205,8 +205,10 @@ export function packedFromDump(keys: Buffer, values: Buffer, count: number, labe
  */
 export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slots: DestinationKey[] } {
   const slotOf = new Int32Array(set.count);
-  const compact = new Int32Array(set.labels.length * 4).fill(-1);
+  // (label, family, protocol) -> slot + 1; 0: not met yet
+  const compact = new Int32Array(set.labels.length * 4);
   const slots: DestinationKey[] = [];
+  const k = set.keys;
   for (let i = 0; i < set.count; i++) {
     const li = set.labelIndex[i];
     if (li < 0) {
@@ -214,11 +216,13 @@ export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slo
       continue;
     }
     const off = i * BINDING_KEY_SIZE;
-    const family = keyFamily(set.keys, off);
-    const protocol = keyProtocol(set.keys, off);
-    const wide = li * 4 + (family === 6 ? 2 : 0) + (protocol === 'udp' ? 1 : 0);
-    if (compact[wide] < 0) compact[wide] = slots.push({ label: set.labels[li], domain: domainOf(family), protocol }) - 1;
-    slotOf[i] = compact[wide];
+    const wide = li * 4 + (k[off + 1] === AF[6] ? 2 : 0) + (k[off] === IPPROTO.udp ? 1 : 0);
+    let slot = compact[wide] - 1;
+    if (slot < 0) {
+      slot = slots.push({ label: set.labels[li], domain: domainOf(keyFamily(k, off)), protocol: keyProtocol(k, off) }) - 1;
+      compact[wide] = slot + 1;
+    }
+    slotOf[i] = slot;
   }
   return { slotOf, slots };
 }
@@ -315,16 +319,20 @@ export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: 
 }
 
 /**
- * The values of a set whose bindings keep the stat index of the same key
- * in `current` (previous[i] >= 0) or take the next of `fresh` (in order):
- * what a replace writes.
+ * The values of a set whose destination slots have these ids (all exist),
+ * and whose bindings keep the stat index of the same key in `current`
+ * (previous[i] >= 0) or take the next of `fresh` (in order): what a
+ * replace writes.
  */
 export function valuesWithStats(set: PackedBindings, slotOf: Int32Array, ids: Int32Array, previous: Int32Array, current: Buffer, fresh: Uint32Array): Buffer {
-  const values = packValues(set, slotOf, ids);
+  const values = Buffer.alloc(set.count * BINDING_VALUE_SIZE);
   const words = u32Words(values, set.count * VALUE_WORDS);
   const cur = u32Words(current, current.length / 4);
   for (let i = 0, k = 0; i < set.count; i++) {
+    const slot = slotOf[i];
     const j = previous[i];
+    words[VALUE_WORDS * i] = slot < 0 ? NO_DESTINATION : ids[slot];
+    words[VALUE_WORDS * i + 1] = set.actions[i];
     words[VALUE_WORDS * i + 2] = j >= 0 ? cur[VALUE_WORDS * j + 2] : fresh[k++];
   }
   return values;

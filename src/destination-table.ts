@@ -11,7 +11,7 @@ import {
 import { TubularError } from './errors.js';
 import {
   BINDING_VALUE_SIZE, DESTINATION_METRICS_SIZE, MAX_DESTINATIONS, NO_DESTINATION, SOCKET_SLOTS, SOCKET_VALUE_SIZE,
-  readU32, readU64, u32, writeU64,
+  readU32, readU64, u32, writeU32, writeU64,
 } from './layout.js';
 
 export interface DestinationMaps {
@@ -103,13 +103,15 @@ export class DestinationTable {
       if (!used.taken[id]) ids.push(id);
     }
     this.emptySlots(ids);
-    const zero = Buffer.alloc(this.maps.destination_metrics.valueBytes);
-    return missing.map((d, k) => {
-      const id = ids[k];
-      this.maps.destination_metrics.update(u32(id), zero);
-      this.maps.destinations.update(encodeDestinationKey(d), encodeDestinationValue(id, null));
-      return { ...d, id, owner: null };
-    });
+    // Counters zeroed, then the destinations: one batch each.
+    const idKeys = Buffer.alloc(ids.length * 4);
+    ids.forEach((id, k) => writeU32(idKeys, id, k * 4));
+    const metrics = this.maps.destination_metrics;
+    metrics.updateBatch(idKeys, Buffer.alloc(ids.length * metrics.valueBytes), ids.length);
+    const keys = Buffer.concat(missing.map((d) => encodeDestinationKey(d)));
+    const values = Buffer.concat(ids.map((id) => encodeDestinationValue(id, null)));
+    this.maps.destinations.updateBatch(keys, values, ids.length);
+    return missing.map((d, k) => ({ ...d, id: ids[k], owner: null }));
   }
 
   /**

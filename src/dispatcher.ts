@@ -23,7 +23,7 @@ import { TubularError, context, isSystemError } from './errors.js';
 import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterPatch, setFilterBit } from './filters.js';
 import {
   ACTION_STEER, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE,
-  GENERATIONS, INNER_KINDS, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_MAGIC, META_NEXT_STAT, META_STAMP,
+  GENERATIONS, INNER_KINDS, JOURNAL_CAPACITY, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_JOURNAL, META_MAGIC, META_NEXT_STAT, META_STAMP,
   type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, setCapacity, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
@@ -33,7 +33,8 @@ import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { type SourceSample, clearSources, readSources } from './sources.js';
 import { type SetChange, compareSets } from './setdiff.js';
-import { type PackedSet, patchable, standbyPatch } from './standby.js';
+import { type PackedSet, type StandbyPatch, patchable, standbyPatch } from './standby.js';
+import { type Changes, Journal, patchFromJournal, pickKeys } from './journal.js';
 import type { KeyIndex } from './keyindex.js';
 import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
@@ -136,22 +137,22 @@ export interface RegisterOptions {
 /** Destination ids kept for root: registrations by other users never take the last of them. */
 export const ROOT_RESERVED_DESTINATIONS = 64;
 
-const ALL_MAPS: readonly MapName[] = [...OBJECT_MAPS, 'destinations'];
+const ALL_MAPS: readonly MapName[] = [...OBJECT_MAPS, 'destinations', 'journal'];
 const PENDING_PROGRAM = `${PIN.program}_new`;
 const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
 
 type Maps = Record<MapName, BpfMap>;
 
 /**
- * Runs parse while both maps are dumped on threads of their own, and
- * waits for the dumps (also when parse throws).
+ * Runs parse while both maps (or the first) are dumped on threads of
+ * their own, and waits for the dumps (also when parse throws).
  */
-function whileDumping(a: BpfMap, b: BpfMap, parse: () => ParsedSet | undefined): { parsed: ParsedSet | undefined; current: Dump; standby: Dump } {
+function whileDumping(a: BpfMap, b: BpfMap | undefined, parse: () => ParsedSet | undefined): { parsed: ParsedSet | undefined; current: Dump; standby?: Dump } {
   const waits: Array<() => Dump> = [a.startDump()];
   let parsed: ParsedSet | undefined;
   let failure: { err: unknown } | undefined;
   try {
-    waits.push(b.startDump());
+    if (b) waits.push(b.startDump());
     parsed = parse();
   } catch (err) {
     failure = { err };
@@ -166,7 +167,7 @@ function whileDumping(a: BpfMap, b: BpfMap, parse: () => ParsedSet | undefined):
     }
   });
   if (failure) throw failure.err;
-  return { parsed, current: dumps[0]!, standby: dumps[1]! };
+  return { parsed, current: dumps[0]!, standby: dumps[1] };
 }
 
 export class Dispatcher {
@@ -178,6 +179,7 @@ export class Dispatcher {
   private readonly gens: Generations;
   private readonly stats: BindingStats;
   private readonly reader: ReadModel;
+  private readonly journal: Journal;
   private closed = false;
 
   private constructor(
@@ -196,6 +198,7 @@ export class Dispatcher {
     this.gens = new Generations(sys, dir, maps, readOnly);
     this.stats = new BindingStats(maps.binding_stats);
     this.reader = new ReadModel(sys, loc, dir, this.gens, this.dests, this.stats);
+    this.journal = new Journal(maps.journal, { get: () => this.getMeta(META_JOURNAL) === 1n, set: (whole) => this.setMeta(META_JOURNAL, whole ? 1n : 0n) });
   }
 
   /** Whether a dispatcher is loaded in the namespace. */
@@ -224,6 +227,8 @@ export class Dispatcher {
         Object.values(obj.maps).forEach(keep);
         const destinations = keep(context('create the destinations map', () =>
           sys.mapCreate(BPF_MAP_TYPE_HASH, 'destinations', DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, MAX_DESTINATIONS, 0)));
+        const journal = keep(context('create the journal', () =>
+          sys.mapCreate(BPF_MAP_TYPE_HASH, 'journal', BINDING_KEY_SIZE, MAP_SPECS.journal.valueSize, JOURNAL_CAPACITY, 0)));
         for (let slot = 0; slot < GENERATIONS; slot++) {
           const set = keep(context('create a binding set', () =>
             sys.mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, 1024, 0)));
@@ -240,8 +245,11 @@ export class Dispatcher {
         sys.mapUpdate(obj.maps.meta, u32(META_STAMP), word(metaValue()), 0);
         sys.mapUpdate(obj.maps.meta, u32(metaGeneration(0).number), word(1n), 0);
         sys.mapUpdate(obj.maps.meta, u32(metaGeneration(0).applied), word(BigInt(Date.now())), 0);
+        // Both sets are empty: the journal, empty, is whole.
+        sys.mapUpdate(obj.maps.meta, u32(META_JOURNAL), word(1n), 0);
         for (const name of OBJECT_MAPS) pin(obj.maps[name], name);
         pin(destinations, PIN.destinations);
+        pin(journal, PIN.journal);
         pin(obj.progFd, PIN.program);
         const nsFd = context(`open network namespace ${loc.netns}`, () => openSync(loc.netns, 'r'));
         try {
@@ -419,6 +427,7 @@ export class Dispatcher {
     // A writer may have died between a flip and its wait.
     this.gens.settle();
     const g = this.gens.inForce();
+    this.journal.invalidate();
     const { nextStat } = reconcile(this.gens, this.dests);
     this.setMeta(META_NEXT_STAT, BigInt(nextStat));
     if (this.getMeta(metaGeneration(g).number) === 0n) {
@@ -508,6 +517,7 @@ export class Dispatcher {
         const dest = destinationOf(b);
         return this.changing(() => {
           this.touched(g);
+          this.journal.note(key);
           const entry = dest ? this.ensureDestination(dest) : undefined;
           let stat: number;
           if (old) {
@@ -571,6 +581,7 @@ export class Dispatcher {
         opts.check?.(existing, this.stats.one(valueStat(value, 0)));
         return this.changing(() => {
           this.touched(g);
+          this.journal.note(key);
           set.delete(key);
           // Clear the length bit and the block bit only when no other binding needs them.
           const rest = set.dump();
@@ -670,10 +681,12 @@ export class Dispatcher {
       let standbySet: BpfMap | undefined;
       try {
         standbySet = this.gens.open('binding_set', s);
-        // Both sets are read on threads of their own while the file is parsed.
-        const { parsed, current, standby } = whileDumping(inForce, standbySet, parse);
+        // The set in force is read on a thread of its own while the file is
+        // parsed; so is the standby, unless the journal says where it differs.
+        const journal = this.journal.read();
+        const { parsed, current, standby } = whileDumping(inForce, journal ? undefined : standbySet, parse);
         if (!parsed) return undefined;
-        return this.replaceWith(parsed, file, { g, number, current, standbySet, standby }, opts);
+        return this.replaceWith(parsed, file, { g, number, current, standbySet, standby, journal }, opts);
       } finally {
         inForce.close();
         standbySet?.close();
@@ -682,7 +695,8 @@ export class Dispatcher {
   }
 
   /** The rest of replace, with the new set parsed and both sets read. */
-  private replaceWith(parsed: ParsedSet, file: bigint | undefined, at: { g: number; number: number; current: Dump; standbySet: BpfMap; standby: Dump },
+  private replaceWith(parsed: ParsedSet, file: bigint | undefined,
+    at: { g: number; number: number; current: Dump; standbySet: BpfMap; standby?: Dump; journal?: { keys: Buffer; count: number } },
     opts: { check?: ChangeCheck }): ReplaceResult {
     const { g, number, current } = at;
     const s = 1 - g;
@@ -730,6 +744,7 @@ export class Dispatcher {
       this.setMeta(standbyMeta.number, 0n);
       this.setMeta(standbyMeta.digest, 0n);
       this.setMeta(standbyMeta.file, 0n);
+      this.journal.invalidate();
       // Room for the new destinations, checked before anything is created;
       // what only the standby used is free now.
       let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
@@ -755,13 +770,20 @@ export class Dispatcher {
       this.raiseNextStat(nextStat);
       this.stats.zero(given);
       const values = valuesWithStats(next, slotOf, ids, diff.previous, current.values, given);
-      this.writeStandby(s, at.standbySet, at.standby, { keys, values, count: next.count, index });
+      const changes: Changes = { removed: diff.removedKeys, added: diff.addedKeys, changedFrom: diff.changedKeys, changedTo: diff.changedTo };
+      const standby = { keys, values, count: next.count, index };
+      this.writeStandby(s, at.standbySet, at.standby
+        ? standbyPatch(at.standby, standby)
+        : patchFromJournal(at.journal!, at.standbySet.lookupMany(at.journal!.keys, at.journal!.count), current, standby, changes), standby);
       // One update puts set and filters in force together.
       this.gens.flip(s);
       this.setMeta(standbyMeta.number, BigInt(nextNumber));
       this.setMeta(standbyMeta.applied, BigInt(Date.now()));
       record(s);
       this.setMeta(META_NEXT_STAT, BigInt(nextStat));
+      // Where the new set and the previous one (the set that was in force) differ: what this replace changed.
+      this.journal.rewrite(Buffer.concat([pickKeys(current.keys, diff.removedKeys), pickKeys(keys, diff.addedKeys), pickKeys(keys, diff.changedTo)]),
+        diff.removedKeys.length + diff.addedKeys.length + diff.changedTo.length, at.journal);
       // Destinations neither generation uses (the set in force, now the
       // previous one, and the new set), and no socket serves.
       const used = diff.usedIds;
@@ -774,11 +796,10 @@ export class Dispatcher {
   /**
    * Makes the standby slot hold `next`, with filters exact for it: the set
    * it holds is patched where its map has room, else a new map is filled
-   * and put in the slot. Only the entries of the filters that the changed
-   * keys touch are rewritten (they were exact for the set it held).
+   * and put in the slot. Only the entries of the filters that the patch's
+   * changed keys touch are rewritten (they were exact for the set it held).
    */
-  private writeStandby(s: number, set: BpfMap, standby: Dump, next: StandbySet): void {
-    const patch = standbyPatch(standby, next);
+  private writeStandby(s: number, set: BpfMap, patch: StandbyPatch, next: StandbySet): void {
     if (patchable(set.info.maxEntries, next.count, setCapacity)) {
       context('patch the standby binding set', () => {
         set.deleteBatch(patch.deletes.keys, patch.deletes.count);

@@ -1,0 +1,158 @@
+// The journal: the binding keys whose binding may differ between the two
+// generations (present in one only, or with another value), in a map of
+// the control plane's own. A replace that can trust it patches the standby
+// without reading it whole: the standby is the set in force except at
+// those keys, so the keys to write are the journal's and those the new
+// set changes, and the standby's bindings at the journal's keys are a few
+// lookups.
+//
+// It is derived, and trusted only while meta says it is whole
+// (META_JOURNAL = 1). Every writer that changes a set keeps it whole under
+// the intent mark: bind and unbind add their key before changing the set
+// in force; a replace marks it not whole before it touches the standby and
+// writes it anew after the flip (the keys the replace changed, which are
+// where the new set and the previous one differ). Rollback swaps the two
+// sets, which leaves the keys where they differ as they were. After a
+// crash, reconcile marks it not whole; the next replace then reads the
+// standby whole, as without a journal, and writes the journal anew.
+import type { BpfMap, Dump } from './bpfmap.js';
+import { type KeyIndex, KeyIndex as Index, keyWords } from './keyindex.js';
+import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, JOURNAL_CAPACITY, u32 } from './layout.js';
+import type { StandbyPatch } from './standby.js';
+import { isSystemError } from './errors.js';
+
+const ONE = u32(1);
+const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
+
+function u32Words(buf: Buffer, n: number): Uint32Array {
+  const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf.subarray(0, n * 4));
+  return new Uint32Array(aligned.buffer, aligned.byteOffset, n);
+}
+
+export class Journal {
+  constructor(private readonly map: BpfMap, private readonly whole: { get(): boolean; set(whole: boolean): void }) {}
+
+  /** The keys, when the journal is whole; undefined when it is to be ignored. */
+  read(): { keys: Buffer; count: number } | undefined {
+    if (!this.whole.get()) return undefined;
+    const { keys, count } = this.map.dump();
+    return { keys, count };
+  }
+
+  /**
+   * Notes a key whose binding in force is about to change (bind, unbind):
+   * under the intent mark, before the change. Written whether the journal
+   * is whole or not (the next rewrite clears it either way), so that a
+   * bind makes the same calls in either case.
+   */
+  note(key: Buffer): void {
+    try {
+      this.map.update(key, ONE);
+    } catch (err) {
+      if (!isSystemError(err, 'E2BIG')) throw err;
+      this.whole.set(false);
+    }
+  }
+
+  /** Marks it not whole: before a replace touches the standby, and after a crash. */
+  invalidate(): void {
+    this.whole.set(false);
+  }
+
+  /**
+   * Holds exactly these keys from now on, and is whole (a replace, after
+   * its flip: the keys it changed). More than it has room for leave it not
+   * whole. `old`: its keys as read before, if they were.
+   */
+  rewrite(keys: Buffer, count: number, old?: { keys: Buffer; count: number }): void {
+    this.whole.set(false);
+    const held = old ?? this.map.dump();
+    this.map.deleteBatch(held.keys, held.count);
+    if (count > JOURNAL_CAPACITY) return;
+    this.map.updateBatch(keys, Buffer.alloc(count * 4, ONE), count);
+    this.whole.set(true);
+  }
+}
+
+/** The keys at these indices of a packed key buffer, packed. */
+export function pickKeys(keys: Buffer, indices: readonly number[]): Buffer {
+  const out = Buffer.alloc(indices.length * BINDING_KEY_SIZE);
+  indices.forEach((i, n) => keys.copy(out, n * BINDING_KEY_SIZE, i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE));
+  return out;
+}
+
+/** What a replace changed, by key: indices into the set in force (gone, changed) and into the new set (new, changed). */
+export interface Changes {
+  removed: readonly number[];
+  added: readonly number[];
+  changedFrom: readonly number[];
+  changedTo: readonly number[];
+}
+
+/**
+ * The patch of the standby from the journal, without reading the standby
+ * whole: `journal` its keys, `held` the standby's values at those keys (as
+ * lookupMany gives them: zero where it has none), `current` the set in
+ * force, `next` the new set (values final) and `changes` what the new set
+ * changes in the set in force. Everywhere else the standby, the set in
+ * force and the new set agree.
+ */
+export function patchFromJournal(journal: { keys: Buffer; count: number }, held: Buffer, current: Dump,
+  next: { keys: Buffer; values: Buffer; count: number; index: KeyIndex }, changes: Changes): StandbyPatch {
+  const jWords = keyWords(journal.keys, journal.count);
+  const jIndex = new Index(jWords, journal.count);
+  for (let t = 0; t < journal.count; t++) jIndex.add(t);
+  const heldWords = u32Words(held, journal.count * VALUE_WORDS);
+  const nextWords = u32Words(next.values, next.count * VALUE_WORDS);
+  const curWords = u32Words(current.values, current.count * VALUE_WORDS);
+  const deletes: Array<{ keys: Buffer; at: number }> = [];
+  const updates: number[] = [];
+  const changed: Array<{ keys: Buffer; at: number }> = [];
+  const sameValue = (a: Uint32Array, i: number, b: Uint32Array, j: number): boolean =>
+    a[VALUE_WORDS * i] === b[VALUE_WORDS * j] && a[VALUE_WORDS * i + 1] === b[VALUE_WORDS * j + 1] && a[VALUE_WORDS * i + 2] === b[VALUE_WORDS * j + 2];
+  // The journal's keys: the standby's binding as looked up (none: zero, as no binding's action is 0).
+  for (let t = 0; t < journal.count; t++) {
+    const present = heldWords[VALUE_WORDS * t + 1] !== 0;
+    const i = next.index.find(jWords, t);
+    if (i < 0) {
+      if (present) {
+        deletes.push({ keys: journal.keys, at: t });
+        changed.push({ keys: journal.keys, at: t });
+      }
+    } else if (!present) {
+      updates.push(i);
+      changed.push({ keys: next.keys, at: i });
+    } else if (!sameValue(heldWords, t, nextWords, i)) {
+      updates.push(i);
+    }
+  }
+  // The keys the new set changes, where the journal does not say otherwise, the standby holds the set in force's binding.
+  const curKeys = keyWords(current.keys, current.count);
+  const nextKeys = keyWords(next.keys, next.count);
+  for (const j of changes.removed) {
+    if (jIndex.find(curKeys, j) >= 0) continue;
+    deletes.push({ keys: current.keys, at: j });
+    changed.push({ keys: current.keys, at: j });
+  }
+  for (const i of changes.added) {
+    if (jIndex.find(nextKeys, i) >= 0) continue;
+    updates.push(i);
+    changed.push({ keys: next.keys, at: i });
+  }
+  changes.changedTo.forEach((i, k) => {
+    if (jIndex.find(nextKeys, i) >= 0) return;
+    if (!sameValue(curWords, changes.changedFrom[k], nextWords, i)) updates.push(i);
+  });
+  const pack = (list: ReadonlyArray<{ keys: Buffer; at: number }>): Buffer => {
+    const out = Buffer.alloc(list.length * BINDING_KEY_SIZE);
+    list.forEach((e, n) => e.keys.copy(out, n * BINDING_KEY_SIZE, e.at * BINDING_KEY_SIZE, (e.at + 1) * BINDING_KEY_SIZE));
+    return out;
+  };
+  const values = Buffer.alloc(updates.length * BINDING_VALUE_SIZE);
+  updates.forEach((i, n) => next.values.copy(values, n * BINDING_VALUE_SIZE, i * BINDING_VALUE_SIZE, (i + 1) * BINDING_VALUE_SIZE));
+  return {
+    deletes: { keys: pack(deletes), count: deletes.length },
+    updates: { keys: pickKeys(next.keys, updates), values, count: updates.length },
+    changed: { keys: pack(changed), count: changed.length },
+  };
+}

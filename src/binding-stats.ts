@@ -17,7 +17,8 @@ export interface Traffic {
 
 /** Marks the stat indices a dump of binding values uses. */
 export function markStats(used: Uint8Array, values: Buffer, count: number): Uint8Array {
-  for (let i = 0; i < count; i++) used[readU32(values, i * BINDING_VALUE_SIZE + 8)] = 1;
+  const words = values.byteOffset % 4 === 0 ? new Uint32Array(values.buffer, values.byteOffset, count * 3) : undefined;
+  for (let i = 0; i < count; i++) used[words ? words[3 * i + 2] : readU32(values, i * BINDING_VALUE_SIZE + 8)] = 1;
   return used;
 }
 

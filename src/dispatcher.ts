@@ -763,8 +763,12 @@ export class Dispatcher {
       this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
       // Counters: an unchanged or changed binding keeps its own, a new one
       // starts from zero at an index the set in force does not use (the
-      // standby's are free: it is being rewritten).
-      const given = allocateStats(markStats(new Uint8Array(MAX_BINDINGS), current.values, current.count), diff.addedKeys.length);
+      // standby's are free: it is being rewritten): past the highest it
+      // uses, or where there is no room there, the lowest free ones.
+      const fresh = diff.addedKeys.length;
+      const given = diff.nextStat + fresh <= MAX_BINDINGS
+        ? Uint32Array.from({ length: fresh }, (_, k) => diff.nextStat + k)
+        : allocateStats(markStats(new Uint8Array(MAX_BINDINGS), current.values, current.count), fresh);
       const nextStat = Math.max(diff.nextStat, given.length > 0 ? given[given.length - 1] + 1 : 0);
       // Indices given out stay below the next free one, before any is used.
       this.raiseNextStat(nextStat);

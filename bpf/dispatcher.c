@@ -221,13 +221,14 @@ struct {
 // uses is below it). Slot 2: non-zero while a writer is part-way through a
 // change; the next writer then recomputes everything derived from the
 // binding sets. Slot 3: whether the journal (a map of the control plane)
-// holds every key whose binding differs between the generations. Slots
-// 4 + 5g .. 8 + 5g: generation g's number, when it was applied (ms since
-// the epoch), a digest of the set a replace wrote (0: changed since), a
-// digest of the file it was read from and the number of bindings in it.
+// holds every key whose binding differs between the generations. Slot 4:
+// the next epoch a binding_stat is given. Slots 5 + 5g .. 9 + 5g:
+// generation g's number, when it was applied (ms since the epoch), a
+// digest of the set a replace wrote (0: changed since), a digest of the
+// file it was read from and the number of bindings in it.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4 + 5 * GENERATIONS);
+	__uint(max_entries, 5 + 5 * GENERATIONS);
 	__type(key, __u32);
 	__type(value, __u64);
 } meta SEC(".maps");

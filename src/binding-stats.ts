@@ -1,4 +1,4 @@
-// Per-binding traffic: binding_stats[i] = {hits, last hit}, where i is the
+// Per-binding traffic: binding_stats[i] = {hits, last hit, epoch}, where i is the
 // stat index stored in the binding's value. Indices belong to bindings:
 // an unchanged binding keeps its index (and its counts) across replaces,
 // a new one gets an index that no binding of either generation uses, and
@@ -82,17 +82,18 @@ export class BindingStats {
   }
 
   /**
-   * Gives these indices to new bindings: counts from zero, and a new epoch,
-   * so that sources sampled for the bindings that had them before are never
-   * shown for the new ones.
+   * Gives these indices to new bindings: counts from zero, and `epoch`, one
+   * no entry has had before (meta's next epoch, which only ever grows), so
+   * that sources sampled for the bindings that had them before are never
+   * shown for the new ones. Nothing is read: a load of a million new
+   * bindings writes their entries in one batch.
    */
-  zero(stats: Uint32Array): void {
+  zero(stats: Uint32Array, epoch: number): void {
     if (stats.length === 0) return;
-    const { keys, values: old } = this.read(stats);
+    const keys = Buffer.alloc(stats.length * 4);
+    stats.forEach((s, i) => writeU32(keys, s, i * 4));
     const fresh = Buffer.alloc(stats.length * BINDING_STAT_SIZE);
-    for (let i = 0; i < stats.length; i++) {
-      writeU32(fresh, (readU32(old, i * BINDING_STAT_SIZE + 12) + 1) >>> 0, i * BINDING_STAT_SIZE + 12);
-    }
+    for (let i = 0; i < stats.length; i++) writeU32(fresh, epoch, i * BINDING_STAT_SIZE + 12);
     this.map.updateBatch(keys, fresh, stats.length);
   }
 

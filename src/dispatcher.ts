@@ -23,7 +23,7 @@ import { TubularError, context, isSystemError } from './errors.js';
 import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterPatch, setFilterBit } from './filters.js';
 import {
   ACTION_STEER, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE,
-  GENERATIONS, INNER_KINDS, JOURNAL_CAPACITY, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_JOURNAL, META_MAGIC, META_NEXT_STAT, META_STAMP,
+  GENERATIONS, INNER_KINDS, JOURNAL_CAPACITY, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_JOURNAL, META_MAGIC, META_NEXT_EPOCH, META_NEXT_STAT, META_STAMP,
   type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, setCapacity, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
@@ -493,6 +493,13 @@ export class Dispatcher {
     return allocateStats(this.inUse().stats, 1)[0];
   }
 
+  /** An epoch no binding_stat has had: meta's next one, taken (it only ever grows; 0 is the epoch of entries never given). */
+  private nextEpoch(): number {
+    const epoch = Math.max(1, Number(this.getMeta(META_NEXT_EPOCH) % 0xffffffffn));
+    this.setMeta(META_NEXT_EPOCH, BigInt(epoch + 1));
+    return epoch;
+  }
+
   /** A change other than a replace to the set in force: it no longer matches its generation's digest. */
   private touched(slot: number): void {
     this.setMeta(metaGeneration(slot).digest, 0n);
@@ -524,7 +531,7 @@ export class Dispatcher {
             stat = valueStat(old, 0);
           } else {
             stat = this.freeStat();
-            this.stats.zero(Uint32Array.of(stat));
+            this.stats.zero(Uint32Array.of(stat), this.nextEpoch());
           }
           // Make the length and the block bit visible before the binding, so
           // the program never skips a lookup that would match.
@@ -772,7 +779,7 @@ export class Dispatcher {
       const nextStat = Math.max(diff.nextStat, given.length > 0 ? given[given.length - 1] + 1 : 0);
       // Indices given out stay below the next free one, before any is used.
       this.raiseNextStat(nextStat);
-      this.stats.zero(given);
+      this.stats.zero(given, this.nextEpoch());
       const values = valuesWithStats(next, slotOf, ids, diff.previous, current.values, given);
       const changes: Changes = { removed: diff.removedKeys, added: diff.addedKeys, changedFrom: diff.changedKeys, changedTo: diff.changedTo };
       const standby = { keys, values, count: next.count, index };

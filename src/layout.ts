@@ -63,19 +63,20 @@ export const OUTER_OF: Record<InnerKind, 'bindings' | 'lengths' | 'blocks'> = { 
  * meta slots: the layout stamp; the next stat index (every index either
  * generation uses is below it: derived, recomputed after a crash); a
  * writer's intent; whether the journal holds every key whose binding
- * differs between the two generations (1) or is to be ignored (0); then
- * per generation slot: its number, when it was applied (ms), the digest
- * of its set as a replace wrote it (0: changed since), and the file it was
- * read from: a digest of the file's bytes (0: none) and how many bindings
- * the file holds.
+ * differs between the two generations (1) or is to be ignored (0); the
+ * next epoch (see binding-stats.ts: only ever grows); then per generation
+ * slot: its number, when it was applied (ms), the digest of its set as a
+ * replace wrote it (0: changed since), and the file it was read from: a
+ * digest of the file's bytes (0: none) and how many bindings the file holds.
  */
 export const META_STAMP = 0;
 export const META_NEXT_STAT = 1;
 export const META_INTENT = 2;
 export const META_JOURNAL = 3;
-export const META_ENTRIES = 4 + 5 * 2;
+export const META_NEXT_EPOCH = 4;
+export const META_ENTRIES = 5 + 5 * 2;
 export const metaGeneration = (slot: number): { number: number; applied: number; digest: number; file: number; fileBindings: number } =>
-  ({ number: 4 + 5 * slot, applied: 5 + 5 * slot, digest: 6 + 5 * slot, file: 7 + 5 * slot, fileBindings: 8 + 5 * slot });
+  ({ number: 5 + 5 * slot, applied: 6 + 5 * slot, digest: 7 + 5 * slot, file: 8 + 5 * slot, fileBindings: 9 + 5 * slot });
 
 /** Keys the journal holds at most (a change of more leaves it to be ignored until the next replace). */
 export const JOURNAL_CAPACITY = 1 << 16;

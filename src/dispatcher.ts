@@ -34,7 +34,7 @@ import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { type SourceSample, clearSources, readSources } from './sources.js';
 import { type SetChange, compareSets } from './setdiff.js';
 import { type PackedSet, type StandbyPatch, patchable, standbyPatch } from './standby.js';
-import { type Changes, Journal, patchFromJournal, pickKeys } from './journal.js';
+import { type Changes, Journal, changedKeys, patchFromJournal } from './journal.js';
 import type { KeyIndex } from './keyindex.js';
 import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
@@ -793,8 +793,8 @@ export class Dispatcher {
       record(s);
       this.setMeta(META_NEXT_STAT, BigInt(nextStat));
       // Where the new set and the previous one (the set that was in force) differ: what this replace changed.
-      this.journal.rewrite(Buffer.concat([pickKeys(current.keys, diff.removedKeys), pickKeys(keys, diff.addedKeys), pickKeys(keys, diff.changedTo)]),
-        diff.removedKeys.length + diff.addedKeys.length + diff.changedTo.length, at.journal);
+      const differ = changedKeys(current, next, changes);
+      this.journal.rewrite(differ.keys, differ.count, at.journal);
       // Destinations neither generation uses (the set in force, now the
       // previous one, and the new set), and no socket serves.
       const used = diff.usedIds;

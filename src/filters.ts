@@ -77,32 +77,37 @@ export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
  * standby generation writes about as many entries as keys change.
  */
 export function filterPatch(spec: FilterSpec, changed: KeySet, after: KeySet): Packed {
-  // entry -> its place in `entries`, plus one (0: not touched)
+  const W = spec.words;
+  // entry -> its place among the touched entries, plus one (0: not touched)
   const place = new Int32Array(spec.entries);
-  const entries: number[] = [];
+  const entries = new Uint32Array(changed.count);
+  let touched = 0;
   for (let i = 0; i < changed.count; i++) {
     const p = spec.at(changed.keys, i * BINDING_KEY_SIZE);
     if (p < 0) continue;
-    const e = Math.floor((p >>> 5) / spec.words);
-    if (place[e] === 0) place[e] = entries.push(e);
-  }
-  const words = new Uint32Array(entries.length * spec.words);
-  if (entries.length > 0) {
-    for (let i = 0; i < after.count; i++) {
-      const p = spec.at(after.keys, i * BINDING_KEY_SIZE);
-      if (p < 0) continue;
-      const w = p >>> 5;
-      const e = Math.floor(w / spec.words);
-      const at = place[e];
-      if (at === 0) continue;
-      const k = (at - 1) * spec.words + (w - e * spec.words);
-      words[k] = (words[k] | (1 << (p & 31))) >>> 0;
+    const e = Math.floor((p >>> 5) / W);
+    if (place[e] === 0) {
+      entries[touched] = e;
+      place[e] = ++touched;
     }
   }
-  return pack(spec, entries, (w) => {
-    const e = Math.floor(w / spec.words);
-    return words[(place[e] - 1) * spec.words + (w - e * spec.words)];
-  });
+  const keys = Buffer.alloc(touched * 4);
+  const values = Buffer.alloc(touched * W * 4);
+  if (touched === 0) return { keys, values, count: 0 };
+  const k = new Uint32Array(keys.buffer, keys.byteOffset, touched);
+  k.set(entries.subarray(0, touched));
+  const v = new Uint32Array(values.buffer, values.byteOffset, touched * W);
+  for (let i = 0; i < after.count; i++) {
+    const p = spec.at(after.keys, i * BINDING_KEY_SIZE);
+    if (p < 0) continue;
+    const w = p >>> 5;
+    const e = Math.floor(w / W);
+    const at = place[e];
+    if (at === 0) continue;
+    const n = (at - 1) * W + (w - e * W);
+    v[n] = (v[n] | (1 << (p & 31))) >>> 0;
+  }
+  return { keys, values, count: touched };
 }
 
 /** Sets or clears one bit (a position from spec.at) in a filter map, for a single bind or unbind. */

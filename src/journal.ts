@@ -17,17 +17,12 @@
 // standby whole, as without a journal, and writes the journal anew.
 import type { BpfMap, Dump } from './bpfmap.js';
 import { type KeyIndex, KeyIndex as Index, keyWords } from './keyindex.js';
-import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, JOURNAL_CAPACITY, u32 } from './layout.js';
-import type { StandbyPatch } from './standby.js';
+import { BINDING_VALUE_SIZE, JOURNAL_CAPACITY, u32 } from './layout.js';
+import { Gather, type StandbyPatch, u32Words } from './standby.js';
 import { isSystemError } from './errors.js';
 
 const ONE = u32(1);
 const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
-
-function u32Words(buf: Buffer, n: number): Uint32Array {
-  const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf.subarray(0, n * 4));
-  return new Uint32Array(aligned.buffer, aligned.byteOffset, n);
-}
 
 export class Journal {
   constructor(private readonly map: BpfMap, private readonly whole: { get(): boolean; set(whole: boolean): void }) {}
@@ -74,11 +69,19 @@ export class Journal {
   }
 }
 
-/** The keys at these indices of a packed key buffer, packed. */
-export function pickKeys(keys: Buffer, indices: readonly number[]): Buffer {
-  const out = Buffer.alloc(indices.length * BINDING_KEY_SIZE);
-  indices.forEach((i, n) => keys.copy(out, n * BINDING_KEY_SIZE, i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE));
-  return out;
+/**
+ * The keys a replace changed (removed from the set in force, added by the
+ * new set, changed between them): where the new set and the previous one
+ * differ, what the journal holds after the replace.
+ */
+export function changedKeys(current: { keys: Buffer; count: number }, next: { keys: Buffer; count: number }, changes: Changes): { keys: Buffer; count: number } {
+  const curKeys = keyWords(current.keys, current.count);
+  const nextKeys = keyWords(next.keys, next.count);
+  const out = new Gather(changes.removed.length + changes.added.length + changes.changedTo.length, false);
+  for (const j of changes.removed) out.add(curKeys, j);
+  for (const i of changes.added) out.add(nextKeys, i);
+  for (const i of changes.changedTo) out.add(nextKeys, i);
+  return out.packed;
 }
 
 /** What a replace changed, by key: indices into the set in force (gone, changed) and into the new set (new, changed). */
@@ -105,9 +108,12 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
   const heldWords = u32Words(held, journal.count * VALUE_WORDS);
   const nextWords = u32Words(next.values, next.count * VALUE_WORDS);
   const curWords = u32Words(current.values, current.count * VALUE_WORDS);
-  const deletes: Array<{ keys: Buffer; at: number }> = [];
-  const updates: number[] = [];
-  const changed: Array<{ keys: Buffer; at: number }> = [];
+  const curKeys = keyWords(current.keys, current.count);
+  const nextKeys = keyWords(next.keys, next.count);
+  const most = journal.count + changes.removed.length + changes.added.length + changes.changedTo.length;
+  const deletes = new Gather(most, false);
+  const updates = new Gather(most, true);
+  const changed = new Gather(most, false);
   const sameValue = (a: Uint32Array, i: number, b: Uint32Array, j: number): boolean =>
     a[VALUE_WORDS * i] === b[VALUE_WORDS * j] && a[VALUE_WORDS * i + 1] === b[VALUE_WORDS * j + 1] && a[VALUE_WORDS * i + 2] === b[VALUE_WORDS * j + 2];
   // The journal's keys: the standby's binding as looked up (none: zero, as no binding's action is 0).
@@ -116,43 +122,30 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
     const i = next.index.find(jWords, t);
     if (i < 0) {
       if (present) {
-        deletes.push({ keys: journal.keys, at: t });
-        changed.push({ keys: journal.keys, at: t });
+        deletes.add(jWords, t);
+        changed.add(jWords, t);
       }
     } else if (!present) {
-      updates.push(i);
-      changed.push({ keys: next.keys, at: i });
+      updates.add(nextKeys, i, nextWords);
+      changed.add(nextKeys, i);
     } else if (!sameValue(heldWords, t, nextWords, i)) {
-      updates.push(i);
+      updates.add(nextKeys, i, nextWords);
     }
   }
-  // The keys the new set changes, where the journal does not say otherwise, the standby holds the set in force's binding.
-  const curKeys = keyWords(current.keys, current.count);
-  const nextKeys = keyWords(next.keys, next.count);
+  // The keys the new set changes: where the journal does not say otherwise, the standby holds the set in force's binding.
   for (const j of changes.removed) {
     if (jIndex.find(curKeys, j) >= 0) continue;
-    deletes.push({ keys: current.keys, at: j });
-    changed.push({ keys: current.keys, at: j });
+    deletes.add(curKeys, j);
+    changed.add(curKeys, j);
   }
   for (const i of changes.added) {
     if (jIndex.find(nextKeys, i) >= 0) continue;
-    updates.push(i);
-    changed.push({ keys: next.keys, at: i });
+    updates.add(nextKeys, i, nextWords);
+    changed.add(nextKeys, i);
   }
   changes.changedTo.forEach((i, k) => {
     if (jIndex.find(nextKeys, i) >= 0) return;
-    if (!sameValue(curWords, changes.changedFrom[k], nextWords, i)) updates.push(i);
+    if (!sameValue(curWords, changes.changedFrom[k], nextWords, i)) updates.add(nextKeys, i, nextWords);
   });
-  const pack = (list: ReadonlyArray<{ keys: Buffer; at: number }>): Buffer => {
-    const out = Buffer.alloc(list.length * BINDING_KEY_SIZE);
-    list.forEach((e, n) => e.keys.copy(out, n * BINDING_KEY_SIZE, e.at * BINDING_KEY_SIZE, (e.at + 1) * BINDING_KEY_SIZE));
-    return out;
-  };
-  const values = Buffer.alloc(updates.length * BINDING_VALUE_SIZE);
-  updates.forEach((i, n) => next.values.copy(values, n * BINDING_VALUE_SIZE, i * BINDING_VALUE_SIZE, (i + 1) * BINDING_VALUE_SIZE));
-  return {
-    deletes: { keys: pack(deletes), count: deletes.length },
-    updates: { keys: pickKeys(next.keys, updates), values, count: updates.length },
-    changed: { keys: pack(changed), count: changed.length },
-  };
+  return { deletes: deletes.packed, updates: updates.packed, changed: changed.packed };
 }

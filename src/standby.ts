@@ -26,52 +26,68 @@ export interface StandbyPatch {
 }
 
 const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
+const KEY_WORDS = BINDING_KEY_SIZE / 4;
 
-function u32Words(buf: Buffer, n: number): Uint32Array {
+export function u32Words(buf: Buffer, n: number): Uint32Array {
   const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf.subarray(0, n * 4));
   return new Uint32Array(aligned.buffer, aligned.byteOffset, n);
 }
 
-/** Copies the keys (and values) at `indices` of a packed set. */
-function pick(from: { keys: Buffer; values?: Buffer }, indices: readonly number[]): PackedSet {
-  const keys = Buffer.alloc(indices.length * BINDING_KEY_SIZE);
-  const values = Buffer.alloc(from.values ? indices.length * BINDING_VALUE_SIZE : 0);
-  indices.forEach((i, n) => {
-    from.keys.copy(keys, n * BINDING_KEY_SIZE, i * BINDING_KEY_SIZE, (i + 1) * BINDING_KEY_SIZE);
-    from.values?.copy(values, n * BINDING_VALUE_SIZE, i * BINDING_VALUE_SIZE, (i + 1) * BINDING_VALUE_SIZE);
-  });
-  return { keys, values, count: indices.length };
+/** Keys (and values) gathered one by one from packed sets (as u32 words), up to `max`. */
+export class Gather {
+  private readonly keys: Buffer;
+  private readonly values: Buffer;
+  private readonly kw: Uint32Array;
+  private readonly vw: Uint32Array;
+  count = 0;
+
+  constructor(max: number, withValues: boolean) {
+    this.keys = Buffer.alloc(max * BINDING_KEY_SIZE);
+    this.values = Buffer.alloc(withValues ? max * BINDING_VALUE_SIZE : 0);
+    this.kw = new Uint32Array(this.keys.buffer, this.keys.byteOffset, max * KEY_WORDS);
+    this.vw = new Uint32Array(this.values.buffer, this.values.byteOffset, withValues ? max * VALUE_WORDS : 0);
+  }
+
+  /** Adds key i of `keys` (words), and value i of `values` when given. */
+  add(keys: Uint32Array, i: number, values?: Uint32Array): void {
+    const n = this.count++;
+    for (let w = 0; w < KEY_WORDS; w++) this.kw[n * KEY_WORDS + w] = keys[i * KEY_WORDS + w];
+    if (values) for (let w = 0; w < VALUE_WORDS; w++) this.vw[n * VALUE_WORDS + w] = values[i * VALUE_WORDS + w];
+  }
+
+  get packed(): PackedSet {
+    return { keys: this.keys.subarray(0, this.count * BINDING_KEY_SIZE), values: this.values.subarray(0, this.count * BINDING_VALUE_SIZE), count: this.count };
+  }
 }
 
 /** What turns the standby set into `next`. */
 export function standbyPatch(standby: PackedSet, next: PackedSet & { index: KeyIndex }): StandbyPatch {
   const old = keyWords(standby.keys, standby.count);
+  const newKeys = keyWords(next.keys, next.count);
   const oldValues = u32Words(standby.values, standby.count * VALUE_WORDS);
   const newValues = u32Words(next.values, next.count * VALUE_WORDS);
   const kept = new Uint8Array(next.count);
-  const gone: number[] = [];
-  const write: number[] = [];
+  const deletes = new Gather(standby.count, false);
+  const updates = new Gather(next.count, true);
+  const changed = new Gather(standby.count + next.count, false);
   for (let j = 0; j < standby.count; j++) {
     const i = next.index.find(old, j);
     if (i < 0) {
-      gone.push(j);
+      deletes.add(old, j);
+      changed.add(old, j);
       continue;
     }
     kept[i] = 1;
     const a = VALUE_WORDS * j;
     const b = VALUE_WORDS * i;
-    if (oldValues[a] !== newValues[b] || oldValues[a + 1] !== newValues[b + 1] || oldValues[a + 2] !== newValues[b + 2]) write.push(i);
+    if (oldValues[a] !== newValues[b] || oldValues[a + 1] !== newValues[b + 1] || oldValues[a + 2] !== newValues[b + 2]) updates.add(newKeys, i, newValues);
   }
-  const added: number[] = [];
-  for (let i = 0; i < next.count; i++) if (!kept[i]) added.push(i);
-  const deletes = pick(standby, gone);
-  const fresh = pick(next, added);
-  const changed = Buffer.concat([deletes.keys, fresh.keys]);
-  return {
-    deletes: { keys: deletes.keys, count: gone.length },
-    updates: write.length === 0 ? fresh : pick(next, [...write, ...added]),
-    changed: { keys: changed, count: gone.length + added.length },
-  };
+  for (let i = 0; i < next.count; i++) {
+    if (kept[i]) continue;
+    updates.add(newKeys, i, newValues);
+    changed.add(newKeys, i);
+  }
+  return { deletes: deletes.packed, updates: updates.packed, changed: changed.packed };
 }
 
 /**

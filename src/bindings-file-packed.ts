@@ -13,6 +13,7 @@
 // order, and the fields `tubectl bindings --json` adds.
 import { BINDINGS_FILE_LIMITS } from './bindings-file-limits.js';
 import { type PackedBindings } from './bindingset.js';
+import type { DestinationKey } from './destination.js';
 import { KeyIndex, keyWords } from './keyindex.js';
 import { ACTION_OBSERVE, ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, IPPROTO, LABEL_MAX_BYTES, MAX_BINDINGS } from './layout.js';
 import { INTO_IPV6, INTO_MASKED, parsePrefix, parsePrefixBytes } from './prefix.js';
@@ -24,6 +25,8 @@ export interface PackedBindingsFile {
   notes: string[];
   /** the set's keys, indexed (none appears twice) */
   index: KeyIndex;
+  /** each binding's destination (as destinationSlots finds them), when worked out while reading */
+  slots?: { slotOf: Int32Array; slots: DestinationKey[] };
 }
 
 const LE = endianness() === 'LE';
@@ -97,12 +100,15 @@ class Out {
   keys: Buffer;
   actions: Uint8Array;
   labelIndex: Int32Array;
+  /** destination slot per binding (see Slots), -1: none */
+  slotOf: Int32Array;
   count = 0;
 
   constructor(private capacity: number) {
     this.keys = Buffer.alloc(capacity * BINDING_KEY_SIZE);
     this.actions = new Uint8Array(capacity);
     this.labelIndex = new Int32Array(capacity);
+    this.slotOf = new Int32Array(capacity);
   }
 
   /** Room for two more bindings. */
@@ -118,6 +124,33 @@ class Out {
     const labelIndex = new Int32Array(this.capacity);
     labelIndex.set(this.labelIndex.subarray(0, this.count));
     this.labelIndex = labelIndex;
+    const slotOf = new Int32Array(this.capacity);
+    slotOf.set(this.slotOf.subarray(0, this.count));
+    this.slotOf = slotOf;
+  }
+}
+
+/** The destinations (label, family, protocol) met so far, as destinationSlots numbers them. */
+class Slots {
+  readonly list: DestinationKey[] = [];
+  /** (label index * 4 + IPv6 * 2 + udp) -> slot + 1; 0: not met yet */
+  private byWide = new Int32Array(64);
+
+  constructor(private readonly labels: Labels) {}
+
+  of(li: number, v6: boolean, udp: boolean): number {
+    const wide = li * 4 + (v6 ? 2 : 0) + (udp ? 1 : 0);
+    if (wide >= this.byWide.length) {
+      const grown = new Int32Array(Math.max(this.byWide.length * 2, wide + 4));
+      grown.set(this.byWide);
+      this.byWide = grown;
+    }
+    let slot = this.byWide[wide] - 1;
+    if (slot < 0) {
+      slot = this.list.push({ label: this.labels.list[li], domain: v6 ? 'ipv6' : 'ipv4', protocol: udp ? 'udp' : 'tcp' }) - 1;
+      this.byWide[wide] = slot + 1;
+    }
+    return slot;
   }
 }
 
@@ -305,7 +338,7 @@ function stringField(b: Uint8Array, start: number, end: number, field: number, f
 const text = (b: Uint8Array, start: number, end: number): string => Buffer.from(b.buffer, b.byteOffset + start, end - start).toString('utf8');
 
 /** Adds the bindings of entry e (one, or tcp and udp); false when the fast path does not take it. */
-function addEntry(b: Uint8Array, f: Fields, e: number, out: Out, labels: Labels, notes: string[]): boolean {
+function addEntry(b: Uint8Array, f: Fields, e: number, out: Out, labels: Labels, slots: Slots, notes: string[]): boolean {
   if ((f.seen & (F_PREFIX | F_PORT)) !== (F_PREFIX | F_PORT)) return false;
   // Reject and observe bindings may go without a label.
   const labelled = f.action === ACTION_STEER;
@@ -331,14 +364,17 @@ function addEntry(b: Uint8Array, f: Fields, e: number, out: Out, labels: Labels,
   keys[off + 5] = LE ? port >> 8 : port & 0xff;
   keys[off + 6] = 0;
   keys[off + 7] = 0;
+  const v6 = (parsed & INTO_IPV6) !== 0;
   out.actions[out.count] = f.action;
   out.labelIndex[out.count] = li;
+  out.slotOf[out.count] = li < 0 ? -1 : slots.of(li, v6, f.protocol === IPPROTO.udp);
   out.count++;
   if (f.protocol === 0) {
     keys.copyWithin(off + BINDING_KEY_SIZE, off, off + BINDING_KEY_SIZE);
     keys[off + BINDING_KEY_SIZE] = IPPROTO.udp;
     out.actions[out.count] = f.action;
     out.labelIndex[out.count] = li;
+    out.slotOf[out.count] = li < 0 ? -1 : slots.of(li, v6, true);
     out.count++;
   }
   return true;
@@ -367,6 +403,7 @@ export function packBindingsFile(input: string | Uint8Array): PackedBindingsFile
   // never touched: they cost no memory.)
   const out = new Out(Math.min(2 * MAX_BINDINGS, 2 * Math.floor(n / 24)) + 2);
   const labels = new Labels(b);
+  const slots = new Slots(labels);
   const notes: string[] = [];
   const f: Fields = { seen: 0, labelStart: -1, labelEnd: -1, prefixStart: -1, prefixEnd: -1, port: -1, protocol: 0, action: ACTION_STEER };
   // Values as scanJSON counts them: the top object and the array, then each entry and its fields.
@@ -381,7 +418,7 @@ export function packBindingsFile(input: string | Uint8Array): PackedBindingsFile
       if (i < 0) return undefined;
       for (let s = f.seen; s !== 0; s &= s - 1) values++;
       if (++values > BINDINGS_FILE_LIMITS.maxValues) return undefined;
-      if (!addEntry(b, f, entries++, out, labels, notes)) return undefined;
+      if (!addEntry(b, f, entries++, out, labels, slots, notes)) return undefined;
       i = skip(b, i);
       if (b[i] === COMMA) {
         i = skip(b, i + 1);
@@ -407,5 +444,6 @@ export function packBindingsFile(input: string | Uint8Array): PackedBindingsFile
     set: { count, keys, actions: out.actions.subarray(0, count), labelIndex: out.labelIndex.subarray(0, count), labels: labels.list },
     notes,
     index,
+    slots: { slotOf: out.slotOf.subarray(0, count), slots: slots.list },
   };
 }

@@ -229,7 +229,7 @@ export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slo
 
 const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
 
-/** The destination id packValues writes for a destination that does not exist yet: no real id, and not NO_DESTINATION. */
+/** The destination id of a destination that does not exist yet (packValues, diffBindingSets): no real id, and not NO_DESTINATION. */
 export const PENDING_DESTINATION = 0xfffffffe;
 
 /**
@@ -274,11 +274,12 @@ export interface SetDiff {
 }
 
 /**
- * Compares a new set (indexed, with its values) with a dump of the set in
- * force. A binding whose destination does not exist yet (pending(i), or
- * the id PENDING_DESTINATION in its value) is never unchanged.
+ * Compares a new set (indexed; each binding's destination slot, the ids
+ * of the slots' destinations, -1 for one that does not exist yet, and its
+ * action) with a dump of the set in force. A binding whose destination
+ * does not exist yet is never unchanged.
  */
-export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: number; pending?: (i: number) => boolean },
+export function diffBindingSets(next: { index: KeyIndex; count: number; slotOf: Int32Array; ids: Int32Array; actions: Uint8Array },
   current: { keys: Buffer; values: Buffer; count: number }): SetDiff {
   const previous = new Int32Array(next.count).fill(-1);
   const usedIds = new Uint8Array(MAX_DESTINATIONS);
@@ -287,8 +288,7 @@ export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: 
   };
   const curKeys = keyWords(current.keys, current.count);
   const curValues = u32Words(current.values, current.count * VALUE_WORDS);
-  const newValues = u32Words(next.values, next.count * VALUE_WORDS);
-  const pending = next.pending;
+  const { slotOf, ids, actions } = next;
   const W = VALUE_WORDS;
   let nextStat = 0;
   for (let j = 0; j < current.count; j++) {
@@ -304,7 +304,9 @@ export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: 
     }
     previous[i] = j;
     // The stat index is the binding's own, not part of what it says.
-    if (id === newValues[W * i] && (curValues[W * j + 1] & 0xffff) === (newValues[W * i + 1] & 0xffff) && !(pending && pending(i))) {
+    const slot = slotOf[i];
+    const nextId = slot < 0 ? NO_DESTINATION : ids[slot] < 0 ? PENDING_DESTINATION : ids[slot];
+    if (id === nextId && (curValues[W * j + 1] & 0xffff) === actions[i]) {
       diff.unchanged++;
     } else {
       diff.changed++;

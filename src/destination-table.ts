@@ -77,11 +77,13 @@ export class DestinationTable {
   }
 
   /**
-   * Creates destinations known not to exist, each with the lowest free id,
-   * zeroed counters and empty socket slots (a free id's slots are empty
-   * unless the state was written otherwise: they are checked); appends
-   * them to `known` and returns their ids. Checks there is room for all
-   * of them first, so a failure creates none.
+   * Creates destinations known not to exist, each with the lowest free id
+   * and zeroed counters; appends them to `known` and returns their ids.
+   * Checks there is room for all of them first, so a failure creates none.
+   * A free id's socket slots are empty: sockets are only ever put in the
+   * slots of a destination that exists, and a destination is deleted only
+   * when collect() has found its slots empty (the kernel itself only ever
+   * empties a slot, when its socket closes).
    */
   create(missing: readonly DestinationKey[], known: DestinationEntry[]): number[] {
     const taken = new Uint8Array(MAX_DESTINATIONS);
@@ -102,7 +104,6 @@ export class DestinationTable {
     for (let id = 0; ids.length < missing.length; id++) {
       if (!used.taken[id]) ids.push(id);
     }
-    this.emptySlots(ids);
     // Counters zeroed, then the destinations: one batch each.
     const idKeys = Buffer.alloc(ids.length * 4);
     ids.forEach((id, k) => writeU32(idKeys, id, k * 4));

@@ -14,7 +14,7 @@ import { BindingStats, type Traffic, allocateStats, markStats } from './binding-
 import { Generations, pendingPin, pinAt } from './generations.js';
 import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
-  indexBindingSet, packBindingSet, packValues, packedFromDump, precedenceOrder, unpackBindings, valueDestination, valueStat, valuesWithStats,
+  indexBindingSet, packBindingSet, packedFromDump, precedenceOrder, unpackBindings, valueDestination, valueStat, valuesWithStats,
 } from './bindingset.js';
 import { BpfMap, type Dump, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
@@ -91,6 +91,8 @@ export interface ParsedSet {
   index?: KeyIndex;
   /** false: loading the same bytes again must parse them again (parsing them told the operator something) */
   recognisable?: boolean;
+  /** each binding's destination, when the parser worked them out (as destinationSlots) */
+  slots?: { slotOf: Int32Array; slots: DestinationKey[] };
 }
 
 /** A bindings file for replaceBindingsFile. */
@@ -726,10 +728,10 @@ export class Dispatcher {
     let known = this.dests.entries();
     const idOf = (list: DestinationEntry[]): Map<string, number> => new Map(list.map((d) => [destinationName(d), d.id]));
     // Values with the ids of destinations that exist; a missing one is a change.
-    const { slotOf, slots } = destinationSlots(next);
+    const { slotOf, slots } = parsed.slots ?? destinationSlots(next);
     let byName = idOf(known);
     const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d)) ?? -1);
-    const diff = diffBindingSets({ index, values: packValues(next, slotOf, ids), count: next.count }, current);
+    const diff = diffBindingSets({ index, count: next.count, slotOf, ids, actions: next.actions }, current);
     const result = { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged };
     if (result.added === 0 && result.removed === 0 && result.changed === 0) {
       record(g);

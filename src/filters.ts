@@ -78,36 +78,74 @@ export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
  */
 export function filterPatch(spec: FilterSpec, changed: KeySet, after: KeySet): Packed {
   const W = spec.words;
-  // entry -> its place among the touched entries, plus one (0: not touched)
-  const place = new Int32Array(spec.entries);
-  const entries = new Uint32Array(changed.count);
-  let touched = 0;
+  const touched = new TouchedEntries(changed.count);
   for (let i = 0; i < changed.count; i++) {
     const p = spec.at(changed.keys, i * BINDING_KEY_SIZE);
-    if (p < 0) continue;
-    const e = Math.floor((p >>> 5) / W);
-    if (place[e] === 0) {
-      entries[touched] = e;
-      place[e] = ++touched;
-    }
+    if (p >= 0) touched.add(Math.floor((p >>> 5) / W));
   }
-  const keys = Buffer.alloc(touched * 4);
-  const values = Buffer.alloc(touched * W * 4);
-  if (touched === 0) return { keys, values, count: 0 };
-  const k = new Uint32Array(keys.buffer, keys.byteOffset, touched);
-  k.set(entries.subarray(0, touched));
-  const v = new Uint32Array(values.buffer, values.byteOffset, touched * W);
+  const count = touched.count;
+  const keys = Buffer.alloc(count * 4);
+  const values = Buffer.alloc(count * W * 4);
+  if (count === 0) return { keys, values, count: 0 };
+  new Uint32Array(keys.buffer, keys.byteOffset, count).set(touched.entries.subarray(0, count));
+  const v = new Uint32Array(values.buffer, values.byteOffset, count * W);
   for (let i = 0; i < after.count; i++) {
     const p = spec.at(after.keys, i * BINDING_KEY_SIZE);
     if (p < 0) continue;
     const w = p >>> 5;
     const e = Math.floor(w / W);
-    const at = place[e];
-    if (at === 0) continue;
-    const n = (at - 1) * W + (w - e * W);
+    const at = touched.find(e);
+    if (at < 0) continue;
+    const n = at * W + (w - e * W);
     v[n] = (v[n] | (1 << (p & 31))) >>> 0;
   }
-  return { keys, values, count: touched };
+  return { keys, values, count };
+}
+
+/**
+ * The filter entries a patch touches, each with its place among them: an
+ * open-addressed table sized to the changed keys, not to the filter (blocks
+ * has a million entries).
+ */
+class TouchedEntries {
+  readonly entries: Uint32Array;
+  count = 0;
+  /** entry + 1 (0: empty) */
+  private readonly slots: Int32Array;
+  private readonly places: Int32Array;
+  private readonly shift: number;
+
+  constructor(most: number) {
+    let bits = 4;
+    while (1 << bits < most * 2) bits++;
+    this.slots = new Int32Array(1 << bits);
+    this.places = new Int32Array(1 << bits);
+    this.shift = 32 - bits;
+    this.entries = new Uint32Array(most);
+  }
+
+  add(e: number): void {
+    const mask = this.slots.length - 1;
+    for (let h = Math.imul(e, 0x9e3779b1) >>> this.shift; ; h = (h + 1) & mask) {
+      if (this.slots[h] === e + 1) return;
+      if (this.slots[h] === 0) {
+        this.slots[h] = e + 1;
+        this.places[h] = this.count;
+        this.entries[this.count++] = e;
+        return;
+      }
+    }
+  }
+
+  /** The place of entry e, or -1 when it is not touched. */
+  find(e: number): number {
+    const mask = this.slots.length - 1;
+    for (let h = Math.imul(e, 0x9e3779b1) >>> this.shift; ; h = (h + 1) & mask) {
+      const s = this.slots[h];
+      if (s === e + 1) return this.places[h];
+      if (s === 0) return -1;
+    }
+  }
 }
 
 /** Sets or clears one bit (a position from spec.at) in a filter map, for a single bind or unbind. */

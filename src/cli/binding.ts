@@ -217,7 +217,7 @@ export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}
     digest: fileDigest(bytes),
     parse: () => {
       parsed ??= packBindingsFile(bytes);
-      return parsed && { set: parsed.set, index: parsed.index, recognisable: parsed.notes.length === 0 };
+      return parsed && { set: parsed.set, index: parsed.index, slots: parsed.slots, recognisable: parsed.notes.length === 0 };
     },
   };
   const r = await withDispatcher(env, false, async (d) => {

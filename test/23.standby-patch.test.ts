@@ -13,12 +13,13 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { isolate } from './lib/isolate.js';
 import { type Binding, bindingId, parseBinding } from '../src/binding.js';
-import { bindingKey } from '../src/bindingset.js';
+import { bindingKey, packBindingSet } from '../src/bindingset.js';
 import { Dispatcher } from '../src/dispatcher.js';
 import { META_INTENT, META_JOURNAL, PIN, readU64, u32 } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { netnsInode } from '../src/netns.js';
 import { probe } from '../src/probe.js';
+import { patchable } from '../src/standby.js';
 
 const { bpffs } = isolate();
 const opts = { bpffs };
@@ -196,4 +197,41 @@ test('the standby is patched into the new set, with the journal or without it, t
   }
   assert.ok(runs >= 20);
   assert.ok(usedJournal > 20, `only ${usedJournal} replaces had the journal`);
+});
+
+test('the file the set in force was read from is recognised by its digest and not parsed, until a bind changes the set', () => {
+  const d = Dispatcher.create(opts);
+  try {
+    const set = modelSet(Int32Array.from(KEYS, (_, k) => k % (LABELS.length + 2) - 1));
+    const packed = packBindingSet(set);
+    let parses = 0;
+    const file = (digest: bigint) => ({ digest, parse: () => { parses++; return { set: packed }; } });
+    assert.equal(d.replaceBindingsFile(file(7n))!.added, set.length);
+    assert.equal(parses, 1);
+    assert.deepEqual(d.replaceBindingsFile(file(7n)), { added: 0, removed: 0, changed: 0, unchanged: set.length, generation: 2 });
+    assert.equal(parses, 1, 'the same file again: not parsed');
+    d.replaceBindingsFile(file(8n));
+    assert.equal(parses, 2, 'another file: parsed');
+    assert.equal(d.replaceBindingsFile(file(8n))!.unchanged, set.length);
+    assert.equal(parses, 2);
+    d.bind(binding(0, 0));
+    assert.deepEqual(d.replaceBindingsFile(file(8n)), { added: 0, removed: 1, changed: 0, unchanged: set.length, generation: 3 });
+    assert.equal(parses, 3, 'after a bind: parsed, and the bind undone');
+    // A parser that does not answer changes nothing.
+    assert.equal(d.replaceBindingsFile({ digest: 9n, parse: () => undefined }), undefined);
+    assert.equal(d.generations().inForce.number, 3);
+  } finally {
+    d.close();
+    Dispatcher.unload(opts);
+  }
+});
+
+test('a standby too small for the new set, or four times too large, is built anew; otherwise patched', () => {
+  const size = (count: number) => Math.max(1024, 2 * count);
+  assert.equal(patchable(1024, 1024, size), true);
+  assert.equal(patchable(1024, 1025, size), false);
+  assert.equal(patchable(200_000, 100_000, size), true);
+  assert.equal(patchable(200_000, 50_000, size), true);
+  assert.equal(patchable(200_000, 49_999, size), false);
+  assert.equal(patchable(2048, 10, size), true, 'small sets are not rebuilt for shrinking');
 });

@@ -90,10 +90,12 @@ export class BindingStats {
    */
   zero(stats: Uint32Array, epoch: number): void {
     if (stats.length === 0) return;
+    // Host-order u32 words, as the map holds them.
     const keys = Buffer.alloc(stats.length * 4);
-    stats.forEach((s, i) => writeU32(keys, s, i * 4));
+    new Uint32Array(keys.buffer, keys.byteOffset, stats.length).set(stats);
     const fresh = Buffer.alloc(stats.length * BINDING_STAT_SIZE);
-    for (let i = 0; i < stats.length; i++) writeU32(fresh, epoch, i * BINDING_STAT_SIZE + 12);
+    const words = new Uint32Array(fresh.buffer, fresh.byteOffset, stats.length * (BINDING_STAT_SIZE / 4));
+    for (let i = 0; i < stats.length; i++) words[i * (BINDING_STAT_SIZE / 4) + 3] = epoch;
     this.map.updateBatch(keys, fresh, stats.length);
   }
 

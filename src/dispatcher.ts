@@ -809,8 +809,8 @@ export class Dispatcher {
   /**
    * Makes the standby slot hold `next`, with filters exact for it: the set
    * it holds is patched where its map has room, else a new map is filled
-   * and put in the slot. Only the entries of the filters that the patch's
-   * changed keys touch are rewritten (they were exact for the set it held).
+   * and put in the slot. Only the entries of the filters that the keys
+   * deleted or added touch are rewritten (they were exact for the set it held).
    */
   private writeStandby(s: number, set: BpfMap, patch: StandbyPatch, next: StandbySet): void {
     if (patchable(set.info.maxEntries, next.count, setCapacity)) {
@@ -829,7 +829,7 @@ export class Dispatcher {
     }
     this.withFilters(s, (filters) => {
       for (const f of filters) {
-        const change = filterPatch(f.spec, patch.changed, next);
+        const change = filterPatch(f.spec, patch.deletes, patch.arrived, next);
         f.map.updateBatch(change.keys, change.values, change.count);
       }
     });

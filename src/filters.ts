@@ -70,17 +70,27 @@ export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
 
 /**
  * What turns a filter exact for one set into the filter of another, from
- * the keys that differ between the two (`changed`: those only the old set
- * has, and those only the new one has) and the whole new set: every entry
- * a changed key sets a bit in, as the new set needs it. Other entries are
- * the same for both sets, and are not written: a replace patching the
- * standby generation writes about as many entries as keys change.
+ * the keys that differ between the two (`gone`: those only the old set
+ * has; `arrived`: indices into `after` of those only the new one has) and
+ * the whole new set: every entry a differing key sets a bit in, as the new
+ * set needs it. Other entries are the same for both sets, and are not
+ * written: a replace patching the standby generation writes about as many
+ * entries as keys change.
  */
-export function filterPatch(spec: FilterSpec, changed: KeySet, after: KeySet): Packed {
+export function filterPatch(spec: FilterSpec, gone: KeySet, arrived: Int32Array, after: KeySet): Packed {
   const W = spec.words;
-  const touched = new TouchedEntries(changed.count);
-  for (let i = 0; i < changed.count; i++) {
-    const p = spec.at(changed.keys, i * BINDING_KEY_SIZE);
+  if (gone.count === 0 && arrived.length === 0) return { keys: Buffer.alloc(0), values: Buffer.alloc(0), count: 0 };
+  // Where each key of the new set sets its bit: computed once, for the
+  // arrived keys and for the entries they touch.
+  const at = new Int32Array(after.count);
+  for (let i = 0; i < after.count; i++) at[i] = spec.at(after.keys, i * BINDING_KEY_SIZE);
+  const touched = new TouchedEntries(gone.count + arrived.length);
+  for (let i = 0; i < gone.count; i++) {
+    const p = spec.at(gone.keys, i * BINDING_KEY_SIZE);
+    if (p >= 0) touched.add(Math.floor((p >>> 5) / W));
+  }
+  for (let k = 0; k < arrived.length; k++) {
+    const p = at[arrived[k]];
     if (p >= 0) touched.add(Math.floor((p >>> 5) / W));
   }
   const count = touched.count;
@@ -90,13 +100,13 @@ export function filterPatch(spec: FilterSpec, changed: KeySet, after: KeySet): P
   new Uint32Array(keys.buffer, keys.byteOffset, count).set(touched.entries.subarray(0, count));
   const v = new Uint32Array(values.buffer, values.byteOffset, count * W);
   for (let i = 0; i < after.count; i++) {
-    const p = spec.at(after.keys, i * BINDING_KEY_SIZE);
+    const p = at[i];
     if (p < 0) continue;
     const w = p >>> 5;
     const e = Math.floor(w / W);
-    const at = touched.find(e);
-    if (at < 0) continue;
-    const n = at * W + (w - e * W);
+    const place = touched.find(e);
+    if (place < 0) continue;
+    const n = place * W + (w - e * W);
     v[n] = (v[n] | (1 << (p & 31))) >>> 0;
   }
   return { keys, values, count };

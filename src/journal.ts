@@ -113,7 +113,8 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
   const most = journal.count + changes.removed.length + changes.added.length + changes.changedTo.length;
   const deletes = new Gather(most, false);
   const updates = new Gather(most, true);
-  const changed = new Gather(most, false);
+  const arrived = new Int32Array(most);
+  let n = 0;
   const sameValue = (a: Uint32Array, i: number, b: Uint32Array, j: number): boolean =>
     a[VALUE_WORDS * i] === b[VALUE_WORDS * j] && a[VALUE_WORDS * i + 1] === b[VALUE_WORDS * j + 1] && a[VALUE_WORDS * i + 2] === b[VALUE_WORDS * j + 2];
   // The journal's keys: the standby's binding as looked up (none: zero, as no binding's action is 0).
@@ -121,13 +122,10 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
     const present = heldWords[VALUE_WORDS * t + 1] !== 0;
     const i = next.index.find(jWords, t);
     if (i < 0) {
-      if (present) {
-        deletes.add(jWords, t);
-        changed.add(jWords, t);
-      }
+      if (present) deletes.add(jWords, t);
     } else if (!present) {
       updates.add(nextKeys, i, nextWords);
-      changed.add(nextKeys, i);
+      arrived[n++] = i;
     } else if (!sameValue(heldWords, t, nextWords, i)) {
       updates.add(nextKeys, i, nextWords);
     }
@@ -136,16 +134,15 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
   for (const j of changes.removed) {
     if (jIndex.find(curKeys, j) >= 0) continue;
     deletes.add(curKeys, j);
-    changed.add(curKeys, j);
   }
   for (const i of changes.added) {
     if (jIndex.find(nextKeys, i) >= 0) continue;
     updates.add(nextKeys, i, nextWords);
-    changed.add(nextKeys, i);
+    arrived[n++] = i;
   }
   changes.changedTo.forEach((i, k) => {
     if (jIndex.find(nextKeys, i) >= 0) return;
     if (!sameValue(curWords, changes.changedFrom[k], nextWords, i)) updates.add(nextKeys, i, nextWords);
   });
-  return { deletes: deletes.packed, updates: updates.packed, changed: changed.packed };
+  return { deletes: deletes.packed, updates: updates.packed, arrived: arrived.subarray(0, n) };
 }

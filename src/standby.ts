@@ -21,8 +21,8 @@ export interface StandbyPatch {
   deletes: { keys: Buffer; count: number };
   /** bindings of the new set the standby set lacks, or holds with another value */
   updates: PackedSet;
-  /** keys only one of the two sets has: the filters' bits that may change */
-  changed: { keys: Buffer; count: number };
+  /** indices into the new set of the keys the standby lacks (with `deletes`, the keys only one of the two sets has: the filters' bits that may change) */
+  arrived: Int32Array;
 }
 
 const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
@@ -69,12 +69,10 @@ export function standbyPatch(standby: PackedSet, next: PackedSet & { index: KeyI
   const kept = new Uint8Array(next.count);
   const deletes = new Gather(standby.count, false);
   const updates = new Gather(next.count, true);
-  const changed = new Gather(standby.count + next.count, false);
   for (let j = 0; j < standby.count; j++) {
     const i = next.index.find(old, j);
     if (i < 0) {
       deletes.add(old, j);
-      changed.add(old, j);
       continue;
     }
     kept[i] = 1;
@@ -82,12 +80,14 @@ export function standbyPatch(standby: PackedSet, next: PackedSet & { index: KeyI
     const b = VALUE_WORDS * i;
     if (oldValues[a] !== newValues[b] || oldValues[a + 1] !== newValues[b + 1] || oldValues[a + 2] !== newValues[b + 2]) updates.add(newKeys, i, newValues);
   }
+  const arrived = new Int32Array(next.count);
+  let n = 0;
   for (let i = 0; i < next.count; i++) {
     if (kept[i]) continue;
     updates.add(newKeys, i, newValues);
-    changed.add(newKeys, i);
+    arrived[n++] = i;
   }
-  return { deletes: deletes.packed, updates: updates.packed, changed: changed.packed };
+  return { deletes: deletes.packed, updates: updates.packed, arrived: arrived.subarray(0, n) };
 }
 
 /**

@@ -78,18 +78,19 @@ test('a replace rewrites only the filter entries that the keys changed touch, ex
   };
   const before = keys(['tcp', '127.0.0.0/24', 80], ['tcp', '127.0.0.7/32', 80], ['udp', '10.0.0.0/24', 53]);
   const after = keys(['tcp', '127.0.0.0/24', 80], ['udp', '127.0.0.0/28', 53], ['udp', '10.0.0.0/24', 53]);
-  // Only before has the tcp /32; only after has the udp /28.
-  const changed = keys(['tcp', '127.0.0.7/32', 80], ['udp', '127.0.0.0/28', 53]);
-  const lengths = filterPatch(LENGTHS_FILTER, changed, after);
+  // Only before has the tcp /32 (gone); only after has the udp /28 (arrived: after's key 1).
+  const gone = keys(['tcp', '127.0.0.7/32', 80]);
+  const arrived = Int32Array.of(1);
+  const lengths = filterPatch(LENGTHS_FILTER, gone, arrived, after);
   const entries = (k: Buffer) => [...new Uint32Array(k.buffer, k.byteOffset, k.length / 4)];
   assert.deepEqual(entries(lengths.keys), [lengthsIndex('tcp', 80), lengthsIndex('udp', 53)]);
   const words = new Uint32Array(lengths.values.buffer, lengths.values.byteOffset, 2 * WORDS);
   assert.equal(words[0], ((1 << 24) >>> 0));         // tcp 80: the /24 kept
   assert.equal(words[1], 0);                          // ... the /32 gone
   assert.equal(words[WORDS], ((1 << 28) | (1 << 24)) >>> 0); // udp 53: the new /28, and the /24 of 10.0.0.0 kept
-  const blocks = filterPatch(BLOCKS_FILTER, changed, after);
+  const blocks = filterPatch(BLOCKS_FILTER, gone, arrived, after);
   assert.equal(blocks.count, 2);                      // the tcp /24's block loses the /32; the udp /28's block gains it
-  assert.equal(filterPatch(BLOCKS_FILTER, keys(), after).count, 0);
+  assert.equal(filterPatch(BLOCKS_FILTER, keys(), new Int32Array(0), after).count, 0);
   // Written over the old set's exact filter, the patch gives the new set's.
   for (const spec of [LENGTHS_FILTER, BLOCKS_FILTER]) {
     const table = new Uint32Array(spec.entries * spec.words);
@@ -99,7 +100,7 @@ test('a replace rewrites only the filter entries that the keys changed touch, ex
       k.forEach((e, n) => { for (let w = 0; w < spec.words; w++) table[e * spec.words + w] = v[n * spec.words + w]; });
     };
     write(exactFilter(spec, before));
-    write(filterPatch(spec, changed, after));
+    write(filterPatch(spec, gone, arrived, after));
     const want = exactFilter(spec, after);
     assert.deepEqual(table, new Uint32Array(want.values.buffer, want.values.byteOffset, spec.entries * spec.words));
   }

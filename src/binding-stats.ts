@@ -59,6 +59,9 @@ export function clock(): (raw: bigint) => Date | null {
   };
 }
 
+/** Entries zero() writes in one call. */
+const ZERO_BATCH = 1 << 15;
+
 export class BindingStats {
   constructor(private readonly map: BpfMap) {}
 
@@ -89,14 +92,20 @@ export class BindingStats {
    * bindings writes their entries in one batch.
    */
   zero(stats: Uint32Array, epoch: number): void {
-    if (stats.length === 0) return;
+    // In batches of at most ZERO_BATCH entries: a million new bindings need no 20 MB at once.
+    const n = Math.min(stats.length, ZERO_BATCH);
+    if (n === 0) return;
+    const keys = Buffer.alloc(n * 4);
+    const fresh = Buffer.alloc(n * BINDING_STAT_SIZE);
     // Host-order u32 words, as the map holds them.
-    const keys = Buffer.alloc(stats.length * 4);
-    new Uint32Array(keys.buffer, keys.byteOffset, stats.length).set(stats);
-    const fresh = Buffer.alloc(stats.length * BINDING_STAT_SIZE);
-    const words = new Uint32Array(fresh.buffer, fresh.byteOffset, stats.length * (BINDING_STAT_SIZE / 4));
-    for (let i = 0; i < stats.length; i++) words[i * (BINDING_STAT_SIZE / 4) + 3] = epoch;
-    this.map.updateBatch(keys, fresh, stats.length);
+    const keyWords = new Uint32Array(keys.buffer, keys.byteOffset, n);
+    const words = new Uint32Array(fresh.buffer, fresh.byteOffset, n * (BINDING_STAT_SIZE / 4));
+    for (let i = 0; i < n; i++) words[i * (BINDING_STAT_SIZE / 4) + 3] = epoch;
+    for (let from = 0; from < stats.length; from += n) {
+      const count = Math.min(n, stats.length - from);
+      keyWords.set(stats.subarray(from, from + count));
+      this.map.updateBatch(keys, fresh, count);
+    }
   }
 
   /** The epochs of these indices, in order. */

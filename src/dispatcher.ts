@@ -785,9 +785,10 @@ export class Dispatcher {
       const values = valuesWithStats(next, slotOf, ids, diff.previous, current.values, given);
       const changes: Changes = { removed: diff.removedKeys, added: diff.addedKeys, changedFrom: diff.changedKeys, changedTo: diff.changedTo };
       const standby = { keys, values, count: next.count, index };
-      this.writeStandby(s, at.standbySet, at.standby
-        ? standbyPatch(at.standby, standby)
-        : patchFromJournal(at.journal!, at.standbySet.lookupMany(at.journal!.keys, at.journal!.count), current, standby, changes), standby);
+      const patching = patchable(at.standbySet.info.maxEntries, next.count, setCapacity);
+      this.writeStandby(s, at.standbySet, patching, at.standby
+        ? standbyPatch(at.standby, standby, patching)
+        : patchFromJournal(at.journal!, at.standbySet.lookupMany(at.journal!.keys, at.journal!.count), current, standby, changes, patching), standby);
       // One update puts set and filters in force together.
       this.gens.flip(s);
       this.setMeta(standbyMeta.number, BigInt(nextNumber));
@@ -795,8 +796,9 @@ export class Dispatcher {
       record(s);
       this.setMeta(META_NEXT_STAT, BigInt(nextStat));
       // Where the new set and the previous one (the set that was in force) differ: what this replace changed.
-      const differ = changedKeys(current, next, changes);
-      this.journal.rewrite(differ.keys, differ.count, at.journal);
+      const differ = changes.removed.length + changes.added.length + changes.changedTo.length <= JOURNAL_CAPACITY
+        ? changedKeys(current, next, changes) : undefined;
+      this.journal.rewrite(differ, at.journal);
       // Destinations neither generation uses (the set in force, now the
       // previous one, and the new set), and no socket serves.
       const used = diff.usedIds;
@@ -808,12 +810,12 @@ export class Dispatcher {
 
   /**
    * Makes the standby slot hold `next`, with filters exact for it: the set
-   * it holds is patched where its map has room, else a new map is filled
-   * and put in the slot. Only the entries of the filters that the keys
+   * it holds is patched (`patching`: its map has room), else a new map is
+   * filled and put in the slot. Only the entries of the filters that the keys
    * deleted or added touch are rewritten (they were exact for the set it held).
    */
-  private writeStandby(s: number, set: BpfMap, patch: StandbyPatch, next: StandbySet): void {
-    if (patchable(set.info.maxEntries, next.count, setCapacity)) {
+  private writeStandby(s: number, set: BpfMap, patching: boolean, patch: StandbyPatch, next: StandbySet): void {
+    if (patching) {
       context('patch the standby binding set', () => {
         set.deleteBatch(patch.deletes.keys, patch.deletes.count);
         set.updateBatch(patch.updates.keys, patch.updates.values, patch.updates.count);

@@ -56,15 +56,15 @@ export class Journal {
 
   /**
    * Holds exactly these keys from now on, and is whole (a replace, after
-   * its flip: the keys it changed). More than it has room for leave it not
-   * whole. `old`: its keys as read before, if they were.
+   * its flip: the keys it changed); undefined: more than it has room for,
+   * which leave it not whole. `old`: its keys as read before, if they were.
    */
-  rewrite(keys: Buffer, count: number, old?: { keys: Buffer; count: number }): void {
+  rewrite(keys: { keys: Buffer; count: number } | undefined, old?: { keys: Buffer; count: number }): void {
     this.whole.set(false);
     const held = old ?? this.map.dump();
     this.map.deleteBatch(held.keys, held.count);
-    if (count > JOURNAL_CAPACITY) return;
-    this.map.updateBatch(keys, Buffer.alloc(count * 4, ONE), count);
+    if (!keys || keys.count > JOURNAL_CAPACITY) return;
+    this.map.updateBatch(keys.keys, Buffer.alloc(keys.count * 4, ONE), keys.count);
     this.whole.set(true);
   }
 }
@@ -98,10 +98,11 @@ export interface Changes {
  * lookupMany gives them: zero where it has none), `current` the set in
  * force, `next` the new set (values final) and `changes` what the new set
  * changes in the set in force. Everywhere else the standby, the set in
- * force and the new set agree.
+ * force and the new set agree. Without `writes` (the standby is rebuilt),
+ * only what the filters need: `updates` is empty.
  */
 export function patchFromJournal(journal: { keys: Buffer; count: number }, held: Buffer, current: Dump,
-  next: { keys: Buffer; values: Buffer; count: number; index: KeyIndex }, changes: Changes): StandbyPatch {
+  next: { keys: Buffer; values: Buffer; count: number; index: KeyIndex }, changes: Changes, writes = true): StandbyPatch {
   const jWords = keyWords(journal.keys, journal.count);
   const jIndex = new Index(jWords, journal.count);
   for (let t = 0; t < journal.count; t++) jIndex.add(t);
@@ -112,7 +113,8 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
   const nextKeys = keyWords(next.keys, next.count);
   const most = journal.count + changes.removed.length + changes.added.length + changes.changedTo.length;
   const deletes = new Gather(most, false);
-  const updates = new Gather(most, true);
+  const updates = new Gather(writes ? most : 0, true);
+  const update = (i: number): void => { if (writes) updates.add(nextKeys, i, nextWords); };
   const arrived = new Int32Array(most);
   let n = 0;
   const sameValue = (a: Uint32Array, i: number, b: Uint32Array, j: number): boolean =>
@@ -124,10 +126,10 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
     if (i < 0) {
       if (present) deletes.add(jWords, t);
     } else if (!present) {
-      updates.add(nextKeys, i, nextWords);
+      update(i);
       arrived[n++] = i;
     } else if (!sameValue(heldWords, t, nextWords, i)) {
-      updates.add(nextKeys, i, nextWords);
+      update(i);
     }
   }
   // The keys the new set changes: where the journal does not say otherwise, the standby holds the set in force's binding.
@@ -137,12 +139,12 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
   }
   for (const i of changes.added) {
     if (jIndex.find(nextKeys, i) >= 0) continue;
-    updates.add(nextKeys, i, nextWords);
+    update(i);
     arrived[n++] = i;
   }
   changes.changedTo.forEach((i, k) => {
     if (jIndex.find(nextKeys, i) >= 0) return;
-    if (!sameValue(curWords, changes.changedFrom[k], nextWords, i)) updates.add(nextKeys, i, nextWords);
+    if (!sameValue(curWords, changes.changedFrom[k], nextWords, i)) update(i);
   });
   return { deletes: deletes.packed, updates: updates.packed, arrived: arrived.subarray(0, n) };
 }

@@ -60,15 +60,18 @@ export class Gather {
   }
 }
 
-/** What turns the standby set into `next`. */
-export function standbyPatch(standby: PackedSet, next: PackedSet & { index: KeyIndex }): StandbyPatch {
+/**
+ * What turns the standby set into `next`. Without `writes` (the standby is
+ * rebuilt, not patched), only what the filters need: `updates` is empty.
+ */
+export function standbyPatch(standby: PackedSet, next: PackedSet & { index: KeyIndex }, writes = true): StandbyPatch {
   const old = keyWords(standby.keys, standby.count);
   const newKeys = keyWords(next.keys, next.count);
   const oldValues = u32Words(standby.values, standby.count * VALUE_WORDS);
   const newValues = u32Words(next.values, next.count * VALUE_WORDS);
   const kept = new Uint8Array(next.count);
   const deletes = new Gather(standby.count, false);
-  const updates = new Gather(next.count, true);
+  const updates = new Gather(writes ? next.count : 0, true);
   for (let j = 0; j < standby.count; j++) {
     const i = next.index.find(old, j);
     if (i < 0) {
@@ -78,13 +81,13 @@ export function standbyPatch(standby: PackedSet, next: PackedSet & { index: KeyI
     kept[i] = 1;
     const a = VALUE_WORDS * j;
     const b = VALUE_WORDS * i;
-    if (oldValues[a] !== newValues[b] || oldValues[a + 1] !== newValues[b + 1] || oldValues[a + 2] !== newValues[b + 2]) updates.add(newKeys, i, newValues);
+    if (writes && (oldValues[a] !== newValues[b] || oldValues[a + 1] !== newValues[b + 1] || oldValues[a + 2] !== newValues[b + 2])) updates.add(newKeys, i, newValues);
   }
   const arrived = new Int32Array(next.count);
   let n = 0;
   for (let i = 0; i < next.count; i++) {
     if (kept[i]) continue;
-    updates.add(newKeys, i, newValues);
+    if (writes) updates.add(newKeys, i, newValues);
     arrived[n++] = i;
   }
   return { deletes: deletes.packed, updates: updates.packed, arrived: arrived.subarray(0, n) };

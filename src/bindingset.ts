@@ -258,9 +258,9 @@ export interface SetDiff {
   /** indices into the dump of the reject bindings that are gone */
   staleRejects: number[];
   /** indices into the dump of every binding that is gone */
-  removedKeys: number[];
+  removedKeys: Int32Array;
   /** indices into the new set of every binding that is new */
-  addedKeys: number[];
+  addedKeys: Int32Array;
   /** for each binding of the new set, the index in the dump of the same key, or -1 */
   previous: Int32Array;
   /** indices into the dump of bindings whose label or action changes */
@@ -284,8 +284,9 @@ export function diffBindingSets(next: { index: KeyIndex; count: number; slotOf: 
   const previous = new Int32Array(next.count).fill(-1);
   const usedIds = new Uint8Array(MAX_DESTINATIONS);
   const diff: SetDiff = {
-    added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: [], addedKeys: [], previous, changedKeys: [], changedTo: [], usedIds, nextStat: 0,
+    added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: new Int32Array(0), addedKeys: new Int32Array(0), previous, changedKeys: [], changedTo: [], usedIds, nextStat: 0,
   };
+  const removed = new Int32Array(current.count);
   const curKeys = keyWords(current.keys, current.count);
   const curValues = u32Words(current.values, current.count * VALUE_WORDS);
   const { slotOf, ids, actions } = next;
@@ -297,8 +298,7 @@ export function diffBindingSets(next: { index: KeyIndex; count: number; slotOf: 
     if (curValues[W * j + 2] >= nextStat) nextStat = curValues[W * j + 2] + 1;
     const i = next.index.find(curKeys, j);
     if (i < 0) {
-      diff.removed++;
-      diff.removedKeys.push(j);
+      removed[diff.removed++] = j;
       if ((curValues[W * j + 1] & 0xffff) === ACTION_REJECT) diff.staleRejects.push(j);
       continue;
     }
@@ -315,8 +315,10 @@ export function diffBindingSets(next: { index: KeyIndex; count: number; slotOf: 
     }
   }
   diff.nextStat = nextStat;
+  diff.removedKeys = removed.slice(0, diff.removed);
   diff.added = next.count - diff.unchanged - diff.changed;
-  for (let i = 0; i < next.count; i++) if (previous[i] < 0) diff.addedKeys.push(i);
+  diff.addedKeys = new Int32Array(diff.added);
+  for (let i = 0, n = 0; i < next.count; i++) if (previous[i] < 0) diff.addedKeys[n++] = i;
   return diff;
 }
 

@@ -78,16 +78,16 @@ export function changedKeys(current: { keys: Buffer; count: number }, next: { ke
   const curKeys = keyWords(current.keys, current.count);
   const nextKeys = keyWords(next.keys, next.count);
   const out = new Gather(changes.removed.length + changes.added.length + changes.changedTo.length, false);
-  for (const j of changes.removed) out.add(curKeys, j);
-  for (const i of changes.added) out.add(nextKeys, i);
+  for (let k = 0; k < changes.removed.length; k++) out.add(curKeys, changes.removed[k]);
+  for (let k = 0; k < changes.added.length; k++) out.add(nextKeys, changes.added[k]);
   for (const i of changes.changedTo) out.add(nextKeys, i);
   return out.packed;
 }
 
 /** What a replace changed, by key: indices into the set in force (gone, changed) and into the new set (new, changed). */
 export interface Changes {
-  removed: readonly number[];
-  added: readonly number[];
+  removed: ArrayLike<number>;
+  added: ArrayLike<number>;
   changedFrom: readonly number[];
   changedTo: readonly number[];
 }
@@ -133,11 +133,13 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
     }
   }
   // The keys the new set changes: where the journal does not say otherwise, the standby holds the set in force's binding.
-  for (const j of changes.removed) {
+  for (let k = 0; k < changes.removed.length; k++) {
+    const j = changes.removed[k];
     if (jIndex.find(curKeys, j) >= 0) continue;
     deletes.add(curKeys, j);
   }
-  for (const i of changes.added) {
+  for (let k = 0; k < changes.added.length; k++) {
+    const i = changes.added[k];
     if (jIndex.find(nextKeys, i) >= 0) continue;
     update(i);
     arrived[n++] = i;

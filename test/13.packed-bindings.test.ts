@@ -215,7 +215,7 @@ test('diffBindingSets counts added, removed, changed and unchanged by key and va
   const { index } = indexBindingSet(next);
   const d = diffBindingSets({ index, count: next.count, slotOf: slots(next), ids: ids(next), actions: next.actions }, current);
   const { usedIds, ...rest } = d;
-  assert.deepEqual(rest, { added: 1, removed: 2, changed: 1, unchanged: 1, staleRejects: [2], removedKeys: [2, 3], addedKeys: [2], previous: Int32Array.of(0, 1, -1), changedKeys: [1], changedTo: [1], nextStat: 1 });
+  assert.deepEqual(rest, { added: 1, removed: 2, changed: 1, unchanged: 1, staleRejects: [2], removedKeys: Int32Array.of(2, 3), addedKeys: Int32Array.of(2), previous: Int32Array.of(0, 1, -1), changedKeys: [1], changedTo: [1], nextStat: 1 });
   // The destinations the current set uses (ids here: the labels' char codes).
   assert.deepEqual([...usedIds.keys()].filter((id) => usedIds[id]), ['a', 'b', 'c', 'd'].map((c) => c.charCodeAt(0)));
   // The stat index is the binding's own: one given to the binding in force does not make it changed.

@@ -157,18 +157,19 @@ class Slots {
 /** Labels met so far, found by their bytes without making a string of each. */
 class Labels {
   readonly list: string[] = [];
-  /** per label: where its bytes are in the file, [start, end) */
+  /** the labels' bytes, one after the other (the file itself goes by in a window) */
+  private arena = new Uint8Array(1024);
+  private used = 0;
+  /** per label: where its bytes are in the arena, [start, end) */
   private where: number[] = [];
   /** open addressing: label index + 1; 0 is empty */
   private slots = new Int32Array(256);
 
-  constructor(private readonly b: Uint8Array) {}
-
   /** The index of the label b[start..end), added when new; -1 when it is not a valid label. */
-  find(start: number, end: number): number {
-    const b = this.b;
+  find(b: Uint8Array, start: number, end: number): number {
     let h = 0x811c9dc5;
     for (let k = start; k < end; k++) h = Math.imul(h ^ b[k], 0x01000193);
+    const arena = this.arena;
     for (let s = h & (this.slots.length - 1); ; s = (s + 1) & (this.slots.length - 1)) {
       const v = this.slots[s];
       if (v === 0) break;
@@ -176,7 +177,7 @@ class Labels {
       const len = this.where[2 * (v - 1) + 1] - at;
       if (len === end - start) {
         let same = true;
-        for (let k = 0; k < len && same; k++) same = b[at + k] === b[start + k];
+        for (let k = 0; k < len && same; k++) same = arena[at + k] === b[start + k];
         if (same) return v - 1;
       }
     }
@@ -184,7 +185,14 @@ class Labels {
     if (end - start === 0 || end - start > LABEL_MAX_BYTES || !labelFirst(b[start])) return -1;
     for (let k = start + 1; k < end; k++) if (!labelChar(b[k])) return -1;
     const li = this.list.push(String.fromCharCode(...b.subarray(start, end))) - 1;
-    this.where.push(start, end);
+    if (this.used + (end - start) > this.arena.length) {
+      const grown = new Uint8Array(this.arena.length * 2 + LABEL_MAX_BYTES);
+      grown.set(this.arena.subarray(0, this.used));
+      this.arena = grown;
+    }
+    this.arena.set(b.subarray(start, end), this.used);
+    this.where.push(this.used, this.used + (end - start));
+    this.used += end - start;
     if (this.list.length * 2 > this.slots.length) this.rehash();
     else this.place(li, h);
     return li;
@@ -203,9 +211,60 @@ class Labels {
     this.slots = new Int32Array(this.slots.length * 2);
     for (let li = 0; li < this.list.length; li++) {
       let h = 0x811c9dc5;
-      for (let k = this.where[2 * li]; k < this.where[2 * li + 1]; k++) h = Math.imul(h ^ this.b[k], 0x01000193);
+      for (let k = this.where[2 * li]; k < this.where[2 * li + 1]; k++) h = Math.imul(h ^ this.arena[k], 0x01000193);
       this.place(li, h);
     }
+  }
+}
+
+/** Where a file's bytes come from when it is read a window at a time: `count` bytes at `position` into `into` (0: the end). */
+export type ByteSource = (into: Uint8Array, at: number, count: number, position: number) => number;
+
+/** The longest stretch the window always holds from the position of an entry on: an entry longer than this is left to the reference parser. */
+const ENTRY_MOST = 1 << 16;
+
+/**
+ * A window onto the file: the bytes from `offset` on, `b` being the valid
+ * part. Moving it keeps the bytes from a position on, and reads more.
+ */
+class Window {
+  b: Uint8Array;
+  private readonly room: Uint8Array;
+  /** where b[0] is in the file */
+  offset = 0;
+  eof = false;
+
+  constructor(private readonly source: ByteSource | undefined, size: number, private readonly seen?: (bytes: Uint8Array) => void) {
+    this.room = new Uint8Array(source ? Math.max(size, 2 * ENTRY_MOST) : 0);
+    this.b = this.room.subarray(0, 0);
+  }
+
+  /** A window that is the whole file. */
+  static of(bytes: Uint8Array): Window {
+    const w = new Window(undefined, 0);
+    w.b = bytes;
+    w.eof = true;
+    return w;
+  }
+
+  /** Makes b hold at least ENTRY_MOST bytes from i on (fewer only at the end); returns where i is then. */
+  from(i: number): number {
+    if (this.eof || this.b.length - i >= ENTRY_MOST) return i;
+    const keep = this.b.length - i;
+    this.room.copyWithin(0, i, this.b.length);
+    this.offset += i;
+    let n = keep;
+    while (n < this.room.length) {
+      const got = this.source!(this.room, n, this.room.length - n, this.offset + n);
+      if (got === 0) {
+        this.eof = true;
+        break;
+      }
+      this.seen?.(this.room.subarray(n, n + got));
+      n += got;
+    }
+    this.b = this.room.subarray(0, n);
+    return 0;
   }
 }
 
@@ -345,7 +404,7 @@ function addEntry(b: Uint8Array, f: Fields, e: number, out: Out, labels: Labels,
   let li = -1;
   if (f.labelStart >= 0 ? f.labelEnd > f.labelStart || labelled : labelled) {
     if (f.labelStart < 0) return false;
-    li = labels.find(f.labelStart, f.labelEnd);
+    li = labels.find(b, f.labelStart, f.labelEnd);
     if (li < 0) return false;
   }
   out.room();
@@ -380,14 +439,37 @@ function addEntry(b: Uint8Array, f: Fields, e: number, out: Out, labels: Labels,
   return true;
 }
 
+/** How packBindingsFile reads a file a window at a time. */
+export interface StreamOptions {
+  /** where the bytes come from */
+  source: ByteSource;
+  /** the file's size as fstat gives it (to size the output; the file is read to its end whatever it says) */
+  size: number;
+  /** the window, in bytes (default 256 KiB; at least 128 KiB) */
+  window?: number;
+  /** called with every byte read, in order (a digest of what was parsed) */
+  seen?: (bytes: Uint8Array) => void;
+}
+
 /**
- * The bindings of a valid file (its bytes, or its text), or undefined: then
- * parseBindingsFile decides, and explains.
+ * The bindings of a valid file (its bytes, its text, or a source to read it
+ * from a window at a time, so that a large file is never held whole), or
+ * undefined: then parseBindingsFile decides, and explains.
  */
-export function packBindingsFile(input: string | Uint8Array): PackedBindingsFile | undefined {
-  const b = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
-  const n = b.length;
-  let i = skip(b, 0);
+export function packBindingsFile(input: string | Uint8Array | StreamOptions): PackedBindingsFile | undefined {
+  let win: Window;
+  let size: number;
+  if (typeof input === 'string' || input instanceof Uint8Array) {
+    const bytes = typeof input === 'string' ? Buffer.from(input, 'utf8') : input;
+    win = Window.of(bytes);
+    size = bytes.length;
+  } else {
+    win = new Window(input.source, input.window ?? 1 << 18, input.seen);
+    size = input.size;
+  }
+  let i = win.from(0);
+  let b = win.b;
+  i = skip(b, i);
   if (b[i] !== LBRACE) return undefined;
   i = skip(b, i + 1);
   const end = stringEnd(b, i);
@@ -401,8 +483,8 @@ export function packBindingsFile(input: string | Uint8Array): PackedBindingsFile
   // Entries take at least 24 bytes ({"prefix":"::","port":0}) and give at
   // most two bindings: room for all at once. (Pages never written are
   // never touched: they cost no memory.)
-  const out = new Out(Math.min(2 * MAX_BINDINGS, 2 * Math.floor(n / 24)) + 2);
-  const labels = new Labels(b);
+  const out = new Out(Math.min(2 * MAX_BINDINGS, 2 * Math.floor(size / 24)) + 2);
+  const labels = new Labels();
   const slots = new Slots(labels);
   const notes: string[] = [];
   const f: Fields = { seen: 0, labelStart: -1, labelEnd: -1, prefixStart: -1, prefixEnd: -1, port: -1, protocol: 0, action: ACTION_STEER };
@@ -413,6 +495,8 @@ export function packBindingsFile(input: string | Uint8Array): PackedBindingsFile
     i++;
   } else {
     for (;;) {
+      i = win.from(i);
+      b = win.b;
       if (b[i] !== LBRACE || entries >= BINDINGS_FILE_LIMITS.maxItems) return undefined;
       i = readEntry(b, i, f);
       if (i < 0) return undefined;
@@ -432,8 +516,15 @@ export function packBindingsFile(input: string | Uint8Array): PackedBindingsFile
   }
   i = skip(b, i);
   if (b[i] !== RBRACE) return undefined;
-  i = skip(b, i + 1);
-  if (i !== n) return undefined;
+  i++;
+  // Only white space to the end.
+  for (;;) {
+    i = skip(b, i);
+    if (i < b.length) return undefined;
+    if (win.eof) break;
+    i = win.from(i);
+    b = win.b;
+  }
 
   const count = out.count;
   const keys = out.keys.subarray(0, count * BINDING_KEY_SIZE);

@@ -31,6 +31,25 @@ export function fileDigest(bytes: Uint8Array): bigint {
   return nonZero(crypto().createHash('sha256').update(bytes).digest().readBigUInt64LE(0));
 }
 
+/** fileDigest of bytes given in parts, in order. */
+export function digestParts(): { update(bytes: Uint8Array): void; value(): bigint } {
+  const h = crypto().createHash('sha256');
+  return { update: (bytes) => { h.update(bytes); }, value: () => nonZero(h.digest().readBigUInt64LE(0)) };
+}
+
+/** fileDigest of a file read a part at a time (as ByteSource reads it), never held whole. */
+export function fileDigestOf(read: (into: Uint8Array, at: number, count: number, position: number) => number): bigint {
+  const d = digestParts();
+  const part = Buffer.allocUnsafe(1 << 20);
+  for (let position = 0; ;) {
+    const got = read(part, 0, part.length, position);
+    if (got === 0) break;
+    d.update(part.subarray(0, got));
+    position += got;
+  }
+  return d.value();
+}
+
 /** n random bytes in hex, for names nobody can guess. */
 export function randomHex(n: number): string {
   return crypto().randomBytes(n).toString('hex');

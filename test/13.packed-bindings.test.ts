@@ -168,6 +168,34 @@ test('packBindingsFile reads bytes: white space anywhere JSON allows it, and dec
   assert.deepEqual(packBindingsFile(Buffer.from(' \n{ "bindings" : [ ] }\r\n'))?.set.count, 0);
 });
 
+test('packBindingsFile reads a large file a window at a time, with the same result and every byte seen', () => {
+  const entries = Array.from({ length: 6000 }, (_, i) => ({
+    label: `svc${i % 7}`, prefix: i % 2 ? `10.${i >> 8 & 255}.${i & 255}.0/24` : `2001:db8:${i.toString(16)}::/48`, port: i % 5 === 0 ? 0 : 1000 + (i % 50),
+    ...(i % 3 === 0 ? { protocol: 'udp' } : {}),
+  }));
+  const file = Buffer.from(JSON.stringify({ bindings: entries }, null, 1));
+  assert.ok(file.length > 3 * 2 ** 17, 'several windows');
+  const whole = packBindingsFile(file);
+  assert.ok(whole);
+  fc.assert(fc.property(fc.integer({ min: 1, max: 70_000 }), (most) => {
+    const seen: Buffer[] = [];
+    const streamed = packBindingsFile({
+      size: file.length,
+      // Short reads, as a pipe or a slow disk may give them.
+      source: (into, at, count, position) => {
+        const got = Math.max(0, Math.min(count, most, file.length - position));
+        file.copy(into, at, position, position + got);
+        return got;
+      },
+      seen: (bytes) => seen.push(Buffer.from(bytes)),
+    });
+    assert.ok(streamed);
+    samePacked(streamed.set, whole.set);
+    assert.deepEqual(streamed.notes, whole.notes);
+    assert.ok(Buffer.concat(seen).equals(file), 'every byte is seen once, in order');
+  }), { numRuns: 20 });
+});
+
 const bindingArb = fc.record({
   label: fc.constantFrom('a', 'b', 'web'),
   protocol: fc.constantFrom('tcp', 'udp'),

@@ -16,7 +16,7 @@ import { type Env, checkPlaces, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
 import { type GuardFlags, guardFrom, guardedChange, guardedUnbind, warnRedirected, writeForced } from './guard.js';
 import { describeBinding, labelCell, packedBindingsTable, table, writeJSON } from './output.js';
-import { formatBytes, readRegularBytes } from './read-file.js';
+import { type ReadLimit, formatBytes, openRegularFile, readRegularBytes } from './read-file.js';
 import type { PackedBindingsFile } from '../bindings-file-packed.js';
 
 export interface BindOptions extends GuardFlags {
@@ -167,14 +167,17 @@ export async function bindings(env: Env, args: readonly (string | undefined)[], 
   }
 }
 
+/** The limit of a bindings file named on the command line. */
+const BINDINGS_FILE: ReadLimit = {
+  what: 'bindings file',
+  maxBytes: BINDINGS_FILE_MAX_BYTES,
+  advice: `${MAX_BINDINGS} bindings, the most a dispatcher holds, take less than ${formatBytes(BINDINGS_FILE_MAX_BYTES)} even as bindings --json prints them`,
+};
+
 /** Reads a bindings file named on the command line, within the size limit. */
 function readBindingsBytes(env: Env, file: string): Buffer {
   checkPlaces(env); // before reading what may be a large file
-  return readRegularBytes(file, {
-    what: 'bindings file',
-    maxBytes: BINDINGS_FILE_MAX_BYTES,
-    advice: `${MAX_BINDINGS} bindings, the most a dispatcher holds, take less than ${formatBytes(BINDINGS_FILE_MAX_BYTES)} even as bindings --json prints them`,
-  });
+  return readRegularBytes(file, BINDINGS_FILE);
 }
 
 /**
@@ -202,36 +205,52 @@ export async function readBindingsFile(env: Env, file: string): Promise<PackedBi
 
 export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}): Promise<void> {
   const guard = guardFrom(opts, 'load-bindings');
-  const bytes = readBindingsBytes(env, file);
-  const [{ packBindingsFile }, { fileDigest }] = await Promise.all([import('../bindings-file-packed.js'), import('../digest.js')]);
-  const passed: { verdict?: Verdict } = {};
-  const shown = quoteIfNeeded(file);
-  const check = guardedChange(guard, { what: `load ${shown}`, retry: `tubectl load-bindings --force ${shown}`, inspect: `tubectl diff ${shown}` },
-    (verdict) => { passed.verdict = verdict; });
-  // The file the set in force was read from, unchanged, is recognised by
-  // its digest and not parsed. Otherwise it is parsed under the writers'
-  // lock by the fast path; a file the fast path declines is parsed by the
-  // reference parser first (which explains any mistake), then loaded.
-  let parsed: PackedBindingsFile | undefined;
-  const source = {
-    digest: fileDigest(bytes),
-    parse: () => {
-      parsed ??= packBindingsFile(bytes);
-      return parsed && { set: parsed.set, index: parsed.index, slots: parsed.slots, recognisable: parsed.notes.length === 0 };
-    },
-  };
-  const r = await withDispatcher(env, false, async (d) => {
-    const done = d.replaceBindingsFile(source, { check });
-    if (done) return done;
-    parsed = await parseByReference(bytes, file);
-    return d.replaceBindingsFile(source, { check })!;
-  });
-  if (parsed) writeNotes(env, parsed.notes);
-  if (passed.verdict) writeForced(env, passed.verdict);
-  if (env.json) {
-    writeJSON(env, r);
-  } else {
-    const what = r.added + r.removed + r.changed === 0 ? 'bindings already up to date' : 'replaced bindings';
-    env.stdout.write(`${what}: ${r.added} added, ${r.removed} removed, ${r.changed} changed, ${r.unchanged} unchanged (generation ${r.generation})\n`);
+  checkPlaces(env); // before reading what may be a large file
+  // The file is read a window at a time, never held whole: once for its
+  // digest, then (unless it is the file the set in force was read from) by
+  // the fast path, under the writers' lock.
+  const input = openRegularFile(file, BINDINGS_FILE);
+  try {
+    const [{ packBindingsFile }, { digestParts, fileDigest, fileDigestOf }] = await Promise.all([import('../bindings-file-packed.js'), import('../digest.js')]);
+    const digest = fileDigestOf(input.read);
+    const passed: { verdict?: Verdict } = {};
+    const shown = quoteIfNeeded(file);
+    const check = guardedChange(guard, { what: `load ${shown}`, retry: `tubectl load-bindings --force ${shown}`, inspect: `tubectl diff ${shown}` },
+      (verdict) => { passed.verdict = verdict; });
+    // A file the fast path declines is parsed by the reference parser first
+    // (which explains any mistake), then loaded.
+    let parsed: PackedBindingsFile | undefined;
+    const source = {
+      digest,
+      parse: () => {
+        if (!parsed) {
+          const read = digestParts();
+          parsed = packBindingsFile({ size: input.size, source: input.read, seen: (bytes) => read.update(bytes) });
+          // What was parsed must be what was recognised by: the digest is recorded with the set.
+          if (parsed && read.value() !== digest) {
+            throw new TubularError('EBUSY', `${shown} changed while it was read, nothing was changed: run the command again`);
+          }
+        }
+        return parsed && { set: parsed.set, index: parsed.index, slots: parsed.slots, recognisable: parsed.notes.length === 0 };
+      },
+    };
+    const r = await withDispatcher(env, false, async (d) => {
+      const done = d.replaceBindingsFile(source, { check });
+      if (done) return done;
+      const bytes = input.readAll();
+      parsed = await parseByReference(bytes, file);
+      if (fileDigest(bytes) !== digest) throw new TubularError('EBUSY', `${shown} changed while it was read, nothing was changed: run the command again`);
+      return d.replaceBindingsFile(source, { check })!;
+    });
+    if (parsed) writeNotes(env, parsed.notes);
+    if (passed.verdict) writeForced(env, passed.verdict);
+    if (env.json) {
+      writeJSON(env, r);
+    } else {
+      const what = r.added + r.removed + r.changed === 0 ? 'bindings already up to date' : 'replaced bindings';
+      env.stdout.write(`${what}: ${r.added} added, ${r.removed} removed, ${r.changed} changed, ${r.unchanged} unchanged (generation ${r.generation})\n`);
+    }
+  } finally {
+    input.close();
   }
 }

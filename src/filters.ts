@@ -120,16 +120,14 @@ export function filterPatch(spec: FilterSpec, gone: KeySet, arrived: Int32Array,
 class TouchedEntries {
   readonly entries: Uint32Array;
   count = 0;
-  /** entry + 1 (0: empty) */
+  /** place + 1 of an entry (0: empty slot): its entry is entries[place] */
   private readonly slots: Int32Array;
-  private readonly places: Int32Array;
   private readonly shift: number;
 
   constructor(most: number) {
     let bits = 4;
     while (1 << bits < most * 2) bits++;
     this.slots = new Int32Array(1 << bits);
-    this.places = new Int32Array(1 << bits);
     this.shift = 32 - bits;
     this.entries = new Uint32Array(most);
   }
@@ -137,13 +135,13 @@ class TouchedEntries {
   add(e: number): void {
     const mask = this.slots.length - 1;
     for (let h = Math.imul(e, 0x9e3779b1) >>> this.shift; ; h = (h + 1) & mask) {
-      if (this.slots[h] === e + 1) return;
-      if (this.slots[h] === 0) {
-        this.slots[h] = e + 1;
-        this.places[h] = this.count;
-        this.entries[this.count++] = e;
+      const s = this.slots[h];
+      if (s === 0) {
+        this.entries[this.count] = e;
+        this.slots[h] = ++this.count;
         return;
       }
+      if (this.entries[s - 1] === e) return;
     }
   }
 
@@ -152,8 +150,8 @@ class TouchedEntries {
     const mask = this.slots.length - 1;
     for (let h = Math.imul(e, 0x9e3779b1) >>> this.shift; ; h = (h + 1) & mask) {
       const s = this.slots[h];
-      if (s === e + 1) return this.places[h];
       if (s === 0) return -1;
+      if (this.entries[s - 1] === e) return s - 1;
     }
   }
 }

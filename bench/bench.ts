@@ -7,15 +7,15 @@ import path from 'node:path';
 import { Dispatcher } from '../src/dispatcher.js';
 import type { ProgramVariant } from '../src/kernel.js';
 import { packageRoot } from '../src/paths.js';
-import { measureControlPlane } from './controlplane.js';
-import { fixtures, measureDataPlane } from './dataplane.js';
-import { measureDaemon } from './daemon.js';
+import { type ControlPlaneResult, measureControlPlane } from './controlplane.js';
+import { type DataPlaneResult, fixtures, measureDataPlane } from './dataplane.js';
+import { type DaemonResult, measureDaemon } from './daemon.js';
 import { isolate } from './isolate.js';
 import { machine } from './machine.js';
 import { registerHitSockets } from './sockets.js';
-import { controlTable, daemonTable, dataPlaneTable, report, targetTable, trafficTable } from './table.js';
+import { controlTable, daemonTable, dataPlaneTable, report, scaleTable, targetTable, trafficTable } from './table.js';
 import { verdicts } from './targets.js';
-import { measureTraffic, trafficBindings } from './traffic.js';
+import { type TrafficFigure, measureTraffic, trafficBindings } from './traffic.js';
 import { bindingsOf, entries } from './workload.js';
 
 const { bpffs } = isolate();
@@ -25,22 +25,37 @@ const quick = process.env.BENCH_QUICK === '1';
 const work = mkdtempSync(path.join(tmpdir(), 'tubular-bench-'));
 const host = machine();
 
-// Data plane and traffic share one dispatcher and its sockets.
-const sizes = [0, 1000, 100_000, 1_000_000];
-const d = Dispatcher.create({ bpffs });
-const hits = await registerHitSockets(d);
-// Both variants of the program on the same sets; the targets are the full program's.
-const dp = measureDataPlane(d, hits.cookies, { sizes, programs: ['full', 'compat'], rounds: quick ? 3 : 9, repeat: quick ? 20_000 : 200_000, log });
-const figuresOf = (program: ProgramVariant) => dp.figures.filter((f) => f.program === program);
-d.replaceBindings([...bindingsOf(entries(50_000)), ...fixtures(), ...trafficBindings()]);
-log('traffic: 100k bindings in force');
-const traffic = await measureTraffic(d, { rounds: quick ? 2 : 10, roundMs: quick ? 300 : 1000, concurrency: 8, log });
-await hits.close();
-d.close();
-Dispatcher.unload({ bpffs });
+// BENCH_ONLY=control (or dataplane, traffic, daemon; comma-separated) runs
+// only those parts: for working on one of them. The report says what it left out.
+const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((p) => p.trim())) : undefined;
+const runs = (part: string): boolean => !only || only.has(part);
 
-const control = measureControlPlane({ bpffs, dir: work, repeats: quick ? 1 : 3, log });
-const daemon = await measureDaemon({ bpffs, dir: work, ms: quick ? 1000 : 3000, clients: 8, log });
+// Data plane and traffic share one dispatcher and its sockets.
+const sizes = [0, 1000, 10_000, 100_000, 1_000_000];
+let dp: DataPlaneResult = { figures: [], replaceSeconds: {} };
+let traffic: TrafficFigure[] = [];
+const figuresOf = (program: ProgramVariant) => dp.figures.filter((f) => f.program === program);
+if (runs('dataplane') || runs('traffic')) {
+  const d = Dispatcher.create({ bpffs });
+  const hits = await registerHitSockets(d);
+  // Both variants of the program on the same sets; the targets are the full program's.
+  if (runs('dataplane')) dp = measureDataPlane(d, hits.cookies, { sizes, programs: ['full', 'compat'], rounds: quick ? 3 : 9, repeat: quick ? 20_000 : 200_000, log });
+  if (runs('traffic')) {
+    d.replaceBindings([...bindingsOf(entries(50_000)), ...fixtures(), ...trafficBindings()]);
+    log('traffic: 100k bindings in force');
+    traffic = await measureTraffic(d, { rounds: quick ? 2 : 10, roundMs: quick ? 300 : 1000, concurrency: 8, log });
+  }
+  await hits.close();
+  d.close();
+  Dispatcher.unload({ bpffs });
+}
+
+const control: ControlPlaneResult = runs('control')
+  ? measureControlPlane({ bpffs, dir: work, repeats: quick ? 1 : 3, scale: [1000, 10_000, 1_000_000], log })
+  : { available: false, reason: 'left out (BENCH_ONLY)', figures: [], scale: [] };
+const daemon: DaemonResult = runs('daemon')
+  ? await measureDaemon({ bpffs, dir: work, ms: quick ? 1000 : 3000, clients: 8, log })
+  : { available: false, reason: 'left out (BENCH_ONLY)' };
 rmSync(work, { recursive: true, force: true });
 
 const targets = verdicts(figuresOf('full'), traffic, control);
@@ -49,10 +64,11 @@ const text = report(host, [
   { title: 'Data plane, the compat program (for kernels before 5.17) on this kernel: ns per lookup', body: dataPlaneTable(figuresOf('compat'), sizes) },
   { title: 'Real traffic on loopback, 100k bindings in force (median of rounds)', body: trafficTable(traffic) },
   { title: 'Control plane: tubectl as a subprocess, wall time', body: controlTable(control) },
+  { title: 'Scale: load-bindings and one lookup at 1k to 1M bindings', body: scaleTable(control, figuresOf('full')) },
   { title: 'tubulard', body: daemonTable(daemon) },
   { title: 'Targets', body: targetTable(targets) },
 ]);
 process.stdout.write(`${text}\n`);
-const results = { machine: host, seconds: (Date.now() - started) / 1000, quick, dataPlane: dp, traffic, controlPlane: control, daemon, targets };
+const results = { machine: host, seconds: (Date.now() - started) / 1000, quick, only: only ? [...only] : undefined, dataPlane: dp, traffic, controlPlane: control, daemon, targets };
 writeFileSync(path.join(packageRoot, 'bench/results.json'), `${JSON.stringify(results, null, 2)}\n`);
 log(`wrote bench/results.json in ${((Date.now() - started) / 1000).toFixed(0)} s`);

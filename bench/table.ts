@@ -32,6 +32,7 @@ export function dataPlaneTable(figures: readonly LookupFigure[], sizes: readonly
 }
 
 export function trafficTable(t: readonly TrafficFigure[]): string {
+  if (t.length === 0) return 'not measured';
   const rows = [['protocol', 'through dispatcher', 'direct', 'ratio'],
     ...t.map((f) => [f.protocol === 'tcp' ? 'TCP connections/s' : 'UDP exchanges/s', f.dispatched.toFixed(0), f.direct.toFixed(0), `${(f.ratio * 100).toFixed(1)}%`])];
   return grid(rows);
@@ -41,6 +42,27 @@ export function controlTable(c: ControlPlaneResult): string {
   if (!c.available) return `not measured: ${c.reason}`;
   const rows = [['operation', 'median', 'runs (ms)'], ...c.figures.map((f) => [f.command, `${(f.seconds * 1000).toFixed(0)} ms`, f.runs.map((r) => (r * 1000).toFixed(0)).join(' ')])];
   return `${grid(rows, [0, 2])}\npeak RSS of tubectl load-bindings 100k: ${c.peakRssKiB === undefined ? 'not measured' : `${(c.peakRssKiB / 1024).toFixed(0)} MiB`}`;
+}
+
+/**
+ * How cost grows with the work: tubectl load-bindings (into an empty
+ * dispatcher, unchanged, 1% changed) and its peak RSS, next to the cost of
+ * one lookup at the same size (the slowest hit and the slowest miss).
+ */
+export function scaleTable(c: ControlPlaneResult, lookups: readonly LookupFigure[]): string {
+  if (!c.available) return `not measured: ${c.reason}`;
+  const ms = (s: number): string => `${(s * 1000).toFixed(0)} ms`;
+  const worst = (size: number, cases: readonly CaseName[]): string => {
+    const at = lookups.filter((f) => f.bindings === size && cases.includes(f.case));
+    return at.length ? `${Math.max(...at.map((f) => f.ns)).toFixed(0)} ns` : '-';
+  };
+  const rows = [['bindings', 'load into empty', 'per binding', 'unchanged', '1% changed', 'then 1% more', 'peak RSS', 'lookup hit', 'lookup miss'],
+    ...c.scale.map((f) => [sizeName(f.bindings), ms(f.load), `${((f.load * 1e6) / f.bindings).toFixed(1)} µs`, ms(f.unchanged), ms(f.first), ms(f.changed),
+      f.peakRssKiB === undefined ? '-' : `${(f.peakRssKiB / 1024).toFixed(0)} MiB`,
+      worst(f.bindings, ['hit-port', 'hit-wildcard']), worst(f.bindings, ['miss'])])];
+  return `${grid(rows)}\n(tubectl as a subprocess, wall time, median of rounds. 1% changed: right after the load, the standby generation empty;\n` +
+    'then 1% more: the standby holds the file before, as when a generator rewrites the file now and then. ' +
+    'Lookup: the slowest hit and miss of either family, BPF_PROG_TEST_RUN)';
 }
 
 export function daemonTable(d: DaemonResult): string {

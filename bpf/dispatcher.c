@@ -253,14 +253,19 @@ struct {
 
 // For the control plane only. Slot 0: the layout version it wrote when it
 // created the state, compared against the code's own before anything is
-// changed. Slot 1: unused. Slot 2: non-zero while a writer is part-way
-// through a change; the next writer then recomputes everything derived
-// from the binding sets. Slots 3 + 3g .. 5 + 3g: generation g's number,
-// when it was applied (ms since the epoch) and a digest of the set a
-// replace wrote (0: changed since).
+// changed. Slot 1: the next free stat index (every index either generation
+// uses is below it). Slot 2: non-zero while a writer is part-way through a
+// change; the next writer then recomputes everything derived from the
+// binding sets. Slot 3: whether the journal (a map of the control plane)
+// holds every key whose binding differs between the generations. Slot 4:
+// the next epoch a binding_stat is given. Slots 5 + 5g .. 9 + 5g:
+// generation g's number, when it was applied (ms since the epoch), a
+// digest of the set a replace wrote (0: changed since), a digest of the
+// file it was read from and the number of bindings in it. Slot 15: how
+// many writes have begun (each writer adds one before it changes anything).
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 3 + 3 * GENERATIONS);
+	__uint(max_entries, 6 + 5 * GENERATIONS);
 	__type(key, __u32);
 	__type(value, __u64);
 } meta SEC(".maps");

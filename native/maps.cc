@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "addon.h"
@@ -220,38 +223,134 @@ Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, deleted);
 }
 
-struct Dump {
-  std::vector<uint8_t> keys, values;
-  uint32_t count = 0;
-  void Reserve(const MapShape& s, uint32_t more) {
-    size_t need = static_cast<size_t>(count) + more;
-    if (keys.size() < need * s.keySize) keys.resize(need * s.keySize);
-    if (values.size() < need * s.valueSize) values.resize(need * s.valueSize);
+// Room for keys and values, not zeroed: pages the kernel never writes
+// are never touched, so a map's capacity costs no memory beyond its count.
+struct Block {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+  Block() = default;
+  Block(const Block&) = delete;
+  Block& operator=(const Block&) = delete;
+  ~Block() { free(data); }
+  void Grow(size_t need) {
+    if (need <= size) return;
+    size_t want = std::max(need, size * 2);
+    auto* p = static_cast<uint8_t*>(realloc(data, want));
+    if (p == nullptr) throw std::bad_alloc();
+    data = p;
+    size = want;
+  }
+  uint8_t* Release() {
+    uint8_t* p = data;
+    data = nullptr;
+    size = 0;
+    return p;
   }
 };
 
-void DumpByIteration(Napi::Env env, int fd, const MapShape& s, Dump* d) {
+struct Dump {
+  Block keys, values;
+  uint32_t count = 0;
+  void Reserve(const MapShape& s, uint32_t more) {
+    size_t need = static_cast<size_t>(count) + more;
+    keys.Grow(need * s.keySize);
+    values.Grow(need * s.valueSize);
+  }
+};
+
+// Why a dump failed: the syscall and its errno.
+struct DumpError {
+  const char* syscall = nullptr;
+  int err = 0;
+};
+
+// The dumps below touch no JavaScript value, so that one can run on a
+// thread of its own (MapDumpStart). They return false with *e set.
+bool DumpByIteration(int fd, const MapShape& s, Dump* d, DumpError* e) {
   std::vector<uint8_t> prev(s.keySize), next(s.keySize), value(s.valueSize);
   bool first = true;
   for (;;) {
     if (bpf_map_get_next_key(fd, first ? nullptr : prev.data(), next.data()) < 0) {
-      if (errno == ENOENT) return;
-      ThrowErrno(env, "bpf_map_get_next_key", errno);
+      if (errno == ENOENT) return true;
+      *e = {"bpf_map_get_next_key", errno};
+      return false;
     }
     first = false;
     if (bpf_map_lookup_elem(fd, next.data(), value.data()) == 0) {
       d->Reserve(s, 1);
-      std::copy(next.begin(), next.end(), d->keys.begin() + static_cast<size_t>(d->count) * s.keySize);
-      std::copy(value.begin(), value.end(), d->values.begin() + static_cast<size_t>(d->count) * s.valueSize);
+      std::copy(next.begin(), next.end(), d->keys.data + static_cast<size_t>(d->count) * s.keySize);
+      std::copy(value.begin(), value.end(), d->values.data + static_cast<size_t>(d->count) * s.valueSize);
       d->count++;
     } else if (errno != ENOENT) {  // ENOENT: deleted concurrently, skip it
-      ThrowErrno(env, "bpf_map_lookup_elem", errno);
+      *e = {"bpf_map_lookup_elem", errno};
+      return false;
     }
     prev.swap(next);
   }
 }
 
-Napi::Value MapDump(const Napi::CallbackInfo& info) {
+bool DumpMap(int fd, const MapShape& s, uint32_t maxEntries, Dump* d, DumpError* e) {
+  // The batch token is a key for array-like maps and a bucket index for hashes.
+  std::vector<uint8_t> inTok(std::max<uint32_t>(s.keySize, 8)), outTok(inTok.size());
+  // Room for the whole map at once: one allocation, and few syscalls.
+  uint32_t chunk = std::max<uint32_t>(1024, std::min<uint32_t>(maxEntries, 1u << 20));
+  bool first = true;
+  int retries = 0;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  for (;;) {
+    d->Reserve(s, chunk);
+    uint32_t n = chunk;
+    int r = bpf_map_lookup_batch(fd, first ? nullptr : inTok.data(), outTok.data(),
+                                 d->keys.data + static_cast<size_t>(d->count) * s.keySize,
+                                 d->values.data + static_cast<size_t>(d->count) * s.valueSize, &n, &opts);
+    int err = r < 0 ? errno : 0;
+    if (r < 0 && n == 0 && err == ENOSPC) {  // a hash bucket holds more than `chunk` entries
+      if (chunk >= (1u << 24)) {
+        *e = {"bpf_map_lookup_batch", err};
+        return false;
+      }
+      chunk *= 2;
+      continue;
+    }
+    if (r < 0 && first && d->count == 0 && NoBatchSupport(err)) return DumpByIteration(fd, s, d, e);
+    if (r < 0 && err != ENOENT && err != EINTR) {
+      *e = {"bpf_map_lookup_batch", err};
+      return false;
+    }
+    n = std::min(n, chunk);
+    d->count += n;
+    if (err == ENOENT) return true;  // end of map
+    if (err == EINTR) {              // elements vanished under us; resume from the token
+      if (++retries > 16) {
+        *e = {"bpf_map_lookup_batch", err};
+        return false;
+      }
+      if (n == 0) continue;
+    } else {
+      retries = 0;
+    }
+    inTok.swap(outTok);
+    first = false;
+  }
+}
+
+// A buffer over the first `bytes` of a block, which it takes over (no copy).
+Napi::Buffer<uint8_t> TakeBuffer(Napi::Env env, Block& b, size_t bytes) {
+  if (bytes == 0) return Napi::Buffer<uint8_t>::New(env, 0);
+  return Napi::Buffer<uint8_t>::New(env, b.Release(), bytes, [](Napi::Env, uint8_t* p) { free(p); });
+}
+
+Napi::Object DumpResult(Napi::Env env, const MapShape& s, Dump& d) {
+  Napi::Object o = Napi::Object::New(env);
+  uint32_t count = d.count;
+  o.Set("keys", TakeBuffer(env, d.keys, static_cast<size_t>(count) * s.keySize));
+  o.Set("values", TakeBuffer(env, d.values, static_cast<size_t>(count) * s.valueSize));
+  o.Set("count", Napi::Number::New(env, count));
+  return o;
+}
+
+// The map's shape and entries, checked against what the caller expects.
+MapShape DumpShape(const Napi::CallbackInfo& info, uint32_t* maxEntries) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0, "fd");
   uint32_t keySize = ArgU32(info, 1, "keySize");
@@ -261,49 +360,56 @@ Napi::Value MapDump(const Napi::CallbackInfo& info) {
     ThrowRange(env, "keySize/valueSize (" + std::to_string(keySize) + "/" + std::to_string(valueSize) +
                         ") do not match the map (" + std::to_string(s.keySize) + "/" +
                         std::to_string(s.valueSize) + ")");
+  struct bpf_map_info mi = {};
+  __u32 len = sizeof(mi);
+  if (bpf_obj_get_info_by_fd(fd, &mi, &len) < 0) ThrowErrno(env, "bpf_obj_get_info_by_fd", errno);
+  *maxEntries = mi.max_entries;
+  return s;
+}
 
+Napi::Value MapDump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t maxEntries = 0;
+  MapShape s = DumpShape(info, &maxEntries);
   Dump d;
-  // The batch token is a key for array-like maps and a bucket index for hashes.
-  std::vector<uint8_t> inTok(std::max<uint32_t>(s.keySize, 8)), outTok(inTok.size());
-  uint32_t chunk = 1024;
-  bool first = true;
-  int retries = 0;
-  LIBBPF_OPTS(bpf_map_batch_opts, opts);
-  for (;;) {
-    d.Reserve(s, chunk);
-    uint32_t n = chunk;
-    int r = bpf_map_lookup_batch(fd, first ? nullptr : inTok.data(), outTok.data(),
-                                 d.keys.data() + static_cast<size_t>(d.count) * s.keySize,
-                                 d.values.data() + static_cast<size_t>(d.count) * s.valueSize, &n, &opts);
-    int err = r < 0 ? errno : 0;
-    if (r < 0 && n == 0 && err == ENOSPC) {  // a hash bucket holds more than `chunk` entries
-      if (chunk >= (1u << 24)) ThrowErrno(env, "bpf_map_lookup_batch", err);
-      chunk *= 2;
-      continue;
-    }
-    if (r < 0 && first && d.count == 0 && NoBatchSupport(err)) {
-      DumpByIteration(env, fd, s, &d);
-      break;
-    }
-    if (r < 0 && err != ENOENT && err != EINTR) ThrowErrno(env, "bpf_map_lookup_batch", err);
-    n = std::min(n, chunk);
-    d.count += n;
-    if (err == ENOENT) break;  // end of map
-    if (err == EINTR) {        // elements vanished under us; resume from the token
-      if (++retries > 16) ThrowErrno(env, "bpf_map_lookup_batch", err);
-      if (n == 0) continue;
-    } else {
-      retries = 0;
-    }
-    inTok.swap(outTok);
-    first = false;
-  }
+  DumpError e;
+  if (!DumpMap(info[0].As<Napi::Number>().Int32Value(), s, maxEntries, &d, &e)) ThrowErrno(env, e.syscall, e.err);
+  return DumpResult(env, s, d);
+}
 
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("keys", Napi::Buffer<uint8_t>::Copy(env, d.keys.data(), static_cast<size_t>(d.count) * s.keySize));
-  o.Set("values", Napi::Buffer<uint8_t>::Copy(env, d.values.data(), static_cast<size_t>(d.count) * s.valueSize));
-  o.Set("count", Napi::Number::New(env, d.count));
-  return o;
+// A dump on a thread of its own, so that the caller can go on (parse a
+// file) while the kernel copies the map out: MapDumpStart starts it,
+// MapDumpFinish waits for it. It only reads the map.
+struct PendingDump {
+  MapShape shape;
+  Dump dump;
+  DumpError error;
+  bool ok = false;
+  std::thread thread;
+  ~PendingDump() {
+    if (thread.joinable()) thread.join();
+  }
+};
+
+Napi::Value MapDumpStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t maxEntries = 0;
+  MapShape s = DumpShape(info, &maxEntries);
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  auto* p = new PendingDump();
+  p->shape = s;
+  p->thread = std::thread([p, fd, s, maxEntries] { p->ok = DumpMap(fd, s, maxEntries, &p->dump, &p->error); });
+  return Napi::External<PendingDump>::New(env, p, [](Napi::Env, PendingDump* q) { delete q; });
+}
+
+Napi::Value MapDumpFinish(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "argument 'handle' must come from mapDumpStart");
+  PendingDump* p = info[0].As<Napi::External<PendingDump>>().Data();
+  if (!p->thread.joinable()) throw Napi::Error::New(env, "mapDumpFinish: this dump was already finished");
+  p->thread.join();
+  if (!p->ok) ThrowErrno(env, p->error.syscall, p->error.err);
+  return DumpResult(env, p->shape, p->dump);
 }
 
 }  // namespace
@@ -317,6 +423,8 @@ void InitMaps(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "mapUpdateBatch", MapUpdateBatch);
   Export(env, exports, "mapDeleteBatch", MapDeleteBatch);
   Export(env, exports, "mapDump", MapDump);
+  Export(env, exports, "mapDumpStart", MapDumpStart);
+  Export(env, exports, "mapDumpFinish", MapDumpFinish);
 }
 
 }  // namespace tubular

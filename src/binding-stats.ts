@@ -1,8 +1,10 @@
-// Per-binding traffic: binding_stats[i] = {hits, last hit}, where i is the
+// Per-binding traffic: binding_stats[i] = {hits, last hit, epoch}, where i is the
 // stat index stored in the binding's value. Indices belong to bindings:
 // an unchanged binding keeps its index (and its counts) across replaces,
 // a new one gets an index that no binding of either generation uses, and
-// starts from zero. Which indices are in use is derived from the sets.
+// starts from zero. Which indices are in use is derived from the sets; the
+// next free index (meta, one past every index in use) is derived too: kept
+// by every writer, recomputed after a crash.
 import type { BpfMap } from './bpfmap.js';
 import { TubularError } from './errors.js';
 import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64, writeU32 } from './layout.js';
@@ -15,8 +17,18 @@ export interface Traffic {
 
 /** Marks the stat indices a dump of binding values uses. */
 export function markStats(used: Uint8Array, values: Buffer, count: number): Uint8Array {
-  for (let i = 0; i < count; i++) used[readU32(values, i * BINDING_VALUE_SIZE + 8)] = 1;
+  const words = values.byteOffset % 4 === 0 ? new Uint32Array(values.buffer, values.byteOffset, count * 3) : undefined;
+  for (let i = 0; i < count; i++) used[words ? words[3 * i + 2] : readU32(values, i * BINDING_VALUE_SIZE + 8)] = 1;
   return used;
+}
+
+/** One more than the highest stat index these dumps of binding values use; 0 when they use none. */
+export function nextStatOf(...dumps: ReadonlyArray<{ values: Buffer; count: number }>): number {
+  let next = 0;
+  for (const { values, count } of dumps) {
+    for (let i = 0; i < count; i++) next = Math.max(next, readU32(values, i * BINDING_VALUE_SIZE + 8) + 1);
+  }
+  return next;
 }
 
 /** `n` indices not marked used (marking them), lowest first; ENOSPC if there are not enough. */
@@ -52,6 +64,9 @@ export function clock(): (raw: bigint) => Date | null {
   };
 }
 
+/** Entries zero() writes in one call. */
+const ZERO_BATCH = 1 << 15;
+
 export class BindingStats {
   constructor(private readonly map: BpfMap) {}
 
@@ -75,18 +90,27 @@ export class BindingStats {
   }
 
   /**
-   * Gives these indices to new bindings: counts from zero, and a new epoch,
-   * so that sources sampled for the bindings that had them before are never
-   * shown for the new ones.
+   * Gives these indices to new bindings: counts from zero, and `epoch`, one
+   * no entry has had before (meta's next epoch, which only ever grows), so
+   * that sources sampled for the bindings that had them before are never
+   * shown for the new ones. Nothing is read: a load of a million new
+   * bindings writes their entries in one batch.
    */
-  zero(stats: Uint32Array): void {
-    if (stats.length === 0) return;
-    const { keys, values: old } = this.read(stats);
-    const fresh = Buffer.alloc(stats.length * BINDING_STAT_SIZE);
-    for (let i = 0; i < stats.length; i++) {
-      writeU32(fresh, (readU32(old, i * BINDING_STAT_SIZE + 12) + 1) >>> 0, i * BINDING_STAT_SIZE + 12);
+  zero(stats: Uint32Array, epoch: number): void {
+    // In batches of at most ZERO_BATCH entries: a million new bindings need no 20 MB at once.
+    const n = Math.min(stats.length, ZERO_BATCH);
+    if (n === 0) return;
+    const keys = Buffer.alloc(n * 4);
+    const fresh = Buffer.alloc(n * BINDING_STAT_SIZE);
+    // Host-order u32 words, as the map holds them.
+    const keyWords = new Uint32Array(keys.buffer, keys.byteOffset, n);
+    const words = new Uint32Array(fresh.buffer, fresh.byteOffset, n * (BINDING_STAT_SIZE / 4));
+    for (let i = 0; i < n; i++) words[i * (BINDING_STAT_SIZE / 4) + 3] = epoch;
+    for (let from = 0; from < stats.length; from += n) {
+      const count = Math.min(n, stats.length - from);
+      keyWords.set(stats.subarray(from, from + count));
+      this.map.updateBatch(keys, fresh, count);
     }
-    this.map.updateBatch(keys, fresh, stats.length);
   }
 
   /** The epochs of these indices, in order. */

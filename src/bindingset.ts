@@ -10,7 +10,7 @@ import type { Binding } from './binding.js';
 import { TubularError } from './errors.js';
 import { KeyIndex, keyWords } from './keyindex.js';
 import {
-  ACTION_OBSERVE, ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, IPPROTO, NO_DESTINATION,
+  ACTION_OBSERVE, ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, IPPROTO, MAX_DESTINATIONS, NO_DESTINATION,
   decodeBindingKey, encodeBindingKey, readU32, writeU32,
 } from './layout.js';
 import type { DestinationKey } from './destination.js';
@@ -176,17 +176,22 @@ export function packedFromDump(keys: Buffer, values: Buffer, count: number, labe
   const labelIndex = new Int32Array(count);
   const stats = new Uint32Array(count);
   const labels: string[] = [];
-  const byId = new Map<number, number>();
+  // destination id -> index into labels, plus one (0: not met yet)
+  const byId = new Int32Array(MAX_DESTINATIONS);
+  const other = new Map<number, number>();
+  const words = u32Words(values, count * VALUE_WORDS);
   for (let i = 0; i < count; i++) {
-    const id = readU32(values, i * BINDING_VALUE_SIZE);
-    actions[i] = actionCode(actionOf(valueAction(values, i)));
-    stats[i] = valueStat(values, i);
+    const id = words[VALUE_WORDS * i];
+    const action = words[VALUE_WORDS * i + 1] & 0xffff;
+    actions[i] = action === ACTION_REJECT || action === ACTION_OBSERVE ? action : ACTION_STEER;
+    stats[i] = words[VALUE_WORDS * i + 2];
     let li = -1;
     if (id !== NO_DESTINATION) {
-      li = byId.get(id) ?? -1;
+      li = (id < MAX_DESTINATIONS ? byId[id] : other.get(id) ?? 0) - 1;
       if (li < 0) {
         li = labels.push(labelOf(id) ?? `#${id}`) - 1;
-        byId.set(id, li);
+        if (id < MAX_DESTINATIONS) byId[id] = li + 1;
+        else other.set(id, li + 1);
       }
     }
     labelIndex[i] = li;
@@ -200,8 +205,10 @@ export function packedFromDump(keys: Buffer, values: Buffer, count: number, labe
  */
 export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slots: DestinationKey[] } {
   const slotOf = new Int32Array(set.count);
-  const compact = new Int32Array(set.labels.length * 4).fill(-1);
+  // (label, family, protocol) -> slot + 1; 0: not met yet
+  const compact = new Int32Array(set.labels.length * 4);
   const slots: DestinationKey[] = [];
+  const k = set.keys;
   for (let i = 0; i < set.count; i++) {
     const li = set.labelIndex[i];
     if (li < 0) {
@@ -209,21 +216,26 @@ export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slo
       continue;
     }
     const off = i * BINDING_KEY_SIZE;
-    const family = keyFamily(set.keys, off);
-    const protocol = keyProtocol(set.keys, off);
-    const wide = li * 4 + (family === 6 ? 2 : 0) + (protocol === 'udp' ? 1 : 0);
-    if (compact[wide] < 0) compact[wide] = slots.push({ label: set.labels[li], domain: domainOf(family), protocol }) - 1;
-    slotOf[i] = compact[wide];
+    const wide = li * 4 + (k[off + 1] === AF[6] ? 2 : 0) + (k[off] === IPPROTO.udp ? 1 : 0);
+    let slot = compact[wide] - 1;
+    if (slot < 0) {
+      slot = slots.push({ label: set.labels[li], domain: domainOf(keyFamily(k, off)), protocol: keyProtocol(k, off) }) - 1;
+      compact[wide] = slot + 1;
+    }
+    slotOf[i] = slot;
   }
   return { slotOf, slots };
 }
 
 const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
 
+/** The destination id of a destination that does not exist yet (packValues, diffBindingSets): no real id, and not NO_DESTINATION. */
+export const PENDING_DESTINATION = 0xfffffffe;
+
 /**
  * Binding values for a set whose destination slots have these ids (-1:
- * none yet, written as NO_DESTINATION), and whose bindings have these stat
- * indices (none given: 0).
+ * none yet, written as PENDING_DESTINATION), and whose bindings have these
+ * stat indices (none given: 0).
  */
 export function packValues(set: PackedBindings, slotOf: Int32Array, ids: Int32Array, stats?: Uint32Array): Buffer {
   const values = Buffer.alloc(set.count * BINDING_VALUE_SIZE);
@@ -231,7 +243,7 @@ export function packValues(set: PackedBindings, slotOf: Int32Array, ids: Int32Ar
   for (let i = 0; i < set.count; i++) {
     const slot = slotOf[i];
     const id = slot < 0 ? -1 : ids[slot];
-    words[VALUE_WORDS * i] = id < 0 ? NO_DESTINATION : id;
+    words[VALUE_WORDS * i] = slot < 0 ? NO_DESTINATION : id < 0 ? PENDING_DESTINATION : id;
     words[VALUE_WORDS * i + 1] = set.actions[i];
     words[VALUE_WORDS * i + 2] = stats ? stats[i] : 0;
   }
@@ -246,48 +258,88 @@ export interface SetDiff {
   /** indices into the dump of the reject bindings that are gone */
   staleRejects: number[];
   /** indices into the dump of every binding that is gone */
-  removedKeys: number[];
+  removedKeys: Int32Array;
   /** indices into the new set of every binding that is new */
-  addedKeys: number[];
+  addedKeys: Int32Array;
   /** for each binding of the new set, the index in the dump of the same key, or -1 */
   previous: Int32Array;
   /** indices into the dump of bindings whose label or action changes */
   changedKeys: number[];
+  /** for each of changedKeys, the index of the same key in the new set */
+  changedTo: number[];
+  /** the destination ids the dump's bindings point at (1: used) */
+  usedIds: Uint8Array;
+  /** one past the highest stat index of the dump (0: none) */
+  nextStat: number;
 }
 
 /**
- * Compares a new set (indexed, with its values) with a dump of the set in
- * force. A binding whose destination does not exist yet (pending(i)) is
- * never unchanged.
+ * Compares a new set (indexed; each binding's destination slot, the ids
+ * of the slots' destinations, -1 for one that does not exist yet, and its
+ * action) with a dump of the set in force. A binding whose destination
+ * does not exist yet is never unchanged.
  */
-export function diffBindingSets(next: { index: KeyIndex; values: Buffer; count: number; pending: (i: number) => boolean },
+export function diffBindingSets(next: { index: KeyIndex; count: number; slotOf: Int32Array; ids: Int32Array; actions: Uint8Array },
   current: { keys: Buffer; values: Buffer; count: number }): SetDiff {
   const previous = new Int32Array(next.count).fill(-1);
-  const diff: SetDiff = { added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: [], addedKeys: [], previous, changedKeys: [] };
+  const usedIds = new Uint8Array(MAX_DESTINATIONS);
+  const diff: SetDiff = {
+    added: 0, removed: 0, changed: 0, unchanged: 0, staleRejects: [], removedKeys: new Int32Array(0), addedKeys: new Int32Array(0), previous, changedKeys: [], changedTo: [], usedIds, nextStat: 0,
+  };
+  const removed = new Int32Array(current.count);
   const curKeys = keyWords(current.keys, current.count);
   const curValues = u32Words(current.values, current.count * VALUE_WORDS);
-  const newValues = u32Words(next.values, next.count * VALUE_WORDS);
+  const { slotOf, ids, actions } = next;
   const W = VALUE_WORDS;
+  let nextStat = 0;
   for (let j = 0; j < current.count; j++) {
+    const id = curValues[W * j];
+    if (id < MAX_DESTINATIONS) usedIds[id] = 1;
+    if (curValues[W * j + 2] >= nextStat) nextStat = curValues[W * j + 2] + 1;
     const i = next.index.find(curKeys, j);
     if (i < 0) {
-      diff.removed++;
-      diff.removedKeys.push(j);
+      removed[diff.removed++] = j;
       if ((curValues[W * j + 1] & 0xffff) === ACTION_REJECT) diff.staleRejects.push(j);
       continue;
     }
     previous[i] = j;
     // The stat index is the binding's own, not part of what it says.
-    if (curValues[W * j] === newValues[W * i] && (curValues[W * j + 1] & 0xffff) === (newValues[W * i + 1] & 0xffff) && !next.pending(i)) {
+    const slot = slotOf[i];
+    const nextId = slot < 0 ? NO_DESTINATION : ids[slot] < 0 ? PENDING_DESTINATION : ids[slot];
+    if (id === nextId && (curValues[W * j + 1] & 0xffff) === actions[i]) {
       diff.unchanged++;
     } else {
       diff.changed++;
       diff.changedKeys.push(j);
+      diff.changedTo.push(i);
     }
   }
+  diff.nextStat = nextStat;
+  diff.removedKeys = removed.slice(0, diff.removed);
   diff.added = next.count - diff.unchanged - diff.changed;
-  for (let i = 0; i < next.count; i++) if (previous[i] < 0) diff.addedKeys.push(i);
+  diff.addedKeys = new Int32Array(diff.added);
+  for (let i = 0, n = 0; i < next.count; i++) if (previous[i] < 0) diff.addedKeys[n++] = i;
   return diff;
+}
+
+/**
+ * The values of a set whose destination slots have these ids (all exist),
+ * and whose bindings keep the stat index of the same key in `current`
+ * (previous[i] >= 0) or take the next of `fresh` (in order): what a
+ * replace writes.
+ */
+export function valuesWithStats(set: PackedBindings, slotOf: Int32Array, ids: Int32Array, previous: Int32Array, current: Buffer, fresh: Uint32Array): Buffer {
+  const values = Buffer.alloc(set.count * BINDING_VALUE_SIZE);
+  const words = u32Words(values, set.count * VALUE_WORDS);
+  const cur = u32Words(current, current.length / 4);
+  for (let i = 0, k = 0; i < set.count; i++) {
+    const slot = slotOf[i];
+    const j = previous[i];
+    words[VALUE_WORDS * i] = slot < 0 ? NO_DESTINATION : ids[slot];
+    words[VALUE_WORDS * i + 1] = set.actions[i];
+    words[VALUE_WORDS * i + 2] = j >= 0 ? cur[VALUE_WORDS * j + 2] : fresh[k++];
+  }
+  return values;
 }
 
 function u32Words(buf: Buffer, n: number): Uint32Array {

@@ -16,11 +16,14 @@ const MUL = 0x9e3779b1;
 const FIN = 0x2c1b3c6d;
 const AF_INET = 2;
 
-interface Level { level: number; first: number; last: number }
-const V4: readonly Level[] = [{ level: 16, first: 16, last: 23 }, { level: 24, first: 24, last: 32 }];
-const V6: readonly Level[] = [
-  { level: 32, first: 32, last: 47 }, { level: 48, first: 48, last: 64 }, { level: 64, first: 65, last: 96 }, { level: 96, first: 97, last: 128 },
-];
+/** The level a length is filed under (see above), or -1 for a short one. */
+function levelOf(family: number, length: number): number {
+  if (family === AF_INET) return length >= 24 ? 24 : length >= 16 ? 16 : -1;
+  return length >= 97 ? 96 : length >= 65 ? 64 : length >= 48 ? 48 : length >= 32 ? 32 : -1;
+}
+
+/** The first length filed under a level. */
+const firstOf = (level: number): number => (level === 64 || level === 96 ? level + 1 : level);
 
 const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -34,6 +37,9 @@ export function blockIndex(protocol: number, family: number, level: number, a: n
   return h >>> (32 - BLOCK_BITS);
 }
 
+/** The big-endian u32 at keys[at..]. */
+const wordAt = (keys: Uint8Array, at: number): number => ((keys[at] << 24) | (keys[at + 1] << 16) | (keys[at + 2] << 8) | keys[at + 3]) >>> 0;
+
 const maskTo = (word: number, bits: number): number => (bits <= 0 ? 0 : bits >= 32 ? word : (word & ~((1 << (32 - bits)) - 1)) >>> 0);
 
 /**
@@ -43,17 +49,15 @@ const maskTo = (word: number, bits: number): number => (bits <= 0 ? 0 : bits >= 
 export function blockPosition(keys: Buffer, off = 0): number {
   const family = keys[off + 1];
   const length = keys[off + 2];
-  const levels = family === AF_INET ? V4 : V6;
-  let level: Level | undefined;
-  for (const l of levels) if (length >= l.first && length <= l.last) level = l;
-  if (!level) return -1;
-  const a = maskTo(keys.readUInt32BE(off + 8), level.level);
-  const b = maskTo(keys.readUInt32BE(off + 12), level.level - 32);
-  const c = maskTo(keys.readUInt32BE(off + 16), level.level - 64);
-  const index = blockIndex(keys[off], family, level.level, a, b, c);
+  const level = levelOf(family, length);
+  if (level < 0) return -1;
+  const a = maskTo(wordAt(keys, off + 8), level);
+  const b = maskTo(wordAt(keys, off + 12), level - 32);
+  const c = maskTo(wordAt(keys, off + 16), level - 64);
+  const index = blockIndex(keys[off], family, level, a, b, c);
   // The port is a host-order u16 at offset 4: zero either way round.
   const high = keys[off + 4] === 0 && keys[off + 5] === 0 ? 1 : 0;
-  return (index * BLOCK_WORDS + (LE ? high : 1 - high)) * 32 + (length - level.first);
+  return (index * BLOCK_WORDS + (LE ? high : 1 - high)) * 32 + (length - firstOf(level));
 }
 
 /** blockPosition as a u32 word and mask; undefined for a short binding. */

@@ -7,6 +7,9 @@ import type { MapInfo, Native } from './native.js';
 
 const PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 
+/** A map's entries: `count` keys and values, packed. */
+export interface Dump { keys: Buffer; values: Buffer; count: number }
+
 export class BpfMap {
   private closed = false;
 
@@ -80,8 +83,17 @@ export class BpfMap {
     if (count > 0) this.sys.mapDeleteBatch(this.fd, keys, count);
   }
 
-  dump(): { keys: Buffer; values: Buffer; count: number } {
+  dump(): Dump {
     return this.sys.mapDump(this.fd, this.info.keySize, this.valueBytes);
+  }
+
+  /**
+   * Starts a dump on a thread of its own (it only reads the map) and
+   * returns what waits for it: call it before closing the map.
+   */
+  startDump(): () => Dump {
+    const handle = this.sys.mapDumpStart(this.fd, this.info.keySize, this.valueBytes);
+    return () => this.sys.mapDumpFinish(handle);
   }
 
   close(): void {

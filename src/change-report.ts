@@ -48,8 +48,8 @@ export const NO_TRAFFIC: Traffic = Object.freeze({ hits: 0n, lastHit: null });
 /** The picks of a change, in no particular order. */
 export function picksOf(change: SetChange): ChangePick[] {
   return [
-    ...change.added.map((to) => ({ kind: 'added' as const, from: -1, to })),
-    ...change.removed.map((from) => ({ kind: 'removed' as const, from, to: -1 })),
+    ...Array.from(change.added, (to) => ({ kind: 'added' as const, from: -1, to })),
+    ...Array.from(change.removed, (from) => ({ kind: 'removed' as const, from, to: -1 })),
     ...change.changed.map(({ from, to }) => ({ kind: 'changed' as const, from, to })),
   ];
 }

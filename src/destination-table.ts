@@ -21,7 +21,6 @@ export interface DestinationMaps {
   destination_metrics: BpfMap;
 }
 
-const same = (a: DestinationKey, b: DestinationKey): boolean => a.label === b.label && a.domain === b.domain && a.protocol === b.protocol;
 const slotKey = (id: number, slot: number): Buffer => u32(id * SOCKET_SLOTS + slot);
 
 /** Marks (in `used`, or a new table) the destination ids a dump of binding values points at. */
@@ -66,40 +65,71 @@ export class DestinationTable {
     return new Map(this.entries().map((d) => [d.id, d.label]));
   }
 
-  /** Finds or creates a destination; `known`, when given, is the table as read and is kept up to date. */
-  ensure(d: DestinationKey, known?: DestinationEntry[]): DestinationEntry {
-    const found = known ? known.find((e) => same(e, d)) : this.lookup(d);
-    if (found) return found;
-    const all = known ?? this.entries();
-    this.create([d], all);
-    return all[all.length - 1];
+  /** The ids of the destinations that exist, and how many there are, read from the values alone (no label decoded). */
+  ids(): { taken: Uint8Array; count: number } {
+    const { values, count } = this.maps.destinations.dump();
+    const vs = this.maps.destinations.info.valueSize;
+    const taken = new Uint8Array(MAX_DESTINATIONS);
+    for (let i = 0; i < count; i++) {
+      const id = readU32(values, i * vs);
+      if (id < MAX_DESTINATIONS) taken[id] = 1;
+    }
+    return { taken, count };
   }
 
   /**
-   * Creates destinations known not to exist, each with the lowest free id,
-   * zeroed counters and empty socket slots; appends them to `known` and
-   * returns their ids. Checks there is room for all of them first, so a
-   * failure creates none.
+   * Creates destinations known not to exist, each with the lowest free id
+   * and zeroed counters; appends them to `known` and returns their ids.
+   * Checks there is room for all of them first, so a failure creates none.
+   * A free id's socket slots are empty: sockets are only ever put in the
+   * slots of a destination that exists, and a destination is deleted only
+   * when collect() has found its slots empty (the kernel itself only ever
+   * empties a slot, when its socket closes).
    */
   create(missing: readonly DestinationKey[], known: DestinationEntry[]): number[] {
-    if (missing.length === 0) return [];
-    if (known.length + missing.length > MAX_DESTINATIONS) {
-      throw new TubularError('ENOSPC', `${missing.length} new destinations do not fit: ${known.length} of ${MAX_DESTINATIONS} are in use ` +
-        '(each label, address family and protocol is one): unbind labels or unregister sockets you no longer need');
-    }
     const taken = new Uint8Array(MAX_DESTINATIONS);
     for (const e of known) taken[e.id] = 1;
-    const zero = Buffer.alloc(this.maps.destination_metrics.valueBytes);
-    let id = 0;
-    return missing.map((d) => {
-      while (taken[id]) id++;
-      taken[id] = 1;
-      this.maps.destination_metrics.update(u32(id), zero);
-      this.clearSockets(id);
-      this.maps.destinations.update(encodeDestinationKey(d), encodeDestinationValue(id, null));
-      known.push({ ...d, id, owner: null });
-      return id;
-    });
+    const made = this.createIn(missing, { taken, count: known.length });
+    known.push(...made);
+    return made.map((e) => e.id);
+  }
+
+  /** create, given the ids in use (as ids() reads them), which it does not update. */
+  createIn(missing: readonly DestinationKey[], used: { taken: Uint8Array; count: number }): DestinationEntry[] {
+    if (missing.length === 0) return [];
+    if (used.count + missing.length > MAX_DESTINATIONS) {
+      throw new TubularError('ENOSPC', `${missing.length} new destinations do not fit: ${used.count} of ${MAX_DESTINATIONS} are in use ` +
+        '(each label, address family and protocol is one): unbind labels or unregister sockets you no longer need');
+    }
+    const ids: number[] = [];
+    for (let id = 0; ids.length < missing.length; id++) {
+      if (!used.taken[id]) ids.push(id);
+    }
+    // Counters zeroed, then the destinations: one batch each.
+    const idKeys = Buffer.alloc(ids.length * 4);
+    ids.forEach((id, k) => writeU32(idKeys, id, k * 4));
+    const metrics = this.maps.destination_metrics;
+    metrics.updateBatch(idKeys, Buffer.alloc(ids.length * metrics.valueBytes), ids.length);
+    const keys = Buffer.concat(missing.map((d) => encodeDestinationKey(d)));
+    const values = Buffer.concat(ids.map((id) => encodeDestinationValue(id, null)));
+    this.maps.destinations.updateBatch(keys, values, ids.length);
+    return missing.map((d, k) => ({ ...d, id: ids[k], owner: null }));
+  }
+
+  /**
+   * Empties the socket slots of these ids. Only slots that hold a socket
+   * are deleted (a delete of an empty slot fails, and failing costs): one
+   * lookup of them all first.
+   */
+  private emptySlots(ids: readonly number[]): number {
+    const keys = Buffer.alloc(ids.length * SOCKET_SLOTS * 4);
+    ids.forEach((id, k) => { for (let s = 0; s < SOCKET_SLOTS; s++) slotKey(id, s).copy(keys, (k * SOCKET_SLOTS + s) * 4); });
+    const cookies = this.maps.sockets.lookupMany(keys, ids.length * SOCKET_SLOTS);
+    let emptied = 0;
+    for (let n = 0; n < ids.length * SOCKET_SLOTS; n++) {
+      if (readU64(cookies, n * SOCKET_VALUE_SIZE) !== 0n && this.maps.sockets.delete(keys.subarray(n * 4, n * 4 + 4))) emptied++;
+    }
+    return emptied;
   }
 
   /** Records who registered a destination's sockets (null: nobody, or root's tools). */
@@ -160,8 +190,7 @@ export class DestinationTable {
 
   /** Empties every socket slot of id; false when none held a socket. */
   clearSockets(id: number): boolean {
-    let any = false;
-    for (let s = 0; s < SOCKET_SLOTS; s++) any = this.maps.sockets.delete(slotKey(id, s)) || any;
+    const any = this.emptySlots([id]) > 0;
     if (this.filled(id) !== 0) this.setFilled(id, 0);
     return any;
   }

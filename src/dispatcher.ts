@@ -8,23 +8,23 @@
 // inconsistent. Readers take no lock. Nothing here depends on a process of
 // ours staying alive: the pins are the state.
 import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { type Binding, bindingId, sameTarget } from './binding.js';
+import { setDigest } from './digest.js';
 import { BindingStats, type Traffic, allocateStats, markStats } from './binding-stats.js';
 import { Generations, pendingPin, pinAt } from './generations.js';
 import {
   type PackedBindings, bindingAt, bindingKey, bindingValue, destinationOf, destinationSlots, diffBindingSets,
-  indexBindingSet, packBindingSet, packValues, packedFromDump, precedenceOrder, unpackBindings, valueDestination, valueStat,
+  indexBindingSet, packBindingSet, packedFromDump, precedenceOrder, unpackBindings, valueDestination, valueStat, valuesWithStats,
 } from './bindingset.js';
-import { BpfMap, mismatch } from './bpfmap.js';
+import { BpfMap, type Dump, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
 import { DestinationTable, referencedIds } from './destination-table.js';
 import { TubularError, context, isSystemError } from './errors.js';
-import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterChanges, setFilterBit } from './filters.js';
+import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterPatch, setFilterBit } from './filters.js';
 import {
   ACTION_STEER, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE,
-  GENERATIONS, INNER_KINDS, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_MAGIC, META_STAMP, META_WRITES,
-  type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, u32, writeU64,
+  GENERATIONS, INNER_KINDS, JOURNAL_CAPACITY, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_JOURNAL, META_MAGIC, META_NEXT_EPOCH, META_NEXT_STAT, META_STAMP,
+  META_WRITES, type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, setCapacity, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 import { type LoadedObject, type Native, type SocketInfo, native } from './native.js';
@@ -33,6 +33,9 @@ import { programObjectPath } from './paths.js';
 import { planRecovery, type RecoveryFacts } from './recovery.js';
 import { type SourceSample, clearSources, readSources } from './sources.js';
 import { type SetChange, compareSets } from './setdiff.js';
+import { type PackedSet, type StandbyPatch, patchable, standbyPatch } from './standby.js';
+import { type Changes, Journal, changedKeys, patchFromJournal } from './journal.js';
+import type { KeyIndex } from './keyindex.js';
 import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
 import { reconcile } from './reconcile.js';
@@ -83,6 +86,27 @@ export interface ReplaceResult {
 }
 
 /** A generation: a binding set that a replace (or the load) put in force. */
+/** A set as a parser gives it to a replace. */
+export interface ParsedSet {
+  set: PackedBindings;
+  /** the set's keys, indexed, when the parser made one (a key twice is refused either way) */
+  index?: KeyIndex;
+  /** false: loading the same bytes again must parse them again (parsing them told the operator something) */
+  recognisable?: boolean;
+  /** each binding's destination, when the parser worked them out (as destinationSlots) */
+  slots?: { slotOf: Int32Array; slots: DestinationKey[] };
+}
+
+/** A bindings file for replaceBindingsFile. */
+export interface BindingsSource {
+  /** 64 bits of SHA-256 over the file's bytes, never 0 (fileDigest in digest.ts) */
+  digest: bigint;
+  /** its set, or undefined when it cannot be parsed here (see replaceBindingsFile) */
+  parse(): ParsedSet | undefined;
+}
+
+type StandbySet = PackedSet & { index: KeyIndex };
+
 export interface GenerationRecord {
   /** 1 for the set of the load, then one more for each replace */
   number: number;
@@ -119,20 +143,38 @@ export interface RegisterOptions {
 /** Destination ids kept for root: registrations by other users never take the last of them. */
 export const ROOT_RESERVED_DESTINATIONS = 64;
 
-const ALL_MAPS: readonly MapName[] = [...OBJECT_MAPS, 'destinations'];
+const ALL_MAPS: readonly MapName[] = [...OBJECT_MAPS, 'destinations', 'journal'];
 const PENDING_PROGRAM = `${PIN.program}_new`;
 const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
 
-/** 64 bits of SHA-256 over a packed set, never 0. */
-function setDigest(keys: Buffer, values: Buffer): bigint {
-  // Over what the set says, not the stat indices it was given.
-  const said = Buffer.from(values);
-  for (let off = 8; off < said.length; off += BINDING_VALUE_SIZE) said.writeUInt32LE(0, off);
-  const d = createHash('sha256').update(keys).update(said).digest().readBigUInt64LE(0);
-  return d === 0n ? 1n : d;
-}
-
 type Maps = Record<MapName, BpfMap>;
+
+/**
+ * Runs parse while both maps (or the first) are dumped on threads of
+ * their own, and waits for the dumps (also when parse throws).
+ */
+function whileDumping(a: BpfMap, b: BpfMap | undefined, parse: () => ParsedSet | undefined): { parsed: ParsedSet | undefined; current: Dump; standby?: Dump } {
+  const waits: Array<() => Dump> = [a.startDump()];
+  let parsed: ParsedSet | undefined;
+  let failure: { err: unknown } | undefined;
+  try {
+    if (b) waits.push(b.startDump());
+    parsed = parse();
+  } catch (err) {
+    failure = { err };
+  }
+  // Every dump is waited for before its map can be closed.
+  const dumps = waits.map((wait) => {
+    try {
+      return wait();
+    } catch (err) {
+      failure ??= { err };
+      return undefined;
+    }
+  });
+  if (failure) throw failure.err;
+  return { parsed, current: dumps[0]!, standby: dumps[1] };
+}
 
 export class Dispatcher {
   readonly netns: string;
@@ -143,6 +185,7 @@ export class Dispatcher {
   private readonly gens: Generations;
   private readonly stats: BindingStats;
   private readonly reader: ReadModel;
+  private readonly journal: Journal;
   private closed = false;
   /** META_WRITES as this handle's last write left it, when that write completed; undefined: unknown */
   private lastWrite: bigint | undefined;
@@ -167,6 +210,7 @@ export class Dispatcher {
     this.gens = new Generations(sys, dir, maps, readOnly);
     this.stats = new BindingStats(maps.binding_stats);
     this.reader = new ReadModel(sys, loc, dir, this.gens, this.dests, this.stats);
+    this.journal = new Journal(maps.journal, { get: () => this.getMeta(META_JOURNAL) === 1n, set: (whole) => this.setMeta(META_JOURNAL, whole ? 1n : 0n) });
   }
 
   /** Whether a dispatcher is loaded in the namespace. */
@@ -195,6 +239,8 @@ export class Dispatcher {
         Object.values(obj.maps).forEach(keep);
         const destinations = keep(context('create the destinations map', () =>
           sys.mapCreate(BPF_MAP_TYPE_HASH, 'destinations', DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, MAX_DESTINATIONS, 0)));
+        const journal = keep(context('create the journal', () =>
+          sys.mapCreate(BPF_MAP_TYPE_HASH, 'journal', BINDING_KEY_SIZE, MAP_SPECS.journal.valueSize, JOURNAL_CAPACITY, 0)));
         for (let slot = 0; slot < GENERATIONS; slot++) {
           const set = keep(context('create a binding set', () =>
             sys.mapCreate(BPF_MAP_TYPE_HASH, 'binding_set', BINDING_KEY_SIZE, BINDING_VALUE_SIZE, 1024, 0)));
@@ -211,8 +257,11 @@ export class Dispatcher {
         sys.mapUpdate(obj.maps.meta, u32(META_STAMP), word(metaValue()), 0);
         sys.mapUpdate(obj.maps.meta, u32(metaGeneration(0).number), word(1n), 0);
         sys.mapUpdate(obj.maps.meta, u32(metaGeneration(0).applied), word(BigInt(Date.now())), 0);
+        // Both sets are empty: the journal, empty, is whole.
+        sys.mapUpdate(obj.maps.meta, u32(META_JOURNAL), word(1n), 0);
         for (const name of OBJECT_MAPS) pin(obj.maps[name], name);
         pin(destinations, PIN.destinations);
+        pin(journal, PIN.journal);
         pin(obj.progFd, PIN.program);
         const nsFd = context(`open network namespace ${loc.netns}`, () => openSync(loc.netns, 'r'));
         try {
@@ -429,12 +478,15 @@ export class Dispatcher {
     // A writer may have died between a flip and its wait.
     this.gens.settle();
     const g = this.gens.inForce();
-    reconcile(this.gens, this.dests);
+    this.journal.invalidate();
+    const { nextStat } = reconcile(this.gens, this.dests);
+    this.setMeta(META_NEXT_STAT, BigInt(nextStat));
     if (this.getMeta(metaGeneration(g).number) === 0n) {
       const other = this.getMeta(metaGeneration(1 - g).number);
+      this.setMeta(metaGeneration(g).digest, 0n);
+      this.setMeta(metaGeneration(g).file, 0n);
       this.setMeta(metaGeneration(g).number, other + 1n);
       this.setMeta(metaGeneration(g).applied, BigInt(Date.now()));
-      this.setMeta(metaGeneration(g).digest, 0n);
     }
   }
 
@@ -465,17 +517,38 @@ export class Dispatcher {
   private ensureDestination(d: DestinationKey, reserve = 0): DestinationEntry {
     const existing = this.dests.lookup(d);
     if (existing) return existing;
-    let known = this.dests.entries();
-    if (known.length + 1 > MAX_DESTINATIONS - reserve) {
-      this.dests.collect(this.inUse().ids, known);
-      known = this.dests.entries();
+    let used = this.dests.ids();
+    if (used.count + 1 > MAX_DESTINATIONS - reserve) {
+      this.dests.collect(this.inUse().ids);
+      used = this.dests.ids();
     }
-    if (known.length + 1 > MAX_DESTINATIONS - reserve) {
+    if (used.count + 1 > MAX_DESTINATIONS - reserve) {
       throw new TubularError('ENOSPC', reserve > 0
-        ? `the last ${reserve} of ${MAX_DESTINATIONS} destinations are kept for root and ${known.length} are in use: ask root to unregister labels no longer needed`
+        ? `the last ${reserve} of ${MAX_DESTINATIONS} destinations are kept for root and ${used.count} are in use: ask root to unregister labels no longer needed`
         : `all ${MAX_DESTINATIONS} destinations are in use: unbind labels or unregister sockets you no longer need`);
     }
-    return this.dests.ensure(d, known);
+    return this.dests.createIn([d], used)[0];
+  }
+
+  /**
+   * A stat index no binding of either generation uses: the next free one
+   * (meta), taken. When every index has been given out since the last
+   * replace, the lowest one no binding uses, from both sets.
+   */
+  private freeStat(): number {
+    const next = Number(this.getMeta(META_NEXT_STAT));
+    if (next < MAX_BINDINGS) {
+      this.setMeta(META_NEXT_STAT, BigInt(next + 1));
+      return next;
+    }
+    return allocateStats(this.inUse().stats, 1)[0];
+  }
+
+  /** An epoch no binding_stat has had: meta's next one, taken (it only ever grows; 0 is the epoch of entries never given). */
+  private nextEpoch(): number {
+    const epoch = Math.max(1, Number(this.getMeta(META_NEXT_EPOCH) % 0xffffffffn));
+    this.setMeta(META_NEXT_EPOCH, BigInt(epoch + 1));
+    return epoch;
   }
 
   /** A change other than a replace to the set in force: it no longer matches its generation's digest. */
@@ -502,13 +575,14 @@ export class Dispatcher {
         const dest = destinationOf(b);
         return this.changing(() => {
           this.touched(g);
+          this.journal.note(key);
           const entry = dest ? this.ensureDestination(dest) : undefined;
           let stat: number;
           if (old) {
             stat = valueStat(old, 0);
           } else {
-            stat = allocateStats(this.inUse().stats, 1)[0];
-            this.stats.zero(Uint32Array.of(stat));
+            stat = this.freeStat();
+            this.stats.zero(Uint32Array.of(stat), this.nextEpoch());
           }
           // Make the length and the block bit visible before the binding, so
           // the program never skips a lookup that would match.
@@ -565,6 +639,7 @@ export class Dispatcher {
         opts.check?.(existing, this.stats.one(valueStat(value, 0)));
         return this.changing(() => {
           this.touched(g);
+          this.journal.note(key);
           set.delete(key);
           // Clear the length bit and the block bit only when no other binding needs them.
           const rest = set.dump();
@@ -621,7 +696,8 @@ export class Dispatcher {
 
   /**
    * Replaces the whole binding set at once, as a new generation. The new set
-   * and its filters are built in the standby slot, then one update makes
+   * and its filters are written into the standby slot (patched where it
+   * fits: only what differs from the set it held), then one update makes
    * it the generation in force, so every connection sees exactly the old
    * set or exactly the new one. The replaced set stays whole, for rollback.
    * An identical set changes nothing.
@@ -630,102 +706,189 @@ export class Dispatcher {
     return this.replacePackedBindings(packBindingSet(next), opts);
   }
 
-  /** replaceBindings for a packed set (see bindingset.ts), as tubectl load-bindings parses a file. */
+  /** replaceBindings for a packed set (see bindingset.ts). */
   replacePackedBindings(next: PackedBindings, opts: { check?: ChangeCheck } = {}): ReplaceResult {
-    // Everything is compared in the encoding the map holds: the packed keys
-    // of the new set, diffed against a dump of the set in force.
     const { index } = indexBindingSet(next);
+    return this.replace(undefined, () => ({ set: next, index }), opts)!;
+  }
+
+  /**
+   * replaceBindings for a bindings file, as tubectl load-bindings reads one:
+   * the file the set in force was last read from, unchanged since, is
+   * recognised by the digest of its bytes and not parsed again. Otherwise
+   * `source.parse()` is called, under the writers' lock; when it returns
+   * undefined (the caller must parse another way first), nothing is
+   * changed and undefined is returned.
+   */
+  replaceBindingsFile(source: BindingsSource, opts: { check?: ChangeCheck } = {}): ReplaceResult | undefined {
+    return this.replace(source.digest, source.parse, opts);
+  }
+
+  private replace(file: bigint | undefined, parse: () => ParsedSet | undefined, opts: { check?: ChangeCheck }): ReplaceResult | undefined {
+    return this.write(() => {
+      const g = this.gens.inForce();
+      const s = 1 - g;
+      const meta = metaGeneration(g);
+      const number = Number(this.getMeta(meta.number));
+      // The same file again, and the set in force unchanged since (its digest
+      // is cleared by any other change): nothing to read.
+      if (file !== undefined && this.getMeta(meta.digest) !== 0n && this.getMeta(meta.file) === file) {
+        return { added: 0, removed: 0, changed: 0, unchanged: Number(this.getMeta(meta.fileBindings)), generation: number };
+      }
+      const inForce = this.gens.open('binding_set', g);
+      let standbySet: BpfMap | undefined;
+      try {
+        standbySet = this.gens.open('binding_set', s);
+        // The set in force is read on a thread of its own while the file is
+        // parsed; so is the standby, unless the journal says where it differs.
+        const journal = this.journal.read();
+        const { parsed, current, standby } = whileDumping(inForce, journal ? undefined : standbySet, parse);
+        if (!parsed) return undefined;
+        return this.replaceWith(parsed, file, { g, number, current, standbySet, standby, journal }, opts);
+      } finally {
+        inForce.close();
+        standbySet?.close();
+      }
+    });
+  }
+
+  /** The rest of replace, with the new set parsed and both sets read. */
+  private replaceWith(parsed: ParsedSet, file: bigint | undefined,
+    at: { g: number; number: number; current: Dump; standbySet: BpfMap; standby?: Dump; journal?: { keys: Buffer; count: number } },
+    opts: { check?: ChangeCheck }): ReplaceResult {
+    const { g, number, current } = at;
+    const s = 1 - g;
+    const next = parsed.set;
+    const index = parsed.index ?? indexBindingSet(next).index;
     if (next.count > MAX_BINDINGS) {
       throw new TubularError('ENOSPC', `${next.count} bindings exceed the capacity of ${MAX_BINDINGS}`);
     }
     const keys = next.keys;
-    return this.write(() => {
-      const g = this.gens.inForce();
-      const s = 1 - g;
-      const number = Number(this.getMeta(metaGeneration(g).number));
-      // After a rollback the standby holds a later generation: numbers never repeat.
-      const nextNumber = Math.max(number, Number(this.getMeta(metaGeneration(s).number))) + 1;
-      let known = this.dests.entries();
-      const idOf = (list: DestinationEntry[]): Map<string, number> => new Map(list.map((d) => [destinationName(d), d.id]));
-      // Values with the ids of destinations that exist; a missing one is a change.
-      const { slotOf, slots } = destinationSlots(next);
-      let byName = idOf(known);
-      const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d)) ?? -1);
-      let values = packValues(next, slotOf, ids);
-      // The same file again: every destination exists and the bytes are
-      // those the last replace wrote, with no change since.
-      const stored = this.getMeta(metaGeneration(g).digest);
-      if (stored !== 0n && !ids.includes(-1) && setDigest(keys, values) === stored) {
-        return { added: 0, removed: 0, changed: 0, unchanged: next.count, generation: number };
+    const digest = setDigest(next);
+    /** Records what a slot now holds: the file read (when it may be recognised) and the set's digest, last. */
+    const record = (slot: number): void => {
+      const m = metaGeneration(slot);
+      this.setMeta(m.file, file !== undefined && parsed.recognisable !== false ? file : 0n);
+      this.setMeta(m.fileBindings, BigInt(next.count));
+      this.setMeta(m.digest, digest);
+    };
+    // After a rollback the standby holds a later generation: numbers never repeat.
+    const nextNumber = Math.max(number, Number(this.getMeta(metaGeneration(s).number))) + 1;
+    let known = this.dests.entries();
+    const idOf = (list: DestinationEntry[]): Map<string, number> => new Map(list.map((d) => [destinationName(d), d.id]));
+    // Values with the ids of destinations that exist; a missing one is a change.
+    const { slotOf, slots } = parsed.slots ?? destinationSlots(next);
+    let byName = idOf(known);
+    const ids = Int32Array.from(slots, (d) => byName.get(destinationName(d)) ?? -1);
+    const diff = diffBindingSets({ index, count: next.count, slotOf, ids, actions: next.actions }, current);
+    const result = { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged };
+    if (result.added === 0 && result.removed === 0 && result.changed === 0) {
+      record(g);
+      return { ...result, generation: number };
+    }
+    if (opts.check) {
+      const labels = new Map(known.map((d) => [d.id, d.label]));
+      const packed = packedFromDump(current.keys, current.values, current.count, (id) => labels.get(id));
+      const change: SetChange = {
+        added: diff.addedKeys, removed: diff.removedKeys, changed: diff.changedKeys.map((from, k) => ({ from, to: diff.changedTo[k] })), unchanged: diff.unchanged,
+      };
+      opts.check(packed, next, change, (st) => this.stats.many(st));
+    }
+    return this.changing(() => {
+      // The standby is about to change: it is no generation any more, and
+      // no file or digest describes it. (Every flip waited until no
+      // program used it.)
+      const standbyMeta = metaGeneration(s);
+      this.setMeta(standbyMeta.number, 0n);
+      this.setMeta(standbyMeta.digest, 0n);
+      this.setMeta(standbyMeta.file, 0n);
+      this.journal.invalidate();
+      // Room for the new destinations, checked before anything is created;
+      // what only the standby used is free now.
+      let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
+      if (known.length + missing.length > MAX_DESTINATIONS) {
+        this.dests.collect(diff.usedIds, known);
+        known = this.dests.entries();
+        byName = idOf(known);
+        slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });
+        missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
       }
-      const pending = (i: number): boolean => slotOf[i] >= 0 && ids[slotOf[i]] < 0;
-      const current = this.gens.withSet((set) => set.dump(), g);
-      const { previous, ...diff } = diffBindingSets({ index, values, count: next.count, pending }, current);
-      const result = { added: diff.added, removed: diff.removed, changed: diff.changed, unchanged: diff.unchanged };
-      if (result.added === 0 && result.removed === 0 && result.changed === 0) {
-        this.setMeta(metaGeneration(g).digest, setDigest(keys, values));
-        return { ...result, generation: number };
+      if (known.length + missing.length > MAX_DESTINATIONS) {
+        throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
+          `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
+          'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
       }
-      if (opts.check) {
-        const labels = this.dests.labels();
-        const packed = packedFromDump(current.keys, current.values, current.count, (id) => labels.get(id));
-        opts.check(packed, next, compareSets(packed, next), (st) => this.stats.many(st));
-      }
-      return this.changing(() => {
-        // The standby is about to change: it is no generation any more.
-        // (Every flip waited until no program used it.)
-        this.setMeta(metaGeneration(s).number, 0n);
-        // Room for the new destinations, checked before anything is created;
-        // what only the standby used is free now.
-        let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-        if (known.length + missing.length > MAX_DESTINATIONS) {
-          this.dests.collect(referencedIds(current.values, current.count), known);
-          known = this.dests.entries();
-          byName = idOf(known);
-          slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });
-          missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-        }
-        if (known.length + missing.length > MAX_DESTINATIONS) {
-          throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
-            `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
-            'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
-        }
-        this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
-        // Counters: an unchanged or changed binding keeps its own, a new one
-        // starts from zero at an index the set in force does not use.
-        const stats = new Uint32Array(next.count);
-        const fresh = diff.addedKeys;
-        const used = markStats(new Uint8Array(MAX_BINDINGS), current.values, current.count);
-        const given = allocateStats(used, fresh.length);
-        for (let i = 0; i < next.count; i++) if (previous[i] >= 0) stats[i] = valueStat(current.values, previous[i]);
-        fresh.forEach((i, k) => { stats[i] = given[k]; });
-        this.stats.zero(given);
-        values = packValues(next, slotOf, ids, stats);
-        // The standby generation: a new set, and its filters (exact for
-        // the old standby set) rewritten where the new set needs otherwise.
-        const standby = this.gens.withSet((set) => set.dump(), s);
-        const set = this.gens.createSet(next.count);
-        try {
-          context('fill the new binding set', () => set.updateBatch(keys, values, next.count));
-          this.withFilters(s, (filters) => {
-            for (const f of filters) {
-              const change = filterChanges(f.spec, standby, next);
-              f.map.updateBatch(change.keys, change.values, change.count);
-            }
-          });
-          this.gens.install('binding_set', s, set);
-        } finally {
-          set.close();
-        }
-        // One update puts set and filters in force together.
-        this.gens.flip(s);
-        this.setMeta(metaGeneration(s).number, BigInt(nextNumber));
-        this.setMeta(metaGeneration(s).applied, BigInt(Date.now()));
-        this.setMeta(metaGeneration(s).digest, setDigest(keys, values));
-        this.dests.collect(this.inUse(new Map([[s, { values, count: next.count }], [g, { values: current.values, count: current.count }]])).ids);
-        return { ...result, generation: nextNumber };
-      });
+      this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
+      // Counters: an unchanged or changed binding keeps its own, a new one
+      // starts from zero at an index the set in force does not use (the
+      // standby's are free: it is being rewritten): past the highest it
+      // uses, or where there is no room there, the lowest free ones.
+      const fresh = diff.addedKeys.length;
+      const given = diff.nextStat + fresh <= MAX_BINDINGS
+        ? Uint32Array.from({ length: fresh }, (_, k) => diff.nextStat + k)
+        : allocateStats(markStats(new Uint8Array(MAX_BINDINGS), current.values, current.count), fresh);
+      const nextStat = Math.max(diff.nextStat, given.length > 0 ? given[given.length - 1] + 1 : 0);
+      // Indices given out stay below the next free one, before any is used.
+      this.raiseNextStat(nextStat);
+      this.stats.zero(given, this.nextEpoch());
+      const values = valuesWithStats(next, slotOf, ids, diff.previous, current.values, given);
+      const changes: Changes = { removed: diff.removedKeys, added: diff.addedKeys, changedFrom: diff.changedKeys, changedTo: diff.changedTo };
+      const standby = { keys, values, count: next.count, index };
+      const patching = patchable(at.standbySet.info.maxEntries, next.count, setCapacity);
+      this.writeStandby(s, at.standbySet, patching, at.standby
+        ? standbyPatch(at.standby, standby, patching)
+        : patchFromJournal(at.journal!, at.standbySet.lookupMany(at.journal!.keys, at.journal!.count), current, standby, changes, patching), standby);
+      // One update puts set and filters in force together.
+      this.gens.flip(s);
+      this.setMeta(standbyMeta.number, BigInt(nextNumber));
+      this.setMeta(standbyMeta.applied, BigInt(Date.now()));
+      record(s);
+      this.setMeta(META_NEXT_STAT, BigInt(nextStat));
+      // Where the new set and the previous one (the set that was in force) differ: what this replace changed.
+      const differ = changes.removed.length + changes.added.length + changes.changedTo.length <= JOURNAL_CAPACITY
+        ? changedKeys(current, next, changes) : undefined;
+      this.journal.rewrite(differ, at.journal);
+      // Destinations neither generation uses (the set in force, now the
+      // previous one, and the new set), and no socket serves.
+      const used = diff.usedIds;
+      for (const id of ids) used[id] = 1;
+      this.dests.collect(used, known);
+      return { ...result, generation: nextNumber };
     });
+  }
+
+  /**
+   * Makes the standby slot hold `next`, with filters exact for it: the set
+   * it holds is patched (`patching`: its map has room), else a new map is
+   * filled and put in the slot. Only the entries of the filters that the keys
+   * deleted or added touch are rewritten (they were exact for the set it held).
+   */
+  private writeStandby(s: number, set: BpfMap, patching: boolean, patch: StandbyPatch, next: StandbySet): void {
+    if (patching) {
+      context('patch the standby binding set', () => {
+        set.deleteBatch(patch.deletes.keys, patch.deletes.count);
+        set.updateBatch(patch.updates.keys, patch.updates.values, patch.updates.count);
+      });
+    } else {
+      const fresh = this.gens.createSet(next.count);
+      try {
+        context('fill the new binding set', () => fresh.updateBatch(next.keys, next.values, next.count));
+        this.gens.install('binding_set', s, fresh);
+      } finally {
+        fresh.close();
+      }
+    }
+    this.withFilters(s, (filters) => {
+      for (const f of filters) {
+        const change = filterPatch(f.spec, patch.deletes, patch.arrived, next);
+        f.map.updateBatch(change.keys, change.values, change.count);
+      }
+    });
+  }
+
+  /** Raises the next free stat index to at least `atLeast`. */
+  private raiseNextStat(atLeast: number): void {
+    if (BigInt(atLeast) > this.getMeta(META_NEXT_STAT)) this.setMeta(META_NEXT_STAT, BigInt(atLeast));
   }
 
   /** The generation in force and the previous one (null when there is none to go back to). */

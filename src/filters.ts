@@ -1,7 +1,7 @@
 // The two filters (`lengths`, `blocks`) in front of a binding set, computed
 // from its packed keys: every entry exactly (after a crash), only the
-// entries that differ from another set's (a replace rewriting the standby
-// generation), or one bit (bind and unbind, in place).
+// entries the keys that differ from another set's touch (a replace patching
+// the standby generation), or one bit (bind and unbind, in place).
 import { BINDING_KEY_SIZE, BPF_ANY, LENGTHS_ENTRIES, lengthsIndex, readU16, readU32, u32, writeU32 } from './layout.js';
 import { type Native, native } from './native.js';
 import { BLOCK_ENTRIES, BLOCK_WORDS, blockPosition } from './blocks.js';
@@ -69,23 +69,91 @@ export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
 }
 
 /**
- * The entries whose value differs between the filter of one set and that
- * of another: what turns a standby generation's filter (exact for its old
- * set) into the filter of the new set, writing only what changes.
+ * What turns a filter exact for one set into the filter of another, from
+ * the keys that differ between the two (`gone`: those only the old set
+ * has; `arrived`: indices into `after` of those only the new one has) and
+ * the whole new set: every entry a differing key sets a bit in, as the new
+ * set needs it. Other entries are the same for both sets, and are not
+ * written: a replace patching the standby generation writes about as many
+ * entries as keys change.
  */
-export function filterChanges(spec: FilterSpec, before: KeySet, after: KeySet): Packed {
-  const old = tableOf(spec, positions(spec, before));
-  const next = tableOf(spec, positions(spec, after));
-  const changed: number[] = [];
-  for (let e = 0; e < spec.entries; e++) {
-    for (let w = 0; w < spec.words; w++) {
-      if (old[e * spec.words + w] !== next[e * spec.words + w]) {
-        changed.push(e);
-        break;
+export function filterPatch(spec: FilterSpec, gone: KeySet, arrived: Int32Array, after: KeySet): Packed {
+  const W = spec.words;
+  if (gone.count === 0 && arrived.length === 0) return { keys: Buffer.alloc(0), values: Buffer.alloc(0), count: 0 };
+  // Where each key of the new set sets its bit: computed once, for the
+  // arrived keys and for the entries they touch.
+  const at = new Int32Array(after.count);
+  for (let i = 0; i < after.count; i++) at[i] = spec.at(after.keys, i * BINDING_KEY_SIZE);
+  const touched = new TouchedEntries(gone.count + arrived.length);
+  for (let i = 0; i < gone.count; i++) {
+    const p = spec.at(gone.keys, i * BINDING_KEY_SIZE);
+    if (p >= 0) touched.add(Math.floor((p >>> 5) / W));
+  }
+  for (let k = 0; k < arrived.length; k++) {
+    const p = at[arrived[k]];
+    if (p >= 0) touched.add(Math.floor((p >>> 5) / W));
+  }
+  const count = touched.count;
+  const keys = Buffer.alloc(count * 4);
+  const values = Buffer.alloc(count * W * 4);
+  if (count === 0) return { keys, values, count: 0 };
+  new Uint32Array(keys.buffer, keys.byteOffset, count).set(touched.entries.subarray(0, count));
+  const v = new Uint32Array(values.buffer, values.byteOffset, count * W);
+  for (let i = 0; i < after.count; i++) {
+    const p = at[i];
+    if (p < 0) continue;
+    const w = p >>> 5;
+    const e = Math.floor(w / W);
+    const place = touched.find(e);
+    if (place < 0) continue;
+    const n = place * W + (w - e * W);
+    v[n] = (v[n] | (1 << (p & 31))) >>> 0;
+  }
+  return { keys, values, count };
+}
+
+/**
+ * The filter entries a patch touches, each with its place among them: an
+ * open-addressed table sized to the changed keys, not to the filter (blocks
+ * has a million entries).
+ */
+class TouchedEntries {
+  readonly entries: Uint32Array;
+  count = 0;
+  /** place + 1 of an entry (0: empty slot): its entry is entries[place] */
+  private readonly slots: Int32Array;
+  private readonly shift: number;
+
+  constructor(most: number) {
+    let bits = 4;
+    while (1 << bits < most * 2) bits++;
+    this.slots = new Int32Array(1 << bits);
+    this.shift = 32 - bits;
+    this.entries = new Uint32Array(most);
+  }
+
+  add(e: number): void {
+    const mask = this.slots.length - 1;
+    for (let h = Math.imul(e, 0x9e3779b1) >>> this.shift; ; h = (h + 1) & mask) {
+      const s = this.slots[h];
+      if (s === 0) {
+        this.entries[this.count] = e;
+        this.slots[h] = ++this.count;
+        return;
       }
+      if (this.entries[s - 1] === e) return;
     }
   }
-  return pack(spec, changed, (w) => next[w]);
+
+  /** The place of entry e, or -1 when it is not touched. */
+  find(e: number): number {
+    const mask = this.slots.length - 1;
+    for (let h = Math.imul(e, 0x9e3779b1) >>> this.shift; ; h = (h + 1) & mask) {
+      const s = this.slots[h];
+      if (s === 0) return -1;
+      if (this.entries[s - 1] === e) return s - 1;
+    }
+  }
 }
 
 /** Sets or clears one bit (a position from spec.at) in a filter map, for a single bind or unbind. */

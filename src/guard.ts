@@ -83,7 +83,7 @@ export function judge(current: PackedBindings, next: PackedBindings, change: Set
   const mass = isMassRemoval(change.removed.length, current.count) ? { removed: change.removed.length, inForce: current.count } : null;
   const stats = current.stats;
   if (policy.liveWindowMs <= 0 || !stats) return { live: [], mass };
-  const candidates: Array<{ from: number; to: number }> = change.removed.map((from) => ({ from, to: -1 }));
+  const candidates: Array<{ from: number; to: number }> = Array.from(change.removed, (from) => ({ from, to: -1 }));
   for (const c of change.changed) if (redirects(targetAt(current, c.from), targetAt(next, c.to))) candidates.push(c);
   if (candidates.length === 0) return { live: [], mass };
   const seen = traffic(Uint32Array.from(candidates, (c) => stats[c.from]));

@@ -44,6 +44,7 @@ export const PIN = {
   bindingStats: 'binding_stats', // ARRAY [MAX_BINDINGS]: hits and last hit per binding
   sources: 'sources',            // LRU_HASH [MAX_SOURCES]: where observe and reject traffic comes from
   destinations: 'destinations',
+  journal: 'journal',            // HASH [JOURNAL_CAPACITY]: binding keys that may differ between the generations
   sockets: 'sockets',
   destinationMetrics: 'destination_metrics',
   socketSlots: 'socket_slots',  // ARRAY [MAX_DESTINATIONS]: how many socket slots of each destination may hold one
@@ -60,18 +61,35 @@ export const innerPin = (kind: InnerKind, slot: number): string => `${kind}_${sl
 /** The outer map holding each kind of inner map. */
 export const OUTER_OF: Record<InnerKind, 'bindings' | 'lengths' | 'blocks'> = { binding_set: 'bindings', lengths: 'lengths', blocks: 'blocks' };
 
-/** meta slots: the layout stamp, the writes begun, a writer's intent, then per generation slot: number, applied (ms), digest. */
+/**
+ * meta slots: the layout stamp; the next stat index (every index either
+ * generation uses is below it: derived, recomputed after a crash); a
+ * writer's intent; whether the journal holds every key whose binding
+ * differs between the two generations (1) or is to be ignored (0); the
+ * next epoch (see binding-stats.ts: only ever grows); then per generation
+ * slot: its number, when it was applied (ms), the digest of its set as a
+ * replace wrote it (0: changed since), and the file it was read from: a
+ * digest of the file's bytes (0: none) and how many bindings the file holds;
+ * last, the writes begun (META_WRITES).
+ */
 export const META_STAMP = 0;
-/** counts writes: each writer adds one under the lock before it changes anything (see Dispatcher.write) */
-export const META_WRITES = 1;
+export const META_NEXT_STAT = 1;
 export const META_INTENT = 2;
-export const metaGeneration = (slot: number): { number: number; applied: number; digest: number } =>
-  ({ number: 3 + 3 * slot, applied: 4 + 3 * slot, digest: 5 + 3 * slot });
+export const META_JOURNAL = 3;
+export const META_NEXT_EPOCH = 4;
+/** counts writes: each writer adds one under the lock before it changes anything (see Dispatcher.write) */
+export const META_WRITES = 5 + 5 * 2;
+export const META_ENTRIES = META_WRITES + 1;
+export const metaGeneration = (slot: number): { number: number; applied: number; digest: number; file: number; fileBindings: number } =>
+  ({ number: 5 + 5 * slot, applied: 6 + 5 * slot, digest: 7 + 5 * slot, file: 8 + 5 * slot, fileBindings: 9 + 5 * slot });
+
+/** Keys the journal holds at most (a change of more leaves it to be ignored until the next replace). */
+export const JOURNAL_CAPACITY = 1 << 16;
 
 /** Maps created by the BPF object, by their names in bpf/dispatcher.c. */
 export const OBJECT_MAPS = ['bindings', 'lengths', 'blocks', 'generation', 'binding_stats', 'sources', 'sockets', 'destination_metrics', 'socket_slots', 'clock', 'meta'] as const;
 export type ObjectMapName = typeof OBJECT_MAPS[number];
-export type MapName = ObjectMapName | 'destinations';
+export type MapName = ObjectMapName | 'destinations' | 'journal';
 
 export const BPF_MAP_TYPE_HASH = 1;
 export const BPF_MAP_TYPE_ARRAY = 2;
@@ -188,8 +206,9 @@ export const MAP_SPECS: Record<MapName, MapSpec> = {
   destination_metrics: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 24, maxEntries: 4096 },
   socket_slots: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 4, maxEntries: 4096 },
   clock: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 },
-  meta: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 9 },
+  meta: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: META_ENTRIES },
   destinations: { type: BPF_MAP_TYPE_HASH, keySize: 4 + 64, valueSize: 8, maxEntries: 4096 },
+  journal: { type: BPF_MAP_TYPE_HASH, keySize: 24, valueSize: 4, maxEntries: 1 << 16 },
 };
 /** The inner maps of a generation; a binding set's entries are an upper bound. */
 export const INNER_SPECS: Record<InnerKind, MapSpec & { upTo?: boolean }> = {

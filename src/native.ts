@@ -58,6 +58,9 @@ export interface ReceivedMessage {
   eof: boolean;          // recvmsg returned 0 on a stream/seqpacket: peer closed
 }
 
+/** A dump under way on a thread of its own (mapDumpStart). */
+export type DumpHandle = { readonly __dump: unique symbol };
+
 export interface Native {
   // ---- generic fds ----
   close(fd: number): void;
@@ -131,6 +134,13 @@ export interface Native {
    * syscall sees it (for per-CPU maps: roundup(valueSize, 8) * possible CPUs).
    */
   mapDump(fd: number, keySize: number, valueSize: number): { keys: Buffer; values: Buffer; count: number };
+  /**
+   * mapDump on a thread of its own, so that the caller can go on meanwhile:
+   * returns at once; mapDumpFinish waits for the dump and returns it. It
+   * only reads the map. Keep fd open until then.
+   */
+  mapDumpStart(fd: number, keySize: number, valueSize: number): DumpHandle;
+  mapDumpFinish(handle: DumpHandle): { keys: Buffer; values: Buffer; count: number };
 
   // ---- sockets ----
   socketInfo(fd: number): SocketInfo;

@@ -82,6 +82,9 @@ export const INTO_MASKED = 0x200;
 /** the IPv6 groups parsePrefixInto reads, reused */
 const scratch = new Uint16Array(8);
 
+/** parsePrefixInto's copy of a string's characters, reused */
+const chars = new Uint8Array(64);
+
 /**
  * parsePrefix for the spellings machines write (a dotted quad, hex groups
  * with at most one "::", an optional /length; no spaces), without
@@ -91,16 +94,35 @@ const scratch = new Uint16Array(8);
  * parsePrefix, which accepts every spelling this does, with the same result.
  */
 export function parsePrefixInto(text: string, out: Uint8Array, off: number): number {
-  let end = text.indexOf('/');
-  if (end < 0) end = text.length;
+  if (text.length > chars.length) return -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 127) return -1;
+    chars[i] = c;
+  }
+  return parsePrefixBytes(chars, 0, text.length, out, off);
+}
+
+/** parsePrefixInto for the text src[start..stop), in ASCII (a bindings file read as bytes). */
+export function parsePrefixBytes(src: Uint8Array, start: number, stop: number, out: Uint8Array, off: number): number {
+  let end = stop;
+  let colon = false;
+  for (let i = start; i < stop; i++) {
+    const c = src[i];
+    if (c === 47) { // '/'
+      end = i;
+      break;
+    }
+    if (c === 58) colon = true; // ':'
+  }
   let family: Family;
-  if (text.indexOf(':') < 0) {
+  if (!colon) {
     // Dotted quad, no leading zeros (as ipaddr.js's four-part decimal).
     let part = 0;
     let value = 0;
     let digits = 0;
-    for (let i = 0; i <= end; i++) {
-      const c = i < end ? text.charCodeAt(i) : 46;
+    for (let i = start; i <= end; i++) {
+      const c = i < end ? src[i] : 46;
       if (c >= 48 && c <= 57) {
         if (digits > 0 && value === 0) return -1;
         value = value * 10 + (c - 48);
@@ -115,21 +137,21 @@ export function parsePrefixInto(text: string, out: Uint8Array, off: number): num
       }
     }
     if (part !== 4) return -1;
-    out.fill(0, off + 4, off + 16);
+    for (let k = off + 4; k < off + 16; k++) out[k] = 0;
     family = 4;
   } else {
     let n = 0;
     let gap = -1;
-    let i = 0;
-    if (text.charCodeAt(0) === 58 && text.charCodeAt(1) === 58) {
+    let i = start;
+    if (end - start >= 2 && src[start] === 58 && src[start + 1] === 58) {
       gap = 0;
-      i = 2;
+      i = start + 2;
     }
     while (i < end) {
       let value = 0;
       let digits = 0;
       for (; i < end; i++) {
-        const c = text.charCodeAt(i);
+        const c = src[i];
         const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
         if (d < 0) break;
         value = (value << 4) | d;
@@ -138,8 +160,8 @@ export function parsePrefixInto(text: string, out: Uint8Array, off: number): num
       if (digits === 0 || digits > 4 || n === 8) return -1;
       scratch[n++] = value;
       if (i === end) break;
-      if (text.charCodeAt(i) !== 58) return -1;
-      if (text.charCodeAt(i + 1) === 58) {
+      if (src[i] !== 58) return -1;
+      if (i + 1 < end && src[i + 1] === 58) {
         if (gap >= 0) return -1;
         gap = n;
         i += 2;
@@ -162,12 +184,12 @@ export function parsePrefixInto(text: string, out: Uint8Array, off: number): num
   }
   const max = maxLength(family);
   let length = max;
-  if (end < text.length) {
-    const digits = text.length - end - 1;
+  if (end < stop) {
+    const digits = stop - end - 1;
     if (digits < 1 || digits > 3) return -1;
     length = 0;
-    for (let i = end + 1; i < text.length; i++) {
-      const c = text.charCodeAt(i);
+    for (let i = end + 1; i < stop; i++) {
+      const c = src[i];
       if (c < 48 || c > 57) return -1;
       length = length * 10 + (c - 48);
     }

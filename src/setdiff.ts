@@ -6,9 +6,9 @@ import { keyWords } from './keyindex.js';
 
 export interface SetChange {
   /** indices into the new set */
-  added: number[];
+  added: readonly number[] | Int32Array;
   /** indices into the current set */
-  removed: number[];
+  removed: readonly number[] | Int32Array;
   /** pairs of indices: current (from) and new (to) */
   changed: Array<{ from: number; to: number }>;
   unchanged: number;
@@ -19,7 +19,7 @@ export function compareSets(current: PackedBindings, next: PackedBindings): SetC
   const { index } = indexBindingSet(next);
   const words = keyWords(current.keys, current.count);
   const seen = new Uint8Array(next.count);
-  const change: SetChange = { added: [], removed: [], changed: [], unchanged: 0 };
+  const change = { added: [] as number[], removed: [] as number[], changed: [] as SetChange['changed'], unchanged: 0 };
   for (let j = 0; j < current.count; j++) {
     const i = index.find(words, j);
     if (i < 0) {

@@ -10,9 +10,9 @@
 // create in progress, an unload in progress) get unpredictable names and
 // are locked by their owner, so leftovers of a dead process are told apart
 // from work in progress, in any pid namespace.
-import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, closeSync, constants, fstatSync, mkdirSync, openSync, readdirSync, rmdirSync, type Stats, unlinkSync } from 'node:fs';
 import path from 'node:path';
+import { randomHex } from './digest.js';
 import { assertBpffs } from './bpffs.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import { DEFAULT_LOCK_TIMEOUT_MS, withWriteLock } from './lock.js';
@@ -174,7 +174,7 @@ export class StateDir {
    * that dies in between leaves a leftover that removeStale finishes.
    */
   retire(sys: Native): void {
-    const doomed = `${this.loc.name}_unload_${randomBytes(8).toString('hex')}`;
+    const doomed = `${this.loc.name}_unload_${randomHex(8)}`;
     context(`remove ${this.loc.dir}`, () => sys.renameNoReplace(fdPath(this.rootFd, this.loc.name), fdPath(this.rootFd, doomed)));
     emptyDir(this.fd);
     rmdirSync(fdPath(this.rootFd, doomed));
@@ -212,7 +212,7 @@ export function createStateDir(loc: Location, gid: number | undefined, sys: Nati
   const rootFd = openRoot(loc);
   let tmpFd = -1;
   let lockFd = -1;
-  const tmp = `${loc.name}_create_${randomBytes(8).toString('hex')}`;
+  const tmp = `${loc.name}_create_${randomHex(8)}`;
   try {
     removeStale(loc, rootFd, sys);
     refuseExisting(loc, rootFd);

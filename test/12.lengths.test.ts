@@ -9,7 +9,7 @@ import { type Binding, matchBinding, parseBinding } from '../src/binding.js';
 import { bindingKey } from '../src/bindingset.js';
 import { decodeBindingKey, encodeBindingKey, IPPROTO, lengthsIndex } from '../src/layout.js';
 import { WORDS, hasLength, lengthsFor } from '../src/lengths.js';
-import { BLOCKS_FILTER, LENGTHS_FILTER, exactFilter, filterChanges } from '../src/filters.js';
+import { BLOCKS_FILTER, LENGTHS_FILTER, exactFilter, filterPatch } from '../src/filters.js';
 import { maskBytes, parsePrefix } from '../src/prefix.js';
 import { BLOCK_WORDS, blockBit } from '../src/blocks.js';
 
@@ -70,25 +70,28 @@ test('lengths table: one bit per (protocol, port, family, length)', () => {
   assert.equal(b[at + 6], 1);       // ::/128 -> the word of length 128
 });
 
-test('a replace rewrites only the filter entries whose bits differ between the two sets', () => {
+test('a replace rewrites only the filter entries that the keys changed touch, exactly as the new set needs them', () => {
   const keys = (...xs: Array<[string, string, number]>) => {
     const out = Buffer.alloc(xs.length * 24);
     xs.forEach(([protocol, prefix, port], i) => bindingKey(parseBinding({ label: 'x', protocol, prefix, port }), out, i * 24));
     return { keys: out, count: xs.length };
   };
-  const before = keys(['tcp', '127.0.0.0/24', 80], ['tcp', '127.0.0.7/32', 80]);
-  const after = keys(['tcp', '127.0.0.0/24', 80], ['udp', '127.0.0.0/28', 53]);
-  const lengths = filterChanges(LENGTHS_FILTER, before, after);
+  const before = keys(['tcp', '127.0.0.0/24', 80], ['tcp', '127.0.0.7/32', 80], ['udp', '10.0.0.0/24', 53]);
+  const after = keys(['tcp', '127.0.0.0/24', 80], ['udp', '127.0.0.0/28', 53], ['udp', '10.0.0.0/24', 53]);
+  // Only before has the tcp /32 (gone); only after has the udp /28 (arrived: after's key 1).
+  const gone = keys(['tcp', '127.0.0.7/32', 80]);
+  const arrived = Int32Array.of(1);
+  const lengths = filterPatch(LENGTHS_FILTER, gone, arrived, after);
   const entries = (k: Buffer) => [...new Uint32Array(k.buffer, k.byteOffset, k.length / 4)];
   assert.deepEqual(entries(lengths.keys), [lengthsIndex('tcp', 80), lengthsIndex('udp', 53)]);
   const words = new Uint32Array(lengths.values.buffer, lengths.values.byteOffset, 2 * WORDS);
   assert.equal(words[0], ((1 << 24) >>> 0));         // tcp 80: the /24 kept
   assert.equal(words[1], 0);                          // ... the /32 gone
-  assert.equal(words[WORDS], ((1 << 28) >>> 0));      // udp 53: the new /28
-  const blocks = filterChanges(BLOCKS_FILTER, before, after);
+  assert.equal(words[WORDS], ((1 << 28) | (1 << 24)) >>> 0); // udp 53: the new /28, and the /24 of 10.0.0.0 kept
+  const blocks = filterPatch(BLOCKS_FILTER, gone, arrived, after);
   assert.equal(blocks.count, 2);                      // the tcp /24's block loses the /32; the udp /28's block gains it
-  assert.equal(filterChanges(BLOCKS_FILTER, before, before).count, 0);
-  // Written over the old set's exact filter, the changes give the new set's.
+  assert.equal(filterPatch(BLOCKS_FILTER, keys(), new Int32Array(0), after).count, 0);
+  // Written over the old set's exact filter, the patch gives the new set's.
   for (const spec of [LENGTHS_FILTER, BLOCKS_FILTER]) {
     const table = new Uint32Array(spec.entries * spec.words);
     const write = (p: { keys: Buffer; values: Buffer; count: number }) => {
@@ -97,7 +100,7 @@ test('a replace rewrites only the filter entries whose bits differ between the t
       k.forEach((e, n) => { for (let w = 0; w < spec.words; w++) table[e * spec.words + w] = v[n * spec.words + w]; });
     };
     write(exactFilter(spec, before));
-    write(filterChanges(spec, before, after));
+    write(filterPatch(spec, gone, arrived, after));
     const want = exactFilter(spec, after);
     assert.deepEqual(table, new Uint32Array(want.values.buffer, want.values.byteOffset, spec.entries * spec.words));
   }

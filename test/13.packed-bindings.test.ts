@@ -9,7 +9,7 @@ import { type Binding, comparePrecedence, parseBinding, toJSON } from '../src/bi
 import { packBindingsFile } from '../src/bindings-file-packed.js';
 import { parseBindingsFile } from '../src/bindings-file.js';
 import {
-  type PackedBindings, bindingAt, diffBindingSets, indexBindingSet, labelAt, packBindingSet, packValues, precedenceOrder,
+  type PackedBindings, bindingAt, destinationSlots, diffBindingSets, indexBindingSet, labelAt, packBindingSet, packValues, precedenceOrder,
 } from '../src/bindingset.js';
 import { bindingsTable, packedBindingsTable } from '../src/cli/output.js';
 import { BINDING_KEY_SIZE } from '../src/layout.js';
@@ -88,6 +88,8 @@ test('packBindingsFile accepts only what parseBindingsFile accepts, with the sam
     assert.ok(ref, `fast path accepted a file the reference refuses: ${text}`);
     samePacked(packed.set, packBindingSet(ref.bindings));
     assert.deepEqual(packed.notes, ref.notes);
+    // The destinations it works out while reading are destinationSlots'.
+    assert.deepEqual(packed.slots, destinationSlots(packed.set));
   }), { numRuns: 5000 });
   assert.ok(fast > 100, `the fast path answered only ${fast} files`);
 });
@@ -118,6 +120,80 @@ test('packBindingsFile answers every valid file of common spellings', () => {
     '{"bindings": [{"label": "a", "prefix": "::1", "port": 1, "hits": 5}]}', '{"bindings": [{"label": "a", "prefix": "::1", "port": 1, "lastHit": 5}]}']) {
     assert.equal(packBindingsFile(bad), undefined, bad);
   }
+});
+
+test('packBindingsFile reads bytes: white space anywhere JSON allows it, and declines what it does not take', () => {
+  const valid = fc.array(fc.record({
+    label: fc.constantFrom('web', 'dns', 'svc_2'),
+    prefix: fc.constantFrom('127.0.0.0/24', '10.1.2.3', '::1', '2001:db8::/32', '10.0.0.9/24'),
+    port: fc.integer({ min: 0, max: 65535 }),
+    protocol: fc.option(fc.constantFrom('tcp', 'udp'), { nil: undefined }),
+  }, { requiredKeys: ['label', 'prefix', 'port'] }), { maxLength: 8 });
+  const space = fc.constantFrom('', ' ', '\n', '\t', '\r\n', '  \n  ');
+  fc.assert(fc.property(valid, fc.array(space, { minLength: 64, maxLength: 64 }), (entries, gaps) => {
+    let ref: ReturnType<typeof parseBindingsFile> | undefined;
+    const compact = toFile(entries);
+    try { ref = parseBindingsFile(compact, 'f.json'); } catch { return; } // duplicates
+    // The same document with white space around every punctuation mark outside strings.
+    let k = 0;
+    let inString = false;
+    let spaced = '';
+    for (const c of compact) {
+      if (c === '"') inString = !inString;
+      spaced += !inString && '{}[]:,'.includes(c) ? `${gaps[k++ % gaps.length]}${c}${gaps[k++ % gaps.length]}` : c;
+    }
+    const packed = packBindingsFile(Buffer.from(spaced));
+    assert.ok(packed, spaced);
+    samePacked(packed.set, packBindingSet(ref.bindings));
+    assert.deepEqual(packed.notes, ref.notes);
+  }), { numRuns: 500 });
+  // Declined (the reference parser decides, and explains): an escape, a
+  // field twice, a number spelled otherwise, a byte order mark, anything
+  // after the document, a trailing comma, a control character in a string.
+  for (const bad of [
+    '{"bindings": [{"label": "w\\u0065b", "prefix": "::1", "port": 1}]}',
+    '{"bindings": [{"label": "web", "prefix": "::1", "port": 1, "port": 2}]}',
+    '{"bindings": [{"label": "web", "prefix": "::1", "port": 80.0}]}',
+    '{"bindings": [{"label": "web", "prefix": "::1", "port": 1e2}]}',
+    '{"bindings": [{"label": "web", "prefix": "::1", "port": -0}]}',
+    '{"bindings": [{"label": "web", "prefix": "::1", "port": 080}]}',
+    '\ufeff{"bindings": []}',
+    '{"bindings": []} x',
+    '{"bindings": [{"label": "web", "prefix": "::1", "port": 1},]}',
+    '{"bindings": [{"label": "web", "prefix": "::1", "port": 1, "lastHit": "a\tb"}]}',
+    '{"bindings": [{"label": "web", "prefix": "::1", "port": 1, "lastHit": nul}]}',
+  ]) {
+    assert.equal(packBindingsFile(Buffer.from(bad)), undefined, bad);
+  }
+  assert.deepEqual(packBindingsFile(Buffer.from(' \n{ "bindings" : [ ] }\r\n'))?.set.count, 0);
+});
+
+test('packBindingsFile reads a large file a window at a time, with the same result and every byte seen', () => {
+  const entries = Array.from({ length: 6000 }, (_, i) => ({
+    label: `svc${i % 7}`, prefix: i % 2 ? `10.${i >> 8 & 255}.${i & 255}.0/24` : `2001:db8:${i.toString(16)}::/48`, port: i % 5 === 0 ? 0 : 1000 + (i % 50),
+    ...(i % 3 === 0 ? { protocol: 'udp' } : {}),
+  }));
+  const file = Buffer.from(JSON.stringify({ bindings: entries }, null, 1));
+  assert.ok(file.length > 3 * 2 ** 17, 'several windows');
+  const whole = packBindingsFile(file);
+  assert.ok(whole);
+  fc.assert(fc.property(fc.integer({ min: 1, max: 70_000 }), (most) => {
+    const seen: Buffer[] = [];
+    const streamed = packBindingsFile({
+      size: file.length,
+      // Short reads, as a pipe or a slow disk may give them.
+      source: (into, at, count, position) => {
+        const got = Math.max(0, Math.min(count, most, file.length - position));
+        file.copy(into, at, position, position + got);
+        return got;
+      },
+      seen: (bytes) => seen.push(Buffer.from(bytes)),
+    });
+    assert.ok(streamed);
+    samePacked(streamed.set, whole.set);
+    assert.deepEqual(streamed.notes, whole.notes);
+    assert.ok(Buffer.concat(seen).equals(file), 'every byte is seen once, in order');
+  }), { numRuns: 20 });
 });
 
 const bindingArb = fc.record({
@@ -165,12 +241,16 @@ test('diffBindingSets counts added, removed, changed and unchanged by key and va
   const slots = (set: PackedBindings) => set.labelIndex;
   const current = { keys: old.keys, values: packValues(old, slots(old), ids(old)), count: old.count };
   const { index } = indexBindingSet(next);
-  const d = diffBindingSets({ index, values: packValues(next, slots(next), ids(next)), count: next.count, pending: () => false }, current);
-  assert.deepEqual(d, { added: 1, removed: 2, changed: 1, unchanged: 1, staleRejects: [2], removedKeys: [2, 3], addedKeys: [2], previous: Int32Array.of(0, 1, -1), changedKeys: [1] });
-  // The stat index is the binding's own: giving one another does not change it.
-  const restat = packValues(next, slots(next), ids(next), Uint32Array.of(7, 8, 9));
-  assert.equal(diffBindingSets({ index, values: restat, count: next.count, pending: () => false }, current).unchanged, 1);
-  const pending = diffBindingSets({ index, values: packValues(next, slots(next), ids(next)), count: next.count, pending: (i) => i === 0 }, current);
+  const d = diffBindingSets({ index, count: next.count, slotOf: slots(next), ids: ids(next), actions: next.actions }, current);
+  const { usedIds, ...rest } = d;
+  assert.deepEqual(rest, { added: 1, removed: 2, changed: 1, unchanged: 1, staleRejects: [2], removedKeys: Int32Array.of(2, 3), addedKeys: Int32Array.of(2), previous: Int32Array.of(0, 1, -1), changedKeys: [1], changedTo: [1], nextStat: 1 });
+  // The destinations the current set uses (ids here: the labels' char codes).
+  assert.deepEqual([...usedIds.keys()].filter((id) => usedIds[id]), ['a', 'b', 'c', 'd'].map((c) => c.charCodeAt(0)));
+  // The stat index is the binding's own: one given to the binding in force does not make it changed.
+  const restat = { keys: old.keys, values: packValues(old, slots(old), ids(old), Uint32Array.of(7, 8, 9, 10)), count: old.count };
+  assert.equal(diffBindingSets({ index, count: next.count, slotOf: slots(next), ids: ids(next), actions: next.actions }, restat).unchanged, 1);
+  // A destination that does not exist yet: never unchanged.
+  const pending = diffBindingSets({ index, count: next.count, slotOf: slots(next), ids: Int32Array.from(ids(next), (id, k) => (k === 0 ? -1 : id)), actions: next.actions }, current);
   assert.equal(pending.unchanged, 0);
   assert.throws(() => indexBindingSet(packBindingSet([b('a', '10.0.0.1/8', 80), b('b', '10.0.0.0/8', 80)])), /the binding tcp 10\.0\.0\.0\/8 80 appears twice/);
   assert.equal(old.keys.length, old.count * BINDING_KEY_SIZE);

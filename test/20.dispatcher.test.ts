@@ -27,7 +27,7 @@ describe('lifecycle', () => {
   test('create pins the state, a second create fails clearly, unload removes everything', () => {
     const d = Dispatcher.create(opts);
     assert.deepEqual(readdirSync(stateDir).sort(),
-      ['binding_set_0', 'binding_set_1', 'binding_stats', 'bindings', 'blocks', 'blocks_0', 'blocks_1', 'clock', 'destination_metrics', 'destinations', 'generation', 'lengths', 'lengths_0', 'lengths_1', 'link', 'lock', 'meta', 'program', 'socket_slots', 'sockets', 'sources']);
+      ['binding_set_0', 'binding_set_1', 'binding_stats', 'bindings', 'blocks', 'blocks_0', 'blocks_1', 'clock', 'destination_metrics', 'destinations', 'generation', 'journal', 'lengths', 'lengths_0', 'lengths_1', 'link', 'lock', 'meta', 'program', 'socket_slots', 'sockets', 'sources']);
     const s = d.status();
     assert.ok(s.programId! > 0 && s.linkId! > 0);
     assert.equal(s.bindings, 0);

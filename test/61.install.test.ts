@@ -4,7 +4,7 @@
 // (the Vagrant VM); --root skips them.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -22,12 +22,17 @@ describe('scripts/install --root', () => {
   after(() => rmSync(dest, { recursive: true, force: true }));
 
   test('puts the tool under /opt/tubular and links the commands into /usr/local/bin', () => {
-    for (const f of ['bin/tubectl', 'bin/tubulard', 'dist/src/cli/main.js', 'dist/src/daemon/main.js', 'build/Release/tubular.node',
+    for (const f of ['bin/tubectl', 'bin/tubulard', 'dist/src/cli/main.js', 'dist/src/daemon/main.js', 'dist/src/launch.cjs',
+      'dist/bundle/tubectl.cjs', 'dist/bundle/tubulard.cjs', 'build/Release/tubular.node',
       'build/bpf/dispatcher.o', 'build/bpf/dispatcher-compat.o', 'docs/PROTOCOL.md', 'package.json', 'node_modules/zod/package.json']) {
       assert.ok(existsSync(path.join(opt, f)), f);
     }
     assert.equal(existsSync(path.join(opt, 'dist/test')), false);
     assert.equal(existsSync(path.join(opt, 'node_modules/typescript')), false); // production dependencies only
+    assert.equal(existsSync(path.join(opt, 'node_modules/esbuild')), false);
+    // Each bundle with the code cache made for its build.
+    const bundles = readdirSync(path.join(opt, 'dist/bundle'));
+    for (const name of ['tubectl', 'tubulard']) assert.ok(bundles.some((f) => new RegExp(`^${name}\\.[0-9a-f]{16}\\.cache$`).test(f)), bundles.join(' '));
     assert.equal(readlinkSync(path.join(dest, 'usr/local/bin/tubectl')), '/opt/tubular/bin/tubectl');
     assert.equal(readlinkSync(path.join(dest, 'usr/local/bin/tubulard')), '/opt/tubular/bin/tubulard');
   });
@@ -35,6 +40,10 @@ describe('scripts/install --root', () => {
   test('the installed copy runs on its own', () => {
     const version = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')).version as string;
     assert.equal(execFileSync(path.join(opt, 'bin/tubulard'), ['--version'], { encoding: 'utf8' }).trim(), version);
+    // Through a link, as on PATH (the installed link names /opt/tubular, which this root is not).
+    const link = path.join(dest, 'tubectl-link');
+    symlinkSync(path.join(opt, 'bin/tubectl'), link);
+    assert.match(execFileSync(link, ['version'], { encoding: 'utf8' }), new RegExp(`^tubectl ${version.replace(/\./g, '\\.')} `));
     const help = spawnSync(path.join(opt, 'bin/tubulard'), ['--help'], { encoding: 'utf8' });
     assert.match(help.stdout, /--policy <file>/);
   });

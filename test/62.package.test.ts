@@ -43,7 +43,8 @@ describe('scripts/package', () => {
   });
 
   test('the tool in /usr/lib/tubular, the commands on PATH, the units in /lib/systemd/system, all owned by root', () => {
-    for (const f of ['/usr/lib/tubular/dist/src/cli/main.js', '/usr/lib/tubular/dist/src/daemon/main.js', '/usr/lib/tubular/build/Release/tubular.node',
+    for (const f of ['/usr/lib/tubular/dist/src/cli/main.js', '/usr/lib/tubular/dist/src/daemon/main.js', '/usr/lib/tubular/dist/src/launch.cjs',
+      '/usr/lib/tubular/dist/bundle/tubectl.cjs', '/usr/lib/tubular/dist/bundle/tubulard.cjs', '/usr/lib/tubular/build/Release/tubular.node',
       '/usr/lib/tubular/build/bpf/dispatcher.o', '/usr/lib/tubular/build/bpf/dispatcher-compat.o', '/usr/lib/tubular/node_modules/zod/package.json', '/usr/lib/tubular/docs/PROTOCOL.md',
       '/lib/systemd/system/tubular-load.service', '/lib/systemd/system/tubulard.socket', '/lib/systemd/system/tubulard.service',
       '/usr/share/doc/tubular/copyright', '/usr/share/lintian/overrides/tubular']) {
@@ -54,7 +55,7 @@ describe('scripts/package', () => {
     assert.match(files.get('/usr/lib/tubular/bin/tubectl')!, /^-rwxr-xr-x root\/root/);
     for (const [name, info] of files) {
       assert.match(info, / root\/root/, name);
-      assert.doesNotMatch(name, /\/node_modules\/(typescript|fast-check|\.bin)(\/|$)/, name); // production dependencies only
+      assert.doesNotMatch(name, /\/node_modules\/(typescript|fast-check|esbuild|@esbuild|\.bin)(\/|$)/, name); // production dependencies only
       assert.doesNotMatch(name, /\/node_modules\/.*\/\.[^/]+$/, name); // no dotfiles
       assert.doesNotMatch(name, /^\/usr\/lib\/tubular\/dist\/(test|bench)/, name);
     }

@@ -2,7 +2,7 @@
 import { type Binding, parseBinding, toJSON } from '../binding.js';
 import { BINDINGS_FILE_MAX_BYTES } from '../bindings-file-limits.js';
 import {
-  type PackedBindings, bindingAt, keyFamily, keyLength, keyPort, keyProtocol, packBindingSet, precedenceOrder,
+  type PackedBindings, bindingAt, indexBindingSet, keyFamily, keyLength, keyPort, keyProtocol, packBindingSet, precedenceOrder,
 } from '../bindingset.js';
 import { BINDING_KEY_SIZE, MAX_BINDINGS } from '../layout.js';
 import { TubularError } from '../errors.js';
@@ -16,7 +16,8 @@ import { type Env, checkPlaces, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
 import { type GuardFlags, guardFrom, guardedChange, guardedUnbind, warnRedirected, writeForced } from './guard.js';
 import { describeBinding, labelCell, packedBindingsTable, table, writeJSON } from './output.js';
-import { formatBytes, readRegularFile } from './read-file.js';
+import { type ReadLimit, formatBytes, openRegularFile, readRegularBytes } from './read-file.js';
+import type { PackedBindingsFile } from '../bindings-file-packed.js';
 
 export interface BindOptions extends GuardFlags {
   /** refuse matching connections instead of steering them to a label */
@@ -166,41 +167,90 @@ export async function bindings(env: Env, args: readonly (string | undefined)[], 
   }
 }
 
+/** The limit of a bindings file named on the command line. */
+const BINDINGS_FILE: ReadLimit = {
+  what: 'bindings file',
+  maxBytes: BINDINGS_FILE_MAX_BYTES,
+  advice: `${MAX_BINDINGS} bindings, the most a dispatcher holds, take less than ${formatBytes(BINDINGS_FILE_MAX_BYTES)} even as bindings --json prints them`,
+};
+
+/** Reads a bindings file named on the command line, within the size limit. */
+function readBindingsBytes(env: Env, file: string): Buffer {
+  checkPlaces(env); // before reading what may be a large file
+  return readRegularBytes(file, BINDINGS_FILE);
+}
+
+/**
+ * A bindings file's set by the reference parser, which names every problem
+ * (the fast path declined it: a mistake, or a spelling it does not take).
+ */
+async function parseByReference(bytes: Buffer, file: string): Promise<PackedBindingsFile> {
+  const { parseBindingsFile } = await import('../bindings-file.js');
+  const { bindings, notes } = parseBindingsFile(bytes.toString('utf8'), quoteIfNeeded(file));
+  const set = packBindingSet(bindings);
+  return { set, notes, index: indexBindingSet(set).index };
+}
+
 /** Reads and validates a bindings file, as load-bindings does; notes go to stderr. */
 export async function readBindingsFile(env: Env, file: string): Promise<PackedBindings> {
-  checkPlaces(env); // before reading what may be a large file
-  const text = readRegularFile(file, {
-    what: 'bindings file',
-    maxBytes: BINDINGS_FILE_MAX_BYTES,
-    advice: `${MAX_BINDINGS} bindings, the most a dispatcher holds, take less than ${formatBytes(BINDINGS_FILE_MAX_BYTES)} even as bindings --json prints them`,
-  });
+  const bytes = readBindingsBytes(env, file);
   // The common case is read straight into the map's encoding; anything else
   // (including every mistake) goes through the reference parser, which
   // names each problem.
   const { packBindingsFile } = await import('../bindings-file-packed.js');
-  let parsed = packBindingsFile(text);
-  if (!parsed) {
-    const { parseBindingsFile } = await import('../bindings-file.js');
-    const { bindings: next, notes } = parseBindingsFile(text, quoteIfNeeded(file));
-    parsed = { set: packBindingSet(next), notes };
-  }
+  const parsed = packBindingsFile(bytes) ?? await parseByReference(bytes, file);
   writeNotes(env, parsed.notes);
   return parsed.set;
 }
 
 export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}): Promise<void> {
   const guard = guardFrom(opts, 'load-bindings');
-  const set = await readBindingsFile(env, file);
-  const passed: { verdict?: Verdict } = {};
-  const shown = quoteIfNeeded(file);
-  const check = guardedChange(guard, { what: `load ${shown}`, retry: `tubectl load-bindings --force ${shown}`, inspect: `tubectl diff ${shown}` },
-    (verdict) => { passed.verdict = verdict; });
-  const r = await withDispatcher(env, false, (d) => d.replacePackedBindings(set, { check }));
-  if (passed.verdict) writeForced(env, passed.verdict);
-  if (env.json) {
-    writeJSON(env, r);
-  } else {
-    const what = r.added + r.removed + r.changed === 0 ? 'bindings already up to date' : 'replaced bindings';
-    env.stdout.write(`${what}: ${r.added} added, ${r.removed} removed, ${r.changed} changed, ${r.unchanged} unchanged (generation ${r.generation})\n`);
+  checkPlaces(env); // before reading what may be a large file
+  // The file is read a window at a time, never held whole: once for its
+  // digest, then (unless it is the file the set in force was read from) by
+  // the fast path, under the writers' lock.
+  const input = openRegularFile(file, BINDINGS_FILE);
+  try {
+    const [{ packBindingsFile }, { digestParts, fileDigest, fileDigestOf }] = await Promise.all([import('../bindings-file-packed.js'), import('../digest.js')]);
+    const digest = fileDigestOf(input.read);
+    const passed: { verdict?: Verdict } = {};
+    const shown = quoteIfNeeded(file);
+    const check = guardedChange(guard, { what: `load ${shown}`, retry: `tubectl load-bindings --force ${shown}`, inspect: `tubectl diff ${shown}` },
+      (verdict) => { passed.verdict = verdict; });
+    // A file the fast path declines is parsed by the reference parser first
+    // (which explains any mistake), then loaded.
+    let parsed: PackedBindingsFile | undefined;
+    const source = {
+      digest,
+      parse: () => {
+        if (!parsed) {
+          const read = digestParts();
+          parsed = packBindingsFile({ size: input.size, source: input.read, seen: (bytes) => read.update(bytes) });
+          // What was parsed must be what was recognised by: the digest is recorded with the set.
+          if (parsed && read.value() !== digest) {
+            throw new TubularError('EBUSY', `${shown} changed while it was read, nothing was changed: run the command again`);
+          }
+        }
+        return parsed && { set: parsed.set, index: parsed.index, slots: parsed.slots, recognisable: parsed.notes.length === 0 };
+      },
+    };
+    const r = await withDispatcher(env, false, async (d) => {
+      const done = d.replaceBindingsFile(source, { check });
+      if (done) return done;
+      const bytes = input.readAll();
+      parsed = await parseByReference(bytes, file);
+      if (fileDigest(bytes) !== digest) throw new TubularError('EBUSY', `${shown} changed while it was read, nothing was changed: run the command again`);
+      return d.replaceBindingsFile(source, { check })!;
+    });
+    if (parsed) writeNotes(env, parsed.notes);
+    if (passed.verdict) writeForced(env, passed.verdict);
+    if (env.json) {
+      writeJSON(env, r);
+    } else {
+      const what = r.added + r.removed + r.changed === 0 ? 'bindings already up to date' : 'replaced bindings';
+      env.stdout.write(`${what}: ${r.added} added, ${r.removed} removed, ${r.changed} changed, ${r.unchanged} unchanged (generation ${r.generation})\n`);
+    }
+  } finally {
+    input.close();
   }
 }

@@ -265,7 +265,7 @@ function isEntryPoint(): boolean {
 if (isEntryPoint()) {
   endQuietlyOnClosedPipe(process.stdout);
   endQuietlyOnClosedPipe(process.stderr);
-  process.exitCode = await run(process.argv.slice(2), {
+  void run(process.argv.slice(2), {
     stdout: process.stdout, stderr: process.stderr, getenv: (name) => process.env[name], pid: process.pid,
-  });
+  }).then((code) => { process.exitCode = code; });
 }

@@ -56,13 +56,39 @@ function tooLarge(file: string, size: number | undefined, limit: ReadLimit): Tub
   return new TubularError('EINVAL', `${limit.what} ${quoteIfNeeded(file)} ${is} over the limit of ${formatBytes(limit.maxBytes)}: ${limit.advice}`);
 }
 
-/**
- * The text (UTF-8) of a regular file of at most limit.maxBytes. Devices,
- * FIFOs, sockets and directories are refused before they are opened, and
- * again after (fstat of the opened fd, in case the path changed meanwhile);
- * the open is non-blocking, so a FIFO swapped in cannot block.
- */
+/** The text (UTF-8) of a regular file of at most limit.maxBytes: see readRegularBytes. */
 export function readRegularFile(file: string, limit: ReadLimit): string {
+  return readRegularBytes(file, limit).toString('utf8');
+}
+
+/**
+ * The bytes of a regular file of at most limit.maxBytes. Devices, FIFOs,
+ * sockets and directories are refused before they are opened, and again
+ * after (fstat of the opened fd, in case the path changed meanwhile); the
+ * open is non-blocking, so a FIFO swapped in cannot block.
+ */
+export function readRegularBytes(file: string, limit: ReadLimit): Buffer {
+  const f = openRegularFile(file, limit);
+  try {
+    return f.readAll();
+  } finally {
+    f.close();
+  }
+}
+
+/** A regular file, open, as openRegularFile gives it. */
+export interface RegularFile {
+  /** its size when it was opened (it may grow: reads go to its end, within the limit) */
+  size: number;
+  /** `count` bytes at `position` into `into` at `at`; 0 at the end; throws past the limit */
+  read(into: Uint8Array, at: number, count: number, position: number): number;
+  /** every byte, within the limit */
+  readAll(): Buffer;
+  close(): void;
+}
+
+/** Opens a regular file of at most limit.maxBytes, with the checks of readRegularBytes, to read it in parts. */
+export function openRegularFile(file: string, limit: ReadLimit): RegularFile {
   try {
     const st = statSync(file);
     if (!st.isFile()) throw refuse(file, st, limit);
@@ -75,30 +101,48 @@ export function readRegularFile(file: string, limit: ReadLimit): string {
   } catch (err) {
     throw cannot(limit.what, file, err);
   }
+  let size: number;
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw refuse(file, st, limit);
     if (st.size > limit.maxBytes) throw tooLarge(file, st.size, limit);
-    // The size can be stale (a growing file) or 0 (procfs): read until the
-    // end, but never more than one byte past the limit.
-    let buf = Buffer.allocUnsafe(Math.min(limit.maxBytes + 1, Math.max(st.size + 1, 64 * 1024)));
-    let used = 0;
-    for (;;) {
-      if (used === buf.length) {
-        if (buf.length > limit.maxBytes) break;
-        const bigger = Buffer.allocUnsafe(Math.min(limit.maxBytes + 1, buf.length * 2));
-        buf.copy(bigger, 0, 0, used);
-        buf = bigger;
-      }
-      const got = readSync(fd, buf, used, buf.length - used, null);
-      if (got === 0) break;
-      used += got;
-    }
-    if (used > limit.maxBytes) throw tooLarge(file, undefined, limit);
-    return buf.toString('utf8', 0, used);
+    size = st.size;
   } catch (err) {
-    throw err instanceof TubularError ? err : cannot(limit.what, file, err);
-  } finally {
     closeSync(fd);
+    throw err instanceof TubularError ? err : cannot(limit.what, file, err);
   }
+  const read = (into: Uint8Array, at: number, count: number, position: number): number => {
+    // Never more than one byte past the limit: a file that grew past it is refused.
+    const want = Math.min(count, limit.maxBytes + 1 - position);
+    if (want <= 0) throw tooLarge(file, undefined, limit);
+    let got: number;
+    try {
+      got = readSync(fd, into, at, want, position);
+    } catch (err) {
+      throw cannot(limit.what, file, err);
+    }
+    if (position + got > limit.maxBytes) throw tooLarge(file, undefined, limit);
+    return got;
+  };
+  return {
+    size,
+    read,
+    readAll(): Buffer {
+      // The size can be stale (a growing file) or 0 (procfs): read until the end.
+      let buf = Buffer.allocUnsafe(Math.min(limit.maxBytes + 1, Math.max(size + 1, 64 * 1024)));
+      let used = 0;
+      for (;;) {
+        if (used === buf.length) {
+          const bigger = Buffer.allocUnsafe(Math.min(limit.maxBytes + 1, buf.length * 2));
+          buf.copy(bigger, 0, 0, used);
+          buf = bigger;
+        }
+        const got = read(buf, used, buf.length - used, used);
+        if (got === 0) break;
+        used += got;
+      }
+      return buf.subarray(0, used);
+    },
+    close: () => closeSync(fd),
+  };
 }

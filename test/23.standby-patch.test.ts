@@ -1,0 +1,237 @@
+// A replace patches the standby generation (only what differs from the set
+// it held), guided by the journal when the journal is whole. Random runs of
+// replaces, binds, unbinds, rollbacks and interrupted writers over a small
+// universe of bindings, on a real dispatcher; after every step:
+//   - the set in force and the previous generation are exactly the model's;
+//   - the program (BPF_PROG_TEST_RUN) finds every binding in force and
+//     nothing else, so the filters in force are right too;
+//   - while meta says the journal is whole, it holds every key whose binding
+//     differs between the two generations.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { isolate } from './lib/isolate.js';
+import { type Binding, bindingId, parseBinding } from '../src/binding.js';
+import { bindingKey, packBindingSet } from '../src/bindingset.js';
+import { Dispatcher } from '../src/dispatcher.js';
+import { META_INTENT, META_JOURNAL, PIN, readU64, u32 } from '../src/layout.js';
+import { native } from '../src/native.js';
+import { netnsInode } from '../src/netns.js';
+import { probe } from '../src/probe.js';
+import { patchable } from '../src/standby.js';
+
+const { bpffs } = isolate();
+const opts = { bpffs };
+const sys = native();
+const stateDir = path.join(bpffs, `${netnsInode('/proc/self/ns/net')}_dispatcher`);
+
+// 24 keys: /32s on distinct ports, so that a probe of a key finds only that key.
+const KEYS = Array.from({ length: 24 }, (_, k) => ({ host: 1 + (k % 6), port: 7000 + k }));
+const LABELS = ['a', 'b', 'c'];
+const binding = (k: number, label: number): Binding =>
+  parseBinding(label < LABELS.length ? { label: LABELS[label], protocol: 'tcp', prefix: `127.0.0.${KEYS[k].host}`, port: KEYS[k].port }
+    : { protocol: 'tcp', prefix: `127.0.0.${KEYS[k].host}`, port: KEYS[k].port, action: 'reject' });
+
+type Op =
+  | { op: 'replace'; set: Array<[number, number]> }
+  | { op: 'bind'; key: number; label: number }
+  | { op: 'unbind'; key: number }
+  | { op: 'rollback' }
+  | { op: 'crash' };
+
+const setArb = fc.uniqueArray(fc.tuple(fc.integer({ min: 0, max: KEYS.length - 1 }), fc.integer({ min: 0, max: LABELS.length })),
+  { selector: ([k]) => k, maxLength: KEYS.length });
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 5, arbitrary: setArb.map((set) => ({ op: 'replace' as const, set })) },
+  // A replace that changes a little of what is in force: what the journal is for.
+  { weight: 3, arbitrary: fc.constant({ op: 'replace' as const, set: [] as Array<[number, number]> }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('bind' as const), key: fc.integer({ min: 0, max: KEYS.length - 1 }), label: fc.integer({ min: 0, max: LABELS.length }) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('unbind' as const), key: fc.integer({ min: 0, max: KEYS.length - 1 }) }) },
+  { weight: 2, arbitrary: fc.constant({ op: 'rollback' as const }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'crash' as const }) },
+);
+
+/** The model: label per key (-1: no binding), for the set in force and the previous generation (null: none). */
+interface Model { inForce: Int32Array; previous: Int32Array | null }
+
+const describeSet = (set: readonly Binding[]): string[] => set.map((b) => `${b.label || '<reject>'} ${bindingId(b)}`).sort();
+const modelSet = (m: Int32Array): Binding[] => [...m].flatMap((label, k) => (label < 0 ? [] : [binding(k, label)]));
+
+function meta(slot: number): bigint {
+  const fd = sys.getPinned(path.join(stateDir, PIN.meta), 0);
+  try {
+    const v = Buffer.alloc(8);
+    sys.mapLookup(fd, u32(slot), v);
+    return readU64(v, 0);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+function setMeta(slot: number, value: bigint): void {
+  const fd = sys.getPinned(path.join(stateDir, PIN.meta), 0);
+  try {
+    const v = Buffer.alloc(8);
+    v.writeBigUInt64LE(value);
+    sys.mapUpdate(fd, u32(slot), v, 0);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+function journalKeys(): Set<string> {
+  const fd = sys.getPinned(path.join(stateDir, PIN.journal), 0);
+  try {
+    const { keys, count } = sys.mapDump(fd, 24, 4);
+    return new Set(Array.from({ length: count }, (_, i) => keys.subarray(i * 24, i * 24 + 24).toString('hex')));
+  } finally {
+    sys.close(fd);
+  }
+}
+
+function check(d: Dispatcher, m: Model, step: string): void {
+  assert.deepEqual(describeSet(d.bindings()), describeSet(modelSet(m.inForce)), `${step}: the set in force`);
+  const previous = d.previousSlot();
+  assert.equal(previous === null, m.previous === null, `${step}: a previous generation or none`);
+  if (previous !== null) assert.deepEqual(describeSet(d.bindings(previous)), describeSet(modelSet(m.previous!)), `${step}: the previous generation`);
+  const prog = sys.getPinned(path.join(stateDir, PIN.program), 0);
+  try {
+    KEYS.forEach((key, k) => {
+      const r = probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(127, 0, 0, key.host), port: key.port });
+      // Nothing listens: a binding refuses (its label has no socket, or it is a reject); without one the kernel passes.
+      assert.equal(r.verdict, m.inForce[k] < 0 ? 'pass' : 'drop', `${step}: the program on ${bindingId(binding(k, 0))}`);
+    });
+  } finally {
+    sys.close(prog);
+  }
+  if (meta(META_JOURNAL) === 1n && previous !== null) {
+    const journal = journalKeys();
+    m.inForce.forEach((label, k) => {
+      if (label !== m.previous![k]) assert.ok(journal.has(bindingKey(binding(k, 0)).toString('hex')), `${step}: the journal lacks ${bindingId(binding(k, 0))}`);
+    });
+  }
+}
+
+/** The model of what a dispatcher holds (only bindings of KEYS). */
+function read(d: Dispatcher, slot?: number): Int32Array {
+  const m = new Int32Array(KEYS.length).fill(-1);
+  for (const b of d.bindings(slot)) m[b.port - 7000] = b.action === 'reject' ? LABELS.length : LABELS.indexOf(b.label);
+  return m;
+}
+
+/**
+ * Both generations empty, the journal not trusted (as after a crash): where
+ * every run starts (one dispatcher serves every run; loading the program is
+ * the slow part).
+ */
+function reset(d: Dispatcher): void {
+  d.replaceBindings([]);
+  if (d.previousSlot() !== null) {
+    d.rollback();
+    for (const b of d.bindings()) d.unbind(b);
+  }
+  setMeta(META_JOURNAL, 0n);
+  assert.equal(d.bindings().length, 0);
+  const previous = d.previousSlot();
+  if (previous !== null) assert.equal(d.bindings(previous).length, 0);
+}
+
+test('the standby is patched into the new set, with the journal or without it, through binds, rollbacks and crashes', () => {
+  let runs = 0;
+  let usedJournal = 0;
+  const d = Dispatcher.create(opts);
+  try {
+    const outcome = fc.check(fc.property(fc.array(opArb, { minLength: 4, maxLength: 16 }), (ops) => {
+      reset(d);
+      const m: Model = { inForce: read(d), previous: d.previousSlot() === null ? null : read(d, d.previousSlot()!) };
+      ops.forEach((o, n) => {
+        const step = `step ${n} (${JSON.stringify(o)})`;
+        switch (o.op) {
+          case 'replace': {
+            const next = new Int32Array(KEYS.length).fill(-1);
+            if (o.set.length === 0) {
+              // 1 change to the set in force.
+              next.set(m.inForce);
+              const k = n % KEYS.length;
+              next[k] = next[k] < 0 ? n % (LABELS.length + 1) : -1;
+            } else {
+              for (const [k, label] of o.set) next[k] = label;
+            }
+            if (meta(META_JOURNAL) === 1n) usedJournal++;
+            const r = d.replaceBindings(modelSet(next));
+            if (r.added + r.removed + r.changed > 0) m.previous = m.inForce;
+            m.inForce = next;
+            break;
+          }
+          case 'bind':
+            d.bind(binding(o.key, o.label));
+            m.inForce = Int32Array.from(m.inForce, (label, k) => (k === o.key ? o.label : label));
+            break;
+          case 'unbind':
+            if (m.inForce[o.key] < 0) return;
+            d.unbind(binding(o.key, m.inForce[o.key]));
+            m.inForce = Int32Array.from(m.inForce, (label, k) => (k === o.key ? -1 : label));
+            break;
+          case 'rollback':
+            if (m.previous === null) return;
+            d.rollback();
+            [m.inForce, m.previous] = [m.previous, m.inForce];
+            break;
+          case 'crash':
+            // A writer that died part-way leaves the intent mark: the next writer reconciles.
+            setMeta(META_INTENT, 1n);
+            d.resetSources();
+            assert.equal(meta(META_INTENT), 0n);
+            assert.equal(meta(META_JOURNAL), 0n, 'after a crash the journal is not trusted');
+            break;
+        }
+        check(d, m, step);
+      });
+      runs++;
+    }), { numRuns: 20 });
+    if (outcome.failed) assert.fail(`${fc.stringify(outcome.counterexample)}: ${outcome.errorInstance instanceof Error ? outcome.errorInstance.message : String(outcome.errorInstance)}`);
+  } finally {
+    d.close();
+    Dispatcher.unload(opts);
+  }
+  assert.ok(runs >= 20);
+  assert.ok(usedJournal > 20, `only ${usedJournal} replaces had the journal`);
+});
+
+test('the file the set in force was read from is recognised by its digest and not parsed, until a bind changes the set', () => {
+  const d = Dispatcher.create(opts);
+  try {
+    const set = modelSet(Int32Array.from(KEYS, (_, k) => k % (LABELS.length + 2) - 1));
+    const packed = packBindingSet(set);
+    let parses = 0;
+    const file = (digest: bigint) => ({ digest, parse: () => { parses++; return { set: packed }; } });
+    assert.equal(d.replaceBindingsFile(file(7n))!.added, set.length);
+    assert.equal(parses, 1);
+    assert.deepEqual(d.replaceBindingsFile(file(7n)), { added: 0, removed: 0, changed: 0, unchanged: set.length, generation: 2 });
+    assert.equal(parses, 1, 'the same file again: not parsed');
+    d.replaceBindingsFile(file(8n));
+    assert.equal(parses, 2, 'another file: parsed');
+    assert.equal(d.replaceBindingsFile(file(8n))!.unchanged, set.length);
+    assert.equal(parses, 2);
+    d.bind(binding(0, 0));
+    assert.deepEqual(d.replaceBindingsFile(file(8n)), { added: 0, removed: 1, changed: 0, unchanged: set.length, generation: 3 });
+    assert.equal(parses, 3, 'after a bind: parsed, and the bind undone');
+    // A parser that does not answer changes nothing.
+    assert.equal(d.replaceBindingsFile({ digest: 9n, parse: () => undefined }), undefined);
+    assert.equal(d.generations().inForce.number, 3);
+  } finally {
+    d.close();
+    Dispatcher.unload(opts);
+  }
+});
+
+test('a standby too small for the new set, or four times too large, is built anew; otherwise patched', () => {
+  const size = (count: number) => Math.max(1024, 2 * count);
+  assert.equal(patchable(1024, 1024, size), true);
+  assert.equal(patchable(1024, 1025, size), false);
+  assert.equal(patchable(200_000, 100_000, size), true);
+  assert.equal(patchable(200_000, 50_000, size), true);
+  assert.equal(patchable(200_000, 49_999, size), false);
+  assert.equal(patchable(2048, 10, size), true, 'small sets are not rebuilt for shrinking');
+});

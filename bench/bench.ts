@@ -32,7 +32,7 @@ const runs = (part: string): boolean => !only || only.has(part);
 
 // Data plane and traffic share one dispatcher and its sockets.
 const sizes = [0, 1000, 10_000, 100_000, 1_000_000];
-let dp: DataPlaneResult = { figures: [], replaceSeconds: {} };
+let dp: DataPlaneResult = { figures: [], programs: [], replaceSeconds: {} };
 let traffic: TrafficFigure[] = [];
 const figuresOf = (program: ProgramVariant) => dp.figures.filter((f) => f.program === program);
 if (runs('dataplane') || runs('traffic')) {

@@ -61,7 +61,7 @@ describe('lifecycle', () => {
     assert.equal(g.inForce.number, 1);
     assert.match(String(g.inForce.applied), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     assert.equal(g.previous, null);
-    assert.match(text, /  in force: generation 1, applied \S+Z \(\d+s ago\), 0 bindings, digest none\n  previous: none\n/);
+    assert.match(text, /  in force: generation 1, applied \S+Z \(\d+[sm] ago\), 0 bindings, digest none\n  previous: none\n/);
     assert.equal(s.loaded, true);
     assert.equal(s.stateDir, stateDir);
     assert.equal(s.bindings, 0);

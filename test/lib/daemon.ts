@@ -6,6 +6,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// Under an emulated kernel (the kernel matrix runs tests in qemu without KVM)
+// everything is slower: TUBULAR_TEST_SLOWDOWN scales how long a log line may take.
+const SLOWDOWN = Math.max(1, Number(process.env.TUBULAR_TEST_SLOWDOWN) || 1);
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The compiled daemon entry point. */
 export const DAEMON = path.resolve(here, '../../src/daemon/main.js');
@@ -53,7 +57,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   // 'close', not 'exit': by then everything it wrote on stderr has arrived
   const exited = new Promise<number | string>((ok) => child.once('close', (code, sig) => ok(code ?? sig ?? -1)));
   // A line that never comes fails the test after a while, with the log, rather than hang the suite.
-  const waitLog = (re: RegExp, timeoutMs = 30_000): Promise<string> => new Promise((ok, fail) => {
+  const waitLog = (re: RegExp, timeoutMs = 30_000 * SLOWDOWN): Promise<string> => new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`tubulard did not log ${re} within ${timeoutMs} ms:\n${err}`)), timeoutMs);
     timer.unref();
     waiters.push({ re, ok: (line) => { clearTimeout(timer); ok(line); } });

@@ -4,16 +4,13 @@
 // compat, src/kernel.ts) is loaded on the same maps and timed in the same
 // rounds. Every case is checked for the right answer before it is timed, so a
 // fast wrong answer cannot be reported.
-import path from 'node:path';
 import type { Binding } from '../src/binding.js';
 import { Dispatcher } from '../src/dispatcher.js';
-import { PROGRAMS, type ProgramVariant, missingFeatures } from '../src/kernel.js';
-import { programObjectPath } from '../src/paths.js';
+import { type ProgramVariant, missingFeatures } from '../src/kernel.js';
 import { native } from '../src/native.js';
-import { OBJECT_MAPS } from '../src/layout.js';
 import { parsePrefix } from '../src/prefix.js';
 import { loadFloor } from './floor.js';
-import { type ProbePacket as Lookup, lookupContext as skLookupContext, selectedCookie } from '../src/probe.js';
+import { type ProbePacket as Lookup, loadProgramOn, lookupContext as skLookupContext, selectedCookie } from '../src/probe.js';
 import { median } from './stats.js';
 import { bindingsOf, entries } from './workload.js';
 
@@ -109,24 +106,12 @@ export interface DataPlaneResult {
  * same binding set and are timed in the same rounds.
  */
 function loadVariants(d: Dispatcher, wanted: readonly ProgramVariant[], log: (line: string) => void): Map<ProgramVariant, number> {
-  const n = native();
-  const features = n.probeFeatures();
-  const reuse: Record<string, number> = {};
-  for (const name of OBJECT_MAPS) reuse[name] = n.getPinned(path.join(d.stateDir, name), 0);
+  const features = native().probeFeatures();
   const progs = new Map<ProgramVariant, number>();
-  try {
-    for (const program of wanted) {
-      const missing = missingFeatures(features, program);
-      if (missing.length > 0) {
-        log(`data plane: the ${program} program is not timed: this kernel lacks ${missing.map((m) => m.what).join(', ')}`);
-        continue;
-      }
-      const obj = n.loadObject(programObjectPath(PROGRAMS[program].object), PROGRAMS[program].name, reuse);
-      for (const fd of Object.values(obj.maps)) n.close(fd);
-      progs.set(program, obj.progFd);
-    }
-  } finally {
-    for (const fd of Object.values(reuse)) n.close(fd);
+  for (const program of wanted) {
+    const missing = missingFeatures(features, program);
+    if (missing.length > 0) log(`data plane: the ${program} program is not timed: this kernel lacks ${missing.map((m) => m.what).join(', ')}`);
+    else progs.set(program, loadProgramOn(d.stateDir, program));
   }
   return progs;
 }

@@ -1,8 +1,11 @@
 // Asking the data plane what it would do with a connection, without sending
 // a packet: BPF_PROG_TEST_RUN on the sk_lookup program with a made-up
 // struct bpf_sk_lookup. Used by tests and benchmarks.
-import { AF, IPPROTO, readU64, writeU32 } from './layout.js';
+import path from 'node:path';
+import { PROGRAMS, type ProgramVariant } from './kernel.js';
+import { AF, IPPROTO, OBJECT_MAPS, readU64, writeU32 } from './layout.js';
 import { native } from './native.js';
+import { programObjectPath } from './paths.js';
 import type { Family } from './prefix.js';
 import type { Protocol } from './protocol.js';
 
@@ -66,4 +69,22 @@ export function probe(progFd: number, p: ProbePacket, repeat = 1, opts: { quiet?
   const asked = opts.quiet ? { ...p, remote: new Uint8Array(16) } : p;
   const r = native().progTestRun(progFd, lookupContext(asked, opts.quiet ? 0 : 40000), repeat);
   return { verdict: r.retval === 1 ? 'pass' : 'drop', cookie: selectedCookie(r.ctxOut), durationNs: r.durationNs };
+}
+
+/**
+ * Loads a variant of the program on the maps of a loaded dispatcher, not
+ * attached: BPF_PROG_TEST_RUN needs no link, so both variants can be asked
+ * the same questions about the same binding set. Returns its fd.
+ */
+export function loadProgramOn(stateDir: string, variant: ProgramVariant): number {
+  const n = native();
+  const reuse: Record<string, number> = {};
+  try {
+    for (const name of OBJECT_MAPS) reuse[name] = n.getPinned(path.join(stateDir, name), 0);
+    const obj = n.loadObject(programObjectPath(PROGRAMS[variant].object), PROGRAMS[variant].name, reuse);
+    for (const fd of Object.values(obj.maps)) n.close(fd);
+    return obj.progFd;
+  } finally {
+    for (const fd of Object.values(reuse)) n.close(fd);
+  }
 }

@@ -12,7 +12,7 @@ export interface Verdict {
 
 export function verdicts(lookups: readonly LookupFigure[], traffic: readonly TrafficFigure[], control: ControlPlaneResult): Verdict[] {
   const out: Verdict[] = [];
-  for (const [size, limit] of [[100_000, 60], [1_000_000, 80]] as const) {
+  for (const [size, limit] of [[100_000, 60], [1_000_000, 70]] as const) {
     const at = lookups.filter((f) => f.bindings === size);
     const worst = at.reduce((a, b) => (b.ns > a.ns ? b : a), at[0]);
     const over = at.filter((f) => f.ns > limit).map((f) => `${f.case} IPv${f.family} ${f.ns.toFixed(0)}`);

@@ -12,10 +12,11 @@ import path from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { isolate } from './lib/isolate.js';
+import { readMeta, writeMeta } from './lib/meta.js';
 import { type Binding, bindingId, parseBinding } from '../src/binding.js';
 import { bindingKey, packBindingSet } from '../src/bindingset.js';
 import { Dispatcher } from '../src/dispatcher.js';
-import { META_INTENT, META_JOURNAL, PIN, readU64, u32 } from '../src/layout.js';
+import { META_INTENT, META_JOURNAL, PIN } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { netnsInode } from '../src/netns.js';
 import { probe } from '../src/probe.js';
@@ -58,27 +59,8 @@ interface Model { inForce: Int32Array; previous: Int32Array | null }
 const describeSet = (set: readonly Binding[]): string[] => set.map((b) => `${b.label || '<reject>'} ${bindingId(b)}`).sort();
 const modelSet = (m: Int32Array): Binding[] => [...m].flatMap((label, k) => (label < 0 ? [] : [binding(k, label)]));
 
-function meta(slot: number): bigint {
-  const fd = sys.getPinned(path.join(stateDir, PIN.meta), 0);
-  try {
-    const v = Buffer.alloc(8);
-    sys.mapLookup(fd, u32(slot), v);
-    return readU64(v, 0);
-  } finally {
-    sys.close(fd);
-  }
-}
-
-function setMeta(slot: number, value: bigint): void {
-  const fd = sys.getPinned(path.join(stateDir, PIN.meta), 0);
-  try {
-    const v = Buffer.alloc(8);
-    v.writeBigUInt64LE(value);
-    sys.mapUpdate(fd, u32(slot), v, 0);
-  } finally {
-    sys.close(fd);
-  }
-}
+const meta = (slot: number): bigint => readMeta(stateDir, slot);
+const setMeta = (slot: number, value: bigint): void => writeMeta(stateDir, slot, value);
 
 function journalKeys(): Set<string> {
   const fd = sys.getPinned(path.join(stateDir, PIN.journal), 0);

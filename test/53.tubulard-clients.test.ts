@@ -8,12 +8,13 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isolate } from './lib/isolate.js';
+import { readMeta } from './lib/meta.js';
 import { startDaemon, type Daemon, workDir } from './lib/daemon.js';
 import { tcpProbe, tcpServer, type Served } from './lib/traffic.js';
 import { parseBinding } from '../src/binding.js';
 import { HandoffClient, type HandoffError, type Reply, ping } from '../src/client.js';
 import { Dispatcher } from '../src/dispatcher.js';
-import { META_WRITES, PIN, readU64, u32 } from '../src/layout.js';
+import { META_WRITES } from '../src/layout.js';
 import { native } from '../src/native.js';
 
 const { bpffs } = isolate();
@@ -57,17 +58,7 @@ describe('clients', () => {
   });
 
   test('requests that arrive together are written in one turn of the lock, each with its own answer', async () => {
-    const sys = native();
-    const writesBegun = (): bigint => {
-      const meta = sys.getPinned(path.join(d.stateDir, PIN.meta), 0);
-      try {
-        const v = Buffer.alloc(8);
-        sys.mapLookup(meta, u32(META_WRITES), v);
-        return readU64(v, 0);
-      } finally {
-        sys.close(meta);
-      }
-    };
+    const writesBegun = (): bigint => readMeta(d.stateDir, META_WRITES);
     const mine: Served[] = [];
     for (let i = 0; i < 6; i++) mine.push(await tcpServer(`batch-${i}`, '127.0.0.1'));
     servers.push(...mine);

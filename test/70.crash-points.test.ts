@@ -24,13 +24,14 @@ import path from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import { crashPoints, killAt, traceCalls, type CrashPoint } from './lib/crash-points.js';
 import { isolate } from './lib/isolate.js';
+import { readMeta } from './lib/meta.js';
 import { tcpProbe, tcpServer, type Served } from './lib/traffic.js';
 import { TUBECTL } from './lib/tubectl.js';
 import { type Binding, type BindingInput, bindingId, matchBinding, parseBinding, toJSON } from '../src/binding.js';
 import { run } from '../src/cli/main.js';
 import { Dispatcher } from '../src/dispatcher.js';
 import { TubularError } from '../src/errors.js';
-import { BPF_LINK_TYPE_NETNS, INNER_KINDS, META_INTENT, PIN, innerPin, readU64, u32 } from '../src/layout.js';
+import { BPF_LINK_TYPE_NETNS, INNER_KINDS, META_INTENT, PIN, innerPin } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { netnsInode } from '../src/netns.js';
 import { formatAddress } from '../src/prefix.js';
@@ -334,16 +335,7 @@ async function clean(loaded: boolean): Promise<void> {
   assert.equal(intentMark(), 0n, 'the intent mark is still set after a write that succeeded');
 }
 
-function intentMark(): bigint {
-  const meta = sys.getPinned(path.join(stateDir, PIN.meta), 0);
-  try {
-    const v = Buffer.alloc(8);
-    sys.mapLookup(meta, u32(META_INTENT), v);
-    return readU64(v, 0);
-  } finally {
-    sys.close(meta);
-  }
-}
+const intentMark = (): bigint => readMeta(stateDir, META_INTENT);
 
 /**
  * (e): the next write of `held`, which wrote last before the kill, leaves

@@ -2,7 +2,8 @@
 // in a throwaway namespace: output, --json and exit codes.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
@@ -32,6 +33,24 @@ describe('not loaded', () => {
       assert.equal(v.code, 1, verb.join(' '));
       assert.match(v.stderr, /run tubectl load/, verb.join(' '));
       assert.doesNotMatch(v.stderr, /\n\s+at /);
+    }
+  });
+
+  test('load-bindings says what is wrong with the file first, then that nothing is loaded', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tubectl-lifecycle-'));
+    try {
+      const bad = path.join(dir, 'bad.json');
+      writeFileSync(bad, JSON.stringify({ bindings: [{ label: 'a b', prefix: '127.0.0.1', port: 1 }] }));
+      const b = await tubectl(['load-bindings', bad]);
+      assert.equal(b.code, 1);
+      assert.match(b.stderr, /bad\.json is invalid, nothing was changed: bindings\[0\]\.label = "a b"/);
+      const good = path.join(dir, 'good.json');
+      writeFileSync(good, JSON.stringify({ bindings: [{ label: 'a', prefix: '127.0.0.1', port: 1 }] }));
+      const g = await tubectl(['load-bindings', good]);
+      assert.equal(g.code, 1);
+      assert.match(g.stderr, /no dispatcher is loaded .*run tubectl load/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

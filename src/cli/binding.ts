@@ -18,6 +18,7 @@ import { type GuardFlags, guardFrom, guardedChange, guardedUnbind, warnRedirecte
 import { describeBinding, labelCell, packedBindingsTable, table, writeJSON } from './output.js';
 import { type ReadLimit, formatBytes, openRegularFile, readRegularBytes } from './read-file.js';
 import type { PackedBindingsFile } from '../bindings-file-packed.js';
+import type { Dispatcher } from '../dispatcher.js';
 
 export interface BindOptions extends GuardFlags {
   /** refuse matching connections instead of steering them to a label */
@@ -234,14 +235,25 @@ export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}
         return parsed && { set: parsed.set, index: parsed.index, slots: parsed.slots, recognisable: parsed.notes.length === 0 };
       },
     };
-    const r = await withDispatcher(env, false, async (d) => {
-      const done = d.replaceBindingsFile(source, { check });
-      if (done) return done;
+    const byReference = async (): Promise<void> => {
       const bytes = input.readAll();
       parsed = await parseByReference(bytes, file);
       if (fileDigest(bytes) !== digest) throw new TubularError('EBUSY', `${shown} changed while it was read, nothing was changed: run the command again`);
-      return d.replaceBindingsFile(source, { check })!;
-    });
+    };
+    let r: Awaited<ReturnType<Dispatcher['replacePackedBindings']>>;
+    try {
+      r = await withDispatcher(env, false, async (d) => {
+        const done = d.replaceBindingsFile(source, { check });
+        if (done) return done;
+        await byReference();
+        return d.replaceBindingsFile(source, { check })!;
+      });
+    } catch (err) {
+      // No dispatcher: a mistake in the file is still the first thing to say.
+      if (!(err instanceof TubularError && err.code === 'ENOTLOADED') || parsed) throw err;
+      if (!packBindingsFile({ size: input.size, source: input.read })) await byReference();
+      throw err;
+    }
     if (parsed) writeNotes(env, parsed.notes);
     if (passed.verdict) writeForced(env, passed.verdict);
     if (env.json) {

@@ -310,7 +310,7 @@ struct walk {
 	void *map;     // the binding set, looked up once: see dispatcher()
 	// The key is written as whole words: the verifier then knows an earlier
 	// key is dead, and does not tell apart walks that differ only in it
-	// (a fifth to a seventh of the instructions to verify).
+	// (on 6.18, a seventh of the steps to verify the full program).
 	union {
 		struct binding_key key;
 		__u64 words[3];

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { isolate } from './lib/isolate.js';
-import { variantCases } from './lib/variants.js';
+import { refusedTest, variantCases } from './lib/variants.js';
 import { tcpServer, udpServer, type Served } from './lib/traffic.js';
 import { type Binding, bindingId, matchBinding, observedBinding, parseBinding } from '../src/binding.js';
 import { bindingKey } from '../src/bindingset.js';
@@ -23,13 +23,13 @@ const progs = new Map<string, number>();     // variant -> program fd, on d's ma
 const cookies = new Map<string, bigint>();   // "label protocol family" -> cookie
 const servers: Served[] = [];
 
-// A variant this kernel cannot run is named, as skipped.
+// A variant this kernel cannot run is refused, with the version it needs.
 const cases = variantCases();
-for (const { program, skip } of cases) if (skip) test(`the ${program} program against the reference rule`, { skip }, () => {});
+for (const c of cases) if (c.lacks) refusedTest(c, { bpffs });
 
 before(async () => {
   d = Dispatcher.create({ bpffs });
-  for (const { program, skip } of cases) if (!skip) progs.set(program, loadProgramOn(d.stateDir, program));
+  for (const { program, lacks } of cases) if (!lacks) progs.set(program, loadProgramOn(d.stateDir, program));
   assert.ok(progs.size > 0, 'this kernel runs no variant of the program');
   // Labels a and b have sockets of every kind; c has none.
   for (const label of ['a', 'b']) {

@@ -1,13 +1,13 @@
 // tubectl load, status, list, upgrade, unload and version, as a subprocess
 // in a throwaway namespace: output, --json and exit codes.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
-import { ok, tubectlFor } from './lib/tubectl.js';
+import { TUBECTL, ok, runCommand, tubectlFor } from './lib/tubectl.js';
 import { autoVariant, variantCases } from './lib/variants.js';
 import { netnsInode } from '../src/netns.js';
 
@@ -152,6 +152,67 @@ describe('lifecycle', () => {
     const v = JSON.parse(ok(await tubectl(['version', '--json'])).stdout) as { version: string; layoutVersion: number };
     assert.match(v.version, /^\d+\.\d+\.\d+/);
     assert.equal(typeof v.layoutVersion, 'number');
+  });
+});
+
+describe('where the state is without --bpffs: TUBULAR_BPFFS, then /etc/default/tubular, then /sys/fs/bpf', () => {
+  // This file runs in a mount namespace of its own: a tmpfs over /etc/default
+  // hides the host's files from it and its children only.
+  const defaults = '/etc/default/tubular';
+  const bare = (args: readonly string[], env: NodeJS.ProcessEnv = {}) => {
+    const { TUBULAR_BPFFS: _, ...rest } = process.env;
+    return runCommand(process.execPath, [TUBECTL, ...args], { env: { ...rest, ...env } });
+  };
+  before(async () => {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', '/etc/default']);
+    ok(await tubectl(['load']));
+  });
+  after(() => {
+    execFileSync('umount', ['/etc/default']);
+  });
+
+  test('the file names the bpffs: status finds the dispatcher there', async () => {
+    writeFileSync(defaults, `# where the state is\nexport TUBULAR_BPFFS="${bpffs}"\n`);
+    const s = JSON.parse(ok(await bare(['status', '--json'])).stdout) as { loaded: boolean; stateDir: string };
+    assert.equal(s.loaded, true);
+    assert.equal(s.stateDir, stateDir);
+  });
+
+  test('TUBULAR_BPFFS in the environment wins over the file, and --bpffs over both', async () => {
+    writeFileSync(defaults, `TUBULAR_BPFFS=${bpffs}\n`);
+    const fromEnv = await bare(['status'], { TUBULAR_BPFFS: '/tmp' });
+    assert.equal(fromEnv.code, 1);
+    assert.match(fromEnv.stderr, /\/tmp.*not a bpffs/);
+    ok(await bare(['--bpffs', bpffs, 'status'], { TUBULAR_BPFFS: '/tmp' }));
+  });
+
+  test('no file, no variable: /sys/fs/bpf, where this namespace has no dispatcher', async () => {
+    rmSync(defaults, { force: true });
+    const r = await bare(['status', '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { loaded: boolean }).loaded, false);
+  });
+
+  test('a value tubectl cannot read as the units do is refused with the line, exit 1, nothing done; --bpffs still works', async () => {
+    for (const [text, why] of [
+      ['TUBULAR_BPFFS=$STATE/bpffs\n', /\/etc\/default\/tubular line 1: TUBULAR_BPFFS="\$STATE\/bpffs" uses shell expansion.*pass --bpffs PATH/],
+      ['\n\nTUBULAR_BPFFS=run/bpffs\n', /line 3: TUBULAR_BPFFS="run\/bpffs" is not an absolute path/],
+      ['TUBULAR_BPFFS="/run/bpffs\n', /line 1: .*opens a quote it does not close/],
+      [`TUBULAR_BPFFS=${'x'.repeat(70_000)}\n`, /is larger than 64 KiB/],
+    ] as const) {
+      writeFileSync(defaults, text);
+      const r = await bare(['bind', 'web', 'tcp', '127.0.0.0/24', '80']);
+      assert.equal(r.code, 1, text.slice(0, 40));
+      assert.match(r.stderr, why);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      assert.ok(r.stderr.length < 400, r.stderr.slice(0, 500));
+    }
+    ok(await bare(['--bpffs', bpffs, 'status']));
+    assert.equal(JSON.parse(ok(await bare(['--bpffs', bpffs, 'bindings', '--json'])).stdout).bindings.length, 0);
+  });
+
+  test('unload', async () => {
+    ok(await bare(['--bpffs', bpffs, 'unload']));
   });
 });
 

@@ -152,6 +152,18 @@ describe('tubulard', () => {
     daemon = await startDaemon({ bpffs, socket });
   });
 
+  test('without --bpffs, the daemon finds the state through TUBULAR_BPFFS in its environment', async () => {
+    const sock2 = path.join(dir, 'from-env.sock');
+    const other = await startDaemon({ bpffs, bpffsFlag: false, socket: sock2, env: { ...process.env, TUBULAR_BPFFS: bpffs } });
+    try {
+      assert.doesNotMatch(other.log(), /no dispatcher is loaded/);
+      const labels = (await listDestinations({ socketPath: sock2 })).map((x) => x.label);
+      assert.ok(labels.includes('web') && labels.includes('dns'), labels.join(' '));
+    } finally {
+      await other.stop();
+    }
+  });
+
   test('a daemon started before the dispatcher is loaded serves once it is', async () => {
     const other = mkdtempSync(path.join(dir, 'bpffs-'));
     execFileSync('mount', ['-t', 'bpf', 'bpf', other]);

@@ -32,7 +32,6 @@ export interface Env {
 }
 
 export const DEFAULT_NETNS = '/proc/self/ns/net';
-export const DEFAULT_BPFFS = '/sys/fs/bpf';
 
 /**
  * Checks that --bpffs is a bpffs mount and --netns a network namespace,

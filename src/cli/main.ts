@@ -6,7 +6,8 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { normalizeArgv } from './argv.js';
-import { DEFAULT_BPFFS, DEFAULT_NETNS, type Env, type Output } from './env.js';
+import { defaultBpffs } from '../defaults-file.js';
+import { DEFAULT_NETNS, type Env, type Output } from './env.js';
 import { EXIT_OK, EXIT_USAGE, UsageError, boundQuotedTokens, report } from './errors.js';
 import { endQuietlyOnClosedPipe } from './pipe.js';
 
@@ -33,7 +34,7 @@ function buildProgram(io: Io, outcome: Outcome): Command {
   program
     .description('Control the sk_lookup socket dispatcher of a network namespace (compatible with tubular\'s tubectl).')
     .option('--netns <path>', 'network namespace to act on', DEFAULT_NETNS)
-    .option('--bpffs <path>', 'bpffs mount holding the state', DEFAULT_BPFFS)
+    .option('--bpffs <path>', 'bpffs mount holding the state (default: TUBULAR_BPFFS from the environment, then from /etc/default/tubular, then /sys/fs/bpf)')
     .option('--lock-timeout <seconds>', 'how long a change waits for another one in progress', '10')
     .enablePositionalOptions()
     .exitOverride()
@@ -46,8 +47,8 @@ function buildProgram(io: Io, outcome: Outcome): Command {
     .addHelpText('after', EPILOG);
 
   const env = (opts: { json?: boolean } = {}): Env => {
-    const g = program.opts<{ netns: string; bpffs: string; lockTimeout: string }>();
-    return { ...io, netns: g.netns, bpffs: g.bpffs, lockTimeoutMs: lockTimeoutMs(g.lockTimeout), json: opts.json ?? false };
+    const g = program.opts<{ netns: string; bpffs?: string; lockTimeout: string }>();
+    return { ...io, netns: g.netns, bpffs: g.bpffs ?? defaultBpffs(io.getenv).path, lockTimeoutMs: lockTimeoutMs(g.lockTimeout), json: opts.json ?? false };
   };
   const examples = (text: string): string => `\nExamples:\n${text.replace(/^/gm, '  $ ')}\n`;
   const liveWindow = (): [string, string] =>

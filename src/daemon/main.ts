@@ -6,6 +6,7 @@
 import { lstatSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { defaultBpffs } from '../defaults-file.js';
 import { packageRoot } from '../paths.js';
 import { MAX_CLIENTS_PER_USER, ROOT_CLIENTS, defaultRootClients } from './admission.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock-wait.js';
@@ -79,7 +80,8 @@ function version(): string {
 function run(opts: Options): void {
   let policy: Policy = opts.policy ? loadPolicy(path.resolve(opts.policy)) : DEFAULT_POLICY;
   const gid = opts.group === undefined ? undefined : resolveId('group', /^\d+$/.test(opts.group) ? Number(opts.group) : opts.group);
-  const dispatcher = new DispatcherHandle({ netns: opts.netns, bpffs: opts.bpffs });
+  const bpffs = opts.bpffs ?? defaultBpffs((name) => process.env[name]).path;
+  const dispatcher = new DispatcherHandle({ netns: opts.netns, bpffs });
   try {
     dispatcher.get();
   } catch (err) {
@@ -143,7 +145,7 @@ const program = new Command('tubulard')
   .option('--socket <path>', 'Unix socket to listen on (unless systemd passes one)', DEFAULT_SOCKET)
   .option('--policy <file>', 'JSON policy: which users and groups may register which labels (default: root only)')
   .option('--netns <path>', 'network namespace of the dispatcher (default: this process\'s)')
-  .option('--bpffs <path>', 'bpffs mount holding the dispatcher state (default: /sys/fs/bpf)')
+  .option('--bpffs <path>', 'bpffs mount holding the dispatcher state (default: TUBULAR_BPFFS from the environment, then from /etc/default/tubular, then /sys/fs/bpf)')
   .option('--group <name|gid>', 'group owning the socket (mode 0660)')
   .option('--idle-timeout <seconds>', 'drop a client idle this long', positive('seconds', false), 10)
   .option('--max-clients <n>', 'refuse clients beyond this many with EBUSY', positive('clients', true), 64)

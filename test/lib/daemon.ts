@@ -32,6 +32,8 @@ export interface Daemon {
 
 export interface DaemonOptions {
   bpffs: string;
+  /** pass --bpffs (default); false: the daemon finds it as without the flag (TUBULAR_BPFFS, /etc/default/tubular) */
+  bpffsFlag?: boolean;
   socket: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
@@ -42,7 +44,7 @@ export interface DaemonOptions {
 }
 
 export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
-  const argv = [process.execPath, DAEMON, '--socket', o.socket, '--bpffs', o.bpffs, ...(o.args ?? [])];
+  const argv = [process.execPath, DAEMON, '--socket', o.socket, ...(o.bpffsFlag === false ? [] : ['--bpffs', o.bpffs]), ...(o.args ?? [])];
   const [cmd, ...rest] = [...(o.wrapper ?? []), ...argv];
   const child = spawn(cmd, rest, { stdio: ['ignore', 'inherit', 'pipe'], env: o.env ?? process.env });
   let err = '';

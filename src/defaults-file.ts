@@ -1,0 +1,104 @@
+// Where the state lives when no --bpffs is given: the operator sets it once,
+// in /etc/default/tubular (the package's file, which the units read as an
+// EnvironmentFile), and tubectl and tubulard follow it, so that a command
+// typed by hand acts on the dispatcher the units loaded.
+//
+//   --bpffs PATH                    the flag wins
+//   TUBULAR_BPFFS=PATH (environment)
+//   TUBULAR_BPFFS=PATH in /etc/default/tubular
+//   /sys/fs/bpf
+//
+// The file is read as both systemd and sh read it, in the subset where they
+// agree: `NAME=value` lines, `export ` allowed, a value in single or double
+// quotes or bare, `#` comments, the last assignment winning. A value that
+// relies on shell expansion ($, `, \) or is not an absolute path is refused
+// with a sentence, never guessed at. Keep this module free of heavy
+// imports: every command loads it.
+import { closeSync, openSync, readSync } from 'node:fs';
+import { TubularError, isSystemError } from './errors.js';
+import { DEFAULT_BPFFS } from './netns.js';
+import { quote } from './quote.js';
+
+export const DEFAULTS_FILE = '/etc/default/tubular';
+export const BPFFS_VARIABLE = 'TUBULAR_BPFFS';
+
+/** The file is a few lines; anything larger is not what the package installed. */
+export const DEFAULTS_FILE_MAX_BYTES = 64 * 1024;
+const PATH_MAX = 4096;
+
+/** The bpffs path and where it came from (for messages). */
+export interface BpffsSetting {
+  path: string;
+  from: 'environment' | 'file' | 'built-in';
+}
+
+/** A value of TUBULAR_BPFFS, checked; `where` names its origin in the message. */
+function checkedPath(value: string, where: string): string {
+  if (/[$`\\]/.test(value)) {
+    throw new TubularError('EINVAL', `${where}: ${BPFFS_VARIABLE}=${quote(value)} uses shell expansion, which tubectl and tubulard do not do: write the path itself, or pass --bpffs PATH`);
+  }
+  if (!value.startsWith('/') || value.length > PATH_MAX || value.includes('\0')) {
+    throw new TubularError('EINVAL', `${where}: ${BPFFS_VARIABLE}=${quote(value)} is not an absolute path: write one (e.g. /run/tubular-bpffs), or pass --bpffs PATH`);
+  }
+  return value;
+}
+
+/** The value of TUBULAR_BPFFS in the text of a defaults file, undefined when it sets none. */
+export function bpffsFromDefaults(text: string, file = DEFAULTS_FILE): string | undefined {
+  let found: string | undefined;
+  const lines = text.split('\n');
+  for (let n = 0; n < lines.length; n++) {
+    const line = lines[n].trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (!m || m[1] !== BPFFS_VARIABLE) continue;
+    let value = m[2];
+    const q = value[0];
+    if (q === '"' || q === "'") {
+      if (value.length < 2 || value[value.length - 1] !== q) {
+        throw new TubularError('EINVAL', `${file} line ${n + 1}: ${BPFFS_VARIABLE}'s value opens a quote it does not close: write ${BPFFS_VARIABLE}="/path", or pass --bpffs PATH`);
+      }
+      value = value.slice(1, -1);
+    } else if (/\s/.test(value)) {
+      throw new TubularError('EINVAL', `${file} line ${n + 1}: ${BPFFS_VARIABLE}'s value has a space outside quotes: quote it, or pass --bpffs PATH`);
+    }
+    found = checkedPath(value, `${file} line ${n + 1}`);
+  }
+  return found;
+}
+
+/** The text of the defaults file, or undefined when there is none. */
+function readDefaults(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    if (isSystemError(err) && (err.code === 'ENOENT' || err.code === 'ENOTDIR')) return undefined;
+    const why = isSystemError(err) ? err.code : String(err);
+    throw new TubularError('EPERM', `cannot read ${file} (${why}), which says where the state is: make it readable, or pass --bpffs PATH`);
+  }
+  try {
+    const buf = Buffer.alloc(DEFAULTS_FILE_MAX_BYTES + 1);
+    let size = 0;
+    for (;;) {
+      const n = readSync(fd, buf, size, buf.length - size, null);
+      if (n === 0) break;
+      size += n;
+      if (size > DEFAULTS_FILE_MAX_BYTES) {
+        throw new TubularError('EINVAL', `${file} is larger than ${DEFAULTS_FILE_MAX_BYTES / 1024} KiB, which is not the few lines it should be: shorten it, or pass --bpffs PATH`);
+      }
+    }
+    return buf.toString('utf8', 0, size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Where the state lives without --bpffs: the environment, then the defaults file, then /sys/fs/bpf. */
+export function defaultBpffs(getenv: (name: string) => string | undefined, file = DEFAULTS_FILE): BpffsSetting {
+  const env = getenv(BPFFS_VARIABLE);
+  if (env !== undefined && env !== '') return { path: checkedPath(env, `the environment`), from: 'environment' };
+  const text = readDefaults(file);
+  const fromFile = text === undefined ? undefined : bpffsFromDefaults(text, file);
+  return fromFile === undefined ? { path: DEFAULT_BPFFS, from: 'built-in' } : { path: fromFile, from: 'file' };
+}

@@ -51,3 +51,26 @@ for (const [page, doc, summary] of [
     });
   });
 }
+
+test('tubulard(8) lists exactly the options tubulard --help lists, with the same defaults', () => {
+  const help = execFileSync(process.execPath, [path.join(repo, 'dist/src/daemon/main.js'), '--help'], { encoding: 'utf8', env: { ...env, COLUMNS: '1000' } });
+  // Entries start with their flags; commander wraps the rest onto indented lines.
+  const entries = help.slice(help.indexOf('Options:')).split(/\n(?=\s+(?:-\w, )?--)/).slice(1).map((e) => e.replace(/\s+/g, ' ').trim());
+  const helpOptions = entries.map((e) => /^(?:-\w, )?(--[a-z-]+)(?: <[^>]+>)? (.*)$/.exec(e)!).map((m) => ({ flag: m[1], text: m[2] }));
+  const doc = readFileSync(path.join(repo, 'docs/PROTOCOL.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## Running tubulard'), doc.indexOf('## Transport'));
+  const rows = [...section.matchAll(/^\| `(--[a-z-]+)[^|]*?\|([^|]*)\|/gm)].map((m) => ({ flag: m[1], byDefault: m[2].trim() }));
+  // --version and --help share a row.
+  const documented = new Set([...rows.map((r) => r.flag), ...(/`--version`, `--help`/.test(section) ? ['--help'] : [])]);
+  assert.deepEqual([...documented].sort(), helpOptions.map((o) => o.flag).sort());
+  for (const o of helpOptions) {
+    const m = /\(default:? ([^)]*?)\)?$/.exec(o.text);
+    if (o.flag === '--help' || o.flag === '--version') continue;
+    const row = rows.find((r) => r.flag === o.flag);
+    assert.ok(row, o.flag);
+    if (!m) continue;
+    const value = m[1].replace(/^"|"$/g, '').replace(/, at most all but one$/, '');
+    assert.ok(row.byDefault.replace(/`/g, '').includes(value.split(',')[0]) || value === 'root only' || value === "this process's",
+      `${o.flag}: --help says ${value}, the document ${row.byDefault}`);
+  }
+});

@@ -124,4 +124,19 @@ describe('scripts/package', () => {
       if (line.startsWith('tubular:')) assert.match(overrides[i - 1], /^#/, `override without a reason: ${line}`);
     });
   });
+  test('the Vagrantfile installs this package (built by scripts/package, its path from stdout) with apt-get, and its provision script parses', () => {
+    const vagrantfile = readFileSync(path.join(repo, 'Vagrantfile'), 'utf8');
+    const scripts = [...vagrantfile.matchAll(/inline: <<-SHELL\n([\s\S]*?)\n\s*SHELL\n/g)].map((m) => m[1]);
+    const tubular = scripts.find((t) => t.includes('scripts/package'));
+    assert.ok(tubular, 'a provision step runs scripts/package');
+    assert.match(tubular, /deb=\$\(scripts\/package --out \S+\)/);
+    assert.match(tubular, /apt-get install -y .*"\$deb"/);
+    assert.doesNotMatch(tubular, /scripts\/install/, 'the VM runs what a server runs: the package, not scripts/install');
+    for (const t of scripts) {
+      const r = spawnSync('bash', ['-n'], { input: t, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+    }
+    // What the step relies on: scripts/package prints the package's path, and nothing else, on stdout.
+    assert.ok(path.isAbsolute(deb) && deb.endsWith('.deb') && !deb.includes('\n'), deb);
+  });
 });

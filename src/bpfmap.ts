@@ -2,7 +2,7 @@
 // what the code expects when it is opened (cilium/ebpf's Map is the model).
 // The handle owns the fd: close() it, or let the Dispatcher do it.
 import { TubularError, context, isSystemError } from './errors.js';
-import { BPF_ANY, BPF_F_RDONLY, type MapSpec } from './layout.js';
+import { BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY, type MapSpec } from './layout.js';
 import type { MapInfo, Native } from './native.js';
 
 const PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
@@ -13,11 +13,15 @@ export interface Dump { keys: Buffer; values: Buffer; count: number }
 export class BpfMap {
   private closed = false;
 
-  private constructor(readonly sys: Native, readonly name: string, readonly fd: number, readonly info: MapInfo) {}
+  /**
+   * @param writable whether the fd may write: only such an fd maps an
+   * mmapable array (the kernel refuses any mapping of a read-only one)
+   */
+  private constructor(readonly sys: Native, readonly name: string, readonly fd: number, readonly info: MapInfo, readonly writable: boolean) {}
 
   /** Wraps an fd this code just created or loaded; takes ownership. */
   static adopt(sys: Native, name: string, fd: number): BpfMap {
-    return new BpfMap(sys, name, fd, sys.mapInfo(fd));
+    return new BpfMap(sys, name, fd, sys.mapInfo(fd), true);
   }
 
   /**
@@ -34,7 +38,7 @@ export class BpfMap {
         throw new TubularError('EINCOMPAT', `the pinned map ${name} is not what this version expects (${problem}): ` +
           'it was written by another version, or replaced; use the matching tubectl, or tubectl unload and load again');
       }
-      return new BpfMap(sys, name, fd, info);
+      return new BpfMap(sys, name, fd, info, !opts.readOnly);
     } catch (err) {
       sys.close(fd);
       throw err;
@@ -59,6 +63,27 @@ export class BpfMap {
     const values = Buffer.alloc(count * this.valueBytes);
     if (count > 0) this.sys.mapLookupMany(this.fd, keys, values, count);
     return values;
+  }
+
+  /**
+   * The entries of these indices of an array, packed: read through a
+   * mapping (no syscall per entry) when the array is mmapable and this fd
+   * may map it, else looked up one by one.
+   */
+  gather(indices: Uint32Array): Buffer {
+    if (indices.length === 0) return Buffer.alloc(0);
+    if (!this.writable || !(this.info.flags & BPF_F_MMAPABLE)) {
+      const keys = Buffer.from(indices.buffer, indices.byteOffset, indices.byteLength); // host-order u32 keys
+      return this.lookupMany(keys, indices.length);
+    }
+    const values = Buffer.alloc(indices.length * this.info.valueSize);
+    this.sys.arrayGather(this.fd, indices, values);
+    return values;
+  }
+
+  /** Writes packed entries at these indices of an mmapable array, through a mapping. */
+  scatter(indices: Uint32Array, values: Buffer): void {
+    if (indices.length > 0) this.sys.arrayScatter(this.fd, indices, values);
   }
 
   update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
@@ -111,8 +136,9 @@ export function mismatch(info: Pick<MapInfo, 'type' | 'keySize' | 'valueSize' | 
   if (upTo ? info.maxEntries > spec.maxEntries : info.maxEntries !== spec.maxEntries) {
     return `${info.maxEntries} entries, expected ${upTo ? 'at most ' : ''}${spec.maxEntries}`;
   }
-  // Only the flags the spec is about (the kernel adds others, e.g. for mmapable arrays).
+  // Only the flags a spec is about: preallocation and mmap (the kernel may add others).
   const want = spec.flags ?? 0;
-  if ((info.flags & 0x1) !== (want & 0x1)) return `flags ${info.flags}, expected ${want}`;
+  const about = BPF_F_NO_PREALLOC | BPF_F_MMAPABLE;
+  if ((info.flags & about) !== (want & about)) return `flags ${info.flags}, expected ${want}`;
   return undefined;
 }

@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 10;
+export const LAYOUT_VERSION = 11;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -100,6 +100,8 @@ export const BPF_MAP_TYPE_LRU_HASH = 9;
 export const BPF_PROG_TYPE_SK_LOOKUP = 30;
 export const BPF_LINK_TYPE_NETNS = 5;
 export const BPF_F_RDONLY = 1 << 3;
+export const BPF_F_NO_PREALLOC = 1 << 0;
+export const BPF_F_MMAPABLE = 1 << 10;
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 
@@ -200,7 +202,7 @@ export const MAP_SPECS: Record<MapName, MapSpec> = {
   lengths: OUTER,
   blocks: OUTER,
   generation: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 4, maxEntries: 1 },
-  binding_stats: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 16, maxEntries: 1 << 20 },
+  binding_stats: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 16, maxEntries: 1 << 20, flags: BPF_F_MMAPABLE },
   sources: { type: BPF_MAP_TYPE_LRU_HASH, keySize: 28, valueSize: 16, maxEntries: 131072 },
   sockets: { type: BPF_MAP_TYPE_SOCKMAP, keySize: 4, valueSize: 8, maxEntries: 4096 * 8 },
   destination_metrics: { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 24, maxEntries: 4096 },

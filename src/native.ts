@@ -126,6 +126,10 @@ export interface Native {
    * for this map type. Returns the number of elements written.
    */
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number): number;
+  /** values[i] = array[indices[i]], read through a mapping of an mmapable array (BPF_F_MMAPABLE); values packed, the map's value size */
+  arrayGather(fd: number, indices: Uint32Array, values: Buffer): void;
+  /** array[indices[i]] = values[i], written through a mapping of an mmapable array: a copy instead of a syscall per element */
+  arrayScatter(fd: number, indices: Uint32Array, values: Buffer): void;
   /** bpf_map_delete_batch (with the same C++-side fallback); ENOENT elements are skipped. Returns number deleted. */
   mapDeleteBatch(fd: number, keys: Buffer, count: number): number;
   /**

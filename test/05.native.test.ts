@@ -8,6 +8,7 @@ import path from 'node:path';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
+import { BpfMap } from '../src/bpfmap.js';
 import { native } from '../src/native.js';
 
 const n = native();
@@ -123,6 +124,53 @@ test('errors look like Node system errors', () => {
   assertSysError(() => n.open('/nonexistent/tubular', O_RDONLY), ['ENOENT'], 'open');
   assert.throws(() => n.close('3' as unknown as number), TypeError);
   assert.throws(() => n.mapUpdate(1, 'k' as unknown as Buffer, Buffer.alloc(1), 0), /key/);
+});
+
+test('mmapable array: arrayScatter and arrayGather go through a mapping and agree with lookups; a read-only fd falls back to lookups', () => {
+  const ARRAY = 2, MMAPABLE = 1 << 10, ENTRIES = 1 << 16;
+  const fd = n.mapCreate(ARRAY, 'tst_mmap', 4, 16, ENTRIES, MMAPABLE);
+  const dir = tmpDir();
+  execFileSync('mount', ['-t', 'bpf', 'bpf', dir]);
+  try {
+    // Two runs far apart (other pages), out of order, and the last index.
+    const idx = Uint32Array.from([5, 4, 6, 40_000, 40_001, ENTRIES - 1]);
+    const values = Buffer.alloc(idx.length * 16);
+    idx.forEach((k, i) => { values.writeBigUInt64LE(BigInt(k) * 1000n + 1n, i * 16); values.writeUInt32LE(k ^ 0xabcd, i * 16 + 12); });
+    n.arrayScatter(fd, idx, values);
+    idx.forEach((k, i) => {
+      const v = Buffer.alloc(16);
+      assert.ok(n.mapLookup(fd, u32(k), v));
+      assert.deepEqual(v, values.subarray(i * 16, i * 16 + 16), `entry ${k}`);
+    });
+    // Neighbours are untouched.
+    for (const k of [3, 7, 39_999, 40_002]) {
+      const v = Buffer.alloc(16);
+      n.mapLookup(fd, u32(k), v);
+      assert.deepEqual(v, Buffer.alloc(16), `entry ${k}`);
+    }
+    const back = Buffer.alloc(values.length);
+    n.arrayGather(fd, idx, back);
+    assert.deepEqual(back, values);
+    assert.throws(() => n.arrayGather(fd, Uint32Array.of(ENTRIES), Buffer.alloc(16)), /index 65536 is past the array's 65536 entries/);
+    assert.throws(() => n.arrayGather(fd, Uint32Array.of(1, 2), Buffer.alloc(16)), /values/);
+    const plain = n.mapCreate(ARRAY, 'tst_plain', 4, 16, 8, 0);
+    assert.throws(() => n.arrayScatter(plain, Uint32Array.of(1), Buffer.alloc(16)), /not an mmapable array/);
+    n.close(plain);
+    // A read-only fd cannot map it at all (the kernel clears VM_SHARED); BpfMap reads it by lookups.
+    n.pin(fd, path.join(dir, 'stats'));
+    const spec = { type: ARRAY, keySize: 4, valueSize: 16, maxEntries: ENTRIES, flags: MMAPABLE };
+    const ro = BpfMap.open(n, path.join(dir, 'stats'), 'stats', spec, { readOnly: true });
+    assert.throws(() => n.arrayGather(ro.fd, idx, Buffer.alloc(values.length)));
+    assert.deepEqual(ro.gather(idx), values);
+    ro.close();
+    const rw = BpfMap.open(n, path.join(dir, 'stats'), 'stats', spec);
+    assert.deepEqual(rw.gather(idx), values);
+    rw.close();
+  } finally {
+    n.close(fd);
+    execFileSync('umount', [dir]);
+    rmdirSync(dir);
+  }
 });
 
 test('pin and getPinned on a private bpffs', () => {

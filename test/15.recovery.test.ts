@@ -64,7 +64,9 @@ describe('map specs', () => {
   const ok = { ...MAP_SPECS.sockets, flags: 0 };
   test('a map of this layout matches', () => {
     assert.equal(mismatch(ok, MAP_SPECS.sockets), undefined);
-    assert.equal(mismatch({ ...MAP_SPECS.binding_stats, flags: 0 }, MAP_SPECS.binding_stats), undefined);
+    // Mmapable, with whatever other flags the kernel reports.
+    assert.equal(mismatch({ ...MAP_SPECS.binding_stats, flags: 1 << 10 }, MAP_SPECS.binding_stats), undefined);
+    assert.equal(mismatch({ ...MAP_SPECS.binding_stats, flags: (1 << 10) | (1 << 3) }, MAP_SPECS.binding_stats), undefined);
   });
   test('type, key size, value size, entries and flags are each checked', () => {
     assert.match(mismatch({ ...ok, type: 2 }, MAP_SPECS.sockets)!, /type 2, expected 15/);
@@ -72,6 +74,7 @@ describe('map specs', () => {
     assert.match(mismatch({ ...ok, valueSize: 4 }, MAP_SPECS.sockets)!, /value size 4/);
     assert.match(mismatch({ ...ok, maxEntries: 4096 }, MAP_SPECS.sockets)!, /4096 entries, expected 32768/);
     assert.match(mismatch({ ...MAP_SPECS.destinations, flags: 1 }, MAP_SPECS.destinations)!, /flags 1, expected 0/);
+    assert.match(mismatch({ ...MAP_SPECS.binding_stats, flags: 0 }, MAP_SPECS.binding_stats)!, /flags 0, expected 1024/);
   });
   test('a binding set may be smaller than the capacity, never larger', () => {
     const set = { type: 1, keySize: 24, valueSize: 8, maxEntries: 1 << 20, flags: 0 };

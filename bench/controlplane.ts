@@ -74,13 +74,19 @@ function versions(dir: string, name: string, list: readonly Entry[]): { base: st
 }
 
 /** Runs argv (under `wrap`, e.g. /usr/bin/time); wall time from spawn to exit. */
-function run(argv0: string[], wrap: string[] = []): { seconds: number; stdout: string; stderr: string } {
+function run(argv0: string[], wrap: string[] = [], env: NodeJS.ProcessEnv = process.env): { seconds: number; stdout: string; stderr: string } {
   const argv = [...wrap, ...argv0];
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 30, env });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
   return { seconds, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The environment without NODE_EXTRA_CA_CERTS, as bin/tubectl starts node. */
+function withoutExtraCaCerts(): NodeJS.ProcessEnv {
+  const { NODE_EXTRA_CA_CERTS: _, ...env } = process.env;
+  return env;
 }
 
 /** Peak RSS in KiB of one run, from /usr/bin/time. */
@@ -127,7 +133,7 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
     'list-100k': 'tubectl bindings > pipe                    (100k)',
     'bind-one': 'tubectl bind svc tcp 10.255.200.0/24 80     (100k in force)',
     'version': 'tubectl version',
-    'node-e-0': 'node -e 0',
+    'node-e-0': 'node -e 0                  (environment as bin/tubectl gives it)',
   };
   Dispatcher.create({ bpffs: opts.bpffs }).close();
   let peakRssKiB: number | undefined;
@@ -153,7 +159,8 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
     }
     for (let r = 0; r < opts.repeats + 2; r++) {
       runs.version.push(run(tubectl('version')).seconds);
-      runs['node-e-0'].push(run([process.execPath, '-e', '0']).seconds);
+      // In the environment bin/tubectl gives node: without NODE_EXTRA_CA_CERTS (see bin/tubectl).
+      runs['node-e-0'].push(run([process.execPath, '-e', '0'], [], withoutExtraCaCerts()).seconds);
     }
     // Peak RSS: one more load into an empty dispatcher, under /usr/bin/time.
     peakRssKiB = peakRss(tubectl('load-bindings', v.base));

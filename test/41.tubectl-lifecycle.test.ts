@@ -147,6 +147,19 @@ describe('lifecycle', () => {
     }
   });
 
+  test('bin/tubectl and bin/tubulard start node without NODE_EXTRA_CA_CERTS (no TLS: node would parse the bundle at every start)', async () => {
+    // node warns on stderr about a bundle it cannot load: a start that never reads it says nothing.
+    const env = { ...process.env, NODE_EXTRA_CA_CERTS: '/nonexistent/tubular-test-ca.pem' };
+    const bare = await runCommand(process.execPath, ['-e', '0'], { env });
+    assert.match(bare.stderr, /extra certs/i, 'node itself reads the variable');
+    const root = path.resolve(path.dirname(TUBECTL), '../../..');
+    for (const [cmd, args] of [['bin/tubectl', ['version']], ['bin/tubulard', ['--version']]] as const) {
+      const r = await runCommand(path.join(root, cmd), args, { env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stderr, '', cmd);
+    }
+  });
+
   test('version, as text and JSON', async () => {
     assert.match(ok(await tubectl(['version'])).stdout, /^tubectl \d+\.\d+\.\d+ \(node v\d+/);
     const v = JSON.parse(ok(await tubectl(['version', '--json'])).stdout) as { version: string; layoutVersion: number };

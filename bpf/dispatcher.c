@@ -266,9 +266,11 @@ struct {
 // digest of the set a replace wrote (0: changed since), a digest of the
 // file it was read from and the number of bindings in it. Slot 15: how
 // many writes have begun (each writer adds one before it changes anything).
+// Slot 16: 1 from a flip until a writer has waited for the programs that
+// may still run with the generation it put out of force.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 6 + 5 * GENERATIONS);
+	__uint(max_entries, 7 + 5 * GENERATIONS);
 	__type(key, __u32);
 	__type(value, __u64);
 } meta SEC(".maps");

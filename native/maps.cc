@@ -414,6 +414,48 @@ Napi::Value MapDumpFinish(const Napi::CallbackInfo& info) {
   return DumpResult(env, p->shape, p->dump);
 }
 
+// An update on a thread of its own, for an update that waits: one of a
+// map-in-map returns only after an RCU grace period (5-20 ms), and the
+// caller can parse a file meanwhile. MapUpdateStart copies the key and
+// value and starts it; MapUpdateFinish waits for it and throws its error.
+// The caller keeps both fds open until then.
+struct PendingUpdate {
+  std::vector<uint8_t> key, value;
+  int err = 0;
+  std::thread thread;
+  ~PendingUpdate() {
+    if (thread.joinable()) thread.join();
+  }
+};
+
+Napi::Value MapUpdateStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
+  Napi::Buffer<uint8_t> value = ArgBuffer(info, 2, "value");
+  uint64_t flags = static_cast<uint64_t>(ArgInt(info, 3, "flags", 0, UINT32_MAX));
+  MapShape s = Shape(env, fd, "bpf_map_update_elem");
+  CheckSize(env, "key", key.Length(), s.keySize);
+  CheckSize(env, "value", value.Length(), s.valueSize);
+  auto* p = new PendingUpdate();
+  p->key.assign(key.Data(), key.Data() + s.keySize);
+  p->value.assign(value.Data(), value.Data() + s.valueSize);
+  p->thread = std::thread([p, fd, flags] {
+    if (bpf_map_update_elem(fd, p->key.data(), p->value.data(), flags) < 0) p->err = errno;
+  });
+  return Napi::External<PendingUpdate>::New(env, p, [](Napi::Env, PendingUpdate* q) { delete q; });
+}
+
+Napi::Value MapUpdateFinish(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "argument 'handle' must come from mapUpdateStart");
+  PendingUpdate* p = info[0].As<Napi::External<PendingUpdate>>().Data();
+  if (!p->thread.joinable()) throw Napi::Error::New(env, "mapUpdateFinish: this update was already finished");
+  p->thread.join();
+  if (p->err != 0) ThrowErrno(env, "bpf_map_update_elem", p->err);
+  return env.Undefined();
+}
+
 // Array elements through a shared mapping of an mmapable array
 // (BPF_F_MMAPABLE): the pages spanning the lowest to the highest index are
 // mapped, the entries copied, the mapping removed. A batch update writes
@@ -522,6 +564,8 @@ void InitMaps(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "mapDump", MapDump);
   Export(env, exports, "mapDumpStart", MapDumpStart);
   Export(env, exports, "mapDumpFinish", MapDumpFinish);
+  Export(env, exports, "mapUpdateStart", MapUpdateStart);
+  Export(env, exports, "mapUpdateFinish", MapUpdateFinish);
   Export(env, exports, "arrayGather", ArrayGather);
   Export(env, exports, "arrayScatter", ArrayScatter);
 }

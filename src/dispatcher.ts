@@ -24,7 +24,7 @@ import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterPatch, setFilterB
 import {
   ACTION_STEER, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BPF_MAP_TYPE_HASH, BPF_PROG_TYPE_SK_LOOKUP, DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE,
   GENERATIONS, INNER_KINDS, JOURNAL_CAPACITY, LAYOUT_VERSION, MAP_SPECS, MAX_BINDINGS, MAX_DESTINATIONS, META_INTENT, META_JOURNAL, META_MAGIC, META_NEXT_EPOCH, META_NEXT_STAT, META_STAMP,
-  META_WRITES, type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, setCapacity, u32, writeU64,
+  META_UNSETTLED, META_WRITES, type MapName, NO_DESTINATION, OBJECT_MAPS, PIN, SOCKET_SLOTS, assertLittleEndian, innerPin, metaGeneration, readU64, setCapacity, u32, writeU64,
 } from './layout.js';
 import { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 import { type LoadedObject, type Native, type SocketInfo, native } from './native.js';
@@ -475,8 +475,9 @@ export class Dispatcher {
    * if the writer died between putting it in force and recording it.
    */
   private reconcile(): void {
-    // A writer may have died between a flip and its wait.
+    // A writer may have died part-way through a flip, or before anyone waited for it.
     this.gens.settle();
+    this.setMeta(META_UNSETTLED, 0n);
     const g = this.gens.inForce();
     this.journal.invalidate();
     const { nextStat } = reconcile(this.gens, this.dests);
@@ -488,6 +489,16 @@ export class Dispatcher {
       this.setMeta(metaGeneration(g).number, other + 1n);
       this.setMeta(metaGeneration(g).applied, BigInt(Date.now()));
     }
+  }
+
+  /**
+   * Puts generation `slot` in force without waiting for the programs still
+   * running with the other one: meta says so, and the next writer to
+   * rewrite the standby waits first (see replace), as does recovery.
+   */
+  private flip(slot: number): void {
+    this.setMeta(META_UNSETTLED, 1n);
+    this.gens.flip(slot);
   }
 
   /** The two filters of a generation, each opened with its map. */
@@ -737,24 +748,41 @@ export class Dispatcher {
       }
       const inForce = this.gens.open('binding_set', g);
       let standbySet: BpfMap | undefined;
+      let settled: (() => void) | undefined;
       try {
         standbySet = this.gens.open('binding_set', s);
+        // The last flip did not wait for the programs that may still run
+        // with what is now the standby: that wait (an RCU grace period) runs
+        // on a thread while the file is parsed, and ends before the standby
+        // is written.
+        let pending = this.getMeta(META_UNSETTLED) !== 0n ? this.gens.settleStart(standbySet) : undefined;
+        settled = (): void => {
+          if (!pending) return;
+          const wait = pending;
+          pending = undefined;
+          wait();
+          this.setMeta(META_UNSETTLED, 0n);
+        };
         // The set in force is read on a thread of its own while the file is
         // parsed; so is the standby, unless the journal says where it differs.
         const journal = this.journal.read();
         const { parsed, current, standby } = whileDumping(inForce, journal ? undefined : standbySet, parse);
         if (!parsed) return undefined;
-        return this.replaceWith(parsed, file, { g, number, current, standbySet, standby, journal }, opts);
+        return this.replaceWith(parsed, file, { g, number, current, standbySet, standby, journal, settled }, opts);
       } finally {
-        inForce.close();
-        standbySet?.close();
+        try {
+          settled?.();
+        } finally {
+          inForce.close();
+          standbySet?.close();
+        }
       }
     });
   }
 
   /** The rest of replace, with the new set parsed and both sets read. */
   private replaceWith(parsed: ParsedSet, file: bigint | undefined,
-    at: { g: number; number: number; current: Dump; standbySet: BpfMap; standby?: Dump; journal?: { keys: Buffer; count: number } },
+    at: { g: number; number: number; current: Dump; standbySet: BpfMap; standby?: Dump; journal?: { keys: Buffer; count: number }; settled: () => void },
     opts: { check?: ChangeCheck }): ReplaceResult {
     const { g, number, current } = at;
     const s = 1 - g;
@@ -794,10 +822,11 @@ export class Dispatcher {
       };
       opts.check(packed, next, change, (st) => this.stats.many(st));
     }
+    // No program may still run with the standby once it is written.
+    at.settled();
     return this.changing(() => {
       // The standby is about to change: it is no generation any more, and
-      // no file or digest describes it. (Every flip waited until no
-      // program used it.)
+      // no file or digest describes it. (No program uses it: see above.)
       const standbyMeta = metaGeneration(s);
       this.setMeta(standbyMeta.number, 0n);
       this.setMeta(standbyMeta.digest, 0n);
@@ -839,7 +868,7 @@ export class Dispatcher {
         ? standbyPatch(at.standby, standby, patching)
         : patchFromJournal(at.journal!, at.standbySet.lookupMany(at.journal!.keys, at.journal!.count), current, standby, changes, patching), standby);
       // One update puts set and filters in force together.
-      this.gens.flip(s);
+      this.flip(s);
       this.setMeta(standbyMeta.number, BigInt(nextNumber));
       this.setMeta(standbyMeta.applied, BigInt(Date.now()));
       record(s);
@@ -938,7 +967,7 @@ export class Dispatcher {
         opts.check(current, previous, compareSets(current, previous), (st) => this.stats.many(st));
       }
       return this.changing(() => {
-        this.gens.flip(s);
+        this.flip(s);
         return { from, to };
       });
     });

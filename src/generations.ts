@@ -13,6 +13,9 @@
 // The standby slot may be rewritten only when no program still uses it:
 // settle() waits for that (an update of an outer map returns only after an
 // RCU grace period, when every program that started before it has ended).
+// A flip does not wait: the next writer that rewrites the standby does,
+// on a thread while it parses its file (settleStart), and the dispatcher's
+// meta says whether a flip has not been waited for since (META_UNSETTLED).
 import { chmodSync, chownSync, renameSync } from 'node:fs';
 import { BpfMap } from './bpfmap.js';
 import { TubularError, context, isSystemError } from './errors.js';
@@ -113,10 +116,12 @@ export class Generations {
     renameSync(this.dir.at(pendingPin(kind, slot)), this.dir.at(innerPin(kind, slot)));
   }
 
-  /** Makes `slot` the generation in force (one update), then waits until no program uses the other. */
+  /**
+   * Makes `slot` the generation in force: one update. Programs that started
+   * before it may still run with the other one; settle() before rewriting it.
+   */
   flip(slot: number): void {
     this.outer.generation.update(ZERO, u32(slot), BPF_ANY);
-    this.settle();
   }
 
   /**
@@ -127,6 +132,16 @@ export class Generations {
   settle(): void {
     const standby = 1 - this.inForce();
     this.withSet((set) => this.outer.bindings.update(u32(standby), u32(set.fd), BPF_ANY), standby);
+  }
+
+  /**
+   * settle() on a thread of its own: returns what waits for it. `standby`
+   * is the standby's binding set, open until then.
+   */
+  settleStart(standby: BpfMap): () => void {
+    const slot = 1 - this.inForce();
+    const handle = this.sys.mapUpdateStart(this.outer.bindings.fd, u32(slot), u32(standby.fd), BPF_ANY);
+    return () => context('wait until no program uses the standby generation', () => this.sys.mapUpdateFinish(handle));
   }
 }
 

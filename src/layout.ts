@@ -70,7 +70,9 @@ export const OUTER_OF: Record<InnerKind, 'bindings' | 'lengths' | 'blocks'> = { 
  * slot: its number, when it was applied (ms), the digest of its set as a
  * replace wrote it (0: changed since), and the file it was read from: a
  * digest of the file's bytes (0: none) and how many bindings the file holds;
- * last, the writes begun (META_WRITES).
+ * then the writes begun (META_WRITES); last, 1 from a flip until a writer
+ * has waited for the programs that may still run with the generation it
+ * put out of force (META_UNSETTLED, see generations.ts).
  */
 export const META_STAMP = 0;
 export const META_NEXT_STAT = 1;
@@ -79,7 +81,9 @@ export const META_JOURNAL = 3;
 export const META_NEXT_EPOCH = 4;
 /** counts writes: each writer adds one under the lock before it changes anything (see Dispatcher.write) */
 export const META_WRITES = 5 + 5 * 2;
-export const META_ENTRIES = META_WRITES + 1;
+/** 1 while a flip has not been waited for (see Generations.settleStart) */
+export const META_UNSETTLED = META_WRITES + 1;
+export const META_ENTRIES = META_UNSETTLED + 1;
 export const metaGeneration = (slot: number): { number: number; applied: number; digest: number; file: number; fileBindings: number } =>
   ({ number: 5 + 5 * slot, applied: 6 + 5 * slot, digest: 7 + 5 * slot, file: 8 + 5 * slot, fileBindings: 9 + 5 * slot });
 

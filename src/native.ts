@@ -60,6 +60,8 @@ export interface ReceivedMessage {
 
 /** A dump under way on a thread of its own (mapDumpStart). */
 export type DumpHandle = { readonly __dump: unique symbol };
+/** An update under way on a thread of its own (mapUpdateStart). */
+export type PendingUpdate = { readonly __update: unique symbol };
 
 export interface Native {
   // ---- generic fds ----
@@ -126,6 +128,10 @@ export interface Native {
    * for this map type. Returns the number of elements written.
    */
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number): number;
+  /** mapUpdate on a thread of its own (an update of a map-in-map waits for an RCU grace period); keep fd and value's fd open until mapUpdateFinish */
+  mapUpdateStart(fd: number, key: Buffer, value: Buffer, flags: number): PendingUpdate;
+  /** waits for the update mapUpdateStart began; throws its error */
+  mapUpdateFinish(handle: PendingUpdate): void;
   /** values[i] = array[indices[i]], read through a mapping of an mmapable array (BPF_F_MMAPABLE); values packed, the map's value size */
   arrayGather(fd: number, indices: Uint32Array, values: Buffer): void;
   /** array[indices[i]] = values[i], written through a mapping of an mmapable array: a copy instead of a syscall per element */

@@ -16,7 +16,7 @@ import { readMeta, writeMeta } from './lib/meta.js';
 import { type Binding, bindingId, parseBinding } from '../src/binding.js';
 import { bindingKey, packBindingSet } from '../src/bindingset.js';
 import { Dispatcher } from '../src/dispatcher.js';
-import { META_INTENT, META_JOURNAL, PIN } from '../src/layout.js';
+import { META_INTENT, META_JOURNAL, META_UNSETTLED, PIN } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { netnsInode } from '../src/netns.js';
 import { probe } from '../src/probe.js';
@@ -216,4 +216,50 @@ test('a standby too small for the new set, or four times too large, is built ane
   assert.equal(patchable(200_000, 50_000, size), true);
   assert.equal(patchable(200_000, 49_999, size), false);
   assert.equal(patchable(2048, 10, size), true, 'small sets are not rebuilt for shrinking');
+});
+
+test('a flip does not wait for the programs still running with the generation it put out of force; the next replace waits, on a thread while it parses, before it writes the standby', () => {
+  // Every call into the addon, in order; the state is the real one.
+  const calls: string[] = [];
+  const recorder = new Proxy(sys, {
+    get(target, name, receiver) {
+      const v = Reflect.get(target, name, receiver) as unknown;
+      return typeof v === 'function' ? (...args: unknown[]) => { calls.push(String(name)); return (v as (...a: unknown[]) => unknown).apply(target, args); } : v;
+    },
+  });
+  const WRITES = new Set(['mapUpdateBatch', 'mapDeleteBatch', 'arrayScatter', 'mapCreate']);
+  const d = Dispatcher.create({ ...opts, sys: recorder });
+  try {
+    const set = (label: number) => packBindingSet(KEYS.slice(0, 8).map((_, k) => binding(k, label)));
+    // The first replace: nothing to wait for; its flip leaves the wait to the next writer.
+    calls.length = 0;
+    d.replacePackedBindings(set(0));
+    assert.equal(calls.includes('mapUpdateStart'), false);
+    assert.equal(readMeta(stateDir, META_UNSETTLED), 1n);
+    // The next one starts the wait before reading anything, and ends it before its first write.
+    let parsedAt = -1;
+    calls.length = 0;
+    d.replaceBindingsFile({ digest: 11n, parse: () => { parsedAt = calls.length; return { set: set(1) }; } });
+    const started = calls.indexOf('mapUpdateStart');
+    const finished = calls.indexOf('mapUpdateFinish');
+    const firstWrite = calls.findIndex((c) => WRITES.has(c));
+    assert.ok(started >= 0 && started < parsedAt, `the wait starts before the parse: ${calls.join(' ')}`);
+    assert.ok(finished > parsedAt && finished < firstWrite, `and ends after it, before the first write: ${calls.join(' ')}`);
+    assert.equal(calls.filter((c) => c === 'mapUpdateFinish').length, 1);
+    assert.equal(readMeta(stateDir, META_UNSETTLED), 1n, 'its own flip is left to the next writer');
+    // A replace that changes nothing still ends the wait it began, and says so.
+    calls.length = 0;
+    d.replacePackedBindings(set(1));
+    assert.deepEqual(calls.filter((c) => c === 'mapUpdateStart' || c === 'mapUpdateFinish'), ['mapUpdateStart', 'mapUpdateFinish']);
+    assert.equal(readMeta(stateDir, META_UNSETTLED), 0n);
+    // A rollback flips too; a bind does not touch the standby and does not wait.
+    d.rollback();
+    assert.equal(readMeta(stateDir, META_UNSETTLED), 1n);
+    calls.length = 0;
+    d.bind(binding(20, 0));
+    assert.equal(calls.includes('mapUpdateStart'), false);
+  } finally {
+    d.close();
+    Dispatcher.unload(opts);
+  }
 });

@@ -69,15 +69,9 @@ export function bpffsFromDefaults(text: string, file = DEFAULTS_FILE): string | 
 
 /** The text of the defaults file, or undefined when there is none. */
 function readDefaults(file: string): string | undefined {
-  let fd: number;
+  let fd: number | undefined;
   try {
     fd = openSync(file, 'r');
-  } catch (err) {
-    if (isSystemError(err) && (err.code === 'ENOENT' || err.code === 'ENOTDIR')) return undefined;
-    const why = isSystemError(err) ? err.code : String(err);
-    throw new TubularError('EPERM', `cannot read ${file} (${why}), which says where the state is: make it readable, or pass --bpffs PATH`);
-  }
-  try {
     const buf = Buffer.alloc(DEFAULTS_FILE_MAX_BYTES + 1);
     let size = 0;
     for (;;) {
@@ -89,8 +83,13 @@ function readDefaults(file: string): string | undefined {
       }
     }
     return buf.toString('utf8', 0, size);
+  } catch (err) {
+    if (fd === undefined && isSystemError(err) && (err.code === 'ENOENT' || err.code === 'ENOTDIR')) return undefined;
+    if (err instanceof TubularError) throw err;
+    const why = isSystemError(err) ? err.code : String(err);
+    throw new TubularError('EPERM', `cannot read ${file} (${why}), which says where the state is: make it a readable file, or pass --bpffs PATH`);
   } finally {
-    closeSync(fd);
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -2,7 +2,7 @@
 // then /etc/default/tubular as systemd and sh both read it, then
 // /sys/fs/bpf. Pure: a temporary file, no root.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -55,4 +55,11 @@ test('a file larger than the limit is refused, not read whole', () => {
   assert.throws(() => defaultBpffs(noEnv, big), refused(/is larger than 64 KiB.*pass --bpffs PATH/));
   const exact = file(`TUBULAR_BPFFS=/run/a\n${'#'.repeat(DEFAULTS_FILE_MAX_BYTES - 21)}`);
   assert.equal(defaultBpffs(noEnv, exact).path, '/run/a');
+});
+
+test('a defaults file that cannot be read (a directory here) is named, with what to do, as an error of its own', () => {
+  const sub = path.join(dir, 'a-directory');
+  mkdirSync(sub);
+  assert.throws(() => defaultBpffs(noEnv, sub), (err: unknown) => err instanceof TubularError && err.code === 'EPERM' &&
+    /^cannot read .*a-directory \(EISDIR\), which says where the state is: make it a readable file, or pass --bpffs PATH$/.test(err.message));
 });

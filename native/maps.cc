@@ -100,7 +100,16 @@ Napi::Value MapLookupMany(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, found);
 }
 
-Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
+// The arguments of an update, (fd, key, value, flags), checked against the map.
+struct UpdateArgs {
+  int fd;
+  const uint8_t* key;
+  const uint8_t* value;
+  uint64_t flags;
+  MapShape shape;
+};
+
+UpdateArgs ArgUpdate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0, "fd");
   Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
@@ -109,7 +118,13 @@ Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
   MapShape s = Shape(env, fd, "bpf_map_update_elem");
   CheckSize(env, "key", key.Length(), s.keySize);
   CheckSize(env, "value", value.Length(), s.valueSize);
-  if (bpf_map_update_elem(fd, key.Data(), value.Data(), flags) < 0)
+  return {fd, key.Data(), value.Data(), flags, s};
+}
+
+Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  UpdateArgs a = ArgUpdate(info);
+  if (bpf_map_update_elem(a.fd, a.key, a.value, a.flags) < 0)
     ThrowErrno(env, "bpf_map_update_elem", errno);
   return env.Undefined();
 }
@@ -430,16 +445,12 @@ struct PendingUpdate {
 
 Napi::Value MapUpdateStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = ArgFd(info, 0, "fd");
-  Napi::Buffer<uint8_t> key = ArgBuffer(info, 1, "key");
-  Napi::Buffer<uint8_t> value = ArgBuffer(info, 2, "value");
-  uint64_t flags = static_cast<uint64_t>(ArgInt(info, 3, "flags", 0, UINT32_MAX));
-  MapShape s = Shape(env, fd, "bpf_map_update_elem");
-  CheckSize(env, "key", key.Length(), s.keySize);
-  CheckSize(env, "value", value.Length(), s.valueSize);
+  UpdateArgs a = ArgUpdate(info);
   auto* p = new PendingUpdate();
-  p->key.assign(key.Data(), key.Data() + s.keySize);
-  p->value.assign(value.Data(), value.Data() + s.valueSize);
+  p->key.assign(a.key, a.key + a.shape.keySize);
+  p->value.assign(a.value, a.value + a.shape.valueSize);
+  int fd = a.fd;
+  uint64_t flags = a.flags;
   p->thread = std::thread([p, fd, flags] {
     if (bpf_map_update_elem(fd, p->key.data(), p->value.data(), flags) < 0) p->err = errno;
   });

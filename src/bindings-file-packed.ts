@@ -530,7 +530,7 @@ export function packBindingsFile(input: string | Uint8Array | StreamOptions): Pa
   const keys = out.keys.subarray(0, count * BINDING_KEY_SIZE);
   // A binding twice: the reference names both entries.
   const index = new KeyIndex(keyWords(keys, count), count);
-  for (let k = 0; k < count; k++) if (index.add(k) >= 0) return undefined;
+  if (index.addAll(count) >= 0) return undefined;
   return {
     set: { count, keys, actions: out.actions.subarray(0, count), labelIndex: out.labelIndex.subarray(0, count), labels: labels.list },
     notes,

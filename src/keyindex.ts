@@ -60,6 +60,16 @@ export class KeyIndex {
     }
   }
 
+  /**
+   * Adds keys 0 to count - 1; returns the index of the first key equal to
+   * one added before it, or -1. (A loop of its own: V8 optimizes a small
+   * function on its own sooner than the large one that would hold it.)
+   */
+  addAll(count: number): number {
+    for (let k = 0; k < count; k++) if (this.add(k) >= 0) return k;
+    return -1;
+  }
+
   /** The index of the key equal to key j of `other` (words as from keyWords), or -1. */
   find(other: Uint32Array, j: number): number {
     const w = this.words;

@@ -26,10 +26,14 @@ namespace {
 
 // Key and value sizes as the syscalls see them. The kernel reads/writes
 // exactly these many bytes through our pointers, so buffers are checked
-// against them to keep out-of-bounds accesses impossible.
+// against them to keep out-of-bounds accesses impossible. Also the rest of
+// what one bpf_obj_get_info_by_fd says that callers need.
 struct MapShape {
   uint32_t keySize;
   uint32_t valueSize;
+  uint32_t maxEntries;
+  uint32_t type;
+  uint32_t flags;
 };
 
 bool IsPerCpu(uint32_t type) {
@@ -41,7 +45,7 @@ MapShape Shape(Napi::Env env, int fd, const char* syscall) {
   struct bpf_map_info mi = {};
   __u32 len = sizeof(mi);
   if (bpf_obj_get_info_by_fd(fd, &mi, &len) < 0) ThrowErrno(env, syscall, errno);
-  MapShape s{mi.key_size, mi.value_size};
+  MapShape s{mi.key_size, mi.value_size, mi.max_entries, mi.type, mi.map_flags};
   if (IsPerCpu(mi.type)) {
     int ncpus = libbpf_num_possible_cpus();
     if (ncpus < 0) ThrowErrno(env, "libbpf_num_possible_cpus", -ncpus);
@@ -306,11 +310,11 @@ bool DumpByIteration(int fd, const MapShape& s, Dump* d, DumpError* e) {
   }
 }
 
-bool DumpMap(int fd, const MapShape& s, uint32_t maxEntries, Dump* d, DumpError* e) {
+bool DumpMap(int fd, const MapShape& s, Dump* d, DumpError* e) {
   // The batch token is a key for array-like maps and a bucket index for hashes.
   std::vector<uint8_t> inTok(std::max<uint32_t>(s.keySize, 8)), outTok(inTok.size());
   // Room for the whole map at once: one allocation, and few syscalls.
-  uint32_t chunk = std::max<uint32_t>(1024, std::min<uint32_t>(maxEntries, 1u << 20));
+  uint32_t chunk = std::max<uint32_t>(1024, std::min<uint32_t>(s.maxEntries, 1u << 20));
   bool first = true;
   int retries = 0;
   LIBBPF_OPTS(bpf_map_batch_opts, opts);
@@ -351,6 +355,19 @@ bool DumpMap(int fd, const MapShape& s, uint32_t maxEntries, Dump* d, DumpError*
   }
 }
 
+// The work of a ...Start function on a thread of its own, waited for by
+// its ...Finish (once): the handle, joined.
+template <typename Pending>
+Pending* JoinPending(const Napi::CallbackInfo& info, const char* start, const char* finish) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal())
+    throw Napi::TypeError::New(env, std::string("argument 'handle' must come from ") + start);
+  Pending* p = info[0].As<Napi::External<Pending>>().Data();
+  if (!p->thread.joinable()) throw Napi::Error::New(env, std::string(finish) + ": this one was already finished");
+  p->thread.join();
+  return p;
+}
+
 // A buffer over the first `bytes` of a block, which it takes over (no copy).
 Napi::Buffer<uint8_t> TakeBuffer(Napi::Env env, Block& b, size_t bytes) {
   if (bytes == 0) return Napi::Buffer<uint8_t>::New(env, 0);
@@ -366,8 +383,8 @@ Napi::Object DumpResult(Napi::Env env, const MapShape& s, Dump& d) {
   return o;
 }
 
-// The map's shape and entries, checked against what the caller expects.
-MapShape DumpShape(const Napi::CallbackInfo& info, uint32_t* maxEntries) {
+// The map's shape, checked against what the caller expects.
+MapShape DumpShape(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0, "fd");
   uint32_t keySize = ArgU32(info, 1, "keySize");
@@ -377,20 +394,15 @@ MapShape DumpShape(const Napi::CallbackInfo& info, uint32_t* maxEntries) {
     ThrowRange(env, "keySize/valueSize (" + std::to_string(keySize) + "/" + std::to_string(valueSize) +
                         ") do not match the map (" + std::to_string(s.keySize) + "/" +
                         std::to_string(s.valueSize) + ")");
-  struct bpf_map_info mi = {};
-  __u32 len = sizeof(mi);
-  if (bpf_obj_get_info_by_fd(fd, &mi, &len) < 0) ThrowErrno(env, "bpf_obj_get_info_by_fd", errno);
-  *maxEntries = mi.max_entries;
   return s;
 }
 
 Napi::Value MapDump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint32_t maxEntries = 0;
-  MapShape s = DumpShape(info, &maxEntries);
+  MapShape s = DumpShape(info);
   Dump d;
   DumpError e;
-  if (!DumpMap(info[0].As<Napi::Number>().Int32Value(), s, maxEntries, &d, &e)) ThrowErrno(env, e.syscall, e.err);
+  if (!DumpMap(info[0].As<Napi::Number>().Int32Value(), s, &d, &e)) ThrowErrno(env, e.syscall, e.err);
   return DumpResult(env, s, d);
 }
 
@@ -410,21 +422,17 @@ struct PendingDump {
 
 Napi::Value MapDumpStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint32_t maxEntries = 0;
-  MapShape s = DumpShape(info, &maxEntries);
+  MapShape s = DumpShape(info);
   int fd = info[0].As<Napi::Number>().Int32Value();
   auto* p = new PendingDump();
   p->shape = s;
-  p->thread = std::thread([p, fd, s, maxEntries] { p->ok = DumpMap(fd, s, maxEntries, &p->dump, &p->error); });
+  p->thread = std::thread([p, fd, s] { p->ok = DumpMap(fd, s, &p->dump, &p->error); });
   return Napi::External<PendingDump>::New(env, p, [](Napi::Env, PendingDump* q) { delete q; });
 }
 
 Napi::Value MapDumpFinish(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "argument 'handle' must come from mapDumpStart");
-  PendingDump* p = info[0].As<Napi::External<PendingDump>>().Data();
-  if (!p->thread.joinable()) throw Napi::Error::New(env, "mapDumpFinish: this dump was already finished");
-  p->thread.join();
+  PendingDump* p = JoinPending<PendingDump>(info, "mapDumpStart", "mapDumpFinish");
   if (!p->ok) ThrowErrno(env, p->error.syscall, p->error.err);
   return DumpResult(env, p->shape, p->dump);
 }
@@ -459,10 +467,7 @@ Napi::Value MapUpdateStart(const Napi::CallbackInfo& info) {
 
 Napi::Value MapUpdateFinish(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "argument 'handle' must come from mapUpdateStart");
-  PendingUpdate* p = info[0].As<Napi::External<PendingUpdate>>().Data();
-  if (!p->thread.joinable()) throw Napi::Error::New(env, "mapUpdateFinish: this update was already finished");
-  p->thread.join();
+  PendingUpdate* p = JoinPending<PendingUpdate>(info, "mapUpdateStart", "mapUpdateFinish");
   if (p->err != 0) ThrowErrno(env, "bpf_map_update_elem", p->err);
   return env.Undefined();
 }
@@ -524,16 +529,14 @@ ArrayArgs ArrayCall(const Napi::CallbackInfo& info, const char* syscall) {
     throw Napi::TypeError::New(env, "argument 'indices' must be a Uint32Array");
   Napi::Uint32Array indices = info[1].As<Napi::Uint32Array>();
   Napi::Buffer<uint8_t> values = ArgBuffer(info, 2, "values");
-  struct bpf_map_info mi = {};
-  __u32 len = sizeof(mi);
-  if (bpf_obj_get_info_by_fd(a.fd, &mi, &len) < 0) ThrowErrno(env, syscall, errno);
-  if (mi.type != BPF_MAP_TYPE_ARRAY || !(mi.map_flags & BPF_F_MMAPABLE))
+  MapShape s = Shape(env, a.fd, syscall);
+  if (s.type != BPF_MAP_TYPE_ARRAY || !(s.flags & BPF_F_MMAPABLE))
     throw Napi::Error::New(env, std::string(syscall) + ": the map is not an mmapable array");
   a.idx = indices.Data();
   a.count = static_cast<uint32_t>(indices.ElementLength());
   a.values = values.Data();
-  a.valueSize = mi.value_size;
-  a.maxEntries = mi.max_entries;
+  a.valueSize = s.valueSize;
+  a.maxEntries = s.maxEntries;
   CheckSize(env, "values", values.Length(), static_cast<size_t>(a.count) * a.valueSize);
   return a;
 }

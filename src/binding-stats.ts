@@ -7,7 +7,9 @@
 // by every writer, recomputed after a crash.
 import type { BpfMap } from './bpfmap.js';
 import { TubularError } from './errors.js';
-import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, MAX_BINDINGS, readU32, readU64 } from './layout.js';
+import { u32Words } from './keyindex.js';
+import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, BINDING_VALUE_WORDS as VALUE_WORDS, MAX_BINDINGS, readU32, readU64 } from './layout.js';
+
 
 export interface Traffic {
   hits: bigint;
@@ -17,8 +19,8 @@ export interface Traffic {
 
 /** Marks the stat indices a dump of binding values uses. */
 export function markStats(used: Uint8Array, values: Buffer, count: number): Uint8Array {
-  const words = values.byteOffset % 4 === 0 ? new Uint32Array(values.buffer, values.byteOffset, count * 3) : undefined;
-  for (let i = 0; i < count; i++) used[words ? words[3 * i + 2] : readU32(values, i * BINDING_VALUE_SIZE + 8)] = 1;
+  const words = u32Words(values, count * VALUE_WORDS);
+  for (let i = 0; i < count; i++) used[words[VALUE_WORDS * i + 2]] = 1;
   return used;
 }
 
@@ -70,14 +72,9 @@ const ZERO_BATCH = 1 << 15;
 export class BindingStats {
   constructor(private readonly map: BpfMap) {}
 
-  /** The entries of these indices, in order, read through a mapping of the array. */
-  private read(stats: Uint32Array): { values: Buffer } {
-    return { values: this.map.gather(stats) };
-  }
-
   /** Traffic of the bindings with these stat indices, in their order. */
   many(stats: Uint32Array): Traffic[] {
-    const { values } = this.read(stats);
+    const values = this.map.gather(stats);
     const date = clock();
     return Array.from(stats, (_, i) => ({ hits: readU64(values, i * BINDING_STAT_SIZE), lastHit: date(BigInt(readU32(values, i * BINDING_STAT_SIZE + 8))) }));
   }
@@ -111,7 +108,7 @@ export class BindingStats {
 
   /** The epochs of these indices, in order. */
   epochs(stats: Uint32Array): Uint32Array {
-    const { values } = this.read(stats);
+    const values = this.map.gather(stats);
     return Uint32Array.from(stats, (_, i) => readU32(values, i * BINDING_STAT_SIZE + 12));
   }
 }

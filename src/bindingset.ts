@@ -8,9 +8,9 @@
 import { endianness } from 'node:os';
 import type { Binding } from './binding.js';
 import { TubularError } from './errors.js';
-import { KeyIndex, keyWords } from './keyindex.js';
+import { KeyIndex, keyWords, u32Words } from './keyindex.js';
 import {
-  ACTION_OBSERVE, ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, IPPROTO, MAX_DESTINATIONS, NO_DESTINATION,
+  ACTION_OBSERVE, ACTION_REJECT, ACTION_STEER, AF, BINDING_KEY_SIZE, BINDING_VALUE_SIZE, BINDING_VALUE_WORDS as VALUE_WORDS, IPPROTO, MAX_DESTINATIONS, NO_DESTINATION,
   decodeBindingKey, encodeBindingKey, readU32, writeU32,
 } from './layout.js';
 import type { DestinationKey } from './destination.js';
@@ -227,7 +227,6 @@ export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slo
   return { slotOf, slots };
 }
 
-const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
 
 /** The destination id of a destination that does not exist yet (packValues, diffBindingSets): no real id, and not NO_DESTINATION. */
 export const PENDING_DESTINATION = 0xfffffffe;
@@ -340,11 +339,6 @@ export function valuesWithStats(set: PackedBindings, slotOf: Int32Array, ids: In
     words[VALUE_WORDS * i + 2] = j >= 0 ? cur[VALUE_WORDS * j + 2] : fresh[k++];
   }
   return values;
-}
-
-function u32Words(buf: Buffer, n: number): Uint32Array {
-  const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf.subarray(0, n * 4));
-  return new Uint32Array(aligned.buffer, aligned.byteOffset, n);
 }
 
 

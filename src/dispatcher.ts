@@ -85,7 +85,6 @@ export interface ReplaceResult {
   generation: number;
 }
 
-/** A generation: a binding set that a replace (or the load) put in force. */
 /** A set as a parser gives it to a replace. */
 export interface ParsedSet {
   set: PackedBindings;
@@ -107,6 +106,7 @@ export interface BindingsSource {
 
 type StandbySet = PackedSet & { index: KeyIndex };
 
+/** A generation: a binding set that a replace (or the load) put in force. */
 export interface GenerationRecord {
   /** 1 for the set of the load, then one more for each replace */
   number: number;

@@ -130,8 +130,7 @@ export class Generations {
    * of a map-in-map returns only after an RCU grace period.
    */
   settle(): void {
-    const standby = 1 - this.inForce();
-    this.withSet((set) => this.outer.bindings.update(u32(standby), u32(set.fd), BPF_ANY), standby);
+    this.withSet((set) => this.settleStart(set)(), 1 - this.inForce());
   }
 
   /**

@@ -16,13 +16,12 @@
 // crash, reconcile marks it not whole; the next replace then reads the
 // standby whole, as without a journal, and writes the journal anew.
 import type { BpfMap, Dump } from './bpfmap.js';
-import { type KeyIndex, KeyIndex as Index, keyWords } from './keyindex.js';
-import { BINDING_VALUE_SIZE, JOURNAL_CAPACITY, u32 } from './layout.js';
-import { Gather, type StandbyPatch, u32Words } from './standby.js';
+import { type KeyIndex, KeyIndex as Index, keyWords, u32Words } from './keyindex.js';
+import { BINDING_VALUE_WORDS as VALUE_WORDS, JOURNAL_CAPACITY, u32 } from './layout.js';
+import { Gather, type StandbyPatch, sameValue } from './standby.js';
 import { isSystemError } from './errors.js';
 
 const ONE = u32(1);
-const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
 
 export class Journal {
   constructor(private readonly map: BpfMap, private readonly whole: { get(): boolean; set(whole: boolean): void }) {}
@@ -105,7 +104,7 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
   next: { keys: Buffer; values: Buffer; count: number; index: KeyIndex }, changes: Changes, writes = true): StandbyPatch {
   const jWords = keyWords(journal.keys, journal.count);
   const jIndex = new Index(jWords, journal.count);
-  for (let t = 0; t < journal.count; t++) jIndex.add(t);
+  jIndex.addAll(journal.count);
   const heldWords = u32Words(held, journal.count * VALUE_WORDS);
   const nextWords = u32Words(next.values, next.count * VALUE_WORDS);
   const curWords = u32Words(current.values, current.count * VALUE_WORDS);
@@ -117,8 +116,6 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
   const update = (i: number): void => { if (writes) updates.add(nextKeys, i, nextWords); };
   const arrived = new Int32Array(most);
   let n = 0;
-  const sameValue = (a: Uint32Array, i: number, b: Uint32Array, j: number): boolean =>
-    a[VALUE_WORDS * i] === b[VALUE_WORDS * j] && a[VALUE_WORDS * i + 1] === b[VALUE_WORDS * j + 1] && a[VALUE_WORDS * i + 2] === b[VALUE_WORDS * j + 2];
   // The journal's keys: the standby's binding as looked up (none: zero, as no binding's action is 0).
   for (let t = 0; t < journal.count; t++) {
     const present = heldWords[VALUE_WORDS * t + 1] !== 0;

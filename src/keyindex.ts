@@ -2,16 +2,20 @@
 // without a string or an object per key. Open addressing with linear probing
 // over an Int32Array; a key is read as six host-order u32 words. Used to find
 // duplicates in a new set and to diff it against a dump of the set in force.
-import { BINDING_KEY_SIZE } from './layout.js';
+import { BINDING_KEY_WORDS as KEY_WORDS } from './layout.js';
 
-const KEY_WORDS = BINDING_KEY_SIZE / 4;
 const MUL = 0x9e3779b1;
 const FIN = 0x85ebca6b;
 
+/** The first n u32 words of a buffer (copied only when the buffer is not 4-byte aligned). */
+export function u32Words(buf: Buffer, n: number): Uint32Array {
+  const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf.subarray(0, n * 4));
+  return new Uint32Array(aligned.buffer, aligned.byteOffset, n);
+}
+
 /** The keys of a packed buffer as u32 words (copied only when the buffer is not 4-byte aligned). */
 export function keyWords(keys: Buffer, count: number): Uint32Array {
-  const aligned = keys.byteOffset % 4 === 0 ? keys : Buffer.from(keys.subarray(0, count * BINDING_KEY_SIZE));
-  return new Uint32Array(aligned.buffer, aligned.byteOffset, count * KEY_WORDS);
+  return u32Words(keys, count * KEY_WORDS);
 }
 
 function hash(w: Uint32Array, at: number): number {

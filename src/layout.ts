@@ -138,8 +138,12 @@ export function writeU64(buf: Buffer, v: bigint, off: number): void {
 // struct binding_key: protocol u8, family u8, prefixlen u8, pad u8,
 // port u16 (host order), pad u16, addr[16] (network order, masked).
 export const BINDING_KEY_SIZE = 24;
+/** a key as u32 words (keyindex.ts reads keys so) */
+export const BINDING_KEY_WORDS = BINDING_KEY_SIZE / 4;
 // struct binding_value: destination u32, action u16, pad u16, stat u32.
 export const BINDING_VALUE_SIZE = 12;
+/** a value as u32 words: destination, action, stat */
+export const BINDING_VALUE_WORDS = BINDING_VALUE_SIZE / 4;
 // struct binding_stat: hits u64, last_hit u32 (CLOCK_MONOTONIC in ticks of 2^30 ns, + 1; 0: never), epoch u32.
 // struct source_key: stat u32, epoch u32, family u32 (AF_*), addr[4]; struct source_value: hits u64, last_seen u64.
 export const SOURCE_KEY_SIZE = 28;

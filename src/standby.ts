@@ -7,8 +7,8 @@
 // Pure: from a dump of the standby set and the new set (keys, values, an
 // index of its keys), what to delete, what to write, and which keys the
 // filters must be rewritten for.
-import { type KeyIndex, keyWords } from './keyindex.js';
-import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, MIN_SET_CAPACITY } from './layout.js';
+import { type KeyIndex, keyWords, u32Words } from './keyindex.js';
+import { BINDING_KEY_SIZE, BINDING_KEY_WORDS as KEY_WORDS, BINDING_VALUE_SIZE, BINDING_VALUE_WORDS as VALUE_WORDS, MIN_SET_CAPACITY } from './layout.js';
 
 export interface PackedSet {
   keys: Buffer;
@@ -25,12 +25,10 @@ export interface StandbyPatch {
   arrived: Int32Array;
 }
 
-const VALUE_WORDS = BINDING_VALUE_SIZE / 4;
-const KEY_WORDS = BINDING_KEY_SIZE / 4;
 
-export function u32Words(buf: Buffer, n: number): Uint32Array {
-  const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf.subarray(0, n * 4));
-  return new Uint32Array(aligned.buffer, aligned.byteOffset, n);
+/** Whether value i of `a` and value j of `b` (as u32 words) are the same binding value. */
+export function sameValue(a: Uint32Array, i: number, b: Uint32Array, j: number): boolean {
+  return a[VALUE_WORDS * i] === b[VALUE_WORDS * j] && a[VALUE_WORDS * i + 1] === b[VALUE_WORDS * j + 1] && a[VALUE_WORDS * i + 2] === b[VALUE_WORDS * j + 2];
 }
 
 /** Keys (and values) gathered one by one from packed sets (as u32 words), up to `max`. */
@@ -79,9 +77,7 @@ export function standbyPatch(standby: PackedSet, next: PackedSet & { index: KeyI
       continue;
     }
     kept[i] = 1;
-    const a = VALUE_WORDS * j;
-    const b = VALUE_WORDS * i;
-    if (writes && (oldValues[a] !== newValues[b] || oldValues[a + 1] !== newValues[b + 1] || oldValues[a + 2] !== newValues[b + 2])) updates.add(newKeys, i, newValues);
+    if (writes && !sameValue(oldValues, j, newValues, i)) updates.add(newKeys, i, newValues);
   }
   const arrived = new Int32Array(next.count);
   let n = 0;

@@ -12,12 +12,13 @@
 // agree: `NAME=value` lines, `export ` allowed, a value in single or double
 // quotes or bare, `#` comments, the last assignment winning. A value that
 // relies on shell expansion ($, `, \) or is not an absolute path is refused
-// with a sentence, never guessed at. Keep this module free of heavy
+// with a sentence, never guessed at; so is a file that is not a regular
+// file, or larger than a few lines. Keep this module free of heavy
 // imports: every command loads it.
-import { closeSync, openSync, readSync } from 'node:fs';
-import { TubularError, isSystemError } from './errors.js';
+import { TubularError } from './errors.js';
 import { DEFAULT_BPFFS } from './netns.js';
 import { quote } from './quote.js';
+import { readRegularFile } from './read-file.js';
 
 export const DEFAULTS_FILE = '/etc/default/tubular';
 export const BPFFS_VARIABLE = 'TUBULAR_BPFFS';
@@ -69,27 +70,13 @@ export function bpffsFromDefaults(text: string, file = DEFAULTS_FILE): string | 
 
 /** The text of the defaults file, or undefined when there is none. */
 function readDefaults(file: string): string | undefined {
-  let fd: number | undefined;
   try {
-    fd = openSync(file, 'r');
-    const buf = Buffer.alloc(DEFAULTS_FILE_MAX_BYTES + 1);
-    let size = 0;
-    for (;;) {
-      const n = readSync(fd, buf, size, buf.length - size, null);
-      if (n === 0) break;
-      size += n;
-      if (size > DEFAULTS_FILE_MAX_BYTES) {
-        throw new TubularError('EINVAL', `${file} is larger than ${DEFAULTS_FILE_MAX_BYTES / 1024} KiB, which is not the few lines it should be: shorten it, or pass --bpffs PATH`);
-      }
-    }
-    return buf.toString('utf8', 0, size);
+    return readRegularFile(file, { what: 'defaults file', maxBytes: DEFAULTS_FILE_MAX_BYTES, advice: 'it is meant to hold a few lines: shorten it' });
   } catch (err) {
-    if (fd === undefined && isSystemError(err) && (err.code === 'ENOENT' || err.code === 'ENOTDIR')) return undefined;
-    if (err instanceof TubularError) throw err;
-    const why = isSystemError(err) ? err.code : String(err);
-    throw new TubularError('EPERM', `cannot read ${file} (${why}), which says where the state is: make it a readable file, or pass --bpffs PATH`);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
+    if (err instanceof TubularError && err.code === 'ENOENT') return undefined;
+    // It says where the state is: the flag does without it.
+    if (err instanceof TubularError) throw new TubularError(err.code, `${err.message}; or pass --bpffs PATH`, { cause: err });
+    throw err;
   }
 }
 

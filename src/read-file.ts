@@ -1,10 +1,11 @@
-// Reading a file named on the command line, within a limit. readFileSync
+// Reading a file named on the command line (or a settings file), within a
+// limit. readFileSync
 // would read /dev/zero until memory runs out and block forever on a FIFO
 // nobody writes to; this refuses anything but a regular file, without
 // blocking, and stops reading one byte past the limit.
 import { closeSync, constants, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
-import { TubularError, isSystemError } from '../errors.js';
-import { quoteIfNeeded } from '../quote.js';
+import { TubularError, isSystemError } from './errors.js';
+import { quoteIfNeeded } from './quote.js';
 
 /** "256 MiB", "4 KiB", "100 bytes". */
 export function formatBytes(n: number): string {

@@ -25,7 +25,7 @@ import { QUOTE_MAX, quote, quoteIfNeeded } from '../src/quote.js';
 import { UsageError, boundQuotedTokens } from '../src/cli/errors.js';
 import { run, type Io } from '../src/cli/main.js';
 import { toJSONText } from '../src/cli/output.js';
-import { formatBytes, readRegularFile } from '../src/cli/read-file.js';
+import { formatBytes, readRegularFile } from '../src/read-file.js';
 import { PID_FILE_MAX_BYTES, parsePidArgs, passedSockets } from '../src/cli/register.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'tubular-limits-'));

@@ -52,14 +52,14 @@ test('the environment first, then the file, then /sys/fs/bpf; a missing file is 
 
 test('a file larger than the limit is refused, not read whole', () => {
   const big = file(`TUBULAR_BPFFS=/run/a\n${'#'.repeat(DEFAULTS_FILE_MAX_BYTES)}\n`);
-  assert.throws(() => defaultBpffs(noEnv, big), refused(/is larger than 64 KiB.*pass --bpffs PATH/));
+  assert.throws(() => defaultBpffs(noEnv, big), refused(/^defaults file \S+ is [\d.]+ KiB, over the limit of 64 KiB: it is meant to hold a few lines: shorten it; or pass --bpffs PATH$/));
   const exact = file(`TUBULAR_BPFFS=/run/a\n${'#'.repeat(DEFAULTS_FILE_MAX_BYTES - 21)}`);
   assert.equal(defaultBpffs(noEnv, exact).path, '/run/a');
 });
 
-test('a defaults file that cannot be read (a directory here) is named, with what to do, as an error of its own', () => {
+test('a defaults file that is not a regular file (a directory here) is refused, named, with what to do', () => {
   const sub = path.join(dir, 'a-directory');
   mkdirSync(sub);
-  assert.throws(() => defaultBpffs(noEnv, sub), (err: unknown) => err instanceof TubularError && err.code === 'EPERM' &&
-    /^cannot read .*a-directory \(EISDIR\), which says where the state is: make it a readable file, or pass --bpffs PATH$/.test(err.message));
+  assert.throws(() => defaultBpffs(noEnv, sub),
+    refused(/^cannot read defaults file \S+a-directory: it is a directory, give a regular file; or pass --bpffs PATH$/));
 });

@@ -16,7 +16,7 @@ import { type Env, checkPlaces, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
 import { type GuardFlags, guardFrom, guardedChange, guardedUnbind, warnRedirected, writeForced } from './guard.js';
 import { describeBinding, labelCell, packedBindingsTable, table, writeJSON } from './output.js';
-import { type ReadLimit, formatBytes, openRegularFile, readRegularBytes } from './read-file.js';
+import { type ReadLimit, formatBytes, openRegularFile, readRegularBytes } from '../read-file.js';
 import type { PackedBindingsFile } from '../bindings-file-packed.js';
 import type { Dispatcher } from '../dispatcher.js';
 

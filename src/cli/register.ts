@@ -13,7 +13,7 @@ import { quote, quoteIfNeeded } from '../quote.js';
 import { type SocketKind, registrableKind } from '../socket.js';
 import { type Env, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
-import { readRegularFile } from './read-file.js';
+import { readRegularFile } from '../read-file.js';
 
 /** SD_LISTEN_FDS_START: systemd passes sockets from fd 3 on. */
 export const LISTEN_FDS_START = 3;

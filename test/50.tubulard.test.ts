@@ -152,6 +152,16 @@ describe('tubulard', () => {
     daemon = await startDaemon({ bpffs, socket });
   });
 
+  test('SIGINT does the same as SIGTERM', async () => {
+    const c = HandoffClient.connect(socket);
+    assert.equal((await c.request({ op: 'ping' })).ok, true);
+    assert.equal(await daemon.stop('SIGINT'), 0);
+    assert.equal(await c.receive(), null);
+    c.close();
+    assert.equal(existsSync(socket), false);
+    daemon = await startDaemon({ bpffs, socket });
+  });
+
   test('without --bpffs, the daemon finds the state through TUBULAR_BPFFS in its environment', async () => {
     const sock2 = path.join(dir, 'from-env.sock');
     const other = await startDaemon({ bpffs, bpffsFlag: false, socket: sock2, env: { ...process.env, TUBULAR_BPFFS: bpffs } });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { containsPrefix, formatPrefix, parsePrefix } from '../src/prefix.js';
+import { INTO_IPV6, containsPrefix, formatPrefix, parsePrefix, parsePrefixInto } from '../src/prefix.js';
 import { TubularError } from '../src/errors.js';
 
 test('an address without a length is a host prefix', () => {
@@ -24,6 +24,18 @@ test('host bits are masked, and the parse says so', () => {
 test('bad prefixes name the token and what to do', () => {
   for (const bad of ['127.0.0.300', '127.0.0.1/33', '::1/129', 'example.com', '', '1.2.3.4/', '1.2.3.4/-1', '1.2.3', '::ffff:1.2.3.4']) {
     assert.throws(() => parsePrefix(bad), (e: unknown) => e instanceof TubularError && e.code === 'EINVAL' && e.message.includes(`"${bad}"`), bad);
+  }
+});
+
+test('the byte parser refuses IPv4-mapped addresses only', () => {
+  const out = new Uint8Array(16);
+  // Refused here: the reference parser (parsePrefix) then names the problem.
+  for (const mapped of ['::ffff:a00:1', '0:0:0:0:0:ffff:0:0/96', '::FFFF:7f00:7']) assert.equal(parsePrefixInto(mapped, out, 0), -1, mapped);
+  // One bit away from the mapped range, in each word of the test.
+  for (const plain of ['::fffe:a00:1', '::7fff:a00:1', '::ff:ffff:a00:1', '1::ffff:a00:1', '::ffff:0:0:0', '2001:db8::ffff:ffff:1']) {
+    const r = parsePrefixInto(plain, out, 0);
+    assert.ok(r >= 0 && (r & INTO_IPV6) !== 0, plain);
+    assert.deepEqual([...out], [...parsePrefix(plain).prefix.bytes], plain);
   }
 });
 

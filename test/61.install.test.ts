@@ -48,6 +48,22 @@ describe('scripts/install --root', () => {
     assert.match(help.stdout, /--policy <file>/);
   });
 
+  test('V8 takes each code cache with the flags the command runs node with', () => {
+    for (const name of ['tubectl', 'tubulard']) {
+      const script = readFileSync(path.join(opt, 'bin', name), 'utf8');
+      const exec = /^exec node (.*)"\$here\/\.\.\/dist\/src\/launch\.cjs" (\w+) "\$@"$/m.exec(script);
+      assert.ok(exec && exec[2] === name, script);
+      const flags = exec[1].split(' ').filter(Boolean);
+      const launch = path.join(opt, 'dist/src/launch.cjs');
+      const taken = spawnSync(process.execPath, [...flags, launch, '--check', name], { encoding: 'utf8' });
+      assert.equal(taken.status, 0, `${name} ${flags.join(' ')}: ${taken.stderr}`);
+      // A flag that changes code makes V8 refuse it (and the command compile its bundle at every start).
+      const refused = spawnSync(process.execPath, [...flags, '--max-semi-space-size=1', launch, '--check', name], { encoding: 'utf8' });
+      assert.equal(refused.status, 1, refused.stderr);
+      assert.match(refused.stderr, new RegExp(`refuses the code cache of ${name}`));
+    }
+  });
+
   test('installs the three units and a root-only policy; the examples stay in /opt/tubular/systemd', () => {
     assert.deepEqual(readdirSync(path.join(dest, 'etc/systemd/system')).sort(), ['tubular-load.service', 'tubulard.service', 'tubulard.socket']);
     for (const u of ['tubular-load.service', 'tubulard.service', 'tubulard.socket']) {

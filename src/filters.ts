@@ -13,33 +13,47 @@ export interface FilterSpec {
   entries: number;
   /** where an encoded key sets its bit: (u32 word of the whole table) * 32 + bit, or -1 for none */
   at(keys: Buffer, off: number): number;
+  /** `at` of every key of a set */
+  positions(set: KeySet): Int32Array;
 }
 
 const TCP = 6;
 
+function lengthsPosition(keys: Buffer, off: number): number {
+  const family = keys[off + 1] === 2 ? 4 : 6;
+  const length = keys[off + 2];
+  const entry = lengthsIndex(keys[off] === TCP ? 'tcp' : 'udp', readU16(keys, off + 4));
+  return (entry * WORDS + lengthWord(family, length)) * 32 + (length & 31);
+}
+
+// Each filter has a loop of its own over a set's keys (`positions`), not one
+// loop calling spec.at: a loop that V8 optimized for one filter's function
+// was thrown away and compiled again for the other's, twice per replace.
 export const LENGTHS_FILTER: FilterSpec = {
   words: WORDS,
   entries: LENGTHS_ENTRIES,
-  at(keys, off) {
-    const family = keys[off + 1] === 2 ? 4 : 6;
-    const length = keys[off + 2];
-    const entry = lengthsIndex(keys[off] === TCP ? 'tcp' : 'udp', readU16(keys, off + 4));
-    return (entry * WORDS + lengthWord(family, length)) * 32 + (length & 31);
+  at: lengthsPosition,
+  positions(set) {
+    const out = new Int32Array(set.count);
+    for (let i = 0; i < set.count; i++) out[i] = lengthsPosition(set.keys, i * BINDING_KEY_SIZE);
+    return out;
   },
 };
 
-export const BLOCKS_FILTER: FilterSpec = { words: BLOCK_WORDS, entries: BLOCK_ENTRIES, at: blockPosition };
+export const BLOCKS_FILTER: FilterSpec = {
+  words: BLOCK_WORDS,
+  entries: BLOCK_ENTRIES,
+  at: blockPosition,
+  positions(set) {
+    const out = new Int32Array(set.count);
+    for (let i = 0; i < set.count; i++) out[i] = blockPosition(set.keys, i * BINDING_KEY_SIZE);
+    return out;
+  },
+};
 
 export interface Packed { keys: Buffer; values: Buffer; count: number }
 /** `count` packed binding keys */
 export interface KeySet { keys: Buffer; count: number }
-
-/** Where each key of a set sets its bit (-1: none). */
-function positions(spec: FilterSpec, set: KeySet): Int32Array {
-  const out = new Int32Array(set.count);
-  for (let i = 0; i < set.count; i++) out[i] = spec.at(set.keys, i * BINDING_KEY_SIZE);
-  return out;
-}
 
 function tableOf(spec: FilterSpec, at: Int32Array): Uint32Array {
   const table = new Uint32Array(spec.entries * spec.words);
@@ -64,7 +78,7 @@ function pack(spec: FilterSpec, entries: number[], word: (i: number) => number):
  * writes when a predecessor died part-way and the filter cannot be trusted.
  */
 export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
-  const table = tableOf(spec, positions(spec, set));
+  const table = tableOf(spec, spec.positions(set));
   return pack(spec, Array.from({ length: spec.entries }, (_, e) => e), (w) => table[w]);
 }
 
@@ -82,11 +96,11 @@ export function filterPatch(spec: FilterSpec, gone: KeySet, arrived: Int32Array,
   if (gone.count === 0 && arrived.length === 0) return { keys: Buffer.alloc(0), values: Buffer.alloc(0), count: 0 };
   // Where each key of the new set sets its bit: computed once, for the
   // arrived keys and for the entries they touch.
-  const at = new Int32Array(after.count);
-  for (let i = 0; i < after.count; i++) at[i] = spec.at(after.keys, i * BINDING_KEY_SIZE);
+  const at = spec.positions(after);
+  const was = spec.positions(gone);
   const touched = new TouchedEntries(gone.count + arrived.length);
   for (let i = 0; i < gone.count; i++) {
-    const p = spec.at(gone.keys, i * BINDING_KEY_SIZE);
+    const p = was[i];
     if (p >= 0) touched.add(Math.floor((p >>> 5) / W));
   }
   for (let k = 0; k < arrived.length; k++) {
@@ -132,9 +146,13 @@ class TouchedEntries {
     this.entries = new Uint32Array(most);
   }
 
+  // Both probe from the slot before the hash's and step first, so that
+  // every call runs the step: V8 then has its feedback before a first
+  // collision, which otherwise threw the optimized code away.
   add(e: number): void {
     const mask = this.slots.length - 1;
-    for (let h = Math.imul(e, 0x9e3779b1) >>> this.shift; ; h = (h + 1) & mask) {
+    for (let h = (Math.imul(e, 0x9e3779b1) >>> this.shift) - 1; ;) {
+      h = (h + 1) & mask;
       const s = this.slots[h];
       if (s === 0) {
         this.entries[this.count] = e;
@@ -148,7 +166,8 @@ class TouchedEntries {
   /** The place of entry e, or -1 when it is not touched. */
   find(e: number): number {
     const mask = this.slots.length - 1;
-    for (let h = Math.imul(e, 0x9e3779b1) >>> this.shift; ; h = (h + 1) & mask) {
+    for (let h = (Math.imul(e, 0x9e3779b1) >>> this.shift) - 1; ;) {
+      h = (h + 1) & mask;
       const s = this.slots[h];
       if (s === 0) return -1;
       if (this.entries[s - 1] === e) return s - 1;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { installed } from './lib/installed.js';
@@ -11,6 +11,7 @@ import { isolate } from './lib/isolate.js';
 import { addGroup, asNobody } from './lib/nobody.js';
 import { ok, tubectlFor } from './lib/tubectl.js';
 import { netnsInode } from '../src/netns.js';
+import { unprivilegedBpfDisabled } from '../src/kernel.js';
 
 const { bpffs } = isolate();
 const tubectl = tubectlFor(bpffs);
@@ -48,8 +49,47 @@ test('the state belongs to the group and is not world-readable', () => {
   assert.equal(st.mode & 0o777, 0o750);
 });
 
-test('a group member reads status, bindings and list without root', async () => {
+/**
+ * Whether this kernel may refuse every bpf() call from users without
+ * CAP_BPF: before Linux 6.5, while kernel.unprivileged_bpf_disabled is set
+ * (Debian's kernels set it to 2; Debian's 6.1 has the 6.5 change, its 5.10
+ * does not). The kernel matrix runs this test on such kernels.
+ */
+function kernelMayRefuseReaders(): boolean {
+  const [major, minor] = release().split('.').map(Number);
+  return (major < 6 || (major === 6 && minor < 5)) && (unprivilegedBpfDisabled() ?? 0) !== 0;
+}
+
+const SYSCTL = '/proc/sys/kernel/unprivileged_bpf_disabled';
+
+test('a group member reads status, bindings and list without root (before Linux 6.5: or is told why, and reads once the sysctl allows it)', async (t) => {
   const member = tubectlAsNobody(true);
+  const first = await member(['status']);
+  if (!kernelMayRefuseReaders() || first.code === 0) {
+    ok(first);
+    await groupReads(member);
+    return;
+  }
+  const was = unprivilegedBpfDisabled();
+  t.diagnostic(`this kernel refuses the group's reads while kernel.unprivileged_bpf_disabled is ${was}`);
+  for (const r of [first, await member(['bindings'])]) {
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`^tubectl: this kernel \\(${release().replace(/[.+]/g, '\\$&')}\\) refuses every bpf\\(\\) call from users without CAP_BPF ` +
+      `while kernel\\.unprivileged_bpf_disabled is ${was}, so the group owning the state cannot read it; Linux 6\\.5 and newer allow it: run this command as root, `));
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+  // 2 (Debian's default) can be set to 0 by root until the next boot; 1 cannot.
+  if (was !== 2) return;
+  writeFileSync(SYSCTL, '0');
+  try {
+    await groupReads(member);
+  } finally {
+    writeFileSync(SYSCTL, '2');
+  }
+});
+
+/** What a member of the group reads, the same as root does. */
+async function groupReads(member: ReturnType<typeof tubectlAsNobody>): Promise<void> {
   const status = ok(await member(['status', '--json']));
   const s = JSON.parse(status.stdout) as { loaded: boolean; bindings: number };
   assert.equal(s.loaded, true);
@@ -62,7 +102,7 @@ test('a group member reads status, bindings and list without root', async () => 
   assert.deepEqual(JSON.parse(ok(await member(['list', '--json'])).stdout), JSON.parse(ok(await tubectl(['list', '--json'])).stdout));
   assert.deepEqual(JSON.parse(ok(await member(['sources', '--json'])).stdout), JSON.parse(ok(await tubectl(['sources', '--json'])).stdout));
   assert.match(ok(await member(['sources'])).stdout, /^tcp 127\.0\.0\.0\/28 25 <reject>: 0 hits, last hit never\n  no sources sampled\n$/);
-});
+}
 
 test('a group member serves metrics without root', async () => {
   const [cmd, ...args] = asNobody(gid);

@@ -78,8 +78,13 @@ test('a group member reads status, bindings and list without root (before Linux 
       `while kernel\\.unprivileged_bpf_disabled is ${was}, so the group owning the state cannot read it; Linux 6\\.5 and newer allow it: run this command as root, `));
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   }
-  // 2 (Debian's default) can be set to 0 by root until the next boot; 1 cannot.
-  if (was !== 2) return;
+  // 2 (Debian's default) can be set to 0 by root until the next boot; 1
+  // cannot. Only in a guest of the kernel matrix, thrown away after the
+  // run: a machine of its own keeps its setting.
+  if (was !== 2 || process.env.TUBULAR_TEST_GUEST !== '1') {
+    t.diagnostic('the reads with the sysctl at 0 are left to the kernel matrix');
+    return;
+  }
   writeFileSync(SYSCTL, '0');
   try {
     await groupReads(member);

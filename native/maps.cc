@@ -355,17 +355,37 @@ bool DumpMap(int fd, const MapShape& s, Dump* d, DumpError* e) {
   }
 }
 
-// The work of a ...Start function on a thread of its own, waited for by
-// its ...Finish (once): the handle, joined.
-template <typename Pending>
-Pending* JoinPending(const Napi::CallbackInfo& info, const char* start, const char* finish) {
+// The work of a ...Start function on a thread of its own: what the thread
+// reads and writes (`job`), and the thread. The destructor's body runs
+// before the members go, so a handle dropped without its ...Finish waits
+// for the thread instead of freeing the job under it.
+template <typename Job>
+struct Pending {
+  Job job;
+  std::thread thread;
+  ~Pending() {
+    if (thread.joinable()) thread.join();
+  }
+};
+
+// Starts `work` on the job of `p` (filled by the caller) and returns the
+// handle that owns both.
+template <typename Job, typename Work>
+Napi::Value StartPending(Napi::Env env, Pending<Job>* p, Work work) {
+  p->thread = std::thread([p, work] { work(p->job); });
+  return Napi::External<Pending<Job>>::New(env, p, [](Napi::Env, Pending<Job>* q) { delete q; });
+}
+
+// Waits for the work of a handle from StartPending (once); returns its job.
+template <typename Job>
+Job& JoinPending(const Napi::CallbackInfo& info, const char* start, const char* finish) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsExternal())
     throw Napi::TypeError::New(env, std::string("argument 'handle' must come from ") + start);
-  Pending* p = info[0].As<Napi::External<Pending>>().Data();
+  Pending<Job>* p = info[0].As<Napi::External<Pending<Job>>>().Data();
   if (!p->thread.joinable()) throw Napi::Error::New(env, std::string(finish) + ": this one was already finished");
   p->thread.join();
-  return p;
+  return p->job;
 }
 
 // A buffer over the first `bytes` of a block, which it takes over (no copy).
@@ -409,32 +429,26 @@ Napi::Value MapDump(const Napi::CallbackInfo& info) {
 // A dump on a thread of its own, so that the caller can go on (parse a
 // file) while the kernel copies the map out: MapDumpStart starts it,
 // MapDumpFinish waits for it. It only reads the map.
-struct PendingDump {
+struct DumpJob {
   MapShape shape;
   Dump dump;
   DumpError error;
   bool ok = false;
-  std::thread thread;
-  ~PendingDump() {
-    if (thread.joinable()) thread.join();
-  }
 };
 
 Napi::Value MapDumpStart(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   MapShape s = DumpShape(info);
   int fd = info[0].As<Napi::Number>().Int32Value();
-  auto* p = new PendingDump();
-  p->shape = s;
-  p->thread = std::thread([p, fd, s] { p->ok = DumpMap(fd, s, &p->dump, &p->error); });
-  return Napi::External<PendingDump>::New(env, p, [](Napi::Env, PendingDump* q) { delete q; });
+  auto* p = new Pending<DumpJob>();
+  p->job.shape = s;
+  return StartPending(info.Env(), p, [fd, s](DumpJob& j) { j.ok = DumpMap(fd, s, &j.dump, &j.error); });
 }
 
 Napi::Value MapDumpFinish(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  PendingDump* p = JoinPending<PendingDump>(info, "mapDumpStart", "mapDumpFinish");
-  if (!p->ok) ThrowErrno(env, p->error.syscall, p->error.err);
-  return DumpResult(env, p->shape, p->dump);
+  DumpJob& j = JoinPending<DumpJob>(info, "mapDumpStart", "mapDumpFinish");
+  if (!j.ok) ThrowErrno(env, j.error.syscall, j.error.err);
+  return DumpResult(env, j.shape, j.dump);
 }
 
 // An update on a thread of its own, for an update that waits: one of a
@@ -442,33 +456,27 @@ Napi::Value MapDumpFinish(const Napi::CallbackInfo& info) {
 // caller can parse a file meanwhile. MapUpdateStart copies the key and
 // value and starts it; MapUpdateFinish waits for it and throws its error.
 // The caller keeps both fds open until then.
-struct PendingUpdate {
+struct UpdateJob {
   std::vector<uint8_t> key, value;
   int err = 0;
-  std::thread thread;
-  ~PendingUpdate() {
-    if (thread.joinable()) thread.join();
-  }
 };
 
 Napi::Value MapUpdateStart(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   UpdateArgs a = ArgUpdate(info);
-  auto* p = new PendingUpdate();
-  p->key.assign(a.key, a.key + a.shape.keySize);
-  p->value.assign(a.value, a.value + a.shape.valueSize);
+  auto* p = new Pending<UpdateJob>();
+  p->job.key.assign(a.key, a.key + a.shape.keySize);
+  p->job.value.assign(a.value, a.value + a.shape.valueSize);
   int fd = a.fd;
   uint64_t flags = a.flags;
-  p->thread = std::thread([p, fd, flags] {
-    if (bpf_map_update_elem(fd, p->key.data(), p->value.data(), flags) < 0) p->err = errno;
+  return StartPending(info.Env(), p, [fd, flags](UpdateJob& j) {
+    if (bpf_map_update_elem(fd, j.key.data(), j.value.data(), flags) < 0) j.err = errno;
   });
-  return Napi::External<PendingUpdate>::New(env, p, [](Napi::Env, PendingUpdate* q) { delete q; });
 }
 
 Napi::Value MapUpdateFinish(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  PendingUpdate* p = JoinPending<PendingUpdate>(info, "mapUpdateStart", "mapUpdateFinish");
-  if (p->err != 0) ThrowErrno(env, "bpf_map_update_elem", p->err);
+  UpdateJob& j = JoinPending<UpdateJob>(info, "mapUpdateStart", "mapUpdateFinish");
+  if (j.err != 0) ThrowErrno(env, "bpf_map_update_elem", j.err);
   return env.Undefined();
 }
 

@@ -10,7 +10,6 @@ import { TubularError } from './errors.js';
 import { u32Words } from './keyindex.js';
 import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, BINDING_VALUE_WORDS as VALUE_WORDS, MAX_BINDINGS, readU32, readU64 } from './layout.js';
 
-
 export interface Traffic {
   hits: bigint;
   /** when the binding last decided a connection, to the second; null: never */
@@ -47,15 +46,15 @@ export function allocateStats(used: Uint8Array, n: number): Uint32Array {
   return out;
 }
 
+/** log2 of the data plane's clock tick in ns (bpf/dispatcher.c now_ticks). */
+export const TICK_SHIFT = 30;
+
 /**
  * The coarse clock the data plane stamps with (CLOCK_MONOTONIC in ticks of
  * 2^30 ns, plus one) turned into wall-clock dates: the offset is taken once
  * per read. A stamp is the start of its tick, so a date may be up to 1.07 s
  * early, never late.
  */
-/** log2 of the data plane's clock tick in ns (bpf/dispatcher.c now_ticks). */
-export const TICK_SHIFT = 30;
-
 export function clock(): (raw: bigint) => Date | null {
   const monoNs = process.hrtime.bigint();
   const wallMs = Date.now();

@@ -227,7 +227,6 @@ export function destinationSlots(set: PackedBindings): { slotOf: Int32Array; slo
   return { slotOf, slots };
 }
 
-
 /** The destination id of a destination that does not exist yet (packValues, diffBindingSets): no real id, and not NO_DESTINATION. */
 export const PENDING_DESTINATION = 0xfffffffe;
 
@@ -340,7 +339,6 @@ export function valuesWithStats(set: PackedBindings, slotOf: Int32Array, ids: In
   }
   return values;
 }
-
 
 /**
  * Indices of the set's bindings (all, or those `keep` accepts) in the order

@@ -1,4 +1,4 @@
-// npm run bench: the data plane against its floor, real traffic, the
+// npm run bench: the data plane against its floor and the kernel's parts, real traffic, the
 // control plane as operators run it, and tubulard, in a throwaway namespace.
 // Prints a report and writes bench/results.json. See docs/PERFORMANCE.md.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,8 +12,9 @@ import { type DataPlaneResult, fixtures, measureDataPlane } from './dataplane.js
 import { type DaemonResult, measureDaemon } from './daemon.js';
 import { isolate } from './isolate.js';
 import { machine } from './machine.js';
+import { type PartsResult, measureParts } from './parts.js';
 import { registerHitSockets } from './sockets.js';
-import { controlTable, daemonTable, dataPlaneTable, report, scaleTable, targetTable, trafficTable } from './table.js';
+import { controlTable, daemonTable, dataPlaneTable, partsTable, report, scaleTable, targetTable, trafficTable } from './table.js';
 import { verdicts } from './targets.js';
 import { type TrafficFigure, measureTraffic, trafficBindings } from './traffic.js';
 import { bindingsOf, entries } from './workload.js';
@@ -33,13 +34,17 @@ const runs = (part: string): boolean => !only || only.has(part);
 // Data plane and traffic share one dispatcher and its sockets.
 const sizes = [0, 1000, 10_000, 100_000, 1_000_000];
 let dp: DataPlaneResult = { figures: [], programs: [], replaceSeconds: {} };
+let parts: PartsResult | undefined;
 let traffic: TrafficFigure[] = [];
 const figuresOf = (program: ProgramVariant) => dp.figures.filter((f) => f.program === program);
 if (runs('dataplane') || runs('traffic')) {
   const d = Dispatcher.create({ bpffs });
   const hits = await registerHitSockets(d);
   // Both variants of the program on the same sets; the targets are the full program's.
-  if (runs('dataplane')) dp = measureDataPlane(d, hits.cookies, { sizes, programs: ['full', 'compat'], rounds: quick ? 3 : 9, repeat: quick ? 20_000 : 200_000, log });
+  if (runs('dataplane')) {
+    dp = measureDataPlane(d, hits.cookies, { sizes, programs: ['full', 'compat'], rounds: quick ? 3 : 9, repeat: quick ? 20_000 : 200_000, log });
+    parts = await measureParts({ keys: 100_000, rounds: quick ? 3 : 9, repeat: quick ? 20_000 : 200_000, log });
+  }
   if (runs('traffic')) {
     d.replaceBindings([...bindingsOf(entries(50_000)), ...fixtures(), ...trafficBindings()]);
     log('traffic: 100k bindings in force');
@@ -58,10 +63,11 @@ const daemon: DaemonResult = runs('daemon')
   : { available: false, reason: 'left out (BENCH_ONLY)' };
 rmSync(work, { recursive: true, force: true });
 
-const targets = verdicts(figuresOf('full'), traffic, control);
+const targets = verdicts(figuresOf('full'), parts, traffic, control);
 const text = report(host, [
   { title: 'Data plane: ns per lookup (BPF_PROG_TEST_RUN, median of rounds)', body: dataPlaneTable(figuresOf('full'), sizes) },
   { title: 'Data plane, the compat program (for kernels before 5.17) on this kernel: ns per lookup', body: dataPlaneTable(figuresOf('compat'), sizes) },
+  { title: 'Data plane: what this machine charges for the kernel\'s parts of a lookup (BPF_PROG_TEST_RUN, median of rounds)', body: partsTable(parts, host) },
   { title: 'Real traffic on loopback, 100k bindings in force (median of rounds)', body: trafficTable(traffic) },
   { title: 'Control plane: tubectl as a subprocess, wall time', body: controlTable(control) },
   { title: 'Scale: load-bindings and one lookup at 1k to 1M bindings', body: scaleTable(control, figuresOf('full')) },
@@ -69,6 +75,6 @@ const text = report(host, [
   { title: 'Targets', body: targetTable(targets) },
 ]);
 process.stdout.write(`${text}\n`);
-const results = { machine: host, seconds: (Date.now() - started) / 1000, quick, only: only ? [...only] : undefined, dataPlane: dp, traffic, controlPlane: control, daemon, targets };
+const results = { machine: host, seconds: (Date.now() - started) / 1000, quick, only: only ? [...only] : undefined, dataPlane: dp, parts, traffic, controlPlane: control, daemon, targets };
 writeFileSync(path.join(packageRoot, 'bench/results.json'), `${JSON.stringify(results, null, 2)}\n`);
 log(`wrote bench/results.json in ${((Date.now() - started) / 1000).toFixed(0)} s`);

@@ -1,6 +1,7 @@
 // The targets of the benchmark issue, checked against the figures.
 import type { ControlPlaneResult, Operation } from './controlplane.js';
 import type { LookupFigure } from './dataplane.js';
+import type { PartsResult } from './parts.js';
 import type { TrafficFigure } from './traffic.js';
 
 export interface Verdict {
@@ -10,7 +11,7 @@ export interface Verdict {
   observed: string;
 }
 
-export function verdicts(lookups: readonly LookupFigure[], traffic: readonly TrafficFigure[], control: ControlPlaneResult): Verdict[] {
+export function verdicts(lookups: readonly LookupFigure[], parts: PartsResult | undefined, traffic: readonly TrafficFigure[], control: ControlPlaneResult): Verdict[] {
   const out: Verdict[] = [];
   for (const [size, limit] of [[100_000, 60], [1_000_000, 70]] as const) {
     const at = lookups.filter((f) => f.bindings === size);
@@ -19,7 +20,8 @@ export function verdicts(lookups: readonly LookupFigure[], traffic: readonly Tra
     out.push({
       target: `data plane at ${size / 1000}k bindings: every case <= ${limit} ns per lookup`,
       met: at.length ? over.length === 0 : null,
-      observed: at.length ? `worst ${worst.case} IPv${worst.family} ${worst.ns.toFixed(0)} ns${over.length ? `; over: ${over.join(', ')}` : ''}` : 'not measured',
+      observed: at.length ? `worst ${worst.case} IPv${worst.family} ${worst.ns.toFixed(0)} ns${over.length ? `; over: ${over.join(', ')}` : ''}` +
+        `${parts ? `; the least a hit can cost here: ${parts.leastHit.toFixed(0)} ns` : ''}` : 'not measured',
     });
   }
   const tcp = traffic.find((t) => t.protocol === 'tcp');

@@ -36,17 +36,17 @@ export function dataPlaneTable(figures: readonly LookupFigure[], sizes: readonly
 export function partsTable(p: PartsResult | undefined, m: Machine): string {
   if (!p) return 'not measured';
   const ns = (x: number): string => `${x.toFixed(1)} ns`;
-  const keys = p.keys >= 1000 ? `${p.keys / 1000}k` : String(p.keys);
   const rows = [['part', 'cost'],
-    ['an empty sk_lookup program (the floor; per run)', ns(p.floor)],
+    ['an empty sk_lookup program (the floor)', ns(p.floor)],
     ['a call of a helper that does nothing, and its return', ns(p.call)],
-    [`a hash-map lookup that finds its key (24-byte keys, as the binding set's; ${keys} keys)`, ns(p.lookup24)],
+    [`a hash-map lookup that finds its key (24-byte keys, as the binding set's; ${sizeName(p.keys)} keys)`, ns(p.lookup24)],
     ['the same with 8-byte keys', ns(p.lookup8)],
     ['a socket taken from a sockmap and released', ns(p.take)],
     ['... and assigned to the connection: the hand-over that ends every hit', ns(p.handOver)],
     ['the least a hit can cost: the floor, one lookup and the hand-over', ns(p.leastHit)]];
   const mit = Object.entries(m.mitigations).map(([k, v]) => `${k}: ${v}`).join('; ');
-  return `${grid(rows)}\n(each part a program of its own, bench/floor.bpf.c, timed in the same rounds; ns over the floor, per call or lookup.\n` +
+  return `${grid(rows)}\n(each part a program of its own, bench/floor.bpf.c, timed in the same rounds; the floor and the last line: ns per run;\n` +
+    'the others: ns over the floor, per call or lookup.\n' +
     `CPU mitigations on calls and returns: ${mit || 'not reported by this kernel'})`;
 }
 

@@ -10,6 +10,7 @@ import { packageRoot } from '../src/paths.js';
 import { type ControlPlaneResult, measureControlPlane } from './controlplane.js';
 import { type DataPlaneResult, fixtures, measureDataPlane } from './dataplane.js';
 import { type DaemonResult, measureDaemon } from './daemon.js';
+import { loadReferences } from './floor.js';
 import { isolate } from './isolate.js';
 import { machine } from './machine.js';
 import { type PartsResult, measureParts } from './parts.js';
@@ -42,8 +43,16 @@ if (runs('dataplane') || runs('traffic')) {
   const hits = await registerHitSockets(d);
   // Both variants of the program on the same sets; the targets are the full program's.
   if (runs('dataplane')) {
-    dp = measureDataPlane(d, hits.cookies, { sizes, programs: ['full', 'compat'], rounds: quick ? 3 : 9, repeat: quick ? 20_000 : 200_000, log });
-    parts = await measureParts({ keys: 100_000, rounds: quick ? 3 : 9, repeat: quick ? 20_000 : 200_000, log });
+    // The floor of every figure and the kernel's parts: one load of floor.bpf.c.
+    const refs = loadReferences();
+    try {
+      const rounds = quick ? 3 : 9;
+      const repeat = quick ? 20_000 : 200_000;
+      dp = measureDataPlane(d, hits.cookies, { sizes, programs: ['full', 'compat'], rounds, repeat, floor: refs.progs.floor_prog, log });
+      parts = await measureParts(refs, { keys: 100_000, rounds, repeat, log });
+    } finally {
+      refs.close();
+    }
   }
   if (runs('traffic')) {
     d.replaceBindings([...bindingsOf(entries(50_000)), ...fixtures(), ...trafficBindings()]);

@@ -9,7 +9,6 @@ import { Dispatcher } from '../src/dispatcher.js';
 import { type ProgramVariant, missingFeatures } from '../src/kernel.js';
 import { native } from '../src/native.js';
 import { parsePrefix } from '../src/prefix.js';
-import { loadFloor } from './floor.js';
 import { type ProbePacket as Lookup, loadProgramOn, lookupContext as skLookupContext, selectedCookie } from '../src/probe.js';
 import { median } from './stats.js';
 import { bindingsOf, entries } from './workload.js';
@@ -89,6 +88,8 @@ export interface DataPlaneOptions {
   programs: readonly ProgramVariant[];
   rounds: number;
   repeat: number;
+  /** the empty program (floor.bpf.c), timed next to every case; the caller closes it */
+  floor: number;
   log: (line: string) => void;
 }
 
@@ -119,7 +120,7 @@ function loadVariants(d: Dispatcher, wanted: readonly ProgramVariant[], log: (li
 /** Measures every case at every size, for each variant; the dispatcher must already have its sockets registered. */
 export function measureDataPlane(d: Dispatcher, cookies: Cookies, opts: DataPlaneOptions): DataPlaneResult {
   const n = native();
-  const floor = loadFloor();
+  const { floor } = opts;
   const figures: LookupFigure[] = [];
   const replaceSeconds: Record<number, number> = {};
   const fixed = fixtures();
@@ -137,7 +138,6 @@ export function measureDataPlane(d: Dispatcher, cookies: Cookies, opts: DataPlan
     }
   } finally {
     for (const fd of progs.values()) n.close(fd);
-    n.close(floor);
   }
   return { figures, programs: [...progs.keys()], replaceSeconds };
 }

@@ -1,5 +1,6 @@
-// The reference programs (floor.bpf.c): the empty sk_lookup program, and the
-// kernel's parts of a lookup, each alone. Compiled on first use into
+// The reference programs (floor.bpf.c): the empty sk_lookup program (the
+// floor of the data plane's figures), and the kernel's parts of a lookup,
+// each alone (bench/parts.ts). Compiled on first use into
 // build/bench (not build/bpf, whose objects the install and the package
 // ship) and loaded for timing only: never attached.
 import { execFileSync } from 'node:child_process';
@@ -24,14 +25,6 @@ function compile(): void {
   mkdirSync(path.dirname(OBJECT), { recursive: true });
   const arch = execFileSync('gcc', ['-dumpmachine'], { encoding: 'utf8' }).trim();
   execFileSync('clang', ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', `-I/usr/include/${arch}`, '-c', SOURCE, '-o', OBJECT]);
-}
-
-/** Loads the floor program; returns its fd (close it when done). */
-export function loadFloor(): number {
-  compile();
-  const obj = native().loadObject(OBJECT, 'floor_prog', {});
-  for (const fd of Object.values(obj.maps)) native().close(fd);
-  return obj.progFd;
 }
 
 export interface References {

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { writeU32, writeU64 } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { lookupContext, selectedCookie } from '../src/probe.js';
-import { type ReferenceProgram, REFERENCE_PROGRAMS, REFERENCE_REPEAT, loadReferences } from './floor.js';
+import { type ReferenceProgram, type References, REFERENCE_PROGRAMS, REFERENCE_REPEAT } from './floor.js';
 import { fdOf } from './sockets.js';
 import { median } from './stats.js';
 
@@ -44,9 +44,9 @@ function keysOf(words: number, count: number): Buffer {
   return keys;
 }
 
-export async function measureParts(opts: { keys: number; rounds: number; repeat: number; log: (line: string) => void }): Promise<PartsResult> {
+/** Fills the reference programs' maps and times them; the caller closes `refs`. */
+export async function measureParts(refs: References, opts: { keys: number; rounds: number; repeat: number; log: (line: string) => void }): Promise<PartsResult> {
   const n = native();
-  const refs = loadReferences();
   const server = net.createServer((c) => c.destroy());
   try {
     for (const [map, words] of [['hash24', 6], ['hash8', 2]] as const) {
@@ -85,7 +85,6 @@ export async function measureParts(opts: { keys: number; rounds: number; repeat:
     opts.log(`parts: floor ${floor.toFixed(1)} ns, call ${result.call.toFixed(1)}, lookup ${result.lookup24.toFixed(1)} (8-byte key ${result.lookup8.toFixed(1)}), hand-over ${result.handOver.toFixed(1)}`);
     return result;
   } finally {
-    refs.close();
     await new Promise<void>((ok) => server.close(() => ok()));
   }
 }

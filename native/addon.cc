@@ -5,6 +5,7 @@ namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace tubular;
+  InitClock(env, exports);
   InitFds(env, exports);
   InitBpf(env, exports);
   InitMaps(env, exports);

@@ -8,6 +8,7 @@
 import type { BpfMap } from './bpfmap.js';
 import { TubularError } from './errors.js';
 import { u32Words } from './keyindex.js';
+import { native } from './native.js';
 import { BINDING_STAT_SIZE, BINDING_VALUE_SIZE, BINDING_VALUE_WORDS as VALUE_WORDS, MAX_BINDINGS, readU32, readU64 } from './layout.js';
 
 export interface Traffic {
@@ -56,11 +57,13 @@ export const TICK_SHIFT = 30;
  * early, never late.
  */
 export function clock(): (raw: bigint) => Date | null {
-  const monoNs = process.hrtime.bigint();
-  const wallMs = Date.now();
+  // Both clocks read in one call, to the nanosecond: with Date.now() (whole
+  // milliseconds, read a little after) two commands could print the same
+  // stamp a second apart where it falls near the turn of a second.
+  const { monoNs, wallMs } = native().clocks();
   return (raw) => {
     if (raw === 0n) return null;
-    const ageMs = Number((monoNs - ((raw - 1n) << BigInt(TICK_SHIFT))) / 1_000_000n);
+    const ageMs = Number(monoNs - ((raw - 1n) << BigInt(TICK_SHIFT))) / 1e6;
     return new Date(Math.floor((wallMs - Math.max(0, ageMs)) / 1000) * 1000);
   };
 }

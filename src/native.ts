@@ -80,6 +80,10 @@ export interface Native {
   /** number of open fds of this process (counts /proc/self/fd entries) */
   fdCount(): number;
 
+  // ---- clocks ----
+  /** CLOCK_MONOTONIC (ns) and CLOCK_REALTIME (ms, to the nanosecond), read back to back */
+  clocks(): { monoNs: bigint; wallMs: number };
+
   // ---- BPF objects ----
   /** libbpf_num_possible_cpus() */
   numPossibleCpus(): number;

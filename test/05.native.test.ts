@@ -216,6 +216,19 @@ test('socketInfo on TCP and UDP sockets', async () => {
   }
 });
 
+test('clocks: the monotonic clock (the data plane\'s) and the wall clock, read together', () => {
+  let fractions = 0;
+  for (let k = 0; k < 100; k++) {
+    const before = process.hrtime.bigint();
+    const { monoNs, wallMs } = n.clocks();
+    const after = process.hrtime.bigint();
+    assert.ok(monoNs >= before && monoNs <= after, 'CLOCK_MONOTONIC, as process.hrtime');
+    assert.ok(Math.abs(wallMs - Date.now()) < 50, `CLOCK_REALTIME in ms: ${wallMs} against ${Date.now()}`);
+    if (!Number.isInteger(wallMs)) fractions++;
+  }
+  assert.ok(fractions > 90, 'the wall clock to a fraction of a millisecond');
+});
+
 test('fd helpers: dup, inode, pidfd, fdCount, flock', () => {
   const dir = tmpDir();
   const file = path.join(dir, 'lock');

@@ -61,6 +61,9 @@ struct binding_value {
 	__u16 action;      // ACTION_STEER, ACTION_REJECT or ACTION_OBSERVE
 	__u16 pad;
 	__u32 stat;        // index into binding_stats: this binding's traffic
+	__u32 place;       // not read here: where the control plane's set had
+	                   // this binding when it wrote the value (a guess it
+	                   // checks against the key when it next compares sets)
 };
 
 // Every binding's traffic: how many connections and datagrams it decided
@@ -462,8 +465,9 @@ static __always_inline void near6(const __u64 b[4], int shift, __u64 out[3])
 
 // The clock of last_hit and last_seen: CLOCK_MONOTONIC (coarse) in ticks
 // of 2^30 ns (1.07 s), plus one, so that it is a shift. A clock helper is
-// a call, and a call and its return cost about 20 ns here; bpf_jiffies64
-// is inlined into a load. So each CPU keeps the clock it read last, and
+// a call (8-9 ns with its return on the development machine, more with the
+// time read inside it; see docs/PERFORMANCE.md); bpf_jiffies64 is inlined
+// into a load. So each CPU keeps the clock it read last, and
 // reads it again only once jiffies has moved on by 64 (64-640 ms, by HZ):
 // a time stamped may be early by that much, never late.
 #define CLOCK_GATE_SHIFT 6

@@ -27,10 +27,12 @@ export function bindingKey(b: Pick<Binding, 'protocol' | 'prefix' | 'port'>, buf
   return encodeBindingKey({ protocol: IPPROTO[b.protocol], family: b.prefix.family, prefixlen: b.prefix.length, port: b.port, addr: b.prefix.bytes }, buf, off);
 }
 
-export function bindingValue(destination: number, action: Binding['action'], stat = 0, buf = Buffer.alloc(BINDING_VALUE_SIZE), off = 0): Buffer {
+/** A binding's value; `place`: its index in the set written with it (a guess for the next diff, see KeyIndex.findNear). */
+export function bindingValue(destination: number, action: Binding['action'], stat = 0, buf = Buffer.alloc(BINDING_VALUE_SIZE), off = 0, place = 0): Buffer {
   writeU32(buf, destination, off);
   writeU32(buf, actionCode(action), off + 4);
   writeU32(buf, stat, off + 8);
+  writeU32(buf, place, off + 12);
   return buf;
 }
 
@@ -51,7 +53,7 @@ export function packBindings(bindings: readonly Binding[], idOf: (d: Destination
   bindings.forEach((b, i) => {
     const d = destinationOf(b);
     bindingKey(b, keys, i * BINDING_KEY_SIZE);
-    bindingValue(d ? idOf(d) : NO_DESTINATION, b.action, 0, values, i * BINDING_VALUE_SIZE);
+    bindingValue(d ? idOf(d) : NO_DESTINATION, b.action, 0, values, i * BINDING_VALUE_SIZE, i);
   });
   return { keys, values };
 }
@@ -244,6 +246,7 @@ export function packValues(set: PackedBindings, slotOf: Int32Array, ids: Int32Ar
     words[VALUE_WORDS * i] = slot < 0 ? NO_DESTINATION : id < 0 ? PENDING_DESTINATION : id;
     words[VALUE_WORDS * i + 1] = set.actions[i];
     words[VALUE_WORDS * i + 2] = stats ? stats[i] : 0;
+    words[VALUE_WORDS * i + 3] = i;
   }
   return values;
 }
@@ -294,7 +297,10 @@ export function diffBindingSets(next: { index: KeyIndex; count: number; slotOf: 
     const id = curValues[W * j];
     if (id < MAX_DESTINATIONS) usedIds[id] = 1;
     if (curValues[W * j + 2] >= nextStat) nextStat = curValues[W * j + 2] + 1;
-    const i = next.index.find(curKeys, j);
+    // Where the set in force had the binding when its value was written: in
+    // a file edited in place, where the new set has it. (The dump comes in
+    // the kernel's hash order: a lookup by hash reads memory at random.)
+    const i = next.index.findNear(curValues[W * j + 3], curKeys, j);
     if (i < 0) {
       removed[diff.removed++] = j;
       if ((curValues[W * j + 1] & 0xffff) === ACTION_REJECT) diff.staleRejects.push(j);
@@ -336,6 +342,7 @@ export function valuesWithStats(set: PackedBindings, slotOf: Int32Array, ids: In
     words[VALUE_WORDS * i] = slot < 0 ? NO_DESTINATION : ids[slot];
     words[VALUE_WORDS * i + 1] = set.actions[i];
     words[VALUE_WORDS * i + 2] = j >= 0 ? cur[VALUE_WORDS * j + 2] : fresh[k++];
+    words[VALUE_WORDS * i + 3] = i;
   }
   return values;
 }

@@ -119,7 +119,7 @@ export function patchFromJournal(journal: { keys: Buffer; count: number }, held:
   // The journal's keys: the standby's binding as looked up (none: zero, as no binding's action is 0).
   for (let t = 0; t < journal.count; t++) {
     const present = heldWords[VALUE_WORDS * t + 1] !== 0;
-    const i = next.index.find(jWords, t);
+    const i = next.index.findNear(heldWords[VALUE_WORDS * t + 3], jWords, t);
     if (i < 0) {
       if (present) deletes.add(jWords, t);
     } else if (!present) {

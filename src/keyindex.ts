@@ -40,13 +40,17 @@ function equal(a: Uint32Array, i: number, b: Uint32Array, j: number): boolean {
 
 export class KeyIndex {
   private readonly words: Uint32Array;
+  private readonly count: number;
   /** slot -> key index + 1; 0 is empty */
   private readonly slots: Int32Array;
   private readonly mask: number;
+  /** findNear: how far the key its last wrong guess was for had moved */
+  private moved = 0;
 
   /** An empty index over up to `count` keys of `words` (see keyWords). */
   constructor(words: Uint32Array, count: number) {
     this.words = words;
+    this.count = count;
     let size = 16;
     while (size < count * 2) size *= 2;
     this.slots = new Int32Array(size);
@@ -86,5 +90,23 @@ export class KeyIndex {
       if (k === 0) return -1;
       if (equal(w, (k - 1) * KEY_WORDS, other, at)) return k - 1;
     }
+  }
+
+  /**
+   * find, guessing first that the key is key `guess` (where a set had it
+   * before, which it keeps where a file was edited in place), then that it
+   * moved as far as the last key guessed wrong (behind an inserted or
+   * deleted run of keys). A guess is checked against the whole key: a wrong
+   * one costs a compare. All keys must have been added, none twice.
+   */
+  findNear(guess: number, other: Uint32Array, j: number): number {
+    const w = this.words;
+    const at = j * KEY_WORDS;
+    if (guess < this.count && equal(w, guess * KEY_WORDS, other, at)) return guess;
+    const moved = guess + this.moved;
+    if (moved >= 0 && moved < this.count && equal(w, moved * KEY_WORDS, other, at)) return moved;
+    const i = this.find(other, j);
+    if (i >= 0) this.moved = i - guess;
+    return i;
   }
 }

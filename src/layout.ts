@@ -4,7 +4,7 @@
 import { endianness } from 'node:os';
 import type { Family } from './prefix.js';
 
-export const LAYOUT_VERSION = 11;
+export const LAYOUT_VERSION = 12;
 /** 'TUBT' in the high half of the meta word, the layout version in the low. */
 export const META_MAGIC = 0x54554254;
 
@@ -140,9 +140,11 @@ export function writeU64(buf: Buffer, v: bigint, off: number): void {
 export const BINDING_KEY_SIZE = 24;
 /** a key as u32 words (keyindex.ts reads keys so) */
 export const BINDING_KEY_WORDS = BINDING_KEY_SIZE / 4;
-// struct binding_value: destination u32, action u16, pad u16, stat u32.
-export const BINDING_VALUE_SIZE = 12;
-/** a value as u32 words: destination, action, stat */
+// struct binding_value: destination u32, action u16, pad u16, stat u32,
+// place u32 (the binding's index in the set whose write gave it this value:
+// only a guess for the next diff, which checks it against the key).
+export const BINDING_VALUE_SIZE = 16;
+/** a value as u32 words: destination, action, stat, place */
 export const BINDING_VALUE_WORDS = BINDING_VALUE_SIZE / 4;
 // struct binding_stat: hits u64, last_hit u32 (CLOCK_MONOTONIC in ticks of 2^30 ns, + 1; 0: never), epoch u32.
 // struct source_key: stat u32, epoch u32, family u32 (AF_*), addr[4]; struct source_value: hits u64, last_seen u64.
@@ -222,7 +224,7 @@ export const MAP_SPECS: Record<MapName, MapSpec> = {
 };
 /** The inner maps of a generation; a binding set's entries are an upper bound. */
 export const INNER_SPECS: Record<InnerKind, MapSpec & { upTo?: boolean }> = {
-  binding_set: { type: BPF_MAP_TYPE_HASH, keySize: 24, valueSize: 12, maxEntries: 1 << 20, upTo: true },
+  binding_set: { type: BPF_MAP_TYPE_HASH, keySize: BINDING_KEY_SIZE, valueSize: BINDING_VALUE_SIZE, maxEntries: 1 << 20, upTo: true },
   lengths: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: LENGTHS_VALUE, maxEntries: 2 << 16 },
   blocks: { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: 8, maxEntries: 1 << 20 },
 };

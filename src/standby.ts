@@ -26,7 +26,12 @@ export interface StandbyPatch {
 }
 
 
-/** Whether value i of `a` and value j of `b` (as u32 words) are the same binding value. */
+/**
+ * Whether value i of `a` and value j of `b` (as u32 words) are the same
+ * binding value: destination, action and stat index. Not its place (a
+ * guess, see layout.ts): a binding that only moved in its file keeps the
+ * value it has, and no patch rewrites every binding behind an insertion.
+ */
 export function sameValue(a: Uint32Array, i: number, b: Uint32Array, j: number): boolean {
   return a[VALUE_WORDS * i] === b[VALUE_WORDS * j] && a[VALUE_WORDS * i + 1] === b[VALUE_WORDS * j + 1] && a[VALUE_WORDS * i + 2] === b[VALUE_WORDS * j + 2];
 }
@@ -71,7 +76,7 @@ export function standbyPatch(standby: PackedSet, next: PackedSet & { index: KeyI
   const deletes = new Gather(standby.count, false);
   const updates = new Gather(writes ? next.count : 0, true);
   for (let j = 0; j < standby.count; j++) {
-    const i = next.index.find(old, j);
+    const i = next.index.findNear(oldValues[VALUE_WORDS * j + 3], old, j);
     if (i < 0) {
       deletes.add(old, j);
       continue;

@@ -12,7 +12,9 @@ import {
   type PackedBindings, bindingAt, destinationSlots, diffBindingSets, indexBindingSet, labelAt, packBindingSet, packValues, precedenceOrder,
 } from '../src/bindingset.js';
 import { bindingsTable, packedBindingsTable } from '../src/cli/output.js';
-import { BINDING_KEY_SIZE } from '../src/layout.js';
+import { keyWords } from '../src/keyindex.js';
+import { standbyPatch } from '../src/standby.js';
+import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, decodeBindingKey } from '../src/layout.js';
 import { INTO_IPV6, INTO_MASKED, parsePrefix, parsePrefixInto } from '../src/prefix.js';
 
 const octet = fc.oneof(fc.integer({ min: 0, max: 255 }).map(String), fc.constantFrom('00', '01', '256', '999', '1000', '', 'x'));
@@ -254,4 +256,56 @@ test('diffBindingSets counts added, removed, changed and unchanged by key and va
   assert.equal(pending.unchanged, 0);
   assert.throws(() => indexBindingSet(packBindingSet([b('a', '10.0.0.1/8', 80), b('b', '10.0.0.0/8', 80)])), /the binding tcp 10\.0\.0\.0\/8 80 appears twice/);
   assert.equal(old.keys.length, old.count * BINDING_KEY_SIZE);
+});
+
+test('a value\'s place is only a guess: diffBindingSets and KeyIndex.findNear answer the same whatever places say', () => {
+  const ids = (set: PackedBindings) => Int32Array.from(set.labels, (l) => l.charCodeAt(0));
+  // Places: right (each binding where the new set has it, as when a file is
+  // edited in place), wrong by a run (a block inserted), anything at all.
+  const placesArb = fc.oneof(fc.constant('written'), fc.constant('shifted'), fc.array(fc.oneof(fc.nat(70), fc.constant(0xffffffff)), { minLength: 60, maxLength: 60 }));
+  fc.assert(fc.property(fc.array(bindingArb, { maxLength: 60 }), fc.array(bindingArb, { maxLength: 60 }), fc.nat(3), placesArb, (rawOld, rawNew, keep, places) => {
+    const old = uniqueSet(rawOld);
+    // The new set keeps some of the old bindings, in their order.
+    const next = packBindingSet(uniqueSet([...old.filter((_, k) => k % 4 !== keep).map(toJSON), ...rawNew]));
+    const oldSet = packBindingSet(old);
+    const values = packValues(oldSet, oldSet.labelIndex, ids(oldSet));
+    for (let j = 0; j < oldSet.count; j++) assert.equal(values.readUInt32LE(j * BINDING_VALUE_SIZE + 12), j, 'packValues writes each binding\'s place');
+    const guessed = Buffer.from(values);
+    for (let j = 0; j < oldSet.count; j++) {
+      const place = places === 'written' ? j : places === 'shifted' ? j + 1 : places[j];
+      guessed.writeUInt32LE(place, j * BINDING_VALUE_SIZE + 12);
+    }
+    const diff = (v: Buffer) => {
+      const { index } = indexBindingSet(next);
+      return diffBindingSets({ index, count: next.count, slotOf: next.labelIndex, ids: ids(next), actions: next.actions }, { keys: oldSet.keys, values: v, count: oldSet.count });
+    };
+    // The reference: a KeyIndex that never guesses right (every place past the set).
+    const never = Buffer.from(values);
+    for (let j = 0; j < oldSet.count; j++) never.writeUInt32LE(0xffffffff, j * BINDING_VALUE_SIZE + 12);
+    assert.deepEqual(diff(guessed), diff(never));
+    // findNear is find, for any guess, in any order of calls.
+    const { index } = indexBindingSet(next);
+    const words = keyWords(oldSet.keys, oldSet.count);
+    for (let j = 0; j < oldSet.count; j++) {
+      const guess = guessed.readUInt32LE(j * BINDING_VALUE_SIZE + 12);
+      assert.equal(index.findNear(guess, words, j), index.find(words, j));
+    }
+  }), { numRuns: 1000 });
+});
+
+test('a patch of the standby does not rewrite a binding whose place alone differs; a changed one gets its new place', () => {
+  const b = (label: string, port: number) => parseBinding({ label, protocol: 'tcp', prefix: '10.0.0.0/8', port });
+  const ids = (set: PackedBindings) => Int32Array.from(set.labels, (l) => l.charCodeAt(0));
+  const old = packBindingSet([b('a', 1), b('a', 2), b('b', 3)]);
+  // One binding inserted in front: every place moves by one; port 3 changes label.
+  const next = packBindingSet([b('z', 9), b('a', 1), b('a', 2), b('c', 3)]);
+  const standby = { keys: old.keys, values: packValues(old, old.labelIndex, ids(old)), count: old.count };
+  const values = packValues(next, next.labelIndex, ids(next));
+  const patch = standbyPatch(standby, { keys: next.keys, values, count: next.count, index: indexBindingSet(next).index });
+  assert.equal(patch.deletes.count, 0);
+  assert.deepEqual([...patch.arrived], [0]);
+  // Written: the new binding and the changed one, each with its place in the new set; not ports 1 and 2.
+  assert.equal(patch.updates.count, 2);
+  const written = Array.from({ length: 2 }, (_, k) => [decodeBindingKey(patch.updates.keys, k * BINDING_KEY_SIZE).port, patch.updates.values.readUInt32LE(k * BINDING_VALUE_SIZE + 12)]);
+  assert.deepEqual(written.sort((x, y) => x[0] - y[0]), [[3, 3], [9, 0]]);
 });

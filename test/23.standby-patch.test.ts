@@ -7,6 +7,7 @@
 //     nothing else, so the filters in force are right too;
 //   - while meta says the journal is whole, it holds every key whose binding
 //     differs between the two generations.
+// Among the steps: nonsense written into every binding's place.
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -16,7 +17,7 @@ import { readMeta, writeMeta } from './lib/meta.js';
 import { type Binding, bindingId, parseBinding } from '../src/binding.js';
 import { bindingKey, packBindingSet } from '../src/bindingset.js';
 import { Dispatcher } from '../src/dispatcher.js';
-import { META_INTENT, META_JOURNAL, META_UNSETTLED, PIN } from '../src/layout.js';
+import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE, META_INTENT, META_JOURNAL, META_UNSETTLED, PIN } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { netnsInode } from '../src/netns.js';
 import { probe } from '../src/probe.js';
@@ -39,7 +40,8 @@ type Op =
   | { op: 'bind'; key: number; label: number }
   | { op: 'unbind'; key: number }
   | { op: 'rollback' }
-  | { op: 'crash' };
+  | { op: 'crash' }
+  | { op: 'forge'; seed: number };
 
 const setArb = fc.uniqueArray(fc.tuple(fc.integer({ min: 0, max: KEYS.length - 1 }), fc.integer({ min: 0, max: LABELS.length })),
   { selector: ([k]) => k, maxLength: KEYS.length });
@@ -51,6 +53,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant('unbind' as const), key: fc.integer({ min: 0, max: KEYS.length - 1 }) }) },
   { weight: 2, arbitrary: fc.constant({ op: 'rollback' as const }) },
   { weight: 1, arbitrary: fc.constant({ op: 'crash' as const }) },
+  { weight: 1, arbitrary: fc.nat().map((seed) => ({ op: 'forge' as const, seed })) },
 );
 
 /** The model: label per key (-1: no binding), for the set in force and the previous generation (null: none). */
@@ -95,6 +98,24 @@ function check(d: Dispatcher, m: Model, step: string): void {
   }
 }
 
+/**
+ * Whoever can write the maps writes nonsense places into both sets (a
+ * place is only a guess for the next diff: see docs/ARCHITECTURE.md):
+ * nothing the program or the next replace does may change.
+ */
+function forgePlaces(seed: number): void {
+  for (const slot of [0, 1]) {
+    const fd = sys.getPinned(path.join(stateDir, `binding_set_${slot}`), 0);
+    try {
+      const { keys, values, count } = sys.mapDump(fd, BINDING_KEY_SIZE, BINDING_VALUE_SIZE);
+      for (let i = 0; i < count; i++) values.writeUInt32LE((Math.imul(seed + i, 0x9e3779b1) >>> 0) % (i % 2 === 0 ? KEYS.length + 2 : 0x100000000), i * BINDING_VALUE_SIZE + 12);
+      if (count > 0) sys.mapUpdateBatch(fd, keys, values, count, 0);
+    } finally {
+      sys.close(fd);
+    }
+  }
+}
+
 /** The model of what a dispatcher holds (only bindings of KEYS). */
 function read(d: Dispatcher, slot?: number): Int32Array {
   const m = new Int32Array(KEYS.length).fill(-1);
@@ -122,6 +143,7 @@ function reset(d: Dispatcher): void {
 test('the standby is patched into the new set, with the journal or without it, through binds, rollbacks and crashes', () => {
   let runs = 0;
   let usedJournal = 0;
+  let forged = 0;
   const d = Dispatcher.create(opts);
   try {
     const outcome = fc.check(fc.property(fc.array(opArb, { minLength: 4, maxLength: 16 }), (ops) => {
@@ -167,6 +189,10 @@ test('the standby is patched into the new set, with the journal or without it, t
             assert.equal(meta(META_INTENT), 0n);
             assert.equal(meta(META_JOURNAL), 0n, 'after a crash the journal is not trusted');
             break;
+          case 'forge':
+            forgePlaces(o.seed);
+            forged++;
+            break;
         }
         check(d, m, step);
       });
@@ -179,6 +205,7 @@ test('the standby is patched into the new set, with the journal or without it, t
   }
   assert.ok(runs >= 20);
   assert.ok(usedJournal > 20, `only ${usedJournal} replaces had the journal`);
+  assert.ok(forged > 3, `places were forged only ${forged} times`);
 });
 
 test('the file the set in force was read from is recognised by its digest and not parsed, until a bind changes the set', () => {

@@ -81,7 +81,7 @@ describe('room for destinations', () => {
     }
   });
 
-  test('a label replaced by bind, and a socket unregistered, leave no destination behind', async () => {
+  test('a label replaced by bind or by a replace, and a socket unregistered, leave no destination behind; a registered one stays', async () => {
     const d = Dispatcher.create(opts);
     const server = await tcpServer('svc');
     try {
@@ -95,8 +95,16 @@ describe('room for destinations', () => {
       assert.deepEqual(registered(), [['b', 'false', 'null'], ['lonely', 'true', 'null']]);
       // Only the destinations the filter accepts are looked up in the socket slots.
       assert.deepEqual(registered((x) => x.label === 'b'), [['b', 'false', 'null'], ['lonely', 'false', 'null']]);
+      // Replaces collect destinations neither generation uses, unless a socket is registered there.
+      d.replaceBindings(labels(3));
+      d.replaceBindings(labels(2));
+      assert.deepEqual(d.destinations().map((x) => [x.label, x.bindings, x.sockets.length]).sort(),
+        [['l0', 1, 0], ['l1', 1, 0], ['l2', 0, 0], ['lonely', 0, 1]], 'b is gone, l2 kept for a rollback, lonely kept for its socket');
+      d.replaceBindings(labels(1));
+      assert.deepEqual(d.destinations().map((x) => x.label).sort(), ['l0', 'l1', 'lonely']);
       d.unregisterSocket({ label: 'lonely', domain: 'ipv4', protocol: 'tcp' });
-      assert.deepEqual(d.destinations().map((x) => x.label), ['b']);
+      assert.deepEqual(d.destinations().map((x) => x.label).sort(), ['l0', 'l1']);
+      d.replaceBindings([B('b', '127.0.0.0/24', 80)]);
     } finally {
       await server.close();
       d.close();

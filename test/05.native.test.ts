@@ -2,13 +2,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { BpfMap } from '../src/bpfmap.js';
+import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE } from '../src/layout.js';
 import { native } from '../src/native.js';
 
 const n = native();
@@ -214,6 +215,20 @@ test('socketInfo on TCP and UDP sockets', async () => {
     server.close();
     udp.close();
   }
+});
+
+test('a hash map of 16-byte values takes the kernel no more memory than one of 12: a binding\'s place (layout 12) costs none', () => {
+  const memlock = (valueSize: number): number => {
+    const fd = n.mapCreate(HASH, 'memlock', BINDING_KEY_SIZE, valueSize, 1 << 17, 0);
+    try {
+      return Number(/^memlock:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]);
+    } finally {
+      n.close(fd);
+    }
+  };
+  assert.equal(BINDING_VALUE_SIZE, 16);
+  assert.equal(memlock(BINDING_VALUE_SIZE), memlock(12));
+  assert.ok(memlock(20) > memlock(16), 'the figure does grow with the value past 16 bytes');
 });
 
 test('clocks: the monotonic clock (the data plane\'s) and the wall clock, read together', () => {

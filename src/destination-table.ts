@@ -6,7 +6,7 @@
 // can never leave a count that lets a used destination be freed.
 import type { BpfMap } from './bpfmap.js';
 import {
-  type DestinationEntry, type DestinationKey, decodeDestination, destinationName, encodeDestinationKey, encodeDestinationValue,
+  type DestinationEntry, type DestinationKey, decodeDestination, decodeDestinations, destinationName, encodeDestinationKey, encodeDestinationValue,
 } from './destination.js';
 import { TubularError } from './errors.js';
 import {
@@ -47,11 +47,7 @@ export class DestinationTable {
 
   entries(): DestinationEntry[] {
     const { keys, values, count } = this.maps.destinations.dump();
-    const ks = this.maps.destinations.info.keySize;
-    const vs = this.maps.destinations.info.valueSize;
-    const out: DestinationEntry[] = [];
-    for (let i = 0; i < count; i++) out.push(decodeDestination(keys, values, i * ks, i * vs));
-    return out;
+    return decodeDestinations(keys, values, count);
   }
 
   lookup(d: DestinationKey): DestinationEntry | undefined {

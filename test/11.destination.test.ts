@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeDestination, encodeDestinationKey, encodeDestinationValue } from '../src/destination.js';
-import { DESTINATION_KEY_SIZE, DESTINATION_VALUE_SIZE, LABEL_MAX_BYTES } from '../src/layout.js';
+import { decodeDestination, decodeDestinations, encodeDestinationKey, encodeDestinationValue } from '../src/destination.js';
+import { LABEL_MAX_BYTES } from '../src/layout.js';
 
-test('a destination decodes as it was encoded, from packed dumps at any offset', () => {
+test('destinations decode as they were encoded, from packed dumps and alone', () => {
   const entries = [
     { label: 'web', domain: 'ipv4', protocol: 'tcp', id: 0, owner: null },
     // A label that fills its field has no zero byte after it.
@@ -14,9 +14,10 @@ test('a destination decodes as it was encoded, from packed dumps at any offset',
   // As a dump returns them: keys and values packed, one after another.
   const keys = Buffer.concat(entries.map((e) => encodeDestinationKey(e)));
   const values = Buffer.concat(entries.map((e) => encodeDestinationValue(e.id, e.owner)));
-  entries.forEach((e, i) => {
-    assert.deepEqual(decodeDestination(keys, values, i * DESTINATION_KEY_SIZE, i * DESTINATION_VALUE_SIZE), e);
-  });
+  assert.deepEqual(decodeDestinations(keys, values, entries.length), entries);
+  // The last key fills its field, and the buffer ends there.
+  const last = entries.slice(0, 2);
+  assert.deepEqual(decodeDestinations(keys.subarray(0, 2 * keys.length / entries.length), values, 2), last);
   // One key alone, at offset 0.
   assert.deepEqual(decodeDestination(encodeDestinationKey(entries[1]), encodeDestinationValue(4095, 1000)), entries[1]);
   // Bytes after the first zero are not part of the label.

@@ -9,10 +9,11 @@ import { parseBinding } from '../src/binding.js';
 import { bindingAt } from '../src/bindingset.js';
 import { Dispatcher } from '../src/dispatcher.js';
 import { TubularError } from '../src/errors.js';
-import { BPF_MAP_TYPE_ARRAY } from '../src/layout.js';
+import { BPF_MAP_TYPE_ARRAY, LAYOUT_VERSION, META_MAGIC, META_STAMP } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { probe } from '../src/probe.js';
 import { isolate } from './lib/isolate.js';
+import { writeMeta } from './lib/meta.js';
 import { refusedTest, variantCases } from './lib/variants.js';
 
 const { bpffs } = isolate();
@@ -32,6 +33,26 @@ test('a pinned map of another shape is refused at open, naming it', () => {
     assert.throws(() => Dispatcher.open(opts),
       (e: unknown) => e instanceof TubularError && e.code === 'EINCOMPAT' && /pinned map sockets is not what this version expects \(type 2, expected 15\)/.test(e.message));
   } finally {
+    Dispatcher.unload(opts);
+  }
+});
+
+test('state of the layout before is refused at open, naming both layouts and the way out; unload removes it and a load starts anew', () => {
+  const d = Dispatcher.create(opts);
+  const dir = d.stateDir;
+  d.replaceBindings([parseBinding({ label: 'web', protocol: 'tcp', prefix: '127.0.0.0/24', port: 80 })]);
+  d.close();
+  // What the version before wrote (layout 11: binding values of 12 bytes, no place).
+  writeMeta(dir, META_STAMP, (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION - 1));
+  assert.throws(() => Dispatcher.open(opts), (e: unknown) => e instanceof TubularError && e.code === 'EINCOMPAT' &&
+    e.message.includes(`has state layout ${LAYOUT_VERSION - 1}, this tubectl understands ${LAYOUT_VERSION}: use the matching version, or tubectl unload and load again`));
+  Dispatcher.unload(opts);
+  assert.equal(Dispatcher.isLoaded(opts), false);
+  const again = Dispatcher.create(opts);
+  try {
+    assert.equal(again.bindings().length, 0);
+  } finally {
+    again.close();
     Dispatcher.unload(opts);
   }
 });

@@ -94,13 +94,17 @@ export interface ParsedSet {
   recognisable?: boolean;
   /** each binding's destination, when the parser worked them out (as destinationSlots) */
   slots?: { slotOf: Int32Array; slots: DestinationKey[] };
+  /** the bindings file it was read from: the digest of the bytes parsed, and how many (recorded, to recognise the file) */
+  file?: { digest: bigint; size: number };
 }
 
 /** A bindings file for replaceBindingsFile. */
 export interface BindingsSource {
-  /** 64 bits of SHA-256 over the file's bytes, never 0 (fileDigest in digest.ts) */
-  digest: bigint;
-  /** its set, or undefined when it cannot be parsed here (see replaceBindingsFile) */
+  /** the file's size in bytes */
+  size: number;
+  /** 64 bits of SHA-256 over the file's bytes, never 0 (fileDigest in digest.ts): asked only of a file the size of the one the set in force was read from */
+  digest(): bigint;
+  /** its set (with `file`), or undefined when it cannot be parsed here (see replaceBindingsFile) */
   parse(): ParsedSet | undefined;
 }
 
@@ -732,19 +736,23 @@ export class Dispatcher {
    * changed and undefined is returned.
    */
   replaceBindingsFile(source: BindingsSource, opts: { check?: ChangeCheck } = {}): ReplaceResult | undefined {
-    return this.replace(source.digest, source.parse, opts);
+    return this.replace(source, source.parse, opts);
   }
 
-  private replace(file: bigint | undefined, parse: () => ParsedSet | undefined, opts: { check?: ChangeCheck }): ReplaceResult | undefined {
+  private replace(file: BindingsSource | undefined, parse: () => ParsedSet | undefined, opts: { check?: ChangeCheck }): ReplaceResult | undefined {
     return this.write(() => {
       const g = this.gens.inForce();
       const s = 1 - g;
       const meta = metaGeneration(g);
       const number = Number(this.getMeta(meta.number));
       // The same file again, and the set in force unchanged since (its digest
-      // is cleared by any other change): nothing to read.
-      if (file !== undefined && this.getMeta(meta.digest) !== 0n && this.getMeta(meta.file) === file) {
-        return { added: 0, removed: 0, changed: 0, unchanged: Number(this.getMeta(meta.fileBindings)), generation: number };
+      // is cleared by any other change): nothing to read. A file of another
+      // size is another file, and is not read for its digest.
+      if (file !== undefined && this.getMeta(meta.digest) !== 0n) {
+        const held = this.getMeta(meta.fileBindings);
+        if (held >> 32n === BigInt(file.size) && this.getMeta(meta.file) === file.digest()) {
+          return { added: 0, removed: 0, changed: 0, unchanged: Number(held & 0xffffffffn), generation: number };
+        }
       }
       const inForce = this.gens.open('binding_set', g);
       let standbySet: BpfMap | undefined;
@@ -768,7 +776,7 @@ export class Dispatcher {
         const journal = this.journal.read();
         const { parsed, current, standby } = whileDumping(inForce, journal ? undefined : standbySet, parse);
         if (!parsed) return undefined;
-        return this.replaceWith(parsed, file, { g, number, current, standbySet, standby, journal, settled }, opts);
+        return this.replaceWith(parsed, { g, number, current, standbySet, standby, journal, settled }, opts);
       } finally {
         try {
           settled?.();
@@ -781,7 +789,7 @@ export class Dispatcher {
   }
 
   /** The rest of replace, with the new set parsed and both sets read. */
-  private replaceWith(parsed: ParsedSet, file: bigint | undefined,
+  private replaceWith(parsed: ParsedSet,
     at: { g: number; number: number; current: Dump; standbySet: BpfMap; standby?: Dump; journal?: { keys: Buffer; count: number }; settled: () => void },
     opts: { check?: ChangeCheck }): ReplaceResult {
     const { g, number, current } = at;
@@ -796,8 +804,9 @@ export class Dispatcher {
     /** Records what a slot now holds: the file read (when it may be recognised) and the set's digest, last. */
     const record = (slot: number): void => {
       const m = metaGeneration(slot);
-      this.setMeta(m.file, file !== undefined && parsed.recognisable !== false ? file : 0n);
-      this.setMeta(m.fileBindings, BigInt(next.count));
+      const file = parsed.file;
+      this.setMeta(m.file, file !== undefined && parsed.recognisable !== false ? file.digest : 0n);
+      this.setMeta(m.fileBindings, BigInt(next.count) | (file !== undefined ? BigInt(file.size) << 32n : 0n));
       this.setMeta(m.digest, digest);
     };
     // After a rollback the standby holds a later generation: numbers never repeat.

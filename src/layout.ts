@@ -84,6 +84,12 @@ export const META_WRITES = 5 + 5 * 2;
 /** 1 while a flip has not been waited for (see Generations.settleStart) */
 export const META_UNSETTLED = META_WRITES + 1;
 export const META_ENTRIES = META_UNSETTLED + 1;
+/**
+ * Generation `slot`'s record in meta: its number, when it was applied (ms),
+ * the digest of its set (0: changed since), the digest of the bytes of the
+ * bindings file it was read from (0: none), and that file's bindings (low
+ * 32 bits) and size in bytes (high 32 bits).
+ */
 export const metaGeneration = (slot: number): { number: number; applied: number; digest: number; file: number; fileBindings: number } =>
   ({ number: 5 + 5 * slot, applied: 6 + 5 * slot, digest: 7 + 5 * slot, file: 8 + 5 * slot, fileBindings: 9 + 5 * slot });
 

@@ -208,26 +208,36 @@ test('the standby is patched into the new set, with the journal or without it, t
   assert.ok(forged > 3, `places were forged only ${forged} times`);
 });
 
-test('the file the set in force was read from is recognised by its digest and not parsed, until a bind changes the set', () => {
+test('the file the set in force was read from is recognised by its size and digest and not parsed, until a bind changes the set; a file of another size is not read for its digest', () => {
   const d = Dispatcher.create(opts);
   try {
     const set = modelSet(Int32Array.from(KEYS, (_, k) => k % (LABELS.length + 2) - 1));
     const packed = packBindingSet(set);
     let parses = 0;
-    const file = (digest: bigint) => ({ digest, parse: () => { parses++; return { set: packed }; } });
+    let digests = 0;
+    const file = (digest: bigint, size = 1000) => ({
+      size,
+      digest: () => { digests++; return digest; },
+      parse: () => { parses++; return { set: packed, file: { digest, size } }; },
+    });
     assert.equal(d.replaceBindingsFile(file(7n))!.added, set.length);
-    assert.equal(parses, 1);
+    assert.deepEqual([parses, digests], [1, 0], 'nothing in force came from a file: the file is not read for its digest');
     assert.deepEqual(d.replaceBindingsFile(file(7n)), { added: 0, removed: 0, changed: 0, unchanged: set.length, generation: 2 });
-    assert.equal(parses, 1, 'the same file again: not parsed');
+    assert.deepEqual([parses, digests], [1, 1], 'the same file again: its digest read, and not parsed');
     d.replaceBindingsFile(file(8n));
-    assert.equal(parses, 2, 'another file: parsed');
+    assert.deepEqual([parses, digests], [2, 2], 'another file of the same size: digest, then parse');
     assert.equal(d.replaceBindingsFile(file(8n))!.unchanged, set.length);
-    assert.equal(parses, 2);
+    assert.deepEqual([parses, digests], [2, 3]);
+    // A file of another size is another file, even where a digest would say otherwise.
+    assert.equal(d.replaceBindingsFile(file(8n, 999))!.unchanged, set.length);
+    assert.deepEqual([parses, digests], [3, 3], 'another size: parsed without a first read');
+    assert.equal(d.replaceBindingsFile(file(8n, 999))!.unchanged, set.length);
+    assert.deepEqual([parses, digests], [3, 4], 'and recognised next time, by size and digest');
     d.bind(binding(0, 0));
-    assert.deepEqual(d.replaceBindingsFile(file(8n)), { added: 0, removed: 1, changed: 0, unchanged: set.length, generation: 3 });
-    assert.equal(parses, 3, 'after a bind: parsed, and the bind undone');
+    assert.deepEqual(d.replaceBindingsFile(file(8n, 999)), { added: 0, removed: 1, changed: 0, unchanged: set.length, generation: 3 });
+    assert.equal(parses, 4, 'after a bind: parsed, and the bind undone');
     // A parser that does not answer changes nothing.
-    assert.equal(d.replaceBindingsFile({ digest: 9n, parse: () => undefined }), undefined);
+    assert.equal(d.replaceBindingsFile({ size: 5, digest: () => 9n, parse: () => undefined }), undefined);
     assert.equal(d.generations().inForce.number, 3);
   } finally {
     d.close();
@@ -266,7 +276,7 @@ test('a flip does not wait for the programs still running with the generation it
     // The next one starts the wait before reading anything, and ends it before its first write.
     let parsedAt = -1;
     calls.length = 0;
-    d.replaceBindingsFile({ digest: 11n, parse: () => { parsedAt = calls.length; return { set: set(1) }; } });
+    d.replaceBindingsFile({ size: 1, digest: () => 11n, parse: () => { parsedAt = calls.length; return { set: set(1), file: { digest: 11n, size: 1 } }; } });
     const started = calls.indexOf('mapUpdateStart');
     const finished = calls.indexOf('mapUpdateFinish');
     const firstWrite = calls.findIndex((c) => WRITES.has(c));

@@ -208,37 +208,47 @@ export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}
   const guard = guardFrom(opts, 'load-bindings');
   checkPlaces(env); // before reading what may be a large file
   // The file is read a window at a time, never held whole: once for its
-  // digest, then (unless it is the file the set in force was read from) by
-  // the fast path, under the writers' lock.
+  // digest when it has the size of the file the set in force was read from,
+  // then (unless it is that file) by the fast path, under the writers' lock.
   const input = openRegularFile(file, BINDINGS_FILE);
   try {
     const [{ packBindingsFile }, { digestParts, fileDigest, fileDigestOf }] = await Promise.all([import('../bindings-file-packed.js'), import('../digest.js')]);
-    const digest = fileDigestOf(input.read);
     const passed: { verdict?: Verdict } = {};
     const shown = quoteIfNeeded(file);
     const check = guardedChange(guard, { what: `load ${shown}`, retry: `tubectl load-bindings --force ${shown}`, inspect: `tubectl diff ${shown}` },
       (verdict) => { passed.verdict = verdict; });
+    // The digest of a first read, when the dispatcher asked for one; the
+    // digest of the bytes parsed, recorded with the set. Where both were
+    // taken they must agree: what was parsed is what was recognised by.
+    let first: bigint | undefined;
+    let parsedDigest = 0n;
+    const agree = (digest: bigint): void => {
+      parsedDigest = digest;
+      if (first !== undefined && digest !== first) {
+        throw new TubularError('EBUSY', `${shown} changed while it was read, nothing was changed: run the command again`);
+      }
+    };
     // A file the fast path declines is parsed by the reference parser first
     // (which explains any mistake), then loaded.
     let parsed: PackedBindingsFile | undefined;
     const source = {
-      digest,
+      size: input.size,
+      digest: () => (first ??= fileDigestOf(input.read)),
       parse: () => {
         if (!parsed) {
           const read = digestParts();
           parsed = packBindingsFile({ size: input.size, source: input.read, seen: (bytes) => read.update(bytes) });
-          // What was parsed must be what was recognised by: the digest is recorded with the set.
-          if (parsed && read.value() !== digest) {
-            throw new TubularError('EBUSY', `${shown} changed while it was read, nothing was changed: run the command again`);
-          }
+          if (parsed) agree(read.value());
         }
-        return parsed && { set: parsed.set, index: parsed.index, slots: parsed.slots, recognisable: parsed.notes.length === 0 };
+        return parsed && {
+          set: parsed.set, index: parsed.index, slots: parsed.slots, recognisable: parsed.notes.length === 0, file: { digest: parsedDigest, size: input.size },
+        };
       },
     };
     const byReference = async (): Promise<void> => {
       const bytes = input.readAll();
       parsed = await parseByReference(bytes, file);
-      if (fileDigest(bytes) !== digest) throw new TubularError('EBUSY', `${shown} changed while it was read, nothing was changed: run the command again`);
+      agree(fileDigest(bytes));
     };
     let r: Awaited<ReturnType<Dispatcher['replacePackedBindings']>>;
     try {

@@ -94,7 +94,7 @@ export interface ParsedSet {
   recognisable?: boolean;
   /** each binding's destination, when the parser worked them out (as destinationSlots) */
   slots?: { slotOf: Int32Array; slots: DestinationKey[] };
-  /** the bindings file it was read from: the digest of the bytes parsed, and how many (recorded, to recognise the file) */
+  /** the bindings file it was read from: the digest of the bytes parsed, and the file's size in bytes (recorded, to recognise the file) */
   file?: { digest: bigint; size: number };
 }
 

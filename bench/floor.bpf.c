@@ -14,7 +14,7 @@
 #define REPEAT 8
 
 // Keys and values shaped as the dispatcher's binding set (binding_key, 24
-// bytes; binding_value, 12 bytes), and an 8-byte key to compare. The bench
+// bytes; binding_value, 16 bytes), and an 8-byte key to compare. The bench
 // fills each with as many keys as its binding set has.
 struct key24 {
 	__u32 w[6];
@@ -24,8 +24,8 @@ struct key8 {
 	__u32 w[2];
 };
 
-struct value12 {
-	__u32 w[3];
+struct value16 {
+	__u32 w[4];
 };
 
 #define HASH_ENTRIES 131072
@@ -34,14 +34,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, HASH_ENTRIES);
 	__type(key, struct key24);
-	__type(value, struct value12);
+	__type(value, struct value16);
 } hash24 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, HASH_ENTRIES);
 	__type(key, struct key8);
-	__type(value, struct value12);
+	__type(value, struct value16);
 } hash8 SEC(".maps");
 
 // Slot 0 holds a listening TCP socket on 127.0.0.1.

@@ -6,7 +6,7 @@
 // same rounds, and checked for the right answer first. The least a hit of
 // the dispatcher can cost is the floor, one lookup and the hand-over.
 import net from 'node:net';
-import { writeU32, writeU64 } from '../src/layout.js';
+import { BINDING_VALUE_SIZE, writeU32, writeU64 } from '../src/layout.js';
 import { native } from '../src/native.js';
 import { lookupContext, selectedCookie } from '../src/probe.js';
 import { type ReferenceProgram, type References, REFERENCE_PROGRAMS, REFERENCE_REPEAT } from './floor.js';
@@ -50,7 +50,7 @@ export async function measureParts(refs: References, opts: { keys: number; round
   const server = net.createServer((c) => c.destroy());
   try {
     for (const [map, words] of [['hash24', 6], ['hash8', 2]] as const) {
-      n.mapUpdateBatch(refs.maps[map], keysOf(words, opts.keys), Buffer.alloc((opts.keys + 1) * 12), opts.keys + 1, 0);
+      n.mapUpdateBatch(refs.maps[map], keysOf(words, opts.keys), Buffer.alloc((opts.keys + 1) * BINDING_VALUE_SIZE), opts.keys + 1, 0);
     }
     await new Promise<void>((ok, fail) => { server.once('error', fail); server.listen({ host: '127.0.0.1', port: 0 }, ok); });
     const fd = fdOf(server);

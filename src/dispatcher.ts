@@ -749,7 +749,7 @@ export class Dispatcher {
       // is cleared by any other change): nothing to read. A file of another
       // size is another file, and is not read for its digest.
       if (file !== undefined && this.getMeta(meta.digest) !== 0n) {
-        const held = this.getMeta(meta.fileBindings);
+        const held = this.getMeta(meta.fileShape);
         if (held >> 32n === BigInt(file.size) && this.getMeta(meta.file) === file.digest()) {
           return { added: 0, removed: 0, changed: 0, unchanged: Number(held & 0xffffffffn), generation: number };
         }
@@ -806,7 +806,7 @@ export class Dispatcher {
       const m = metaGeneration(slot);
       const file = parsed.file;
       this.setMeta(m.file, file !== undefined && parsed.recognisable !== false ? file.digest : 0n);
-      this.setMeta(m.fileBindings, BigInt(next.count) | (file !== undefined ? BigInt(file.size) << 32n : 0n));
+      this.setMeta(m.fileShape, BigInt(next.count) | (file !== undefined ? BigInt(file.size) << 32n : 0n));
       this.setMeta(m.digest, digest);
     };
     // After a rollback the standby holds a later generation: numbers never repeat.

@@ -87,11 +87,11 @@ export const META_ENTRIES = META_UNSETTLED + 1;
 /**
  * Generation `slot`'s record in meta: its number, when it was applied (ms),
  * the digest of its set (0: changed since), the digest of the bytes of the
- * bindings file it was read from (0: none), and that file's bindings (low
- * 32 bits) and size in bytes (high 32 bits).
+ * bindings file it was read from (0: none), and that file's shape: its
+ * bindings (low 32 bits) and its size in bytes (high 32 bits).
  */
-export const metaGeneration = (slot: number): { number: number; applied: number; digest: number; file: number; fileBindings: number } =>
-  ({ number: 5 + 5 * slot, applied: 6 + 5 * slot, digest: 7 + 5 * slot, file: 8 + 5 * slot, fileBindings: 9 + 5 * slot });
+export const metaGeneration = (slot: number): { number: number; applied: number; digest: number; file: number; fileShape: number } =>
+  ({ number: 5 + 5 * slot, applied: 6 + 5 * slot, digest: 7 + 5 * slot, file: 8 + 5 * slot, fileShape: 9 + 5 * slot });
 
 /** Keys the journal holds at most (a change of more leaves it to be ignored until the next replace). */
 export const JOURNAL_CAPACITY = 1 << 16;

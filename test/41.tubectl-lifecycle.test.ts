@@ -10,6 +10,8 @@ import { isolate } from './lib/isolate.js';
 import { TUBECTL, ok, runCommand, tubectlFor } from './lib/tubectl.js';
 import { autoVariant, variantCases } from './lib/variants.js';
 import { netnsInode } from '../src/netns.js';
+import { LAYOUT_VERSION, META_MAGIC, META_STAMP } from '../src/layout.js';
+import { writeMeta } from './lib/meta.js';
 
 const { bpffs } = isolate();
 const tubectl = tubectlFor(bpffs);
@@ -157,6 +159,25 @@ describe('lifecycle', () => {
       const r = await runCommand(path.join(root, cmd), args, { env });
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stderr, '', cmd);
+    }
+  });
+
+  test('state of another layout: upgrade, status and bindings refuse it with exit 1, naming both layouts; unload, then load, start anew', async () => {
+    ok(await tubectl(['load']));
+    try {
+      // What the version before wrote.
+      writeMeta(stateDir, META_STAMP, (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION - 1));
+      for (const verb of ['upgrade', 'status', 'bindings']) {
+        const r = await tubectl([verb]);
+        assert.equal(r.code, 1, verb);
+        assert.match(r.stderr, new RegExp(`has state layout ${LAYOUT_VERSION - 1}, this tubectl understands ${LAYOUT_VERSION}: use the matching version, or tubectl unload and load again \\(bindings and registrations are lost\\)\n$`), verb);
+        assert.doesNotMatch(r.stderr, /\n\s+at /, verb);
+      }
+      ok(await tubectl(['unload']));
+      ok(await tubectl(['load']));
+      assert.equal(JSON.parse(ok(await tubectl(['status', '--json'])).stdout).layoutVersion, LAYOUT_VERSION);
+    } finally {
+      await tubectl(['unload']);
     }
   });
 

@@ -162,7 +162,7 @@ describe('lifecycle', () => {
     }
   });
 
-  test('state of another layout: upgrade, status and bindings refuse it with exit 1, naming both layouts; unload, then load, start anew', async () => {
+  test('state of another layout: upgrade, status and bindings refuse it with exit 1, naming both layouts; load finds it loaded; unload, then load, start anew', async () => {
     ok(await tubectl(['load']));
     try {
       // What the version before wrote.
@@ -173,6 +173,9 @@ describe('lifecycle', () => {
         assert.match(r.stderr, new RegExp(`has state layout ${LAYOUT_VERSION - 1}, this tubectl understands ${LAYOUT_VERSION}: use the matching version, or tubectl unload and load again \\(bindings and registrations are lost\\)\n$`), verb);
         assert.doesNotMatch(r.stderr, /\n\s+at /, verb);
       }
+      const again = await tubectl(['load']);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /a dispatcher is already loaded .*tubectl unload first\n$/);
       ok(await tubectl(['unload']));
       ok(await tubectl(['load']));
       assert.equal(JSON.parse(ok(await tubectl(['status', '--json'])).stdout).layoutVersion, LAYOUT_VERSION);

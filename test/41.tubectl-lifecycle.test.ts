@@ -162,13 +162,16 @@ describe('lifecycle', () => {
     }
   });
 
-  test('state of another layout: upgrade, status and bindings refuse it with exit 1, naming both layouts; load finds it loaded; unload, then load, start anew', async () => {
+  test('state of another layout: upgrade, status, bindings and load --if-not-loaded refuse it with exit 1, naming both layouts; load finds it loaded; unload, then load, start anew', async () => {
     ok(await tubectl(['load']));
     try {
+      // Of this layout, the boot unit's load succeeds over it.
+      assert.match(ok(await tubectl(['load', '--if-not-loaded'])).stdout, /^dispatcher already loaded in \S+: nothing to do\n$/);
       // What the version before wrote.
       writeMeta(stateDir, META_STAMP, (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION - 1));
-      for (const verb of ['upgrade', 'status', 'bindings']) {
-        const r = await tubectl([verb]);
+      for (const args of [['upgrade'], ['status'], ['bindings'], ['load', '--if-not-loaded']]) {
+        const verb = args.join(' ');
+        const r = await tubectl(args);
         assert.equal(r.code, 1, verb);
         assert.match(r.stderr, new RegExp(`has state layout ${LAYOUT_VERSION - 1}, this tubectl understands ${LAYOUT_VERSION}: use the matching version, or tubectl unload and load again \\(bindings and registrations are lost\\)\n$`), verb);
         assert.doesNotMatch(r.stderr, /\n\s+at /, verb);

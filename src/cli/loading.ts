@@ -40,7 +40,7 @@ export function resolveGroup(name: string): number | undefined {
 export interface LoadOptions {
   /** group (name or gid) that may read the state; default "tubular" when it exists */
   group?: string;
-  /** a dispatcher already loaded is success (exit 0), not an error: for boot units */
+  /** a dispatcher already loaded, of this version's layout, is success (exit 0), not an error: for boot units */
   ifNotLoaded?: boolean;
   /** --program: auto, full or compat */
   program?: string;
@@ -86,6 +86,9 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
     d = denied(env, () => Dispatcher.create(where(env, { group: gid, program })));
   } catch (err) {
     if (!opts.ifNotLoaded || !(err instanceof TubularError && err.code === 'ELOADED')) throw err;
+    // "Nothing to do" only for state this version can run: a boot unit must
+    // not report success over state of another layout, which every verb refuses.
+    denied(env, () => Dispatcher.open(where(env, { readOnly: true }))).close();
     env.stdout.write(`dispatcher already loaded in ${env.netns}: nothing to do\n`);
     return;
   }

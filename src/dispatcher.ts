@@ -1001,7 +1001,7 @@ export class Dispatcher {
     if (opts.infos && opts.infos.length !== all.length) throw new TubularError('EINVAL', `${opts.infos.length} socket infos for ${all.length} sockets`);
     const infos = opts.infos ?? all.map((fd) => context('inspect the socket', () => this.sys.socketInfo(fd)));
     const kind = registrableGroup(label, infos);
-    for (const fd of all) checkNamespace(this.sys, fd, this.loc);
+    all.forEach((fd, k) => checkNamespace(this.sys, fd, this.loc, `socket #${k + 1}`));
     const owner = opts.owner ?? null;
     return this.write(() => this.changing(() => {
       const dest = this.ensureDestination({ label, ...kind }, owner !== null && owner !== 0 ? ROOT_RESERVED_DESTINATIONS : 0);

@@ -32,11 +32,12 @@ export function registrableGroup(label: string, infos: readonly SocketInfo[]): S
  * cookies are compared (no privilege needed), or before Linux 5.14, which
  * has no SO_NETNS_COOKIE, the socket is looked for among the namespace's
  * bound and listening sockets in /proc/self/net (no privilege either);
- * elsewhere the socket's namespace is asked for (CAP_NET_ADMIN).
+ * elsewhere the socket's namespace is asked for (CAP_NET_ADMIN). `which`
+ * names the socket in the message (socket #2).
  */
-export function checkNamespace(sys: Native, fd: number, loc: Location): void {
+export function checkNamespace(sys: Native, fd: number, loc: Location, which: string): void {
   const refuse = (what: string): never => {
-    throw new TubularError('EBADSOCK', `the socket belongs to another network namespace (${what}) than the dispatcher's ` +
+    throw new TubularError('EBADSOCK', `${which} belongs to another network namespace (${what}) than the dispatcher's ` +
       `(${loc.netns}): create it inside that namespace`);
   };
   const own = ownNamespace(sys);

@@ -255,7 +255,7 @@ describe('sockets', () => {
         const theirs = n.pidfdGetfd(pidfd, fd);
         n.close(pidfd);
         assert.throws(() => d.registerSocket('web', theirs),
-          (e: unknown) => e instanceof TubularError && e.code === 'EBADSOCK' && /belongs to another network namespace .* create it inside that namespace/.test(e.message));
+          (e: unknown) => e instanceof TubularError && e.code === 'EBADSOCK' && /^socket #1 belongs to another network namespace .* create it inside that namespace/.test(e.message));
         n.close(theirs);
         assert.deepEqual(d.destinations(), []);
         py.kill('SIGKILL');

@@ -19,7 +19,7 @@ const tubectl = tubectlFor(bpffs);
 const files = mkdtempSync(path.join(tmpdir(), 'tubectl-safety-'));
 const servers: Record<string, Served> = {};
 
-interface Entry { label?: string; prefix: string; port: number; protocol?: 'tcp' | 'udp'; action?: 'reject' }
+interface Entry { label?: string; prefix: string; port: number; protocol?: 'tcp' | 'udp'; action?: 'reject' | 'observe' }
 interface Listed { label: string; protocol: string; prefix: string; port: number; action: string; hits: string; lastHit: string | null }
 
 const write = (name: string, bindings: Entry[]): string => {
@@ -247,6 +247,22 @@ describe('the guard', () => {
     assert.equal(await tcpProbe('127.0.0.8', 80), 'a');
   });
 
+  test('refuses to turn a live steer binding into observe, and a live observe binding into reject', async () => {
+    ok(await tubectl(['load-bindings', '--force', write('witha.json', withA(base[0]))]));
+    const observe = write('observe.json', withA({ label: 'a', prefix: '127.0.0.0/24', port: 80, protocol: 'tcp', action: 'observe' }));
+    await refused(observe, /\n {2}changed +tcp +127\.0\.0\.0\/24 +80 +a => <observe:a> +\d+ +\d+s ago\n/);
+    ok(await tubectl(['load-bindings', '--force', observe]));
+    // Observed, then decided as if it were not there: no shorter binding, no listener.
+    assert.equal(await tcpProbe('127.0.0.8', 80), 'ECONNREFUSED');
+    const before = await state();
+    const reject = write('observe-reject.json', withA({ label: 'a', prefix: '127.0.0.0/24', port: 80, protocol: 'tcp', action: 'reject' }));
+    const r = exited(await tubectl(['load-bindings', reject]), 1);
+    assert.match(r.stderr, /\n {2}changed +tcp +127\.0\.0\.0\/24 +80 +<observe:a> => <reject:a> +\d+ +\d+s ago\n/);
+    await assertUnchanged(before);
+    ok(await tubectl(['load-bindings', '--force', path.join(files, 'witha.json')]));
+    assert.equal(await tcpProbe('127.0.0.8', 80), 'a');
+  });
+
   test('--live-window: 0 turns the check off; a hit older than the window is not live', async () => {
     assert.equal(await tcpProbe('127.0.0.8', 80), 'a');
     const file = path.join(files, 'withdraw.json');
@@ -303,7 +319,12 @@ describe('unbind and bind', () => {
     const rej = ok(await tubectl(['bind', '--reject', 'tcp', '127.0.0.0/24', '80']));
     assert.match(rej.stderr, /warning: tcp 127\.0\.0\.0\/24 80 -> b carried traffic in the last 10m \(2 hits, last \d+s ago\); its connections are now refused\n$/);
     assert.equal(ok(await tubectl(['bind', '--live-window', '0', 'a', 'tcp', '127.0.0.0/24', '80'])).stderr, '');
-    ok(await tubectl(['unbind', '--force', 'a', 'tcp', '127.0.0.0/24', '80']));
+    assert.equal(await tcpProbe('127.0.0.8', 80), 'a');
+    // Observe sends nothing to its label, whatever the label says.
+    const obs = ok(await tubectl(['bind', '--observe', 'b', 'tcp', '127.0.0.0/24', '80']));
+    assert.match(obs.stderr, /^tubectl: warning: tcp 127\.0\.0\.0\/24 80 -> a carried traffic in the last 10m \(\d+ hits?, last \d+s ago\); its connections are now only observed: they go where a shorter binding, or the kernel's own lookup, sends them\n$/);
+    assert.equal(await tcpProbe('127.0.0.8', 80), 'ECONNREFUSED');
+    ok(await tubectl(['unbind', '--force', '--observe', 'b', 'tcp', '127.0.0.0/24', '80']));
   });
 });
 

@@ -4,6 +4,7 @@
 // and sources carry on. Then the bound of the sources table, with volume
 // sent through BPF_PROG_TEST_RUN.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -155,6 +156,9 @@ test('the sources table stays within its bound under a scan from more blocks tha
   try {
     const max = table.info.maxEntries;
     assert.equal(max, 131072);
+    // TUBECTL.md: about 14 MiB of kernel memory, the figure bpftool shows.
+    const memlock = Number(/^memlock:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${table.fd}`, 'utf8'))![1]);
+    assert.ok(memlock > 13 * 2 ** 20 && memlock < 15 * 2 ** 20, `${memlock} bytes`);
     d.bind(parseBinding({ protocol: 'tcp', prefix: '10.0.0.0/8', port: 80, action: 'observe' }));
     const blocks = max + max / 4;
     const remote = new Uint8Array(4);

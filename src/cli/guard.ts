@@ -108,7 +108,9 @@ export function guardedUnbind(guard: Guard, retry: string): (existing: Binding, 
 export function warnRedirected(env: Env, guard: Guard, replaced: Binding, traffic: Traffic, now: Binding): void {
   const policy = guard.policy();
   if (!redirects(replaced, now) || !isLive(traffic, policy)) return;
-  const where = now.action === 'reject' ? 'are now refused' : `now go to ${now.label}`;
+  const where = now.action === 'reject' ? 'are now refused'
+    : now.action === 'observe' ? 'are now only observed: they go where a shorter binding, or the kernel\'s own lookup, sends them'
+    : `now go to ${now.label}`;
   env.stderr.write(`tubectl: warning: ${describeBinding(toJSON(replaced))} carried traffic in the last ${formatDuration(policy.liveWindowMs)} ` +
     `(${hitsText(traffic, policy.now)}); its connections ${where}\n`);
 }

@@ -8,7 +8,7 @@
 // inconsistent. Readers take no lock. Nothing here depends on a process of
 // ours staying alive: the pins are the state.
 import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
-import { type Binding, bindingId, sameTarget } from './binding.js';
+import { type Action, type Binding, bindingId, sameTarget } from './binding.js';
 import { setDigest } from './digest.js';
 import { BindingStats, type Traffic, allocateStats, markStats } from './binding-stats.js';
 import { Generations, pendingPin, pinAt } from './generations.js';
@@ -637,8 +637,8 @@ export class Dispatcher {
     }
   }
 
-  /** Removes the binding with this protocol, prefix and port from the set in force; label, if given, must match. */
-  unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string }, opts: { check?: (existing: Binding, traffic: Traffic) => void } = {}): Binding {
+  /** Removes the binding with this protocol, prefix and port from the set in force; action and label, if given, must match. */
+  unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string; action?: Action }, opts: { check?: (existing: Binding, traffic: Traffic) => void } = {}): Binding {
     return this.write(() => {
       const g = this.gens.inForce();
       return this.gens.withSet((set) => {
@@ -648,6 +648,12 @@ export class Dispatcher {
         if (!value) throw new TubularError('ENOENT', `there is no binding ${name}: tubectl bindings lists them`);
         const labels = this.dests.labels();
         const existing = unpackBindings(key, value, 1, (id) => labels.get(id))[0];
+        if (b.action !== undefined && b.action !== existing.action) {
+          const a = (action: Action): string => `${action === 'observe' ? 'an' : 'a'} ${action} binding`;
+          const flag = existing.action === 'steer' ? '' : `--${existing.action} `;
+          throw new TubularError('EINVAL', `the binding ${name} is ${a(existing.action)}${existing.label ? ` (label "${existing.label}")` : ''}, ` +
+            `not ${a(b.action)}: nothing was changed; remove it with tubectl unbind ${flag}${existing.label ? `${existing.label} ` : ''}${name}`);
+        }
         if (b.label !== undefined && b.label !== existing.label) {
           throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
         }

@@ -2,7 +2,7 @@
 // in a throwaway namespace: output, --json and exit codes.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -191,7 +191,11 @@ describe('lifecycle', () => {
     assert.match(ok(await tubectl(['version'])).stdout, /^tubectl \d+\.\d+\.\d+ \(node v\d+/);
     const v = JSON.parse(ok(await tubectl(['version', '--json'])).stdout) as { version: string; layoutVersion: number };
     assert.match(v.version, /^\d+\.\d+\.\d+/);
-    assert.equal(typeof v.layoutVersion, 'number');
+    assert.equal(v.layoutVersion, LAYOUT_VERSION);
+    // TUBECTL.md's examples show this build's layout (they go stale at every bump otherwise).
+    const doc = readFileSync(path.resolve(path.dirname(TUBECTL), '../../../docs/TUBECTL.md'), 'utf8');
+    assert.deepEqual([...doc.matchAll(/state layout (\d+)\)|"layoutVersion": (\d+)|\(layout (\d+)\)/g)].map((m) => Number(m[1] ?? m[2] ?? m[3])),
+      [LAYOUT_VERSION, LAYOUT_VERSION, LAYOUT_VERSION]);
   });
 });
 

@@ -153,7 +153,11 @@ describe('bind and precedence', () => {
     // unbind --reject removes only reject bindings.
     const steer = await tubectl(['unbind', '--reject', 'tcp', '127.0.0.0/24', '0']);
     assert.equal(steer.code, 1);
-    assert.match(steer.stderr, /is not a reject binding/);
+    assert.match(steer.stderr, /^tubectl: the binding tcp 127\.0\.0\.0\/24 0 is a steer binding \(label "all24"\), not a reject binding: nothing was changed; remove it with tubectl unbind all24 tcp 127\.0\.0\.0\/24 0\n$/);
+    // And the other way round: unbind without --reject of a reject binding.
+    const rej = await tubectl(['unbind', 'web', 'tcp', '127.0.0.0/28', '8080']);
+    assert.equal(rej.code, 1);
+    assert.match(rej.stderr, /^tubectl: the binding tcp 127\.0\.0\.0\/28 8080 is a reject binding, not a steer binding: nothing was changed; remove it with tubectl unbind --reject tcp 127\.0\.0\.0\/28 8080\n$/);
     ok(await tubectl(['unbind', '--reject', '--force', 'tcp', '127.0.0.0/28', '8080']));
     ok(await tubectl(['unbind', '--reject', '--live-window', '0', 'plaintext', 'udp', '127.0.0.0/28', '8080']));
     assert.equal(await tcpProbe('127.0.0.5', 8080), 'all24');
@@ -208,6 +212,7 @@ describe('load-bindings', () => {
     ['bad prefix', { bindings: [{ label: 'a', prefix: '127.0.0.1' , port: 1 }, { label: 'a', prefix: '127.0.0.300', port: 1 }] }, /bindings\[1\]\.prefix = "127\.0\.0\.300"/],
     ['duplicate', { bindings: [{ label: 'a', prefix: '127.0.0.1', port: 1 }, { label: 'b', prefix: '127.0.0.1/32', port: 1, protocol: 'tcp' }] }, /bindings\[1\] = .*duplicates bindings\[0\]/],
     ['missing bindings', {}, /bindings is missing/],
+    ['bad label', { bindings: [{ label: 'web/1', prefix: '127.0.0.1', port: 1 }] }, /bindings\[0\]\.label = "web\/1": invalid label/],
   ];
   for (const [what, content, message] of invalid) {
     test(`an invalid file (${what}) changes nothing and exits 1`, async () => {

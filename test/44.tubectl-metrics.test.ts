@@ -108,3 +108,21 @@ test('SIGTERM stops it with exit 0', async () => {
   server.kill('SIGTERM');
   assert.equal(await done, 0);
 });
+
+test('localhost is the one name it listens on; it looks no other up', async () => {
+  const other = spawn(process.execPath, [TUBECTL, '--bpffs', bpffs, 'metrics', 'localhost', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const where = await new Promise<string>((resolve, fail) => {
+      let out = '';
+      other.stdout!.on('data', (d) => {
+        out += d;
+        const m = /serving metrics on (http:\/\/\S+)\/metrics\n/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      other.once('exit', (code) => fail(new Error(`metrics exited early (${code}): ${out}`)));
+    });
+    assert.equal((await fetch(`${where}/metrics`)).status, 200);
+  } finally {
+    other.kill('SIGKILL');
+  }
+});

@@ -70,18 +70,7 @@ export async function unbind(env: Env, args: readonly string[], opts: BindOption
   const guard = guardFrom(opts, 'unbind');
   writeNotes(env, notes);
   const retry = ['tubectl unbind --force', ...(b.action !== 'steer' ? [`--${b.action}`] : []), ...(b.label ? [b.label] : []), b.protocol, toJSON(b).prefix, String(b.port)].join(' ');
-  const removed = await withDispatcher(env, false, (d) => {
-    if (b.action !== 'steer') {
-      const existing = d.bindings().find((x) => x.protocol === b.protocol && x.port === b.port &&
-        x.prefix.length === b.prefix.length && x.prefix.bytes.every((v, i) => v === b.prefix.bytes[i]));
-      if (existing && existing.action !== b.action) {
-        const flag = existing.action === 'steer' ? '' : `--${existing.action} `;
-        throw new TubularError('EINVAL', `the binding ${describeBinding(toJSON(existing))} is not a${b.action === 'observe' ? 'n' : ''} ${b.action} binding: ` +
-          `remove it with tubectl unbind ${flag}${existing.label ? `${existing.label} ` : ''}${b.protocol} ${toJSON(b).prefix} ${b.port}`);
-      }
-    }
-    return d.unbind(b, { check: guardedUnbind(guard, retry) });
-  });
+  const removed = await withDispatcher(env, false, (d) => d.unbind(b, { check: guardedUnbind(guard, retry) }));
   env.stdout.write(`removed ${describeBinding(toJSON(removed))}\n`);
 }
 

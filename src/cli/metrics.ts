@@ -3,7 +3,7 @@
 // once, and closes it again, so the server survives unload/load and never
 // holds the state open.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { DestinationStatus } from '../dispatcher.js';
 import type { ProgramVariant } from '../kernel.js';
@@ -11,7 +11,7 @@ import { TubularError, isSystemError } from '../errors.js';
 import { parsePort } from '../protocol.js';
 import { quote } from '../quote.js';
 import { type Env, withDispatcher } from './env.js';
-import { parsing } from './errors.js';
+import { UsageError, parsing } from './errors.js';
 import { type ObservedRow, type RejectRow, observedRows, rejectRows } from './rejects.js';
 
 interface Sample {
@@ -111,7 +111,15 @@ export interface MetricsServer {
 }
 
 /** Starts the HTTP server; resolves once it listens. */
+/** The address to listen on: an IP address, or localhost (no other name is looked up). */
+function checkAddress(address: string): void {
+  if (isIP(address) === 0 && address !== 'localhost') {
+    throw new UsageError(`invalid address ${quote(address)}: give an IP address to listen on, e.g. 127.0.0.1, ::1, 0.0.0.0 or ::`, 'metrics');
+  }
+}
+
 export async function startMetricsServer(env: Env, address: string, portText: string): Promise<MetricsServer> {
+  checkAddress(address);
   const port = parsing('metrics', () => parsePort(portText));
   const { version } = await import('./version-info.js');
   let current: Sample = { loaded: false, destinations: [], rejects: [], observed: [], variant: null };
@@ -162,7 +170,9 @@ export async function startMetricsServer(env: Env, address: string, portText: st
 
 /** Serves until SIGINT or SIGTERM. */
 export async function metrics(env: Env, address: string, port: string): Promise<void> {
-  parsing('metrics', () => parsePort(port)); // a usage error before anything else
+  // Usage errors before anything else.
+  checkAddress(address);
+  parsing('metrics', () => parsePort(port));
   const first = await readSample(env); // fails now, not at the first scrape, when the state is unreadable
   const server = await startMetricsServer(env, address, port);
   const host = server.address.includes(':') ? `[${server.address}]` : server.address;

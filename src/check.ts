@@ -16,7 +16,7 @@ import type { Traffic } from './binding-stats.js';
 import { type PackedBindings, actionOf, keyFamily, keyId, keyPort, keyPrefixText, keyProtocol, labelAt, precedenceOrder } from './bindingset.js';
 import { type DestinationKey, destinationName } from './destination.js';
 import { formatAge, formatDuration } from './duration.js';
-import { ACTION_REJECT, BINDING_KEY_SIZE } from './layout.js';
+import { ACTION_OBSERVE, ACTION_REJECT, BINDING_KEY_SIZE } from './layout.js';
 import { DEFAULT_LIVE_WINDOW_MS } from './guard.js';
 import { buildForest } from './prefix-forest.js';
 import { domainOf } from './protocol.js';
@@ -42,6 +42,8 @@ export interface CheckInput {
   liveWindowMs: number;
   /** the ports a connection can have (tests use fewer) */
   portCount?: number;
+  /** how fixes name tubectl (with the --netns and --bpffs of the run; default "tubectl") */
+  tubectl?: string;
 }
 
 export interface Finding {
@@ -78,12 +80,12 @@ export function describeAt(set: PackedBindings, i: number): string {
  * The tubectl command that removes binding i; with --force when the binding
  * had traffic recently enough for unbind's guard to refuse it otherwise.
  */
-export function unbindCommand(set: PackedBindings, i: number, input?: Pick<CheckInput, 'traffic' | 'now'>): string {
+export function unbindCommand(set: PackedBindings, i: number, input?: Pick<CheckInput, 'traffic' | 'now' | 'tubectl'>): string {
   const label = labelAt(set, i);
-  const reject = set.actions[i] === ACTION_REJECT;
+  const action = set.actions[i] === ACTION_REJECT ? '--reject ' : set.actions[i] === ACTION_OBSERVE ? '--observe ' : '';
   const hit = input?.traffic?.[i]?.lastHit;
   const force = hit && input.now - hit.getTime() <= DEFAULT_LIVE_WINDOW_MS ? '--force ' : '';
-  return `tubectl unbind ${force}${reject ? '--reject ' : ''}${label ? `${label} ` : ''}${keyId(set.keys, i * BINDING_KEY_SIZE)}`;
+  return `${input?.tubectl ?? 'tubectl'} unbind ${force}${action}${label ? `${label} ` : ''}${keyId(set.keys, i * BINDING_KEY_SIZE)}`;
 }
 
 export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
@@ -136,7 +138,7 @@ export function check(input: CheckInput): Finding[] {
       findings.push({
         severity: 'error', kind: 'blackhole', binding: i, related: [], moreRelated: false, label,
         message: `${describeAt(set, i)} refuses every connection it decides: no ${d.domain} ${d.protocol} socket is registered for ${label} (${has})`,
-        fix: `register the service's socket (tubectl register-pid PID ${label} ${d.protocol} ADDRESS PORT), or remove the binding (${unbindCommand(set, i, input)})`,
+        fix: `register the service's socket (${input.tubectl ?? 'tubectl'} register-pid PID ${label} ${d.protocol} ADDRESS PORT), or remove the binding (${unbindCommand(set, i, input)})`,
       });
     }
   }
@@ -153,7 +155,7 @@ export function check(input: CheckInput): Finding[] {
       severity: 'warning', kind: 'orphan-socket', binding: -1, related: [], moreRelated: false, label: d.label, destination: d,
       message: `${n === 1 ? 'the socket' : `the ${n} sockets`} registered for ${destinationName(d)} (cookie ${d.sockets.join(', ')}) ` +
         `${n === 1 ? 'gets' : 'get'} no traffic: no binding steers ${d.domain} ${d.protocol} connections to ${d.label}`,
-      fix: `bind prefixes to it (tubectl bind ${d.label} ${d.protocol} PREFIX PORT), or unregister it (tubectl unregister ${d.label} ${d.domain} ${d.protocol})`,
+      fix: `bind prefixes to it (${input.tubectl ?? 'tubectl'} bind ${d.label} ${d.protocol} PREFIX PORT), or unregister it (${input.tubectl ?? 'tubectl'} unregister ${d.label} ${d.domain} ${d.protocol})`,
     });
   }
   return sortFindings(set, findings);

@@ -205,15 +205,20 @@ export class DestinationTable {
 
   /** Deletes destinations that no binding uses and no socket serves; returns how many. */
   collect(used: Uint8Array, known: DestinationEntry[] = this.entries()): number {
+    const gone = this.collectable(used, known);
+    if (gone.length > 0) this.maps.destinations.deleteBatch(Buffer.concat(gone.map((d) => encodeDestinationKey(d))), gone.length);
+    return gone.length;
+  }
+
+  /** The destinations collect() would delete now, deleting none. */
+  collectable(used: Uint8Array, known: DestinationEntry[] = this.entries()): DestinationEntry[] {
     const unused = known.filter((d) => !used[d.id]);
-    if (unused.length === 0) return 0;
+    if (unused.length === 0) return [];
     // How many slots each has filled, in one call: a replace may leave a
     // thousand labels, and two syscalls apiece cost milliseconds.
     const ids = Uint32Array.from(unused, (d) => d.id);
     const filled = this.maps.socket_slots.lookupMany(Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength), ids.length);
-    const gone = unused.filter((d, k) => !this.hasSocket(d.id, Math.min(readU32(filled, k * 4), SOCKET_SLOTS)));
-    this.maps.destinations.deleteBatch(Buffer.concat(gone.map((d) => encodeDestinationKey(d))), gone.length);
-    return gone.length;
+    return unused.filter((d, k) => !this.hasSocket(d.id, Math.min(readU32(filled, k * 4), SOCKET_SLOTS)));
   }
 
   /** Per-destination counters summed over CPUs: lookups, misses, errors. */

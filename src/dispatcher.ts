@@ -39,7 +39,7 @@ import type { KeyIndex } from './keyindex.js';
 import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
 import { reconcile } from './reconcile.js';
-import { type LinkFacts, linkFacts, pinnedProgramId, withPinned } from './links.js';
+import { type LinkFacts, PENDING_PROGRAM, linkFacts, pinnedProgramId, withPinned } from './links.js';
 import { type Location, StateDir, createStateDir, detachLink, locate, removeStaleFor } from './statedir.js';
 
 export interface DispatcherOptions {
@@ -148,7 +148,6 @@ export interface RegisterOptions {
 export const ROOT_RESERVED_DESTINATIONS = 64;
 
 const ALL_MAPS: readonly MapName[] = [...OBJECT_MAPS, 'destinations', 'journal'];
-const PENDING_PROGRAM = `${PIN.program}_new`;
 const metaValue = (): bigint => (BigInt(META_MAGIC) << 32n) | BigInt(LAYOUT_VERSION);
 
 type Maps = Record<MapName, BpfMap>;
@@ -195,6 +194,8 @@ export class Dispatcher {
   private lastWrite: bigint | undefined;
   /** inside a write: writes made now are part of it (see batch) */
   private writing = false;
+  /** the write's check refused it before it changed anything (see refusable) */
+  private refused = false;
   /** Set by create(): which program it loaded, and why. */
   created?: ProgramDecision;
 
@@ -366,9 +367,19 @@ export class Dispatcher {
       const mine = BigInt.asUintN(64, writes + 1n);
       this.setMeta(META_WRITES, mine);
       this.writing = true;
+      this.refused = false;
       let result: T;
       try {
         result = fn();
+      } catch (err) {
+        // Refused before changing anything (see refusable): the count goes
+        // back too, so that the state is byte for byte what it was, and this
+        // handle, having checked it, knows that no writer came since.
+        if (this.refused) {
+          this.setMeta(META_WRITES, writes);
+          this.lastWrite = writes;
+        }
+        throw err;
       } finally {
         this.writing = false;
       }
@@ -393,6 +404,19 @@ export class Dispatcher {
    * dies inside, the next writer recomputes everything derived from the
    * binding sets. A change that fails is reconciled at once.
    */
+  /**
+   * Runs a caller's check of a change (the guard), which comes before the
+   * change writes anything: when it throws, write() undoes its count.
+   */
+  private refusable(check: () => void): void {
+    try {
+      check();
+    } catch (err) {
+      this.refused = true;
+      throw err;
+    }
+  }
+
   private changing<T>(fn: () => T): T {
     this.setMeta(META_INTENT, 1n);
     let result: T;
@@ -454,10 +478,7 @@ export class Dispatcher {
       intent: this.getMeta(META_INTENT) !== 0n,
     };
     const plan = planRecovery(facts);
-    if (plan.halfUnloaded) {
-      throw new TubularError('ENOTLOADED', `the dispatcher in ${this.loc.dir} is detached (an unload was interrupted): ` +
-        'no traffic is steered; run tubectl unload to finish it, then tubectl load');
-    }
+    if (plan.halfUnloaded) throw this.detached();
     for (const step of plan.steps) {
       switch (step.do) {
         case 'adopt': renameSync(this.dir.at(`${step.name}_new`), this.dir.at(step.name)); break;
@@ -657,7 +678,7 @@ export class Dispatcher {
         if (b.label !== undefined && b.label !== existing.label) {
           throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
         }
-        opts.check?.(existing, this.stats.one(valueStat(value, 0)));
+        if (opts.check) this.refusable(() => opts.check!(existing, this.stats.one(valueStat(value, 0))));
         return this.changing(() => {
           this.touched(g);
           this.journal.note(key);
@@ -829,13 +850,27 @@ export class Dispatcher {
       record(g);
       return { ...result, generation: number };
     }
+    // Room for the new destinations, checked before anything changes: what
+    // neither set in force nor a socket uses (the standby's own) can go.
+    let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
+    const crowded = known.length + missing.length > MAX_DESTINATIONS;
+    if (crowded) {
+      const free = MAX_DESTINATIONS - known.length + this.dests.collectable(diff.usedIds, known).length;
+      this.refusable(() => {
+        if (missing.length > free) {
+          throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
+            `but only ${free} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
+            'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
+        }
+      });
+    }
     if (opts.check) {
       const labels = new Map(known.map((d) => [d.id, d.label]));
       const packed = packedFromDump(current.keys, current.values, current.count, (id) => labels.get(id));
       const change: SetChange = {
         added: diff.addedKeys, removed: diff.removedKeys, changed: diff.changedKeys.map((from, k) => ({ from, to: diff.changedTo[k] })), unchanged: diff.unchanged,
       };
-      opts.check(packed, next, change, (st) => this.stats.many(st));
+      this.refusable(() => opts.check!(packed, next, change, (st) => this.stats.many(st)));
     }
     // No program may still run with the standby once it is written.
     at.settled();
@@ -847,20 +882,13 @@ export class Dispatcher {
       this.setMeta(standbyMeta.digest, 0n);
       this.setMeta(standbyMeta.file, 0n);
       this.journal.invalidate();
-      // Room for the new destinations, checked before anything is created;
-      // what only the standby used is free now.
-      let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-      if (known.length + missing.length > MAX_DESTINATIONS) {
+      // What only the standby used is free now (the room was checked above).
+      if (crowded) {
         this.dests.collect(diff.usedIds, known);
         known = this.dests.entries();
         byName = idOf(known);
         slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });
         missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-      }
-      if (known.length + missing.length > MAX_DESTINATIONS) {
-        throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
-          `but only ${MAX_DESTINATIONS - known.length} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
-          'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
       }
       this.dests.create(missing.map((k) => slots[k]), known).forEach((id, m) => { ids[missing[m]] = id; });
       // Counters: an unchanged or changed binding keeps its own, a new one
@@ -979,7 +1007,7 @@ export class Dispatcher {
       if (opts.check) {
         const current = this.reader.packedBindings(g);
         const previous = this.reader.packedBindings(s);
-        opts.check(current, previous, compareSets(current, previous), (st) => this.stats.many(st));
+        this.refusable(() => opts.check!(current, previous, compareSets(current, previous), (st) => this.stats.many(st)));
       }
       return this.changing(() => {
         this.flip(s);
@@ -1067,6 +1095,25 @@ export class Dispatcher {
   program(): { id: number; variant: ProgramVariant | null } | null {
     this.check();
     return this.reader.program();
+  }
+
+  /**
+   * The pinned file of the program the link runs, to ask it questions
+   * (BPF_PROG_TEST_RUN); null when reading the link needs root. Throws
+   * ENOTLOADED when an interrupted unload left the program detached: then
+   * it decides nothing.
+   */
+  runningProgram(): string | null {
+    this.check();
+    const running = this.reader.running();
+    if (running === null) return null;
+    if (!running.attached) throw this.detached();
+    return this.dir.at(running.pin);
+  }
+
+  private detached(): TubularError {
+    return new TubularError('ENOTLOADED', `the dispatcher in ${this.loc.dir} is detached (an unload was interrupted): ` +
+      'no traffic is steered; run tubectl unload to finish it, then tubectl load');
   }
 
   /**

@@ -1,7 +1,10 @@
 // Facts about the pinned program and link of a dispatcher.
 import { isSystemError } from './errors.js';
-import { BPF_LINK_TYPE_NETNS } from './layout.js';
+import { BPF_LINK_TYPE_NETNS, PIN } from './layout.js';
 import type { Native } from './native.js';
+
+/** Where upgrade pins the new program before it switches the link (then renames it over PIN.program). */
+export const PENDING_PROGRAM = `${PIN.program}_new`;
 
 export interface LinkFacts {
   id: number;
@@ -38,4 +41,14 @@ export function linkFacts(sys: Native, file: string, ino: number): LinkFacts | u
 /** The id of the program pinned at file, or undefined. */
 export function pinnedProgramId(sys: Native, file: string): number | undefined {
   return withPinned(sys, file, (fd) => sys.progInfo(fd).id);
+}
+
+/**
+ * The pin of the program the link runs: PIN.program, or PENDING_PROGRAM when
+ * an upgrade died after switching the link and before renaming the pin (the
+ * next writer adopts it: recovery.ts). PIN.program when there is no link.
+ */
+export function runningProgramPin(sys: Native, at: (name: string) => string, link: LinkFacts | undefined): string {
+  if (link === undefined || pinnedProgramId(sys, at(PIN.program)) === link.progId) return PIN.program;
+  return pinnedProgramId(sys, at(PENDING_PROGRAM)) === link.progId ? PENDING_PROGRAM : PIN.program;
 }

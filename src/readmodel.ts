@@ -10,7 +10,7 @@ import { isSystemError } from './errors.js';
 import type { Generations } from './generations.js';
 import { ACTION_REJECT, BINDING_KEY_SIZE, LAYOUT_VERSION, PIN, decodeBindingKey } from './layout.js';
 import { type ProgramVariant, variantOfProgram } from './kernel.js';
-import { linkFacts, withPinned } from './links.js';
+import { linkFacts, runningProgramPin, withPinned } from './links.js';
 import type { Native } from './native.js';
 import { formatPrefix, type Prefix } from './prefix.js';
 import type { Protocol } from './protocol.js';
@@ -119,12 +119,20 @@ export class ReadModel {
     return out.sort((a, b) => formatPrefix(a.prefix).localeCompare(formatPrefix(b.prefix)) || a.port - b.port);
   }
 
-  /** The pinned program's id and variant; null when reading it needs root (or there is no pin). */
+  /** The id and variant of the program the link runs; null when reading it needs root (or there is no pin). */
   program(): { id: number; variant: ProgramVariant | null } | null {
-    return privileged(() => withPinned(this.sys, this.dir.at(PIN.program), (fd) => {
+    return privileged(() => withPinned(this.sys, this.dir.at(this.running()?.pin ?? PIN.program), (fd) => {
       const info = this.sys.progInfo(fd);
       return { id: info.id, variant: variantOfProgram(info.name) };
     }) ?? null);
+  }
+
+  /** The pin of the program the link runs (see runningProgramPin) and whether the link is attached; null when reading them needs root. */
+  running(): { pin: string; attached: boolean } | null {
+    return privileged(() => {
+      const link = linkFacts(this.sys, this.dir.at(PIN.link), this.loc.ino);
+      return { pin: runningProgramPin(this.sys, (name) => this.dir.at(name), link), attached: link?.attached ?? false };
+    });
   }
 
   status(): Status {

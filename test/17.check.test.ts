@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { type Binding, matchBinding, parseBinding } from '../src/binding.js';
 import type { Traffic } from '../src/binding-stats.js';
 import { bindingKey, packBindingSet } from '../src/bindingset.js';
-import { type Finding, type RegisteredDestination, check } from '../src/check.js';
+import { type Finding, type RegisteredDestination, check, unbindCommand } from '../src/check.js';
 import { findingsText } from '../src/cli/check.js';
 import { buildForest } from '../src/prefix-forest.js';
 import type { Family } from '../src/prefix.js';
@@ -235,4 +235,10 @@ test('check is fast on 100k bindings', () => {
   const ms = performance.now() - t0;
   assert.ok(ms < 3000, `check took ${ms.toFixed(0)} ms`);
   assert.ok(fs.some((f) => f.kind === 'blackhole' && f.label === 'v6'));
+});
+
+test('a fix names the command that removes the binding: --observe for an observe binding, tubectl as the run named it', () => {
+  const set = packBindingSet([parseBinding({ label: 'o', protocol: 'tcp', prefix: '192.0.2.0/24', port: 80, action: 'observe' })]);
+  assert.equal(unbindCommand(set, 0), 'tubectl unbind --observe o tcp 192.0.2.0/24 80');
+  assert.equal(unbindCommand(set, 0, { now: 0, tubectl: 'tubectl --netns /run/netns/edge' }), 'tubectl --netns /run/netns/edge unbind --observe o tcp 192.0.2.0/24 80');
 });

@@ -31,14 +31,19 @@ describe('room for destinations', () => {
       d.replaceBindings(labels(MAX_DESTINATIONS - 10));
       assert.equal(d.destinations().length, MAX_DESTINATIONS - 10);
       const before = d.bindings().length;
+      const generations = d.generations();
+      assert.notEqual(generations.previous, null);
       assert.throws(() => d.replaceBindings(labels(MAX_DESTINATIONS + 5)),
         (e: unknown) => e instanceof TubularError && e.code === 'ENOSPC' && /nothing was changed/.test(e.message));
       assert.equal(d.destinations().length, MAX_DESTINATIONS - 10, 'no destination was created');
       assert.equal(d.bindings().length, before);
+      // Nothing means nothing: the previous generation is still there to roll back to.
+      assert.deepEqual(d.generations(), generations);
       // Until the flip the set in force uses its destinations, so old and
       // new must fit together.
       assert.throws(() => d.replaceBindings(labels(50, 10_000)),
         (e: unknown) => e instanceof TubularError && e.code === 'ENOSPC' && /in two steps/.test(e.message));
+      assert.deepEqual(d.generations(), generations);
       d.replaceBindings(labels(5, 10_000));
       // The previous generation keeps its destinations, for a rollback...
       assert.equal(d.destinations().length, MAX_DESTINATIONS - 10 + 5);

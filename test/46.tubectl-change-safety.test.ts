@@ -10,9 +10,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startProbeLoop } from './lib/children.js';
 import { isolate } from './lib/isolate.js';
+import { readMeta } from './lib/meta.js';
 import { tcpProbe, tcpServer, udpProbe, udpServer, type Served } from './lib/traffic.js';
 import { ok, tubectlFor, type Result } from './lib/tubectl.js';
 import { Dispatcher } from '../src/dispatcher.js';
+import { META_WRITES } from '../src/layout.js';
 
 const { bpffs } = isolate();
 const tubectl = tubectlFor(bpffs);
@@ -45,12 +47,15 @@ function exited(r: Result, code: number): Result {
  * --json, whose lastHit is the data plane's monotonic second turned into
  * wall-clock time at each read, so it may differ by that rounding alone.
  */
-async function state(): Promise<{ status: string; bindings: Listed[] }> {
-  return { status: ok(await tubectl(['status', '--json'])).stdout, bindings: await listed() };
+async function state(): Promise<{ status: string; bindings: Listed[]; writes: bigint }> {
+  const status = ok(await tubectl(['status', '--json'])).stdout;
+  return { status, bindings: await listed(), writes: readMeta((JSON.parse(status) as { stateDir: string }).stateDir, META_WRITES) };
 }
-async function assertUnchanged(before: { status: string; bindings: Listed[] }): Promise<void> {
+async function assertUnchanged(before: { status: string; bindings: Listed[]; writes: bigint }): Promise<void> {
   const now = await state();
   assert.equal(now.status, before.status, 'status --json is byte for byte the same');
+  // Not even the count of writes begun: a refusal writes nothing.
+  assert.equal(now.writes, before.writes, 'meta\'s count of writes moved');
   const strip = (l: Listed[]) => l.map(({ lastHit, ...b }) => ({ ...b, seen: lastHit !== null }));
   assert.deepEqual(strip(now.bindings), strip(before.bindings));
   now.bindings.forEach((b, i) => {
@@ -211,7 +216,7 @@ describe('the guard', () => {
       ' {2}1 binding that carried traffic in the last 10m would be withdrawn or redirected:\\n' +
       ' {2}change +protocol +prefix +port +label +hits +last hit\\n'));
     assert.match(r.stderr, row);
-    assert.match(r.stderr, new RegExp(`\\nsee the whole change with tubectl diff .*${name}; to apply it anyway: tubectl load-bindings --force .*${name}\\n$`));
+    assert.match(r.stderr, new RegExp(`\\nsee the whole change with tubectl --bpffs \\S+ diff .*${name}; to apply it anyway: tubectl --bpffs \\S+ load-bindings --force .*${name}\\n$`));
     await assertUnchanged(before);
     assert.equal(await tcpProbe('127.0.0.8', 80), 'a');
   };
@@ -299,7 +304,9 @@ describe('unbind and bind', () => {
     assert.equal(await tcpProbe('127.0.0.8', 80), 'a');
     const before = await state();
     const r = exited(await tubectl(['unbind', 'a', 'tcp', '127.0.0.0/24', '80']), 1);
-    assert.match(r.stderr, /^tubectl: refusing to remove tcp 127\.0\.0\.0\/24 80 -> a, nothing was changed: it carried traffic in the last 10m \(1 hit, last \d+s ago\); to remove it anyway: tubectl unbind --force a tcp 127\.0\.0\.0\/24 80\n$/);
+    assert.match(r.stderr, /^tubectl: refusing to remove tcp 127\.0\.0\.0\/24 80 -> a, nothing was changed: it carried traffic in the last 10m \(1 hit, last \d+s ago\); to remove it anyway: tubectl --bpffs \S+ unbind --force a tcp 127\.0\.0\.0\/24 80\n$/);
+    // The command to copy acts on the same dispatcher: it names the --bpffs this one was given.
+    assert.ok(r.stderr.includes(`anyway: tubectl --bpffs ${bpffs} unbind --force a `), r.stderr);
     await assertUnchanged(before);
     assert.equal(await tcpProbe('127.0.0.8', 80), 'a');
     assert.equal(ok(await tubectl(['unbind', '--force', 'a', 'tcp', '127.0.0.0/24', '80'])).stdout, 'removed tcp 127.0.0.0/24 80 -> a\n');
@@ -385,7 +392,7 @@ describe('rollback', () => {
     const r = exited(await tubectl(['rollback']), 1);
     assert.match(r.stderr, /^tubectl: refusing to roll back, nothing was changed:\n {2}1 binding that carried traffic in the last 10m would be withdrawn or redirected:\n/);
     assert.match(r.stderr, /\n {2}removed +tcp +127\.0\.0\.0\/24 +81 +b +1 +\d+s ago\n/);
-    assert.match(r.stderr, /\nsee the whole change with tubectl rollback --dry-run; to apply it anyway: tubectl rollback --force\n$/);
+    assert.match(r.stderr, /\nsee the whole change with tubectl --bpffs \S+ rollback --dry-run; to apply it anyway: tubectl --bpffs \S+ rollback --force\n$/);
     await assertUnchanged(before);
 
     const back = ok(await tubectl(['rollback', '--force']));

@@ -88,9 +88,9 @@ test('a crafted configuration: every kind found, each named with its label and f
   assert.match(v6.message, /no ipv6 tcp socket is registered for web \(web has sockets for ipv4 tcp only\)/);
   assert.deepEqual(api.binding, { label: 'api', protocol: 'tcp', prefix: '127.0.2.0/24', port: 8000, action: 'steer', hits: '1', lastHit: api.binding?.lastHit });
   // It had traffic: unbind's guard wants --force, and the fix says so.
-  assert.match(api.fix, /tubectl unbind --force api tcp 127\.0\.2\.0\/24 8000/);
+  assert.match(api.fix, /tubectl --bpffs \S+ unbind --force api tcp 127\.0\.2\.0\/24 8000/);
   assert.deepEqual(unreachable.related.map((b) => b.prefix), ['127.0.0.0/25', '127.0.0.128/25']);
-  assert.match(unreachable.fix, /tubectl unbind (--force )?web tcp 127\.0\.0\.0\/24 80/);
+  assert.match(unreachable.fix, /tubectl --bpffs \S+ unbind (--force )?web tcp 127\.0\.0\.0\/24 80/);
   assert.deepEqual(reject.related.map((b) => [b.label, b.prefix, b.port, b.hits]), [['web', '127.0.0.0/16', 0, '1']]);
   assert.match(reject.message, /refuses connections that 1 steer binding with traffic in the last 10m would otherwise get/);
   assert.deepEqual(orphan.destination && { ...orphan.destination, sockets: orphan.destination.sockets.length }, { label: 'old', domain: 'ipv4', protocol: 'tcp', sockets: 1 });
@@ -100,16 +100,17 @@ test('a crafted configuration: every kind found, each named with its label and f
   assert.equal(text.code, 1);
   assert.match(text.stdout, /^error: blackhole: tcp ::1\/128 80 -> web refuses every connection it decides/);
   assert.match(text.stdout, /\nwarning: orphan-socket: the socket registered for old ipv4 tcp \(cookie \d+\) gets no traffic/);
-  assert.match(text.stdout, /\n  fix: .*tubectl unregister old ipv4 tcp\)\n\n3 errors, 2 warnings\n$/);
+  assert.match(text.stdout, /\n  fix: .*tubectl --bpffs \S+ unregister old ipv4 tcp\)\n\n3 errors, 2 warnings\n$/);
 
   // No live window: traffic is left out.
   assert.deepEqual((await findings('--live-window', '0')).list.map((f) => f.kind), ['blackhole', 'blackhole', 'unreachable', 'orphan-socket']);
 
-  // Each finding's fix, run as written, clears it.
+  // Each finding's fix, run as written, clears it; it names the dispatcher this check ran on.
   const removal = (f: FindingJSON): string[] => {
-    const m = /\((tubectl (unbind|unregister) [^)]*)\)/.exec(f.fix);
+    const m = /\(tubectl --bpffs (\S+) ((unbind|unregister) [^)]*)\)/.exec(f.fix);
     assert.ok(m, f.fix);
-    return m[1].split(' ').slice(1);
+    assert.equal(m[1], bpffs);
+    return m[2].split(' ');
   };
   for (const f of [v6, api, unreachable, reject, orphan]) ok(await tubectl(removal(f)));
   assert.deepEqual(await findings(), { code: 0, list: [] });

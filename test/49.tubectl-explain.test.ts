@@ -182,11 +182,13 @@ test('arguments are checked strictly: usage errors exit 2', async () => {
     ['sctp', '127.0.0.1', '80'], ['tcp', 'fe80::1%lo', '80'], ['tcp', '127.0.0.1/32', '80'], ['tcp', '127.0.0.01', '80'],
     ['tcp', '::ffff:127.0.0.1', '80'], ['tcp', ' 127.0.0.1', '80'], ['tcp', 'localhost', '80'], ['tcp', '127.0.0.1', '65536'],
     ['tcp', '127.0.0.1', '+80'], ['tcp', '127.0.0.1', '8o'], ['tcp', '127.0.0.1', ''], ['tcp', '127.0.0.1', '0x50'], ['tcp', '127.0.0.1'],
+    ['tcp', '127.0.0.1', '080'], ['tcp', '127.0.0.1', '00'], ['tcp', 'x'.repeat(100_000), '80'],
   ]) {
     const r = await tubectl(['explain', ...args]);
     assert.equal(r.code, 2, JSON.stringify(args));
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /^tubectl: /, JSON.stringify(args));
+    assert.ok(r.stderr.length < 600, `a message of ${r.stderr.length} characters: the input is echoed cut`);
   }
 });
 

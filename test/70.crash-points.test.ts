@@ -238,6 +238,7 @@ const describeConfig = (c: Config): string =>
 
 interface StatusJSON {
   loaded: boolean;
+  programId: number | null;
   attached: boolean | null;
   bindings: number;
   destinations: { label: string; domain: string; protocol: string; socket: string | null; bindings: number }[];
@@ -256,9 +257,24 @@ async function shown(): Promise<Config> {
   if (status.attached === false) {
     // An unload died after detaching: nothing is steered, and status says so.
     assert.match(ok(await tubectl('status'), 'status').out, /detached: no traffic is steered/);
+    // explain does not answer for a program that decides nothing, and the boot unit's load does not call it loaded.
+    for (const args of [['explain', 'tcp', '127.0.0.1', '80'], ['load', '--if-not-loaded']]) {
+      const r = await tubectl(...args);
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.err, /is detached \(an unload was interrupted\): no traffic is steered; run tubectl unload to finish it, then tubectl load\n$/, args.join(' '));
+    }
     return NONE;
   }
   assert.equal(status.attached, true);
+  // status names the program the link runs, also when an upgrade died between switching the link and renaming its pin.
+  const link = sys.getPinned(path.join(stateDir, PIN.link), 0);
+  try {
+    assert.equal(status.programId, sys.linkInfo(link).progId, 'status names another program than the link runs');
+  } finally {
+    sys.close(link);
+  }
+  // explain asks that program, and it agrees with the maps.
+  ok(await tubectl('explain', 'tcp', '127.0.0.1', '7009'), 'explain');
   const listed = (JSON.parse(ok(await tubectl('bindings', '--json'), 'bindings').out) as { bindings: BindingInput[] })
     .bindings.map((b) => parseBinding(b));
   assert.equal(status.bindings, listed.length, 'status and bindings count different bindings');

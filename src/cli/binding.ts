@@ -12,7 +12,7 @@ import { parsePort, parseProtocol, type Protocol } from '../protocol.js';
 import { quoteIfNeeded } from '../quote.js';
 import { bindingDoc } from './changes.js';
 import { formatAge } from '../duration.js';
-import { type Env, checkPlaces, withDispatcher } from './env.js';
+import { type Env, checkPlaces, tubectlAs, withDispatcher } from './env.js';
 import { UsageError, parsing } from './errors.js';
 import { type GuardFlags, guardFrom, guardedChange, guardedUnbind, warnRedirected, writeForced } from './guard.js';
 import { describeBinding, labelCell, packedBindingsTable, table, writeJSON } from './output.js';
@@ -69,7 +69,7 @@ export async function unbind(env: Env, args: readonly string[], opts: BindOption
   const b = bindingFromArgs('unbind', args, opts, notes);
   const guard = guardFrom(opts, 'unbind');
   writeNotes(env, notes);
-  const retry = ['tubectl unbind --force', ...(b.action !== 'steer' ? [`--${b.action}`] : []), ...(b.label ? [b.label] : []), b.protocol, toJSON(b).prefix, String(b.port)].join(' ');
+  const retry = [`${tubectlAs(env)} unbind --force`, ...(b.action !== 'steer' ? [`--${b.action}`] : []), ...(b.label ? [b.label] : []), b.protocol, toJSON(b).prefix, String(b.port)].join(' ');
   const removed = await withDispatcher(env, false, (d) => d.unbind(b, { check: guardedUnbind(guard, retry) }));
   env.stdout.write(`removed ${describeBinding(toJSON(removed))}\n`);
 }
@@ -204,7 +204,7 @@ export async function loadBindings(env: Env, file: string, opts: GuardFlags = {}
     const [{ packBindingsFile }, { digestParts, fileDigest, fileDigestOf }] = await Promise.all([import('../bindings-file-packed.js'), import('../digest.js')]);
     const passed: { verdict?: Verdict } = {};
     const shown = quoteIfNeeded(file);
-    const check = guardedChange(guard, { what: `load ${shown}`, retry: `tubectl load-bindings --force ${shown}`, inspect: `tubectl diff ${shown}` },
+    const check = guardedChange(guard, { what: `load ${shown}`, retry: `${tubectlAs(env)} load-bindings --force ${shown}`, inspect: `${tubectlAs(env)} diff ${shown}` },
       (verdict) => { passed.verdict = verdict; });
     // The digest of a first read, when the dispatcher asked for one; the
     // digest of the bytes parsed, recorded with the set. Where both were

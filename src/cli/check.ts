@@ -6,7 +6,7 @@ import type { Traffic } from '../binding-stats.js';
 import { type PackedBindings, bindingAt, withoutObserve } from '../bindingset.js';
 import { type Finding, check as runCheck, plural } from '../check.js';
 import { parseDuration } from '../duration.js';
-import { type Env, withDispatcher } from './env.js';
+import { type Env, tubectlAs, withDispatcher } from './env.js';
 import { EXIT_FAILED, ExitStatus, parsing } from './errors.js';
 import { writeJSON } from './output.js';
 
@@ -80,7 +80,7 @@ export async function check(env: Env, opts: CheckOptions = {}): Promise<void> {
     const set = withoutObserve(d.packedBindings());
     return { set, traffic: set.stats ? d.traffic(set.stats) : undefined, destinations: d.destinations() };
   });
-  const findings = runCheck({ set, traffic, destinations, now: Date.now(), liveWindowMs });
+  const findings = runCheck({ set, traffic, destinations, now: Date.now(), liveWindowMs, tubectl: tubectlAs(env) });
   if (env.json) {
     writeJSON(env, { findings: findings.map((f) => findingJSON(set, traffic, f)) });
   } else if (findings.length === 0) {

@@ -29,9 +29,14 @@ export interface Env {
   lockTimeoutMs?: number;
   /** one JSON document on stdout instead of text */
   json: boolean;
+  /** tubectl with the --netns and --bpffs it was given: how a message names a command to run on the same dispatcher (default "tubectl") */
+  command?: string;
 }
 
 export const DEFAULT_NETNS = '/proc/self/ns/net';
+
+/** How messages name tubectl in a command to copy: see Env.command. */
+export const tubectlAs = (env: Pick<Env, 'command'>): string => env.command ?? 'tubectl';
 
 /**
  * Checks that --bpffs is a bpffs mount and --netns a network namespace,

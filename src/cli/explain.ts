@@ -14,7 +14,8 @@ import { native } from '../native.js';
 import { netnsInode } from '../netns.js';
 import { formatAddress, parsePrefix } from '../prefix.js';
 import { probe } from '../probe.js';
-import { parseProtocol } from '../protocol.js';
+import { parsePort, parseProtocol } from '../protocol.js';
+import { quote } from '../quote.js';
 import { type OwnerSearch, findSocketOwners, listeningInodes } from '../socket-owner.js';
 import { type Env, openDispatcher } from './env.js';
 import { EXIT_FAILED, ExitStatus, UsageError, parsing } from './errors.js';
@@ -24,12 +25,12 @@ import { writeJSON } from './output.js';
 export function parseLookup(protocol: string, address: string, port: string): Lookup {
   const bad = (message: string): UsageError => new UsageError(message, 'explain');
   const p = parsing('explain', () => parseProtocol(protocol));
-  if (address.includes('%')) throw bad(`invalid address "${address}": give it without a zone (%...): bindings match addresses, not interfaces`);
-  if (address.includes('/')) throw bad(`invalid address "${address}": give one address, not a prefix`);
-  if (address === '' || address.trim() !== address) throw bad(`invalid address "${address}": expected an IPv4 or IPv6 address`);
+  if (address.includes('%')) throw bad(`invalid address ${quote(address)}: give it without a zone (%...): bindings match addresses, not interfaces`);
+  if (address.includes('/')) throw bad(`invalid address ${quote(address)}: give one address, not a prefix`);
+  if (address === '' || address.trim() !== address) throw bad(`invalid address ${quote(address)}: expected an IPv4 or IPv6 address`);
   const { prefix } = parsing('explain', () => parsePrefix(address));
-  if (!/^\d{1,5}$/.test(port) || Number(port) > 65535) throw bad(`invalid port "${port}": use a number 0-65535`);
-  return { protocol: p, family: prefix.family, address: prefix.bytes, port: Number(port) };
+  const n = parsing('explain', () => parsePort(port));
+  return { protocol: p, family: prefix.family, address: prefix.bytes, port: n };
 }
 
 const ATTEMPTS = 3;
@@ -80,7 +81,8 @@ function ask(d: Dispatcher, progFd: number, q: Lookup): Answer {
 
 function openProgram(d: Dispatcher): number {
   try {
-    return context('open the loaded program', () => native().getPinned(path.join(d.stateDir, PIN.program), 0));
+    const pin = d.runningProgram() ?? path.join(d.stateDir, PIN.program);
+    return context('open the loaded program', () => native().getPinned(pin, 0));
   } catch (err) {
     if (!(err instanceof TubularError && err.code === 'EPERM')) throw err;
     throw new TubularError('EPERM', 'explain asks the loaded program the same question (BPF_PROG_TEST_RUN), and only root may open it: run tubectl explain as root', { cause: err });

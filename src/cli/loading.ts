@@ -88,7 +88,13 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
     if (!opts.ifNotLoaded || !(err instanceof TubularError && err.code === 'ELOADED')) throw err;
     // "Nothing to do" only for state this version can run: a boot unit must
     // not report success over state of another layout, which every verb refuses.
-    denied(env, () => Dispatcher.open(where(env, { readOnly: true }))).close();
+    // Nor over a dispatcher an interrupted unload left detached.
+    const open = denied(env, () => Dispatcher.open(where(env, { readOnly: true })));
+    try {
+      open.runningProgram();
+    } finally {
+      open.close();
+    }
     env.stdout.write(`dispatcher already loaded in ${env.netns}: nothing to do\n`);
     return;
   }

@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { normalizeArgv } from './argv.js';
 import { defaultBpffs } from '../defaults-file.js';
 import { DEFAULT_NETNS, type Env, type Output } from './env.js';
+import { quoteIfNeeded } from '../quote.js';
 import { EXIT_OK, EXIT_USAGE, UsageError, boundQuotedTokens, report } from './errors.js';
 import { endQuietlyOnClosedPipe } from './pipe.js';
 
@@ -48,7 +49,10 @@ function buildProgram(io: Io, outcome: Outcome): Command {
 
   const env = (opts: { json?: boolean } = {}): Env => {
     const g = program.opts<{ netns: string; bpffs?: string; lockTimeout: string }>();
-    return { ...io, netns: g.netns, bpffs: g.bpffs ?? defaultBpffs(io.getenv).path, lockTimeoutMs: lockTimeoutMs(g.lockTimeout), json: opts.json ?? false };
+    // A command a message suggests acts on the same dispatcher as this one.
+    const command = ['tubectl', ...(g.netns !== DEFAULT_NETNS ? ['--netns', quoteIfNeeded(g.netns)] : []),
+      ...(g.bpffs !== undefined ? ['--bpffs', quoteIfNeeded(g.bpffs)] : [])].join(' ');
+    return { ...io, netns: g.netns, bpffs: g.bpffs ?? defaultBpffs(io.getenv).path, lockTimeoutMs: lockTimeoutMs(g.lockTimeout), json: opts.json ?? false, command };
   };
   const examples = (text: string): string => `\nExamples:\n${text.replace(/^/gm, '  $ ')}\n`;
   const liveWindow = (): [string, string] =>

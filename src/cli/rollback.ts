@@ -10,7 +10,7 @@ import { type Verdict, isMassRemoval } from '../guard.js';
 import { compareSets } from '../setdiff.js';
 import { type ChangeDoc, changeDoc, changeText } from './changes.js';
 import { formatAge, isoSecond } from '../duration.js';
-import { type Env, withDispatcher } from './env.js';
+import { type Env, tubectlAs, withDispatcher } from './env.js';
 import { EXIT_DIFFERENT, EXIT_OK } from './errors.js';
 import { type GuardFlags, guardFrom, guardedChange, writeForced } from './guard.js';
 import { writeJSON } from './output.js';
@@ -74,7 +74,7 @@ export async function rollback(env: Env, opts: RollbackOptions = {}): Promise<nu
       return seen;
     }
     let seen: Outcome | undefined;
-    const check = guardedChange(guard, { what: 'roll back', retry: 'tubectl rollback --force', inspect: 'tubectl rollback --dry-run' },
+    const check = guardedChange(guard, { what: 'roll back', retry: `${tubectlAs(env)} rollback --force`, inspect: `${tubectlAs(env)} rollback --dry-run` },
       (verdict, current, next, change, traffic) => {
         passed.verdict = verdict;
         // Under the lock: the generations and the sets are those the flip swaps.

@@ -59,6 +59,15 @@ export function bindingId(b: Pick<Binding, 'protocol' | 'prefix' | 'port'>): str
   return `${b.protocol} ${formatPrefix(b.prefix)} ${b.port}`;
 }
 
+/**
+ * The arguments of `tubectl unbind` that remove one binding: --reject or
+ * --observe for those actions, its label when it has one, then `id`
+ * (bindingId: protocol, prefix and port).
+ */
+export function unbindArgs(action: Action, label: string, id: string): string {
+  return `${action === 'steer' ? '' : `--${action} `}${label ? `${label} ` : ''}${id}`;
+}
+
 export function sameTarget(a: Binding, b: Binding): boolean {
   return a.label === b.label && a.action === b.action;
 }

@@ -11,12 +11,12 @@
 // - reject-covers-live (warning): a reject binding that beats a steer
 //   binding with a hit in the live window: the HTTPS-only switch thrown.
 // - orphan-socket (warning): registered sockets no steer binding leads to.
-import type { Action } from './binding.js';
+import { type Action, unbindArgs } from './binding.js';
 import type { Traffic } from './binding-stats.js';
 import { type PackedBindings, actionOf, keyFamily, keyId, keyPort, keyPrefixText, keyProtocol, labelAt, precedenceOrder } from './bindingset.js';
 import { type DestinationKey, destinationName } from './destination.js';
 import { formatAge, formatDuration } from './duration.js';
-import { ACTION_OBSERVE, ACTION_REJECT, BINDING_KEY_SIZE } from './layout.js';
+import { ACTION_REJECT, BINDING_KEY_SIZE } from './layout.js';
 import { DEFAULT_LIVE_WINDOW_MS } from './guard.js';
 import { buildForest } from './prefix-forest.js';
 import { domainOf } from './protocol.js';
@@ -81,11 +81,9 @@ export function describeAt(set: PackedBindings, i: number): string {
  * had traffic recently enough for unbind's guard to refuse it otherwise.
  */
 export function unbindCommand(set: PackedBindings, i: number, input?: Pick<CheckInput, 'traffic' | 'now' | 'tubectl'>): string {
-  const label = labelAt(set, i);
-  const action = set.actions[i] === ACTION_REJECT ? '--reject ' : set.actions[i] === ACTION_OBSERVE ? '--observe ' : '';
   const hit = input?.traffic?.[i]?.lastHit;
   const force = hit && input.now - hit.getTime() <= DEFAULT_LIVE_WINDOW_MS ? '--force ' : '';
-  return `${input?.tubectl ?? 'tubectl'} unbind ${force}${action}${label ? `${label} ` : ''}${keyId(set.keys, i * BINDING_KEY_SIZE)}`;
+  return `${input?.tubectl ?? 'tubectl'} unbind ${force}${unbindArgs(actionOf(set.actions[i]), labelAt(set, i), keyId(set.keys, i * BINDING_KEY_SIZE))}`;
 }
 
 export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
@@ -96,6 +94,7 @@ function list(set: PackedBindings, items: readonly number[], more: boolean, extr
 
 export function check(input: CheckInput): Finding[] {
   const { set } = input;
+  const tubectl = input.tubectl ?? 'tubectl';
   const k = set.keys;
   const forest = buildForest(set);
   const reach = reachability(set, forest, input.portCount ?? PORT_COUNT);
@@ -138,7 +137,7 @@ export function check(input: CheckInput): Finding[] {
       findings.push({
         severity: 'error', kind: 'blackhole', binding: i, related: [], moreRelated: false, label,
         message: `${describeAt(set, i)} refuses every connection it decides: no ${d.domain} ${d.protocol} socket is registered for ${label} (${has})`,
-        fix: `register the service's socket (${input.tubectl ?? 'tubectl'} register-pid PID ${label} ${d.protocol} ADDRESS PORT), or remove the binding (${unbindCommand(set, i, input)})`,
+        fix: `register the service's socket (${tubectl} register-pid PID ${label} ${d.protocol} ADDRESS PORT), or remove the binding (${unbindCommand(set, i, input)})`,
       });
     }
   }
@@ -155,7 +154,7 @@ export function check(input: CheckInput): Finding[] {
       severity: 'warning', kind: 'orphan-socket', binding: -1, related: [], moreRelated: false, label: d.label, destination: d,
       message: `${n === 1 ? 'the socket' : `the ${n} sockets`} registered for ${destinationName(d)} (cookie ${d.sockets.join(', ')}) ` +
         `${n === 1 ? 'gets' : 'get'} no traffic: no binding steers ${d.domain} ${d.protocol} connections to ${d.label}`,
-      fix: `bind prefixes to it (${input.tubectl ?? 'tubectl'} bind ${d.label} ${d.protocol} PREFIX PORT), or unregister it (${input.tubectl ?? 'tubectl'} unregister ${d.label} ${d.domain} ${d.protocol})`,
+      fix: `bind prefixes to it (${tubectl} bind ${d.label} ${d.protocol} PREFIX PORT), or unregister it (${tubectl} unregister ${d.label} ${d.domain} ${d.protocol})`,
     });
   }
   return sortFindings(set, findings);

@@ -205,7 +205,11 @@ export class DestinationTable {
 
   /** Deletes destinations that no binding uses and no socket serves; returns how many. */
   collect(used: Uint8Array, known: DestinationEntry[] = this.entries()): number {
-    const gone = this.collectable(used, known);
+    return this.remove(this.collectable(used, known));
+  }
+
+  /** Deletes these destinations (what collectable() found, under the same lock); returns how many. */
+  remove(gone: readonly DestinationEntry[]): number {
     if (gone.length > 0) this.maps.destinations.deleteBatch(Buffer.concat(gone.map((d) => encodeDestinationKey(d))), gone.length);
     return gone.length;
   }

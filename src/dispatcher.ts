@@ -8,7 +8,7 @@
 // inconsistent. Readers take no lock. Nothing here depends on a process of
 // ours staying alive: the pins are the state.
 import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
-import { type Action, type Binding, bindingId, sameTarget } from './binding.js';
+import { type Action, type Binding, bindingId, sameTarget, unbindArgs } from './binding.js';
 import { setDigest } from './digest.js';
 import { BindingStats, type Traffic, allocateStats, markStats } from './binding-stats.js';
 import { Generations, pendingPin, pinAt } from './generations.js';
@@ -396,14 +396,16 @@ export class Dispatcher {
    * catch each one's error in fn to go on with the next.
    */
   batch<T>(fn: () => T): T {
-    return this.write(fn);
+    return this.write(() => {
+      try {
+        return fn();
+      } finally {
+        // A write of the batch may have changed state before another was refused: the count stays.
+        this.refused = false;
+      }
+    });
   }
 
-  /**
-   * Runs a change of several maps with the intent mark set: if this process
-   * dies inside, the next writer recomputes everything derived from the
-   * binding sets. A change that fails is reconciled at once.
-   */
   /**
    * Runs a caller's check of a change (the guard), which comes before the
    * change writes anything: when it throws, write() undoes its count.
@@ -417,6 +419,11 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Runs a change of several maps with the intent mark set: if this process
+   * dies inside, the next writer recomputes everything derived from the
+   * binding sets. A change that fails is reconciled at once.
+   */
   private changing<T>(fn: () => T): T {
     this.setMeta(META_INTENT, 1n);
     let result: T;
@@ -658,8 +665,13 @@ export class Dispatcher {
     }
   }
 
-  /** Removes the binding with this protocol, prefix and port from the set in force; action and label, if given, must match. */
-  unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string; action?: Action }, opts: { check?: (existing: Binding, traffic: Traffic) => void } = {}): Binding {
+  /**
+   * Removes the binding with this protocol, prefix and port from the set in
+   * force; action and label, if given, must match. `command` is how a
+   * message names tubectl in a command to run (default "tubectl").
+   */
+  unbind(b: Pick<Binding, 'protocol' | 'prefix' | 'port'> & { label?: string; action?: Action },
+    opts: { check?: (existing: Binding, traffic: Traffic) => void; command?: string } = {}): Binding {
     return this.write(() => {
       const g = this.gens.inForce();
       return this.gens.withSet((set) => {
@@ -671,9 +683,8 @@ export class Dispatcher {
         const existing = unpackBindings(key, value, 1, (id) => labels.get(id))[0];
         if (b.action !== undefined && b.action !== existing.action) {
           const a = (action: Action): string => `${action === 'observe' ? 'an' : 'a'} ${action} binding`;
-          const flag = existing.action === 'steer' ? '' : `--${existing.action} `;
           throw new TubularError('EINVAL', `the binding ${name} is ${a(existing.action)}${existing.label ? ` (label "${existing.label}")` : ''}, ` +
-            `not ${a(b.action)}: nothing was changed; remove it with tubectl unbind ${flag}${existing.label ? `${existing.label} ` : ''}${name}`);
+            `not ${a(b.action)}: nothing was changed; remove it with ${opts.command ?? 'tubectl'} unbind ${unbindArgs(existing.action, existing.label, name)}`);
         }
         if (b.label !== undefined && b.label !== existing.label) {
           throw new TubularError('EINVAL', `the binding ${name} belongs to ${existing.label ? `label "${existing.label}"` : 'no label'}, not "${b.label}": nothing was changed`);
@@ -854,8 +865,9 @@ export class Dispatcher {
     // neither set in force nor a socket uses (the standby's own) can go.
     let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
     const crowded = known.length + missing.length > MAX_DESTINATIONS;
+    const collectable = crowded ? this.dests.collectable(diff.usedIds, known) : [];
     if (crowded) {
-      const free = MAX_DESTINATIONS - known.length + this.dests.collectable(diff.usedIds, known).length;
+      const free = MAX_DESTINATIONS - known.length + collectable.length;
       this.refusable(() => {
         if (missing.length > free) {
           throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
@@ -884,7 +896,7 @@ export class Dispatcher {
       this.journal.invalidate();
       // What only the standby used is free now (the room was checked above).
       if (crowded) {
-        this.dests.collect(diff.usedIds, known);
+        this.dests.remove(collectable);
         known = this.dests.entries();
         byName = idOf(known);
         slots.forEach((d, k) => { ids[k] = byName.get(destinationName(d)) ?? -1; });

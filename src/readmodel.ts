@@ -10,7 +10,7 @@ import { isSystemError } from './errors.js';
 import type { Generations } from './generations.js';
 import { ACTION_REJECT, BINDING_KEY_SIZE, LAYOUT_VERSION, PIN, decodeBindingKey } from './layout.js';
 import { type ProgramVariant, variantOfProgram } from './kernel.js';
-import { linkFacts, runningProgramPin, withPinned } from './links.js';
+import { type LinkFacts, linkFacts, runningProgramPin, withPinned } from './links.js';
 import type { Native } from './native.js';
 import { formatPrefix, type Prefix } from './prefix.js';
 import type { Protocol } from './protocol.js';
@@ -121,24 +121,30 @@ export class ReadModel {
 
   /** The id and variant of the program the link runs; null when reading it needs root (or there is no pin). */
   program(): { id: number; variant: ProgramVariant | null } | null {
-    return privileged(() => withPinned(this.sys, this.dir.at(this.running()?.pin ?? PIN.program), (fd) => {
+    return this.programAt(this.running()?.pin ?? PIN.program);
+  }
+
+  /** The pin of the program the link runs (see runningProgramPin) and whether the link is attached; null when reading them needs root. */
+  running(): { pin: string; attached: boolean } | null {
+    const link = privileged(() => linkFacts(this.sys, this.dir.at(PIN.link), this.loc.ino));
+    return link === null ? null : { pin: this.runningPin(link), attached: link?.attached ?? false };
+  }
+
+  private runningPin(link: LinkFacts | undefined | null): string {
+    return privileged(() => runningProgramPin(this.sys, (name) => this.dir.at(name), link ?? undefined)) ?? PIN.program;
+  }
+
+  private programAt(pin: string): { id: number; variant: ProgramVariant | null } | null {
+    return privileged(() => withPinned(this.sys, this.dir.at(pin), (fd) => {
       const info = this.sys.progInfo(fd);
       return { id: info.id, variant: variantOfProgram(info.name) };
     }) ?? null);
   }
 
-  /** The pin of the program the link runs (see runningProgramPin) and whether the link is attached; null when reading them needs root. */
-  running(): { pin: string; attached: boolean } | null {
-    return privileged(() => {
-      const link = linkFacts(this.sys, this.dir.at(PIN.link), this.loc.ino);
-      return { pin: runningProgramPin(this.sys, (name) => this.dir.at(name), link), attached: link?.attached ?? false };
-    });
-  }
-
   status(): Status {
     const bindings = this.gens.withSet((s) => s.dump().count);
-    const link = privileged(() => linkFacts(this.sys, this.dir.at(PIN.link), this.loc.ino) ?? { id: null, attached: false });
-    const program = this.program();
+    const link = privileged(() => linkFacts(this.sys, this.dir.at(PIN.link), this.loc.ino));
+    const program = this.programAt(this.runningPin(link));
     return {
       netns: this.loc.netns,
       netnsInode: this.loc.ino,
@@ -146,7 +152,7 @@ export class ReadModel {
       programId: program?.id ?? null,
       programVariant: program?.variant ?? null,
       linkId: link?.id ?? null,
-      attached: link?.attached ?? null,
+      attached: link === null ? null : link?.attached ?? false,
       layoutVersion: LAYOUT_VERSION,
       bindings,
     };

@@ -153,11 +153,12 @@ describe('bind and precedence', () => {
     // unbind --reject removes only reject bindings.
     const steer = await tubectl(['unbind', '--reject', 'tcp', '127.0.0.0/24', '0']);
     assert.equal(steer.code, 1);
-    assert.match(steer.stderr, /^tubectl: the binding tcp 127\.0\.0\.0\/24 0 is a steer binding \(label "all24"\), not a reject binding: nothing was changed; remove it with tubectl unbind all24 tcp 127\.0\.0\.0\/24 0\n$/);
+    assert.match(steer.stderr, /^tubectl: the binding tcp 127\.0\.0\.0\/24 0 is a steer binding \(label "all24"\), not a reject binding: nothing was changed; remove it with tubectl --bpffs \S+ unbind all24 tcp 127\.0\.0\.0\/24 0\n$/);
+    assert.ok(steer.stderr.includes(`remove it with tubectl --bpffs ${bpffs} unbind all24 `), 'the command acts on the same dispatcher');
     // And the other way round: unbind without --reject of a reject binding.
     const rej = await tubectl(['unbind', 'web', 'tcp', '127.0.0.0/28', '8080']);
     assert.equal(rej.code, 1);
-    assert.match(rej.stderr, /^tubectl: the binding tcp 127\.0\.0\.0\/28 8080 is a reject binding, not a steer binding: nothing was changed; remove it with tubectl unbind --reject tcp 127\.0\.0\.0\/28 8080\n$/);
+    assert.match(rej.stderr, /^tubectl: the binding tcp 127\.0\.0\.0\/28 8080 is a reject binding, not a steer binding: nothing was changed; remove it with tubectl --bpffs \S+ unbind --reject tcp 127\.0\.0\.0\/28 8080\n$/);
     ok(await tubectl(['unbind', '--reject', '--force', 'tcp', '127.0.0.0/28', '8080']));
     ok(await tubectl(['unbind', '--reject', '--live-window', '0', 'plaintext', 'udp', '127.0.0.0/28', '8080']));
     assert.equal(await tcpProbe('127.0.0.5', 8080), 'all24');

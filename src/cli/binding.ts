@@ -1,5 +1,5 @@
 // Verbs over bindings: bind, unbind, bindings, load-bindings.
-import { type Binding, parseBinding, toJSON } from '../binding.js';
+import { type Binding, bindingId, parseBinding, toJSON, unbindArgs } from '../binding.js';
 import { BINDINGS_FILE_MAX_BYTES } from '../bindings-file-limits.js';
 import {
   type PackedBindings, bindingAt, indexBindingSet, keyFamily, keyLength, keyPort, keyProtocol, packBindingSet, precedenceOrder,
@@ -69,8 +69,8 @@ export async function unbind(env: Env, args: readonly string[], opts: BindOption
   const b = bindingFromArgs('unbind', args, opts, notes);
   const guard = guardFrom(opts, 'unbind');
   writeNotes(env, notes);
-  const retry = [`${tubectlAs(env)} unbind --force`, ...(b.action !== 'steer' ? [`--${b.action}`] : []), ...(b.label ? [b.label] : []), b.protocol, toJSON(b).prefix, String(b.port)].join(' ');
-  const removed = await withDispatcher(env, false, (d) => d.unbind(b, { check: guardedUnbind(guard, retry) }));
+  const retry = `${tubectlAs(env)} unbind --force ${unbindArgs(b.action, b.label, bindingId(b))}`;
+  const removed = await withDispatcher(env, false, (d) => d.unbind(b, { check: guardedUnbind(guard, retry), command: tubectlAs(env) }));
   env.stdout.write(`removed ${describeBinding(toJSON(removed))}\n`);
 }
 

@@ -110,7 +110,6 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Starts the HTTP server; resolves once it listens. */
 /** The address to listen on: an IP address, or localhost (no other name is looked up). */
 function checkAddress(address: string): void {
   if (isIP(address) === 0 && address !== 'localhost') {
@@ -118,6 +117,7 @@ function checkAddress(address: string): void {
   }
 }
 
+/** Starts the HTTP server; resolves once it listens. */
 export async function startMetricsServer(env: Env, address: string, portText: string): Promise<MetricsServer> {
   checkAddress(address);
   const port = parsing('metrics', () => parsePort(portText));

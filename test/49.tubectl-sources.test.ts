@@ -24,9 +24,9 @@ const tubectl = tubectlFor(bpffs);
 let web: Served;
 
 /** Connects from `from` (bound before connecting); resolves to the server's name or the error code. */
-function connectFrom(from: string, host: string, port: number): Promise<string> {
+function connectFrom(from: string, host: string, port: number, localPort?: number): Promise<string> {
   return new Promise((resolve) => {
-    const c = net.connect({ host, port, localAddress: from });
+    const c = net.connect({ host, port, localAddress: from, localPort });
     let data = '';
     c.setTimeout(5000, () => { c.destroy(); resolve('timeout'); });
     c.on('data', (d) => { data += d; });
@@ -46,11 +46,22 @@ interface SourcesDoc {
 const sourcesJSON = async (...args: string[]): Promise<SourcesDoc> => JSON.parse(ok(await tubectl(['sources', '--json', ...args])).stdout) as SourcesDoc;
 const counts = (d: SourcesDoc['bindings'][number]) => d.sources.map((s) => [s.prefix, s.hits]);
 
-/** Sends from 127.1.0.1 once, 127.2.0.1 twice and 127.3.0.1 three times to 127.0.0.200:80; returns the answers. */
+/**
+ * A source address in 127.BLOCK.0.0/24 that no connection of this file has
+ * used. A connection whose four-tuple meets the server's TIME_WAIT from an
+ * earlier one runs the lookup twice when the binding now rejects (the SYN
+ * meets the TIME_WAIT, which answers with an ACK; the client resets and
+ * sends its SYN again a second later): real behaviour of the kernel, and an
+ * extra hit in counts this file checks exactly.
+ */
+let lastHost = 0;
+const freshSource = (block: number): string => `127.${block}.0.${++lastHost}`;
+
+/** Sends once from 127.1.0.0/24, twice from 127.2.0.0/24 and three times from 127.3.0.0/24 to 127.0.0.200:80; returns the answers. */
 async function sendFromThreeBlocks(): Promise<string[]> {
   const out: string[] = [];
-  for (const [from, times] of [['127.1.0.1', 1], ['127.2.0.1', 2], ['127.3.0.1', 3]] as const) {
-    for (let i = 0; i < times; i++) out.push(await connectFrom(from, '127.0.0.200', 80));
+  for (const [block, times] of [[1, 1], [2, 2], [3, 3]] as const) {
+    for (let i = 0; i < times; i++) out.push(await connectFrom(freshSource(block), '127.0.0.200', 80));
   }
   return out;
 }
@@ -145,8 +156,26 @@ test('--reset clears the sample and keeps the hit counts', async () => {
   const [b] = (await sourcesJSON()).bindings;
   assert.equal(b.hits, '12');
   assert.deepEqual(b.sources, []);
-  assert.equal(await connectFrom('127.2.0.1', '127.0.0.200', 80), 'ECONNREFUSED');
+  assert.equal(await connectFrom(freshSource(2), '127.0.0.200', 80), 'ECONNREFUSED');
   assert.deepEqual(counts((await sourcesJSON()).bindings[0]), [['127.2.0.0/24', '1']]);
+});
+
+test('a refused connection that meets an earlier one\'s TIME_WAIT is decided twice (as TUBECTL.md says)', async () => {
+  // The same four-tuple as a connection web served and closed first: its SYN
+  // meets web's TIME_WAIT, which runs the lookup (refused) and answers with
+  // an ACK; the client resets it and sends the SYN again, refused again.
+  // (Port 61001 is above the ephemeral range, so nothing else takes it.)
+  assert.equal(await connectFrom('127.6.0.1', '127.0.0.201', 81, 61001), 'web');
+  ok(await tubectl(['bind', '--reject', 'tcp', '127.0.0.201', '81']));
+  try {
+    assert.equal(await connectFrom('127.6.0.1', '127.0.0.201', 81, 61001), 'ECONNREFUSED');
+    const once = (await sourcesJSON('tcp', '127.0.0.201/32', '81')).bindings[0];
+    assert.equal(once.hits, '2');
+    assert.equal(await connectFrom('127.6.0.1', '127.0.0.201', 81, 61002), 'ECONNREFUSED');
+    assert.equal((await sourcesJSON('tcp', '127.0.0.201/32', '81')).bindings[0].hits, '3');
+  } finally {
+    ok(await tubectl(['unbind', '--reject', '--force', 'tcp', '127.0.0.201', '81']));
+  }
 });
 
 test('the sources table stays within its bound under a scan from more blocks than it holds, and keeps the newest', () => {

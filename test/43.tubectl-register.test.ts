@@ -115,7 +115,7 @@ describe('register-pid', () => {
 
   test('unregister removes the socket; its bindings then refuse', async () => {
     assert.equal(ok(await tubectl(['unregister', 'pytcp', 'ipv4', 'tcp'])).stdout, 'unregistered the socket of pytcp ipv4 tcp\n');
-    assert.equal(await tcpProbe('127.0.0.50', 7000), 'ECONNREFUSED');
+    assert.equal(await tcpProbe('127.0.0.50', 7000, '127.0.43.1'), 'ECONNREFUSED'); // a fresh source: counted once
     const again = await tubectl(['unregister', 'pytcp', 'ipv4', 'tcp']);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /no socket is registered for pytcp ipv4 tcp/);

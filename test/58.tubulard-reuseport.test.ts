@@ -88,11 +88,16 @@ async function startGroup(label: string, count: number): Promise<Group> {
   };
 }
 
-/** Connects `times` times to distinct addresses of 127.0.9.0/24; how often each answer came. */
+let probes = 0;
+/**
+ * Connects `times` times to distinct addresses of 127.0.9.0/24, each time from
+ * a source address of its own (a refusal then counts once); how often each
+ * answer came.
+ */
 async function probe(times: number): Promise<Record<string, number>> {
   const seen: Record<string, number> = {};
   for (let i = 1; i <= times; i++) {
-    const answer = await tcpProbe(`127.0.9.${i}`, 80);
+    const answer = await tcpProbe(`127.0.9.${i}`, 80, `127.58.${Math.floor(++probes / 250)}.${(probes % 250) + 1}`);
     seen[answer] = (seen[answer] ?? 0) + 1;
   }
   return seen;

@@ -53,10 +53,17 @@ export async function udpServer(name: string, host = '127.0.0.1', port = 0): Pro
   return { name, fd: fdOf(sock), port: sock.address().port, close: () => new Promise((ok) => sock.close(() => ok())) };
 }
 
-/** Connects over TCP; resolves to the server's name, or the error code (ECONNREFUSED...). */
-export function tcpProbe(host: string, port: number): Promise<string> {
+/**
+ * Connects over TCP; resolves to the server's name, or the error code
+ * (ECONNREFUSED...). `from`, a source address no earlier connection to this
+ * destination used, makes a refusal counted exactly once: a SYN that meets
+ * the server's TIME_WAIT from an earlier connection with the same ports is
+ * looked up twice when refused (the TIME_WAIT answers, the client resets and
+ * sends it again).
+ */
+export function tcpProbe(host: string, port: number, from?: string): Promise<string> {
   return new Promise((resolve) => {
-    const c = net.connect({ host, port });
+    const c = net.connect({ host, port, localAddress: from });
     let data = '';
     c.setTimeout(5000, () => { c.destroy(); resolve('timeout'); });
     c.on('data', (d) => { data += d; });

@@ -4,13 +4,14 @@
 // Nothing here counts bindings: which destinations the binding set uses is
 // derived from the set whenever it matters, so a writer that dies part-way
 // can never leave a count that lets a used destination be freed.
+import { valueAction, valueDestination } from './bindingset.js';
 import type { BpfMap } from './bpfmap.js';
 import {
   type DestinationEntry, type DestinationKey, decodeDestination, decodeDestinations, destinationName, encodeDestinationKey, encodeDestinationValue,
 } from './destination.js';
 import { TubularError } from './errors.js';
 import {
-  BINDING_VALUE_SIZE, DESTINATION_METRICS_SIZE, MAX_DESTINATIONS, NO_DESTINATION, SOCKET_SLOTS, SOCKET_VALUE_SIZE,
+  ACTION_STEER, BINDING_VALUE_SIZE, DESTINATION_METRICS_SIZE, MAX_DESTINATIONS, NO_DESTINATION, SOCKET_SLOTS, SOCKET_VALUE_SIZE,
   readU32, readU64, u32, writeU32, writeU64,
 } from './layout.js';
 
@@ -32,12 +33,16 @@ export function referencedIds(values: Buffer, count: number, used = new Uint8Arr
   return used;
 }
 
-/** How many bindings of a dump point at each destination id. */
+/**
+ * How many steer bindings of a dump send traffic to each destination id. A
+ * reject or observe binding's label only names it: its destination holds the
+ * label and needs no socket, so it is not counted.
+ */
 export function bindingCounts(values: Buffer, count: number): Uint32Array {
   const counts = new Uint32Array(MAX_DESTINATIONS);
   for (let i = 0; i < count; i++) {
-    const id = readU32(values, i * BINDING_VALUE_SIZE);
-    if (id !== NO_DESTINATION && id < MAX_DESTINATIONS) counts[id]++;
+    const id = valueDestination(values, i);
+    if (valueAction(values, i) === ACTION_STEER && id !== NO_DESTINATION && id < MAX_DESTINATIONS) counts[id]++;
   }
   return counts;
 }

@@ -141,7 +141,12 @@ describe('bind and precedence', () => {
     const in28 = (JSON.parse(await bindingsJSON('any', '127.0.0.0/28')) as { bindings: { prefix: string; action: string }[] }).bindings;
     assert.deepEqual(in28.map((b) => `${b.prefix} ${b.action}`), ['127.0.0.7/32 steer', '127.0.0.0/28 reject', '127.0.0.0/28 reject']);
 
-    const s = JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as { rejects: unknown[] };
+    const s = JSON.parse(ok(await tubectl(['status', '--json'])).stdout) as { rejects: unknown[]; destinations: { label: string; bindings: number; socket: string | null }[] };
+    // The label only names the reject binding: its destination counts no
+    // binding, needs no socket, and check finds nothing missing.
+    assert.deepEqual(s.destinations.filter((d) => d.label === 'plaintext').map((d) => [d.bindings, d.socket]), [[0, null]]);
+    const { findings } = JSON.parse((await tubectl(['check', '--json'])).stdout) as { findings: { kind: string; label: string }[] };
+    assert.deepEqual(findings.filter((f) => f.label === 'plaintext').map((f) => f.kind), ['reject-covers-live'], 'no blackhole finding');
     const listed = JSON.parse(await bindingsJSON('any', '127.0.0.0/28')) as { bindings: Listed[] };
     assert.deepEqual(listed.bindings.filter((b) => b.action === 'reject').map((b) => b.hits), ['2', '1'], 'a reject binding\'s hits are its refusals');
     assert.deepEqual(s.rejects, [

@@ -144,6 +144,12 @@ test('metrics: tubular_observed_total for observe bindings, rejects beside it, n
     assert.match(text, /\ntubular_observed_total\{protocol="tcp",prefix="127\.0\.0\.0\/25",port="80"\} 2\n/);
     assert.match(text, /\ntubular_rejects_total\{protocol="tcp",prefix="127\.0\.0\.128\/25",port="80"\} 12\n/);
     assert.doesNotMatch(text, /127\.[1-5]\.0\.0/);
+    // web-plain only names the observe binding: a destination with no
+    // socket and no steer binding, which TubularDestinationSocketMissing
+    // (socket_registered == 0 and bindings > 0) must not page for.
+    assert.match(text, /\ntubular_destination_socket_registered\{label="web-plain",domain="ipv4",protocol="tcp"\} 0\n/);
+    assert.match(text, /\ntubular_destination_bindings\{label="web-plain",domain="ipv4",protocol="tcp"\} 0\n/);
+    assert.match(text, /\ntubular_destination_bindings\{label="web",domain="ipv4",protocol="tcp"\} 1\n/);
   } finally {
     await server.close();
     ok(await tubectl(['unbind', '--observe', '--force', 'web-plain', 'tcp', '127.0.0.0/25', '80']));

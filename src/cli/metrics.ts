@@ -54,7 +54,7 @@ export function metricsRegistry(sample: () => Sample, versionInfo: { version: st
     },
   });
   new Gauge({
-    name: 'tubular_destination_bindings', help: 'Bindings that point at the destination.',
+    name: 'tubular_destination_bindings', help: 'Steer bindings that send traffic to the destination (a reject or observe binding\'s label is not counted).',
     labelNames: DESTINATION_LABELS, registers: [registry],
     collect(this: Gauge<typeof DESTINATION_LABELS[number]>) {
       this.reset();

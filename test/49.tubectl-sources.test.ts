@@ -97,6 +97,9 @@ test('observed connections still reach web; sources shows each source /24 with i
   const top = await sourcesJSON('--top', '2', 'tcp', '127.0.0.128/25', '80');
   assert.deepEqual(counts(top.bindings[0]), [['127.3.0.0/24', '3'], ['127.2.0.0/24', '2']]);
 
+  // check judges the steer binding and counts both.
+  assert.equal(ok(await tubectl(['check'])).stdout, 'no problems found (2 bindings, 1 registered destination)\n');
+
   const text = ok(await tubectl(['sources', '--top', '2'])).stdout;
   assert.match(text, /^tcp 127\.0\.0\.128\/25 80 <observe>: 6 hits, last hit \d+s ago\n  source +hits +last seen\n  127\.3\.0\.0\/24 +3 +\d+s ago\n  127\.2\.0\.0\/24 +2 +\d+s ago\n  \.\.\. 1 more source block sampled/);
 });

@@ -75,17 +75,18 @@ export function findingsText(findings: readonly Finding[]): string {
 
 export async function check(env: Env, opts: CheckOptions = {}): Promise<void> {
   const liveWindowMs = parsing('check', () => parseDuration(opts.liveWindow ?? DEFAULT_LIVE_WINDOW, '--live-window'));
-  const { set, traffic, destinations } = await withDispatcher(env, true, (d) => {
+  const { all, set, traffic, destinations } = await withDispatcher(env, true, (d) => {
     // Observe bindings decide nothing: they can neither blackhole, hide nor be hidden.
-    const set = withoutObserve(d.packedBindings());
-    return { set, traffic: set.stats ? d.traffic(set.stats) : undefined, destinations: d.destinations() };
+    const all = d.packedBindings();
+    const set = withoutObserve(all);
+    return { all: all.count, set, traffic: set.stats ? d.traffic(set.stats) : undefined, destinations: d.destinations() };
   });
   const findings = runCheck({ set, traffic, destinations, now: Date.now(), liveWindowMs, tubectl: tubectlAs(env) });
   if (env.json) {
     writeJSON(env, { findings: findings.map((f) => findingJSON(set, traffic, f)) });
   } else if (findings.length === 0) {
     const registered = destinations.filter((d) => d.sockets.length > 0).length;
-    env.stdout.write(`no problems found (${plural(set.count, 'binding')}, ${plural(registered, 'registered destination')})\n`);
+    env.stdout.write(`no problems found (${plural(all, 'binding')}, ${plural(registered, 'registered destination')})\n`);
   } else {
     env.stdout.write(findingsText(findings));
   }

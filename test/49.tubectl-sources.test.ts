@@ -136,6 +136,8 @@ test('flipped to reject, the same sources are refused, and the counts carry on',
 
 test('metrics: tubular_observed_total for observe bindings, rejects beside it, no per-source series', async () => {
   ok(await tubectl(['bind', '--observe', 'web-plain', 'tcp', '127.0.0.0/25', '80']));
+  // No socket for web-plain, and none needed: no blackhole.
+  assert.match((await tubectl(['check', '--live-window', '0'])).stdout, /^no problems found \(3 bindings, 1 registered destination\)\n$/);
   assert.equal(await connectFrom('127.5.0.1', '127.0.0.7', 80), 'web');
   assert.equal(await connectFrom('127.5.0.1', '127.0.0.8', 80), 'web');
   const { startMetricsServer } = await import('../src/cli/metrics.js');

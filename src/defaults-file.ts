@@ -9,8 +9,10 @@
 //   /sys/fs/bpf
 //
 // The file is read as both systemd and sh read it, in the subset where they
-// agree: `NAME=value` lines, `export ` allowed, a value in single or double
-// quotes or bare, `#` comments, the last assignment winning. A value that
+// agree: `NAME=value` lines, a value in single or double quotes or bare, `#`
+// comments, the last assignment winning. `export NAME=value` is refused:
+// sh takes it, but systemd ignores the line, so the units would use another
+// path than the one a command typed by hand would. A value that
 // relies on shell expansion ($, `, \) or is not an absolute path is refused
 // with a sentence, never guessed at; so is a file that is not a regular
 // file, or larger than a few lines. Keep this module free of heavy
@@ -51,9 +53,13 @@ export function bpffsFromDefaults(text: string, file = DEFAULTS_FILE): string | 
   for (let n = 0; n < lines.length; n++) {
     const line = lines[n].trim();
     if (line === '' || line.startsWith('#')) continue;
-    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
-    if (!m || m[1] !== BPFFS_VARIABLE) continue;
-    let value = m[2];
+    const m = /^(export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (!m || m[2] !== BPFFS_VARIABLE) continue;
+    if (m[1]) {
+      throw new TubularError('EINVAL', `${file} line ${n + 1}: systemd ignores a line that starts with export, so the units would not see this ${BPFFS_VARIABLE}: ` +
+        `write ${BPFFS_VARIABLE}=PATH without export, or pass --bpffs PATH`);
+    }
+    let value = m[3];
     const q = value[0];
     if (q === '"' || q === "'") {
       if (value.length < 2 || value[value.length - 1] !== q) {

@@ -19,13 +19,19 @@ const file = (text: string): string => {
 const noEnv = (): undefined => undefined;
 const refused = (re: RegExp) => (err: unknown) => err instanceof TubularError && err.code === 'EINVAL' && re.test(err.message);
 
-test('the spellings systemd and sh agree on: bare, quoted, export, comments, the last one wins', () => {
+test('the spellings systemd and sh agree on: bare, quoted, comments, the last one wins', () => {
   assert.equal(bpffsFromDefaults('TUBULAR_BPFFS=/run/a\n'), '/run/a');
   assert.equal(bpffsFromDefaults('TUBULAR_BPFFS="/run/b"'), '/run/b');
-  assert.equal(bpffsFromDefaults("  export TUBULAR_BPFFS='/run/c d'  \n"), '/run/c d');
+  assert.equal(bpffsFromDefaults("  TUBULAR_BPFFS='/run/c d'  \n"), '/run/c d');
+  assert.equal(bpffsFromDefaults('export OTHER=1\nTUBULAR_BPFFS=/run/e\n'), '/run/e', 'another variable exported is not ours to judge');
   assert.equal(bpffsFromDefaults('# TUBULAR_BPFFS=/not/this\n\nOTHER=$x\nTUBULAR_BPFFS=/one\nTUBULAR_BPFFS=/two\n'), '/two');
   assert.equal(bpffsFromDefaults('# nothing set\nTUBULAR_BPFFSX=/no\n'), undefined);
   assert.equal(bpffsFromDefaults(''), undefined);
+});
+
+test('export, which sh takes and systemd ignores (the units would use another path), is refused with the line', () => {
+  assert.throws(() => bpffsFromDefaults('# set by hand\nexport TUBULAR_BPFFS=/run/bpffs\n', '/etc/default/tubular'),
+    refused(/^\/etc\/default\/tubular line 2: systemd ignores a line that starts with export, so the units would not see this TUBULAR_BPFFS: write TUBULAR_BPFFS=PATH without export, or pass --bpffs PATH$/));
 });
 
 test('what only a shell would make sense of is refused with the line and what to do', () => {

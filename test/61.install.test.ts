@@ -30,6 +30,8 @@ describe('scripts/install --root', () => {
     assert.equal(existsSync(path.join(opt, 'dist/test')), false);
     assert.equal(existsSync(path.join(opt, 'node_modules/typescript')), false); // production dependencies only
     assert.equal(existsSync(path.join(opt, 'node_modules/esbuild')), false);
+    assert.equal(existsSync(path.join(opt, 'node_modules/cmake-js')), false); // it builds the addon, which comes built
+    assert.equal(existsSync(path.join(opt, 'node_modules/yargs')), false); // what only cmake-js needs
     // Each bundle with the code cache made for its build.
     const bundles = readdirSync(path.join(opt, 'dist/bundle'));
     for (const name of ['tubectl', 'tubulard']) assert.ok(bundles.some((f) => new RegExp(`^${name}\\.[0-9a-f]{16}\\.cache$`).test(f)), bundles.join(' '));

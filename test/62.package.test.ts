@@ -40,6 +40,7 @@ describe('scripts/package', () => {
     const depends = field('Depends').split(/,\s*/);
     assert.ok(depends.includes('nodejs (>= 20)'), field('Depends'));
     assert.ok(depends.includes('libbpf1'), field('Depends'));
+    assert.ok(depends.includes('passwd'), 'the postinst runs groupadd, the postrm groupdel (passwd is not Essential)');
   });
 
   test('the tool in /usr/lib/tubular, the commands on PATH, the units in /lib/systemd/system, all owned by root', () => {
@@ -56,6 +57,8 @@ describe('scripts/package', () => {
     for (const [name, info] of files) {
       assert.match(info, / root\/root/, name);
       assert.doesNotMatch(name, /\/node_modules\/(typescript|fast-check|esbuild|@esbuild|\.bin)(\/|$)/, name); // production dependencies only
+      // and of those, what runs: not what builds the addon, nor what only that needs
+      assert.doesNotMatch(name, /\/node_modules\/(cmake-js|node-addon-api|node-api-headers|yargs|tar|fs-extra)(\/|$)/, name);
       assert.doesNotMatch(name, /\/node_modules\/.*\/\.[^/]+$/, name); // no dotfiles
       assert.doesNotMatch(name, /^\/usr\/lib\/tubular\/dist\/(test|bench)/, name);
     }
@@ -109,8 +112,11 @@ describe('scripts/package', () => {
     assert.match(postinst, /deb-systemd-helper --quiet was-enabled "\$unit"/);
     assert.match(postinst, /deb-systemd-helper enable "\$unit"/);
     assert.match(postinst, /deb-systemd-invoke start tubular-load\.service tubulard\.socket/);
-    assert.match(postinst, /tubectl --bpffs "\$TUBULAR_BPFFS" upgrade/);
-    assert.match(control('prerm'), /tubectl --bpffs "\$TUBULAR_BPFFS" unload/);
+    assert.match(postinst, /^\s+tubectl upgrade \|\|/m);
+    assert.match(postinst, /^units="tubular-load\.service tubulard\.socket"$/m, 'tubulard.service starts on its socket, never enabled');
+    assert.match(control('prerm'), /^\s+tubectl unload >/m);
+    // tubectl finds the bpffs in /etc/default/tubular as systemd reads it; sh would read it otherwise (export)
+    for (const s of ['postinst', 'prerm']) assert.doesNotMatch(control(s), /\. \/etc\/default\/tubular/, s);
     const postrm = control('postrm');
     assert.match(postrm, /deb-systemd-helper purge \$units/);
     assert.match(postrm, /groupdel tubular/);

@@ -58,3 +58,18 @@ test('offers the words some arguments take: protocols, domains, files, verbs for
   assert.deepEqual(complete('help', 'unr'), ['unregister']);
   assert.deepEqual(complete('help', 'unb'), ['unbind']);
 });
+
+test('bind and unbind: the protocol after the label, or first (a reject or observe binding may have none); then nothing', () => {
+  assert.deepEqual(complete('bind', 'web', ''), ['tcp', 'udp']);
+  assert.deepEqual(complete('bind', '--reject', ''), ['tcp', 'udp']);
+  assert.deepEqual(complete('unbind', '--observe', '--force', 'u'), ['udp']);
+  assert.deepEqual(complete('bind', 'web', 'tcp', ''), []);
+  assert.deepEqual(complete('bind', '--reject', 'tcp', '127.0.0.0/24', ''), []);
+  assert.deepEqual(complete('bind', 'web', 'tcp', '127.0.0.0/24', '80', ''), []);
+});
+
+test('options with a fixed few values offer them: --program of load and upgrade', () => {
+  assert.deepEqual(complete('load', '--program', ''), ['auto', 'compat', 'full']);
+  assert.deepEqual(complete('upgrade', '--program', 'c'), ['compat']);
+  assert.deepEqual(complete('bind', '--live-window', ''), [], 'a duration: nothing to offer');
+});

@@ -13,8 +13,13 @@ function argumentWords(name: string, verbs: string[]): string {
   if (name === 'domain') return 'ipv4 ipv6';
   if (name === 'command') return verbs.join(' ');
   if (name === 'file') return '@file';
+  // bind and unbind: [label] protocol prefix port (the label is optional with --reject or --observe)
+  if (name === 'arguments') return '@binding';
   return '';
 }
+
+/** Words the value of an option takes, when they are a fixed few. */
+const OPTION_WORDS: Record<string, string[]> = { '--program': ['full', 'compat', 'auto'] };
 
 const flags = (options: readonly Option[]): string[] => options.flatMap((o) => [o.short, o.long].filter((f): f is string => !!f));
 const takingValue = (options: readonly Option[]): string[] => options.filter((o) => o.required || o.optional).flatMap((o) => flags([o]));
@@ -27,18 +32,21 @@ export function bashCompletion(program: Command = commandDefinition()): string {
   const global = [...flags(program.options), ...HELP];
   const globalValued = [...takingValue(program.options), '-netns', '-bpffs'];
   const cases = program.commands.map((c) => {
-    const args = c.registeredArguments.map((a) => (a.variadic ? '' : argumentWords(a.name(), verbs)));
+    const args = c.registeredArguments.map((a) => (a.variadic && a.name() !== 'arguments' ? '' : argumentWords(a.name(), verbs)));
+    const choices = c.options.flatMap((o) => (o.long && OPTION_WORDS[o.long] ? [`${o.long}:${OPTION_WORDS[o.long].join(',')}`] : []));
     return [
       `    ${c.name()})`,
       `      opts=${JSON.stringify([...flags(c.options), ...HELP].join(' '))}`,
       `      valued=${JSON.stringify(takingValue(c.options).join(' '))}`,
+      `      choices=${JSON.stringify(choices.join(' '))}`,
       `      args=(${args.map((a) => JSON.stringify(a)).join(' ')})`,
       '      ;;',
     ].join('\n');
   });
-  cases.push(['    help)', '      opts=""', '      valued=""', `      args=(${JSON.stringify(verbs.join(' '))})`, '      ;;'].join('\n'));
+  cases.push(['    help)', '      opts=""', '      valued=""', '      choices=""', `      args=(${JSON.stringify(verbs.join(' '))})`, '      ;;'].join('\n'));
   return `# bash completion for tubectl: its verbs, their options, and the words some
-# arguments take (tcp/udp, ipv4/ipv6, file names). Generated from tubectl's
+# arguments and options take (tcp/udp, ipv4/ipv6, file names, program
+# variants). Generated from tubectl's
 # command-line definition; do not edit.
 
 _tubectl() {
@@ -61,7 +69,7 @@ _tubectl() {
     else COMPREPLY=($(compgen -W "$verbs" -- "$cur")); fi
     return
   fi
-  local opts valued args=()
+  local opts valued choices args=() pos=() c
   case $verb in
 ${cases.join('\n')}
     *) return ;;
@@ -70,12 +78,20 @@ ${cases.join('\n')}
   for ((i++; i < COMP_CWORD; i++)); do
     case \${COMP_WORDS[i]} in
       -*) [[ " $valued " == *" \${COMP_WORDS[i]} "* ]] && ((i++)) ;;
-      *) ((at++)) ;;
+      *) ((at++)); pos+=("\${COMP_WORDS[i]}") ;;
     esac
   done
-  [[ " $valued " == *" $prev "* ]] && return
+  if [[ " $valued " == *" $prev "* ]]; then
+    for c in $choices; do
+      [[ \${c%%:*} == "$prev" ]] && c=\${c#*:} && COMPREPLY=($(compgen -W "\${c//,/ }" -- "$cur"))
+    done
+    return
+  fi
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+  elif [[ \${args[0]} == @binding ]]; then
+    # the protocol, until one is given: after the label, or first (no label)
+    [[ " \${pos[*]} " == *" tcp "* || " \${pos[*]} " == *" udp "* ]] || ((at > 1)) || COMPREPLY=($(compgen -W "tcp udp" -- "$cur"))
   elif [[ \${args[at]} == @file ]]; then
     COMPREPLY=($(compgen -f -- "$cur"))
   elif [[ -n \${args[at]} ]]; then

@@ -237,6 +237,24 @@ Napi::Value LinkInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The id of the next BPF link after `id` (0 starts), or 0 when there is none.
+Napi::Value LinkNextId(const Napi::CallbackInfo& info) {
+  uint32_t id = ArgU32(info, 0, "id");
+  uint32_t next = 0;
+  if (bpf_link_get_next_id(id, &next) < 0) {
+    if (errno != ENOENT) ThrowErrno(info.Env(), "bpf_link_get_next_id", errno);
+    next = 0;
+  }
+  return Napi::Number::New(info.Env(), next);
+}
+
+Napi::Value LinkFdById(const Napi::CallbackInfo& info) {
+  uint32_t id = ArgU32(info, 0, "id");
+  int fd = bpf_link_get_fd_by_id(id);
+  if (fd < 0) ThrowErrno(info.Env(), "bpf_link_get_fd_by_id", errno);
+  return Napi::Number::New(info.Env(), fd);
+}
+
 Napi::Value LinkCreateNetns(const Napi::CallbackInfo& info) {
   int progFd = ArgFd(info, 0, "progFd");
   int netnsFd = ArgFd(info, 1, "netnsFd");
@@ -342,6 +360,8 @@ void InitBpf(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "progInfo", ProgInfo);
   Export(env, exports, "mapInfo", MapInfo);
   Export(env, exports, "linkInfo", LinkInfo);
+  Export(env, exports, "linkNextId", LinkNextId);
+  Export(env, exports, "linkFdById", LinkFdById);
   Export(env, exports, "linkCreateNetns", LinkCreateNetns);
   Export(env, exports, "linkUpdate", LinkUpdate);
   Export(env, exports, "linkDetach", LinkDetach);

@@ -39,7 +39,7 @@ import type { KeyIndex } from './keyindex.js';
 import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
 import { reconcile } from './reconcile.js';
-import { type LinkFacts, PENDING_PROGRAM, linkFacts, pinnedProgramId, withPinned } from './links.js';
+import { type LinkFacts, PENDING_PROGRAM, type SkLookupLink, linkFacts, pinnedProgramId, skLookupLinks, withPinned } from './links.js';
 import { type Location, StateDir, createStateDir, detachLink, locate, removeStaleFor } from './statedir.js';
 
 export interface DispatcherOptions {
@@ -198,6 +198,8 @@ export class Dispatcher {
   private refused = false;
   /** Set by create(): which program it loaded, and why. */
   created?: ProgramDecision;
+  /** Set by create(): the sk_lookup links of the namespace besides its own (another dispatcher, say). */
+  otherLinks?: SkLookupLink[];
 
   private constructor(
     private readonly sys: Native,
@@ -280,6 +282,8 @@ export class Dispatcher {
     });
     const d = Dispatcher.open(opts);
     d.created = program;
+    const own = d.status().linkId;
+    d.otherLinks = skLookupLinks(sys, loc.ino).filter((l) => l.id !== own);
     return d;
   }
 

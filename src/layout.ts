@@ -109,6 +109,8 @@ export const BPF_MAP_TYPE_SOCKMAP = 15;
 export const BPF_MAP_TYPE_LRU_HASH = 9;
 export const BPF_PROG_TYPE_SK_LOOKUP = 30;
 export const BPF_LINK_TYPE_NETNS = 5;
+/** enum bpf_attach_type: BPF_SK_LOOKUP */
+export const BPF_SK_LOOKUP = 36;
 export const BPF_F_RDONLY = 1 << 3;
 export const BPF_F_NO_PREALLOC = 1 << 0;
 export const BPF_F_MMAPABLE = 1 << 10;

@@ -1,6 +1,6 @@
 // Facts about the pinned program and link of a dispatcher.
 import { isSystemError } from './errors.js';
-import { BPF_LINK_TYPE_NETNS, PIN } from './layout.js';
+import { BPF_LINK_TYPE_NETNS, BPF_SK_LOOKUP, PIN } from './layout.js';
 import type { Native } from './native.js';
 
 /** Where upgrade pins the new program before it switches the link (then renames it over PIN.program). */
@@ -51,4 +51,35 @@ export function pinnedProgramId(sys: Native, file: string): number | undefined {
 export function runningProgramPin(sys: Native, at: (name: string) => string, link: LinkFacts | undefined): string {
   if (link === undefined || pinnedProgramId(sys, at(PIN.program)) === link.progId) return PIN.program;
   return pinnedProgramId(sys, at(PENDING_PROGRAM)) === link.progId ? PENDING_PROGRAM : PIN.program;
+}
+
+/** A BPF link that attaches an sk_lookup program to a network namespace. */
+export interface SkLookupLink {
+  id: number;
+  progId: number;
+}
+
+/**
+ * Every sk_lookup link attached to the namespace `ino`, whoever made it
+ * (root: the kernel's list of links). Another dispatcher, loaded under
+ * another bpffs, shows here and nowhere else.
+ */
+export function skLookupLinks(sys: Native, ino: number): SkLookupLink[] {
+  const found: SkLookupLink[] = [];
+  for (let id = sys.linkNextId(0); id !== 0; id = sys.linkNextId(id)) {
+    let fd: number;
+    try {
+      fd = sys.linkFdById(id);
+    } catch (err) {
+      if (isSystemError(err, 'ENOENT')) continue; // it went away meanwhile
+      throw err;
+    }
+    try {
+      const info = sys.linkInfo(fd);
+      if (info.type === BPF_LINK_TYPE_NETNS && info.attachType === BPF_SK_LOOKUP && info.netnsIno === ino) found.push({ id: info.id, progId: info.progId });
+    } finally {
+      sys.close(fd);
+    }
+  }
+  return found;
 }

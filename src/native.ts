@@ -104,6 +104,10 @@ export interface Native {
   progInfo(fd: number): ProgInfo;
   mapInfo(fd: number): MapInfo;
   linkInfo(fd: number): LinkInfo;
+  /** bpf_link_get_next_id: the id of the next link after `id` (0 starts), 0 when none is left (root) */
+  linkNextId(id: number): number;
+  /** bpf_link_get_fd_by_id -> link fd (root; ENOENT when it went away) */
+  linkFdById(id: number): number;
   /** bpf_link_create(progFd, netnsFd, BPF_SK_LOOKUP) -> link fd */
   linkCreateNetns(progFd: number, netnsFd: number): number;
   /** bpf_link_update(linkFd, newProgFd) */

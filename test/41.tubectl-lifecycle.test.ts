@@ -187,6 +187,27 @@ describe('lifecycle', () => {
     }
   });
 
+  test('a second dispatcher in the same namespace, under another bpffs, is loaded with a warning naming the first', async () => {
+    const other = mkdtempSync(path.join(tmpdir(), 'tubular-bpffs-other-'));
+    execFileSync('mount', ['-t', 'bpf', 'bpf', other]);
+    const second = tubectlFor(other);
+    try {
+      const first = ok(await tubectl(['load']));
+      assert.equal(first.stderr, '', 'alone in its namespace: no warning');
+      const firstLink = /link (\d+)/.exec(first.stdout)![1];
+      const firstProgram = /program (\d+)/.exec(first.stdout)![1];
+      const r = ok(await second(['load']));
+      assert.match(r.stdout, /^loaded dispatcher into /);
+      assert.match(r.stderr, new RegExp(`^tubectl: warning: another sk_lookup program was already attached to this namespace \\(link ${firstLink}, program ${firstProgram}\\): ` +
+        'the kernel runs it on every new connection too, before this one\\. If it is a dispatcher loaded under another bpffs \\(TUBULAR_BPFFS, --bpffs\\), unload one of the two'));
+    } finally {
+      await second(['unload']);
+      await tubectl(['unload']);
+      execFileSync('umount', [other]);
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+
   test('version, as text and JSON', async () => {
     assert.match(ok(await tubectl(['version'])).stdout, /^tubectl \d+\.\d+\.\d+ \(node v\d+/);
     const v = JSON.parse(ok(await tubectl(['version', '--json'])).stdout) as { version: string; layoutVersion: number };
@@ -216,7 +237,7 @@ describe('where the state is without --bpffs: TUBULAR_BPFFS, then /etc/default/t
   });
 
   test('the file names the bpffs: status finds the dispatcher there', async () => {
-    writeFileSync(defaults, `# where the state is\nexport TUBULAR_BPFFS="${bpffs}"\n`);
+    writeFileSync(defaults, `# where the state is\nTUBULAR_BPFFS="${bpffs}"\n`);
     const s = JSON.parse(ok(await bare(['status', '--json'])).stdout) as { loaded: boolean; stateDir: string };
     assert.equal(s.loaded, true);
     assert.equal(s.stateDir, stateDir);
@@ -242,6 +263,7 @@ describe('where the state is without --bpffs: TUBULAR_BPFFS, then /etc/default/t
       ['TUBULAR_BPFFS=$STATE/bpffs\n', /\/etc\/default\/tubular line 1: TUBULAR_BPFFS="\$STATE\/bpffs" uses shell expansion.*pass --bpffs PATH/],
       ['\n\nTUBULAR_BPFFS=run/bpffs\n', /line 3: TUBULAR_BPFFS="run\/bpffs" is not an absolute path/],
       ['TUBULAR_BPFFS="/run/bpffs\n', /line 1: .*opens a quote it does not close/],
+      [`export TUBULAR_BPFFS=${bpffs}\n`, /line 1: systemd ignores a line that starts with export/],
       [`TUBULAR_BPFFS=${'x'.repeat(70_000)}\n`, /defaults file \/etc\/default\/tubular is [\d.]+ KiB, over the limit of 64 KiB: .*; or pass --bpffs PATH/],
     ] as const) {
       writeFileSync(defaults, text);

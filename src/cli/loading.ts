@@ -104,6 +104,14 @@ export async function load(env: Env, opts: LoadOptions = {}): Promise<void> {
     const chosen = d.created ? ` (${d.created.variant}: ${d.created.why})` : '';
     env.stdout.write(`loaded dispatcher into ${env.netns}: program ${s.programId}${chosen}, link ${s.linkId}\n` +
       `state in ${s.stateDir}, readable by ${readers}\n`);
+    const others = d.otherLinks ?? [];
+    if (others.length > 0) {
+      const shown = others.slice(0, 5).map((l) => `link ${l.id}, program ${l.progId}`).join('; ');
+      env.stderr.write(`tubectl: warning: ${others.length === 1 ? 'another sk_lookup program was' : `${others.length} other sk_lookup programs were`} ` +
+        `already attached to this namespace (${shown}${others.length > 5 ? '; ...' : ''}): the kernel runs it on every new connection too, before this one. ` +
+        'If it is a dispatcher loaded under another bpffs (TUBULAR_BPFFS, --bpffs), unload one of the two: ' +
+        'bpftool link show lists them, and tubectl --bpffs PATH status finds the dispatcher of a path\n');
+    }
   } finally {
     d.close();
   }

@@ -198,7 +198,7 @@ export class Dispatcher {
   private refused = false;
   /** Set by create(): which program it loaded, and why. */
   created?: ProgramDecision;
-  /** Set by create(): the sk_lookup links of the namespace besides its own (another dispatcher, say). */
+  /** Set by create(): the sk_lookup links of the namespace besides its own (another dispatcher, say); undefined when not known (no CAP_SYS_ADMIN). */
   otherLinks?: SkLookupLink[];
 
   private constructor(
@@ -283,7 +283,7 @@ export class Dispatcher {
     const d = Dispatcher.open(opts);
     d.created = program;
     const own = d.status().linkId;
-    d.otherLinks = skLookupLinks(sys, loc.ino).filter((l) => l.id !== own);
+    d.otherLinks = skLookupLinks(sys, loc.ino)?.filter((l) => l.id !== own);
     return d;
   }
 

@@ -60,18 +60,29 @@ export interface SkLookupLink {
 }
 
 /**
- * Every sk_lookup link attached to the namespace `ino`, whoever made it
- * (root: the kernel's list of links). Another dispatcher, loaded under
- * another bpffs, shows here and nowhere else.
+ * Every sk_lookup link attached to the namespace `ino`, whoever made it.
+ * Another dispatcher, loaded under another bpffs, shows here and nowhere
+ * else. The kernel lists links to CAP_SYS_ADMIN only: without it, undefined
+ * (not known).
  */
-export function skLookupLinks(sys: Native, ino: number): SkLookupLink[] {
+export function skLookupLinks(sys: Native, ino: number): SkLookupLink[] | undefined {
   const found: SkLookupLink[] = [];
-  for (let id = sys.linkNextId(0); id !== 0; id = sys.linkNextId(id)) {
+  const next = (id: number): number | undefined => {
+    try {
+      return sys.linkNextId(id);
+    } catch (err) {
+      if (isSystemError(err, 'EPERM')) return undefined;
+      throw err;
+    }
+  };
+  for (let id = next(0); id !== 0; id = next(id)) {
+    if (id === undefined) return undefined;
     let fd: number;
     try {
       fd = sys.linkFdById(id);
     } catch (err) {
       if (isSystemError(err, 'ENOENT')) continue; // it went away meanwhile
+      if (isSystemError(err, 'EPERM')) return undefined;
       throw err;
     }
     try {

@@ -208,6 +208,19 @@ describe('lifecycle', () => {
     }
   });
 
+  test('load, bind and unload with CAP_BPF and CAP_NET_ADMIN alone, as the messages say (the kernel lists links to CAP_SYS_ADMIN only)', async () => {
+    const caps = '-all,+bpf,+net_admin';
+    const capped = tubectlFor(bpffs, { prefix: ['setpriv', `--bounding-set=${caps}`, `--inh-caps=${caps}`, `--ambient-caps=${caps}`] });
+    try {
+      const loaded = ok(await capped(['load']));
+      assert.match(loaded.stdout, /^loaded dispatcher into /);
+      assert.equal(loaded.stderr, '');
+      ok(await capped(['bind', 'capped', 'tcp', '127.0.0.0/24', '80']));
+    } finally {
+      ok(await capped(['unload']));
+    }
+  });
+
   test('version, as text and JSON', async () => {
     assert.match(ok(await tubectl(['version'])).stdout, /^tubectl \d+\.\d+\.\d+ \(node v\d+/);
     const v = JSON.parse(ok(await tubectl(['version', '--json'])).stdout) as { version: string; layoutVersion: number };

@@ -316,6 +316,11 @@ bool ProbeTestRun() {
 Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto yes = [](int r) { return r == 1; };
+  // libbpf's probes take a refusal for a missing feature: a caller without
+  // the privilege to load programs must hear that, not that the kernel is old.
+  int plain = LoadProbeProgram(false);
+  if (plain >= 0) close(plain);
+  if (plain == -EPERM || plain == -EACCES) ThrowErrno(env, "bpf_prog_load", -plain);
   Napi::Object o = Napi::Object::New(env);
   o.Set("skLookup", Napi::Boolean::New(env, yes(libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, nullptr))));
   o.Set("skAssign", Napi::Boolean::New(env, yes(libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_LOOKUP, BPF_FUNC_sk_assign, nullptr))));

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isolate } from './lib/isolate.js';
@@ -12,6 +12,7 @@ import { autoVariant, variantCases } from './lib/variants.js';
 import { netnsInode } from '../src/netns.js';
 import { LAYOUT_VERSION, META_MAGIC, META_STAMP } from '../src/layout.js';
 import { writeMeta } from './lib/meta.js';
+import { native } from '../src/native.js';
 
 const { bpffs } = isolate();
 const tubectl = tubectlFor(bpffs);
@@ -20,6 +21,23 @@ const stateDir = path.join(bpffs, `${netnsInode('/proc/self/ns/net')}_dispatcher
 const auto = autoVariant();
 const fullRuns = variantCases().find((c) => c.program === 'full')!.lacks === false;
 const VARIANT_TEXT = { full: 'full: walks prefix lengths in bpf_loop', compat: 'compat: an unrolled walk, for kernels without bpf_loop' };
+
+// The tests below expect what the probes find: this one checks the probes
+// against the kernel, so that a probe wrongly finding less cannot turn the
+// kernel matrix's rows into compat runs that pass.
+test('the probes on this kernel: all the full program needs on Linux 5.17 and newer; on 5.10 what test 18 assumes of Debian\'s', () => {
+  const features = native().probeFeatures();
+  const [major, minor] = release().split('.').map(Number);
+  if (major > 5 || (major === 5 && minor >= 17)) {
+    assert.deepEqual(features, { skLookup: true, skAssign: true, loop: true, ktimeCoarse: true, ingressIfindex: true, testRun: true }, release());
+    assert.equal(auto, 'full');
+  } else if (major === 5 && minor === 10) {
+    assert.deepEqual(features, { skLookup: true, skAssign: true, loop: false, ktimeCoarse: false, ingressIfindex: false, testRun: true }, release());
+    assert.equal(auto, 'compat');
+  } else {
+    assert.ok(features.skLookup && features.skAssign, `${release()}: ${JSON.stringify(features)}`);
+  }
+});
 
 describe('not loaded', () => {
   test('status fails with exit 1 and says to run tubectl load; --json still prints one document', async () => {

@@ -137,7 +137,7 @@ test('a group member serves metrics without root', async () => {
 test('writing as a group member fails with exit 1 and names what is needed; state unchanged', async () => {
   const member = tubectlAsNobody(true);
   const before = ok(await tubectl(['bindings', '--json'])).stdout;
-  for (const verb of [['bind', 'x', 'tcp', '127.0.0.1', '1'], ['unbind', 'web', 'tcp', '127.0.0.0/24', '80'], ['unload'], ['upgrade'],
+  for (const verb of [['load'], ['bind', 'x', 'tcp', '127.0.0.1', '1'], ['unbind', 'web', 'tcp', '127.0.0.0/24', '80'], ['unload'], ['upgrade'],
     ['unregister', 'web', 'ipv4', 'tcp'], ['load-bindings', emptyFile], ['sources', '--reset']]) {
     const r = await member(verb);
     assert.equal(r.code, 1, `${verb.join(' ')}: ${r.stderr}`);

@@ -78,12 +78,16 @@ struct LoadState {
     if (err < 0) err = -err;
     char text[256];
     libbpf_strerror(err, text, sizeof(text));
+    // libbpf prints the verifier's log between these marks when the kernel
+    // refused a program (not when, say, a map could not be created).
+    bool verifier = g_libbpfLog.find("-- BEGIN PROG LOAD LOG --") != std::string::npos;
     std::string msg = std::string(op) + ": " + text + detail + LogTail();
     Napi::Error e = Napi::Error::New(env, msg);
     Napi::Object o = e.Value();
     o.Set("code", Napi::String::New(env, ErrnoName(err)));
     o.Set("errno", Napi::Number::New(env, err));
     o.Set("syscall", Napi::String::New(env, op));
+    o.Set("verifier", Napi::Boolean::New(env, verifier));
     throw e;
   }
   int Dup(Napi::Env env, int fd, const std::string& what) {

@@ -235,13 +235,16 @@ export class Dispatcher {
     assertLittleEndian();
     const sys = opts.sys ?? native();
     const loc = locate(opts);
-    const program = programFor(sys, opts.program ?? 'auto');
+    const choice = opts.program ?? 'auto';
+    let program = programFor(sys, choice);
     createStateDir(loc, opts.group, sys, (at) => {
       const fds: number[] = [];
       const keep = (fd: number): number => { fds.push(fd); return fd; };
       try {
         const pin = (fd: number, name: string): void => pinAt(sys, fd, at(name), opts.group);
-        const obj = loadProgram(sys, program.variant, {});
+        const loaded = loadDecided(sys, choice, program);
+        const obj = loaded.obj;
+        program = loaded.decision;
         keep(obj.progFd);
         Object.values(obj.maps).forEach(keep);
         const destinations = keep(context('create the destinations map', () =>
@@ -1163,8 +1166,43 @@ export class Dispatcher {
   }
 }
 
-/** Loads a variant of the program (reusing the maps given), with what the variant is called in errors. */
+/**
+ * Loads a variant of the program (reusing the maps given), with what the
+ * variant is called in errors. A refusal by the kernel's verifier is said
+ * as one, with the last lines of its log (not the 4 KiB libbpf keeps).
+ */
 function loadProgram(sys: Native, variant: ProgramVariant, reuse: Record<string, number>): LoadedObject {
   const { object, name } = PROGRAMS[variant];
-  return context(`load the ${variant} BPF program`, () => sys.loadObject(programObjectPath(object), name, reuse));
+  try {
+    return sys.loadObject(programObjectPath(object), name, reuse);
+  } catch (err) {
+    if (isSystemError(err) && (err as { verifier?: unknown }).verifier === true) {
+      // The verifier's own lines, without libbpf's around them.
+      const log = err.message.split('\n').slice(1).map((l) => l.trimEnd()).filter((l) => l !== '' && !/^libbpf: |^-- (BEGIN|END) PROG LOAD LOG --$/.test(l));
+      const last = log.slice(-VERIFIER_LINES).map((l) => `  ${l.length > 200 ? `${l.slice(0, 200)}...` : l}`);
+      const other = variant === 'full' ? ' (tubectl load --program compat loads the other one)' : '';
+      throw new TubularError('EINCOMPAT', `this kernel's verifier refused the ${variant} program${other}; the end of its log:\n${last.join('\n')}`, { cause: err });
+    }
+    return context(`load the ${variant} BPF program`, () => { throw err; });
+  }
+}
+
+/** How many lines of the verifier's log a refusal shows. */
+const VERIFIER_LINES = 6;
+
+const isVerifierRefusal = (err: unknown): boolean =>
+  err instanceof TubularError && err.code === 'EINCOMPAT' && (err.cause as { verifier?: unknown } | undefined)?.verifier === true;
+
+/**
+ * Loads the variant decided; when the choice was `auto` and the kernel's
+ * verifier refuses the full program (a kernel whose verifier differs from
+ * those tested), the compat one, which asks less of it.
+ */
+function loadDecided(sys: Native, choice: ProgramChoice, decision: ProgramDecision): { obj: LoadedObject; decision: ProgramDecision } {
+  try {
+    return { obj: loadProgram(sys, decision.variant, {}), decision };
+  } catch (err) {
+    if (choice !== 'auto' || decision.variant !== 'full' || !isVerifierRefusal(err)) throw err;
+    return { obj: loadProgram(sys, 'compat', {}), decision: { variant: 'compat', why: 'this kernel\'s verifier refused the full program' } };
+  }
 }

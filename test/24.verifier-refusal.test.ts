@@ -1,0 +1,88 @@
+// A program the kernel's verifier refuses: the addon says it was the
+// verifier, load says so in a few lines instead of libbpf's 4 KiB, and
+// `load` (auto) falls back to the compat program when the verifier of an
+// untested kernel refuses the full one. The refusal is real: a small
+// sk_lookup program that reads through a number, compiled here.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { isolate } from './lib/isolate.js';
+import { autoVariant } from './lib/variants.js';
+import { Dispatcher } from '../src/dispatcher.js';
+import { TubularError } from '../src/errors.js';
+import { type Native, native } from '../src/native.js';
+import { netnsInode } from '../src/netns.js';
+
+const { bpffs } = isolate();
+const stateDir = path.join(bpffs, `${netnsInode('/proc/self/ns/net')}_dispatcher`);
+
+const BAD = `#include <linux/bpf.h>
+__attribute__((section("sk_lookup"), used))
+int refused(struct bpf_sk_lookup *ctx) {
+  return *(int *)(unsigned long)ctx->remote_port; /* a number is no pointer */
+}
+char _license[] __attribute__((section("license"), used)) = "GPL";
+`;
+
+/** The error the addon throws for a program the verifier refuses. */
+function verifierError(): Error & { code?: string; verifier?: boolean } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tubular-verifier-'));
+  writeFileSync(path.join(dir, 'bad.c'), BAD);
+  const machine = execFileSync('gcc', ['-dumpmachine'], { encoding: 'utf8' }).trim();
+  execFileSync('clang', ['-O2', '-target', 'bpf', `-I/usr/include/${machine}`, '-c', path.join(dir, 'bad.c'), '-o', path.join(dir, 'bad.o')]);
+  try {
+    native().loadObject(path.join(dir, 'bad.o'), 'refused', {});
+  } catch (err) {
+    return err as Error & { code?: string; verifier?: boolean };
+  }
+  throw new Error('the verifier took a program that reads through a number');
+}
+
+const refusal = verifierError();
+
+test('the addon marks a refusal by the verifier as one, with the end of its log', () => {
+  assert.equal(refusal.verifier, true);
+  assert.equal(refusal.code, 'EACCES');
+  assert.match(refusal.message, /^bpf_object__load: /);
+  assert.match(refusal.message, /invalid mem access/);
+});
+
+test('a failure that is not the verifier\'s is not marked so', () => {
+  assert.throws(() => native().loadObject('/nonexistent/bad.o', 'refused', {}), (e: Error & { verifier?: boolean }) => e.verifier === false);
+});
+
+/** The syscall layer, with a verifier that refuses the full program (the real refusal, above). */
+const refusingFull: Native = {
+  ...native(),
+  loadObject(file, name, reuse) {
+    if (name === 'dispatcher') throw refusal;
+    return native().loadObject(file, name, reuse);
+  },
+};
+
+test('asked for the full program, load says the verifier refused it, in a few lines, and creates nothing', () => {
+  assert.throws(() => Dispatcher.create({ bpffs, program: 'full', sys: refusingFull }), (e: unknown) => {
+    assert.ok(e instanceof TubularError && e.code === 'EINCOMPAT', String(e));
+    assert.match(e.message, /^this kernel's verifier refused the full program \(tubectl load --program compat loads the other one\); the end of its log:\n {2}/);
+    assert.ok(e.message.split('\n').length <= 7, e.message);
+    assert.match(e.message, /invalid mem access/);
+    return true;
+  });
+  assert.equal(existsSync(stateDir), false);
+});
+
+test('load (auto) falls back to the compat program when the verifier refuses the full one, and says why', () => {
+  const d = Dispatcher.create({ bpffs, sys: refusingFull });
+  try {
+    // (A kernel without what the full program needs never asks the verifier about it.)
+    if (autoVariant() === 'full') assert.deepEqual(d.created, { variant: 'compat', why: 'this kernel\'s verifier refused the full program' });
+    assert.equal(d.created?.variant, 'compat');
+    assert.equal(d.status().programVariant, 'compat');
+  } finally {
+    d.close();
+    Dispatcher.unload({ bpffs });
+  }
+});

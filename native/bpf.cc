@@ -25,10 +25,15 @@ namespace {
 // ---- libbpf log capture (loadObject only; the addon runs on one thread) ----
 
 std::string g_libbpfLog;
+bool g_verifierRefused = false;
 const size_t kLogTail = 4096;
 
 int CapturePrint(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG) return 0;
+  // libbpf prints the verifier's log between these marks when the kernel
+  // refused a program (not when, say, a map could not be created). Noted
+  // here: a long log pushes the mark out of the tail kept below.
+  if (strstr(fmt, "BEGIN PROG LOAD LOG") != nullptr) g_verifierRefused = true;
   char buf[1024];
   va_list copy;
   va_copy(copy, args);
@@ -66,6 +71,7 @@ struct LoadState {
   std::vector<int> fds;
   LoadState() {
     g_libbpfLog.clear();
+    g_verifierRefused = false;
     oldPrint = libbpf_set_print(CapturePrint);
   }
   ~LoadState() {
@@ -78,9 +84,7 @@ struct LoadState {
     if (err < 0) err = -err;
     char text[256];
     libbpf_strerror(err, text, sizeof(text));
-    // libbpf prints the verifier's log between these marks when the kernel
-    // refused a program (not when, say, a map could not be created).
-    bool verifier = g_libbpfLog.find("-- BEGIN PROG LOAD LOG --") != std::string::npos;
+    bool verifier = g_verifierRefused;
     std::string msg = std::string(op) + ": " + text + detail + LogTail();
     Napi::Error e = Napi::Error::New(env, msg);
     Napi::Object o = e.Value();
@@ -320,11 +324,6 @@ bool ProbeTestRun() {
 Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto yes = [](int r) { return r == 1; };
-  // libbpf's probes take a refusal for a missing feature: a caller without
-  // the privilege to load programs must hear that, not that the kernel is old.
-  int plain = LoadProbeProgram(false);
-  if (plain >= 0) close(plain);
-  if (plain == -EPERM || plain == -EACCES) ThrowErrno(env, "bpf_prog_load", -plain);
   Napi::Object o = Napi::Object::New(env);
   o.Set("skLookup", Napi::Boolean::New(env, yes(libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_LOOKUP, nullptr))));
   o.Set("skAssign", Napi::Boolean::New(env, yes(libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_LOOKUP, BPF_FUNC_sk_assign, nullptr))));
@@ -335,6 +334,15 @@ Napi::Value ProbeFeatures(const Napi::CallbackInfo& info) {
   o.Set("ingressIfindex", Napi::Boolean::New(env, fd >= 0));
   o.Set("testRun", Napi::Boolean::New(env, ProbeTestRun()));
   return o;
+}
+
+// Loads the smallest sk_lookup program: 0 when the kernel took it, else its
+// errno (EPERM: no privilege to load programs, which libbpf's probes above
+// cannot tell from a missing feature).
+Napi::Value ProbeLoad(const Napi::CallbackInfo& info) {
+  int fd = LoadProbeProgram(false);
+  if (fd >= 0) close(fd);
+  return Napi::Number::New(info.Env(), fd >= 0 ? 0 : -fd);
 }
 
 Napi::Value ProgTestRun(const Napi::CallbackInfo& info) {
@@ -376,6 +384,7 @@ void InitBpf(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "linkDetach", LinkDetach);
   Export(env, exports, "progTestRun", ProgTestRun);
   Export(env, exports, "probeFeatures", ProbeFeatures);
+  Export(env, exports, "probeLoad", ProbeLoad);
 }
 
 }  // namespace tubular

@@ -4,14 +4,14 @@
 // Nothing here counts bindings: which destinations the binding set uses is
 // derived from the set whenever it matters, so a writer that dies part-way
 // can never leave a count that lets a used destination be freed.
-import { valueAction, valueDestination } from './bindingset.js';
+import { actionOf, valueAction, valueDestination } from './bindingset.js';
 import type { BpfMap } from './bpfmap.js';
 import {
   type DestinationEntry, type DestinationKey, decodeDestination, decodeDestinations, destinationName, encodeDestinationKey, encodeDestinationValue,
 } from './destination.js';
 import { TubularError } from './errors.js';
 import {
-  ACTION_STEER, BINDING_VALUE_SIZE, DESTINATION_METRICS_SIZE, MAX_DESTINATIONS, NO_DESTINATION, SOCKET_SLOTS, SOCKET_VALUE_SIZE,
+  BINDING_VALUE_SIZE, DESTINATION_METRICS_SIZE, MAX_DESTINATIONS, NO_DESTINATION, SOCKET_SLOTS, SOCKET_VALUE_SIZE,
   readU32, readU64, u32, writeU32, writeU64,
 } from './layout.js';
 
@@ -42,7 +42,7 @@ export function bindingCounts(values: Buffer, count: number): Uint32Array {
   const counts = new Uint32Array(MAX_DESTINATIONS);
   for (let i = 0; i < count; i++) {
     const id = valueDestination(values, i);
-    if (valueAction(values, i) === ACTION_STEER && id !== NO_DESTINATION && id < MAX_DESTINATIONS) counts[id]++;
+    if (actionOf(valueAction(values, i)) === 'steer' && id !== NO_DESTINATION && id < MAX_DESTINATIONS) counts[id]++;
   }
   return counts;
 }

@@ -237,6 +237,7 @@ export class Dispatcher {
     const loc = locate(opts);
     const choice = opts.program ?? 'auto';
     let program = programFor(sys, choice);
+    let ownLink = 0;
     createStateDir(loc, opts.group, sys, (at) => {
       const fds: number[] = [];
       const keep = (fd: number): number => { fds.push(fd); return fd; };
@@ -275,7 +276,9 @@ export class Dispatcher {
         pin(obj.progFd, PIN.program);
         const nsFd = context(`open network namespace ${loc.netns}`, () => openSync(loc.netns, 'r'));
         try {
-          pin(keep(context(`attach to network namespace ${loc.netns}`, () => sys.linkCreateNetns(obj.progFd, nsFd))), PIN.link);
+          const link = keep(context(`attach to network namespace ${loc.netns}`, () => sys.linkCreateNetns(obj.progFd, nsFd)));
+          ownLink = sys.linkInfo(link).id;
+          pin(link, PIN.link);
         } finally {
           closeSync(nsFd);
         }
@@ -285,8 +288,12 @@ export class Dispatcher {
     });
     const d = Dispatcher.open(opts);
     d.created = program;
-    const own = d.status().linkId;
-    d.otherLinks = skLookupLinks(sys, loc.ino)?.filter((l) => l.id !== own);
+    // Only a warning rides on this: no failure of it may fail a load that is done.
+    try {
+      d.otherLinks = skLookupLinks(sys, loc.ino)?.filter((l) => l.id !== ownLink);
+    } catch {
+      d.otherLinks = undefined;
+    }
     return d;
   }
 
@@ -1147,7 +1154,7 @@ export class Dispatcher {
       for (const name of OBJECT_MAPS) reuse[name] = this.maps[name].fd;
       const previous = withPinned(this.sys, this.dir.at(PIN.program), (fd) => variantOfProgram(this.sys.progInfo(fd).name)) ?? null;
       const { variant, why } = programFor(this.sys, opts.program ?? 'auto', previous);
-      const obj = loadProgram(this.sys, variant, reuse);
+      const obj = loadProgram(this.sys, variant, reuse, 'upgrade');
       const link = context('open the link', () => this.sys.getPinned(this.dir.at(PIN.link), 0));
       try {
         const to = this.sys.progInfo(obj.progFd);
@@ -1171,7 +1178,7 @@ export class Dispatcher {
  * variant is called in errors. A refusal by the kernel's verifier is said
  * as one, with the last lines of its log (not the 4 KiB libbpf keeps).
  */
-function loadProgram(sys: Native, variant: ProgramVariant, reuse: Record<string, number>): LoadedObject {
+function loadProgram(sys: Native, variant: ProgramVariant, reuse: Record<string, number>, verb: 'load' | 'upgrade' = 'load'): LoadedObject {
   const { object, name } = PROGRAMS[variant];
   try {
     return sys.loadObject(programObjectPath(object), name, reuse);
@@ -1180,7 +1187,7 @@ function loadProgram(sys: Native, variant: ProgramVariant, reuse: Record<string,
       // The verifier's own lines, without libbpf's around them.
       const log = err.message.split('\n').slice(1).map((l) => l.trimEnd()).filter((l) => l !== '' && !/^libbpf: |^-- (BEGIN|END) PROG LOAD LOG --$/.test(l));
       const last = log.slice(-VERIFIER_LINES).map((l) => `  ${l.length > 200 ? `${l.slice(0, 200)}...` : l}`);
-      const other = variant === 'full' ? ' (tubectl load --program compat loads the other one)' : '';
+      const other = variant === 'full' ? ` (tubectl ${verb} --program compat loads the other one)` : '';
       throw new TubularError('EINCOMPAT', `this kernel's verifier refused the ${variant} program${other}; the end of its log:\n${last.join('\n')}`, { cause: err });
     }
     return context(`load the ${variant} BPF program`, () => { throw err; });

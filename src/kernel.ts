@@ -6,8 +6,8 @@
 // `compat` (Linux 5.10), with the same maps and the same precedence rule.
 // docs/ARCHITECTURE.md ("What differs between kernels") lists the rest.
 import { readFileSync } from 'node:fs';
-import { release } from 'node:os';
-import { TubularError, isSystemError } from './errors.js';
+import { constants, release } from 'node:os';
+import { TubularError } from './errors.js';
 import type { KernelFeatures, Native } from './native.js';
 
 export type ProgramVariant = 'full' | 'compat';
@@ -95,15 +95,11 @@ export function chooseProgram(choice: ProgramChoice, f: KernelFeatures, kernel: 
 
 /** Probes the kernel, then chooses (see chooseProgram). */
 export function programFor(sys: Native, choice: ProgramChoice, inForce: ProgramVariant | null = null, kernel = release()): ProgramDecision {
-  let features: KernelFeatures;
-  try {
-    features = sys.probeFeatures();
-  } catch (err) {
-    // Not allowed to load programs: that is no verdict on the kernel.
-    if (isSystemError(err, 'EPERM') || isSystemError(err, 'EACCES')) throw new TubularError('EPERM', 'the kernel refused to load a BPF program', { cause: err });
-    throw err;
-  }
-  return chooseProgram(choice, features, kernel, inForce);
+  // libbpf's probes take a refusal for a missing feature: a caller without
+  // the privilege to load programs must hear that, not that the kernel is old.
+  const errno = sys.probeLoad();
+  if (errno === constants.errno.EPERM || errno === constants.errno.EACCES) throw new TubularError('EPERM', 'the kernel refused to load a BPF program');
+  return chooseProgram(choice, sys.probeFeatures(), kernel, inForce);
 }
 
 /** The kernel version from which users without CAP_BPF may read pinned state while kernel.unprivileged_bpf_disabled is set. */

@@ -116,6 +116,8 @@ export interface Native {
   linkDetach(linkFd: number): void;
   /** libbpf's probes (root): sk_lookup programs, the helpers the dispatcher calls, ctx->ingress_ifindex, test runs */
   probeFeatures(): KernelFeatures;
+  /** loads the smallest sk_lookup program: 0 when the kernel took it, else its errno (EPERM, EACCES: no privilege) */
+  probeLoad(): number;
   /** BPF_PROG_TEST_RUN with ctx_in = ctx (struct bpf_sk_lookup), repeat times */
   progTestRun(progFd: number, ctx: Buffer, repeat: number): TestRunResult;
 

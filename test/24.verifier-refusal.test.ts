@@ -26,28 +26,49 @@ int refused(struct bpf_sk_lookup *ctx) {
 }
 char _license[] __attribute__((section("license"), used)) = "GPL";
 `;
+// The same refusal after 15,000 instructions: the verifier's log, megabytes
+// long, is far more than the addon keeps of libbpf's output.
+const LATE = `#include <linux/bpf.h>
+__attribute__((section("sk_lookup"), used))
+int refused(struct bpf_sk_lookup *ctx) {
+  unsigned int x = ctx->remote_port;
+#pragma clang loop unroll(full)
+  for (int i = 0; i < 3000; i++) x ^= (x >> 3) + i;
+  return *(int *)(unsigned long)x;
+}
+char _license[] __attribute__((section("license"), used)) = "GPL";
+`;
+
+type AddonError = Error & { code?: string; verifier?: boolean };
 
 /** The error the addon throws for a program the verifier refuses. */
-function verifierError(): Error & { code?: string; verifier?: boolean } {
+function verifierError(source: string): AddonError {
   const dir = mkdtempSync(path.join(tmpdir(), 'tubular-verifier-'));
-  writeFileSync(path.join(dir, 'bad.c'), BAD);
+  writeFileSync(path.join(dir, 'bad.c'), source);
   const machine = execFileSync('gcc', ['-dumpmachine'], { encoding: 'utf8' }).trim();
   execFileSync('clang', ['-O2', '-target', 'bpf', `-I/usr/include/${machine}`, '-c', path.join(dir, 'bad.c'), '-o', path.join(dir, 'bad.o')]);
   try {
     native().loadObject(path.join(dir, 'bad.o'), 'refused', {});
   } catch (err) {
-    return err as Error & { code?: string; verifier?: boolean };
+    return err as AddonError;
   }
   throw new Error('the verifier took a program that reads through a number');
 }
 
-const refusal = verifierError();
+const refusal = verifierError(BAD);
 
 test('the addon marks a refusal by the verifier as one, with the end of its log', () => {
   assert.equal(refusal.verifier, true);
   assert.equal(refusal.code, 'EACCES');
   assert.match(refusal.message, /^bpf_object__load: /);
   assert.match(refusal.message, /invalid mem access/);
+});
+
+test('... also when the log is too long to keep (its start is gone from what the addon keeps)', () => {
+  const late = verifierError(LATE);
+  assert.ok(late.message.length <= 4200 + 100, `${late.message.length}`);
+  assert.doesNotMatch(late.message, /BEGIN PROG LOAD LOG/);
+  assert.equal(late.verifier, true);
 });
 
 test('a failure that is not the verifier\'s is not marked so', () => {

@@ -116,7 +116,10 @@ describe('scripts/package', () => {
     assert.match(postinst, /^units="tubular-load\.service tubulard\.socket"$/m, 'tubulard.service starts on its socket, never enabled');
     assert.match(control('prerm'), /^\s+tubectl unload >/m);
     // tubectl finds the bpffs in /etc/default/tubular as systemd reads it; sh would read it otherwise (export)
-    for (const s of ['postinst', 'prerm']) assert.doesNotMatch(control(s), /\. \/etc\/default\/tubular/, s);
+    for (const s of ['postinst', 'prerm']) {
+      assert.doesNotMatch(control(s), /\. \/etc\/default\/tubular/, s);
+      assert.match(control(s), /^unset TUBULAR_BPFFS$/m, s);
+    }
     const postrm = control('postrm');
     assert.match(postrm, /deb-systemd-helper purge \$units/);
     assert.match(postrm, /groupdel tubular/);

@@ -19,6 +19,7 @@ import {
 import { BpfMap, type Dump, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
 import { DestinationTable, referencedIds } from './destination-table.js';
+import { perfmonCapable } from './capabilities.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterPatch, setFilterBit } from './filters.js';
 import {
@@ -1183,6 +1184,10 @@ function loadProgram(sys: Native, variant: ProgramVariant, reuse: Record<string,
   try {
     return sys.loadObject(programObjectPath(object), name, reuse);
   } catch (err) {
+    if (isSystemError(err) && (err as { verifier?: unknown }).verifier === true && !perfmonCapable()) {
+      throw new TubularError('EPERM', `this kernel's verifier refused the ${variant} program to a process without CAP_PERFMON ` +
+        '(older kernels, 6.1 among them, check its stack use more strictly then)', { cause: err });
+    }
     if (isSystemError(err) && (err as { verifier?: unknown }).verifier === true) {
       // The verifier's own lines, without libbpf's around them.
       const log = err.message.split('\n').slice(1).map((l) => l.trimEnd()).filter((l) => l !== '' && !/^libbpf: |^-- (BEGIN|END) PROG LOAD LOG --$/.test(l));

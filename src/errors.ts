@@ -2,6 +2,7 @@
 // the message. A TubularError is a mistake or a state the operator can fix;
 // it is printed without a stack trace. Anything else is a bug or a system
 // failure and keeps its stack.
+import { WRITER_CAPABILITIES } from './capabilities.js';
 
 export type ErrorCode =
   | 'EINVAL'      // bad input: a prefix, port, label, file...
@@ -48,7 +49,7 @@ export function context<T>(what: string, fn: () => T): T {
     if (err instanceof TubularError) throw err;
     if (isSystemError(err)) {
       if (err.code === 'EPERM' || err.code === 'EACCES') {
-        throw new TubularError('EPERM', `${what}: ${err.message} (run as root, or with CAP_BPF and CAP_NET_ADMIN; ` +
+        throw new TubularError('EPERM', `${what}: ${err.message} (run as root, or with ${WRITER_CAPABILITIES}; ` +
           `read-only commands need membership of the group owning the state directory)`, { cause: err });
       }
       const wrapped = new Error(`${what}: ${err.message}`, { cause: err }) as SystemError;

@@ -6,6 +6,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { release } from 'node:os';
 import path from 'node:path';
+import { WRITER_CAPABILITIES } from '../capabilities.js';
 import type { Dispatcher } from '../dispatcher.js';
 import { TubularError, isSystemError } from '../errors.js';
 import { unprivilegedBpfDisabled, unprivilegedReadProblem } from '../kernel.js';
@@ -91,7 +92,7 @@ export function explainDenied(env: Env, readOnly: boolean, err: unknown): unknow
   if (!(err instanceof TubularError) || err.code !== 'EPERM') return err;
   const detail = err.message.replace(/ \(run as root.*\)$/s, '');
   if (!readOnly) {
-    return new TubularError('EPERM', `this command changes the dispatcher: run it as root (or with CAP_BPF and CAP_NET_ADMIN); ${detail}`, { cause: err });
+    return new TubularError('EPERM', `this command changes the dispatcher: run it as root (or with ${WRITER_CAPABILITIES}); ${detail}`, { cause: err });
   }
   // An older kernel refuses every bpf() call (EPERM, where file modes give EACCES).
   const kernelSays = isSystemError(err.cause, 'EPERM') && process.geteuid &&

@@ -219,6 +219,17 @@ export class DestinationTable {
     return gone.length;
   }
 
+  /**
+   * Room for `missing` new destinations: the ids free once what neither
+   * `used` (the set in force) nor a socket holds is collected, and those
+   * collectable (looked for only when the free ids alone are too few).
+   */
+  room(missing: number, used: Uint8Array, known: DestinationEntry[] = this.entries()): { free: number; collectable: DestinationEntry[] } {
+    if (known.length + missing <= MAX_DESTINATIONS) return { free: MAX_DESTINATIONS - known.length, collectable: [] };
+    const collectable = this.collectable(used, known);
+    return { free: MAX_DESTINATIONS - known.length + collectable.length, collectable };
+  }
+
   /** The destinations collect() would delete now, deleting none. */
   collectable(used: Uint8Array, known: DestinationEntry[] = this.entries()): DestinationEntry[] {
     const unused = known.filter((d) => !used[d.id]);
@@ -244,4 +255,11 @@ export class DestinationTable {
       return sum;
     };
   }
+}
+
+/** Why a replace that needs `missing` new destinations, with `free` ids for them, is refused (undefined: it fits). */
+export function roomProblem(missing: number, free: number): string | undefined {
+  if (missing <= free) return undefined;
+  return `the file names ${missing} new destinations (label, address family, protocol) ` +
+    `but only ${free} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest`;
 }

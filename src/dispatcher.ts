@@ -18,7 +18,7 @@ import {
 } from './bindingset.js';
 import { BpfMap, type Dump, mismatch } from './bpfmap.js';
 import { type DestinationEntry, type DestinationKey, destinationName } from './destination.js';
-import { DestinationTable, referencedIds } from './destination-table.js';
+import { DestinationTable, referencedIds, roomProblem } from './destination-table.js';
 import { perfmonCapable } from './capabilities.js';
 import { TubularError, context, isSystemError } from './errors.js';
 import { BLOCKS_FILTER, type FilterSpec, LENGTHS_FILTER, filterPatch, setFilterBit } from './filters.js';
@@ -879,18 +879,15 @@ export class Dispatcher {
     // Room for the new destinations, checked before anything changes: what
     // neither set in force nor a socket uses (the standby's own) can go.
     let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-    const crowded = known.length + missing.length > MAX_DESTINATIONS;
-    const collectable = crowded ? this.dests.collectable(diff.usedIds, known) : [];
-    if (crowded) {
-      const free = MAX_DESTINATIONS - known.length + collectable.length;
-      this.refusable(() => {
-        if (missing.length > free) {
-          throw new TubularError('ENOSPC', `the file names ${missing.length} new destinations (label, address family, protocol) ` +
-            `but only ${free} of ${MAX_DESTINATIONS} are free while the bindings in force use the rest: nothing was changed; ` +
-            'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
-        }
-      });
-    }
+    const { free, collectable } = this.dests.room(missing.length, diff.usedIds, known);
+    const crowded = collectable.length > 0;
+    this.refusable(() => {
+      const problem = roomProblem(missing.length, free);
+      if (problem) {
+        throw new TubularError('ENOSPC', `${problem}: nothing was changed; ` +
+          'use fewer labels, or replace in two steps (first a file without the labels you drop, then one with the new labels)');
+      }
+    });
     if (opts.check) {
       const labels = new Map(known.map((d) => [d.id, d.label]));
       const packed = packedFromDump(current.keys, current.values, current.count, (id) => labels.get(id));
@@ -1095,6 +1092,11 @@ export class Dispatcher {
   destinations(): DestinationStatus[] {
     this.check();
     return this.reader.destinations();
+  }
+
+  /** Why load-bindings would refuse `next` for lack of destination room (undefined: it fits). */
+  destinationRoom(next: PackedBindings): string | undefined {
+    return this.reader.destinationRoom(next);
   }
 
   /**

@@ -3,12 +3,12 @@
 // uses (binding-store.ts); labels are read after the set, and read again if
 // a destination the set uses went away in between.
 import type { BindingStats } from './binding-stats.js';
-import { type PackedBindings, packedFromDump, valueAction, valueStat } from './bindingset.js';
-import type { DestinationEntry } from './destination.js';
-import { type DestinationTable, bindingCounts, referencedIds } from './destination-table.js';
+import { type PackedBindings, destinationSlots, packedFromDump, valueAction, valueStat } from './bindingset.js';
+import { type DestinationEntry, destinationName } from './destination.js';
+import { type DestinationTable, bindingCounts, referencedIds, roomProblem } from './destination-table.js';
 import { isSystemError } from './errors.js';
 import type { Generations } from './generations.js';
-import { ACTION_REJECT, BINDING_KEY_SIZE, LAYOUT_VERSION, PIN, decodeBindingKey } from './layout.js';
+import { ACTION_REJECT, BINDING_KEY_SIZE, LAYOUT_VERSION, MAX_DESTINATIONS, PIN, decodeBindingKey } from './layout.js';
 import { type ProgramVariant, variantOfProgram } from './kernel.js';
 import { type LinkFacts, linkFacts, runningProgramPin, withPinned } from './links.js';
 import type { Native } from './native.js';
@@ -83,6 +83,19 @@ export class ReadModel {
       const missing = used.some((u, id) => u === 1 && !labels.has(id));
       if (!missing || attempt >= 3) return packedFromDump(keys, values, count, (id) => labels.get(id));
     }
+  }
+
+  /**
+   * Why a replace with `next` would be refused for lack of destination room,
+   * as the replace itself judges it (undefined: it fits).
+   */
+  destinationRoom(next: PackedBindings): string | undefined {
+    const known = this.dests.entries();
+    const names = new Set(known.map(destinationName));
+    const missing = destinationSlots(next).slots.filter((d) => !names.has(destinationName(d))).length;
+    if (known.length + missing <= MAX_DESTINATIONS) return undefined;
+    const { values, count } = this.gens.withSet((s) => s.dump());
+    return roomProblem(missing, this.dests.room(missing, referencedIds(values, count), known).free);
   }
 
   destinations(): DestinationStatus[] {

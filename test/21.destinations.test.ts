@@ -6,6 +6,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { type Binding, parseBinding } from '../src/binding.js';
+import { packBindingSet } from '../src/bindingset.js';
 import { Dispatcher, ROOT_RESERVED_DESTINATIONS } from '../src/dispatcher.js';
 import { TubularError } from '../src/errors.js';
 import { MAX_DESTINATIONS, PIN, readU32, u32 } from '../src/layout.js';
@@ -33,6 +34,11 @@ describe('room for destinations', () => {
       const before = d.bindings().length;
       const generations = d.generations();
       assert.notEqual(generations.previous, null);
+      // What diff warns of, judged as the replace judges it.
+      const room = (b: Binding[]) => d.destinationRoom(packBindingSet(b));
+      assert.equal(room(labels(MAX_DESTINATIONS + 5)), `the file names 15 new destinations (label, address family, protocol) but only 10 of ${MAX_DESTINATIONS} are free while the bindings in force use the rest`);
+      assert.match(room(labels(50, 10_000)) ?? '', /names 50 new destinations .* only 10 of/);
+      assert.equal(room(labels(5, 10_000)), undefined);
       assert.throws(() => d.replaceBindings(labels(MAX_DESTINATIONS + 5)),
         (e: unknown) => e instanceof TubularError && e.code === 'ENOSPC' && /nothing was changed/.test(e.message));
       assert.equal(d.destinations().length, MAX_DESTINATIONS - 10, 'no destination was created');

@@ -197,6 +197,20 @@ describe('diff and load-bindings --dry-run', () => {
     writeFileSync(listing, ok(await tubectl(['bindings', '--json'])).stdout);
     assert.equal(exited(await tubectl(['diff', '--exit-code', listing]), 0).stdout, 'no changes: 4 bindings unchanged\n');
   });
+
+  test('a file load-bindings would refuse for lack of destination room: diff warns, with the reason load-bindings gives', async () => {
+    const crowded = write('crowded.json', Array.from({ length: 4100 }, (_, i) => ({ label: `many${i}`, protocol: 'tcp' as const, prefix: '127.0.0.0/24', port: 1000 + i })));
+    const before = await listed();
+    const d = exited(await tubectl(['diff', crowded]), 0);
+    const why = /^tubectl: warning: load-bindings would refuse this file, even with --force: (the file names 4100 new destinations .* of 4096 are free while the bindings in force use the rest)\n$/.exec(d.stderr);
+    assert.ok(why, d.stderr);
+    assert.match(d.stdout, /4100 added/);
+    const l = exited(await tubectl(['load-bindings', '--force', crowded]), 1);
+    assert.ok(l.stderr.includes(why[1]), l.stderr);
+    assert.deepEqual(await listed(), before);
+    // A file that fits: no warning.
+    assert.equal(exited(await tubectl(['diff', path.join(files, 'grown.json')]), 0).stderr, '');
+  });
 });
 
 describe('the guard', () => {

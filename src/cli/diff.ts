@@ -26,10 +26,12 @@ export async function diff(env: Env, file: string, opts: DiffOptions = {}, verb 
   // What load-bindings checks besides the file itself.
   indexBindingSet(next);
   if (next.count > MAX_BINDINGS) throw new TubularError('ENOSPC', `${next.count} bindings exceed the capacity of ${MAX_BINDINGS}`);
-  const report = await withDispatcher(env, true, (d) => {
+  const { report, room } = await withDispatcher(env, true, (d) => {
     const current = d.packedBindings();
-    return reportChange(current, next, compareSets(current, next), (stats) => d.traffic(stats));
+    return { report: reportChange(current, next, compareSets(current, next), (stats) => d.traffic(stats)), room: d.destinationRoom(next) };
   });
+  // Not a change the guard judges: load-bindings refuses it even with --force.
+  if (room) env.stderr.write(`tubectl: warning: load-bindings would refuse this file, even with --force: ${room}\n`);
   const policy = guard.policy();
   if (env.json) writeJSON(env, changeDoc(report, policy));
   else env.stdout.write(changeText(report, policy, 'load-bindings'));

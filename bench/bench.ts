@@ -20,16 +20,32 @@ import { verdicts } from './targets.js';
 import { type TrafficFigure, measureTraffic, trafficBindings } from './traffic.js';
 import { bindingsOf, entries } from './workload.js';
 
+// BENCH_QUICK=1: fewer and shorter rounds, a smoke run. BENCH_ONLY=control
+// (or dataplane, traffic, daemon; comma-separated) runs only those parts:
+// for working on one of them. The report says what it left out. Checked
+// before anything runs: a misspelt setting must not measure something else.
+const PARTS = ['dataplane', 'traffic', 'control', 'daemon'];
+function settings(): { quick: boolean; only: Set<string> | undefined } {
+  const q = process.env.BENCH_QUICK ?? '';
+  if (!['', '0', '1'].includes(q)) fail(`BENCH_QUICK=${JSON.stringify(q.slice(0, 40))}: use 1 for a quick run, or leave it unset`);
+  const names = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',').map((p) => p.trim()) : undefined;
+  const unknown = names?.filter((n) => !PARTS.includes(n)) ?? [];
+  if (names && (unknown.length > 0 || names.length === 0)) fail(`BENCH_ONLY=${JSON.stringify((process.env.BENCH_ONLY ?? '').slice(0, 80))}: the parts are ${PARTS.join(', ')} (comma-separated)`);
+  return { quick: q === '1', only: names ? new Set(names) : undefined };
+}
+function fail(message: string): never {
+  process.stderr.write(`bench: ${message}\n`);
+  process.exit(2);
+}
+const { quick, only } = settings();
 const { bpffs } = isolate();
 const started = Date.now();
 const log = (line: string): void => { process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`); };
-const quick = process.env.BENCH_QUICK === '1';
 const work = mkdtempSync(path.join(tmpdir(), 'tubular-bench-'));
+// The work files (100 MB of bindings files at 1M) go however the run ends.
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 const host = machine();
-
-// BENCH_ONLY=control (or dataplane, traffic, daemon; comma-separated) runs
-// only those parts: for working on one of them. The report says what it left out.
-const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((p) => p.trim())) : undefined;
 const runs = (part: string): boolean => !only || only.has(part);
 
 // Data plane and traffic share one dispatcher and its sockets.
@@ -70,19 +86,19 @@ const control: ControlPlaneResult = runs('control')
 const daemon: DaemonResult = runs('daemon')
   ? await measureDaemon({ bpffs, dir: work, ms: quick ? 1000 : 3000, clients: 8, log })
   : { available: false, reason: 'left out (BENCH_ONLY)' };
-rmSync(work, { recursive: true, force: true });
-
-const targets = verdicts(figuresOf('full'), parts, traffic, control);
+const targets = verdicts(figuresOf('full'), parts, traffic, control, daemon);
+const leftOut = (part: string): string | undefined => (runs(part) ? undefined : 'left out (BENCH_ONLY)');
+const note = [quick ? 'quick run (BENCH_QUICK=1): fewer, shorter rounds' : '', only ? `only ${[...only].join(', ')}` : ''].filter(Boolean).join('; ');
 const text = report(host, [
-  { title: 'Data plane: ns per lookup (BPF_PROG_TEST_RUN, median of rounds)', body: dataPlaneTable(figuresOf('full'), sizes) },
-  { title: 'Data plane, the compat program (for kernels before 5.17) on this kernel: ns per lookup', body: dataPlaneTable(figuresOf('compat'), sizes) },
+  { title: 'Data plane: ns per lookup of a TCP connection (BPF_PROG_TEST_RUN, median of rounds)', body: dataPlaneTable(figuresOf('full'), sizes, leftOut('dataplane')) },
+  { title: 'Data plane, the compat program (for kernels before 5.17) on this kernel: ns per lookup', body: dataPlaneTable(figuresOf('compat'), sizes, leftOut('dataplane')) },
   { title: 'Data plane: what this machine charges for the kernel\'s parts of a lookup (BPF_PROG_TEST_RUN, median of rounds)', body: partsTable(parts, host) },
   { title: 'Real traffic on loopback, 100k bindings in force (median of rounds)', body: trafficTable(traffic) },
   { title: 'Control plane: tubectl as a subprocess, wall time', body: controlTable(control) },
   { title: 'Scale: load-bindings and one lookup at 1k to 1M bindings', body: scaleTable(control, figuresOf('full')) },
   { title: 'tubulard', body: daemonTable(daemon) },
   { title: 'Targets', body: targetTable(targets) },
-]);
+], note ? ` (${note})` : '');
 process.stdout.write(`${text}\n`);
 const results = { machine: host, seconds: (Date.now() - started) / 1000, quick, only: only ? [...only] : undefined, dataPlane: dp, parts, traffic, controlPlane: control, daemon, targets };
 writeFileSync(path.join(packageRoot, 'bench/results.json'), `${JSON.stringify(results, null, 2)}\n`);

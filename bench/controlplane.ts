@@ -138,8 +138,13 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
   Dispatcher.create({ bpffs: opts.bpffs }).close();
   let peakRssKiB: number | undefined;
   const scale: ScaleFigure[] = [];
+  // Into empty means both generations empty: a dispatcher loaded afresh
+  // (after a replace with the empty file, the standby would still hold the
+  // set before, and a load would only patch it).
+  const afresh = (): void => { run(tubectl('unload')); run(tubectl('load')); };
   try {
     for (let r = 0; r < opts.repeats; r++) {
+      if (r > 0) afresh();
       runs['load-100k'].push(run(tubectl('load-bindings', v.base)).seconds);
       runs['load-unchanged'].push(run(tubectl('load-bindings', v.base)).seconds);
       runs['load-1pct-first'].push(run(tubectl('load-bindings', v.first)).seconds);
@@ -153,7 +158,6 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
       run(tubectl('unbind', 'svc', 'tcp', '10.255.200.0/24', '80'));
       // --force: the guard refuses removing more than half of the bindings in force.
       runs['load-shrink-2k'].push(run(tubectl('load-bindings', '--force', files.small)).seconds);
-      run(tubectl('load-bindings', '--force', files.empty));
       opts.log(`control plane round ${r + 1}: load ${runs['load-100k'][r].toFixed(3)} s, unchanged ${runs['load-unchanged'][r].toFixed(3)} s, ` +
         `1% ${runs['load-1pct-first'][r].toFixed(3)} s then ${runs['load-1pct'][r].toFixed(3)} s, list ${runs['list-100k'][r].toFixed(3)} s, shrink ${runs['load-shrink-2k'][r].toFixed(3)} s, bind ${runs['bind-one'][r].toFixed(3)} s`);
     }
@@ -163,8 +167,8 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
       runs['node-e-0'].push(run([process.execPath, '-e', '0'], [], withoutExtraCaCerts()).seconds);
     }
     // Peak RSS: one more load into an empty dispatcher, under /usr/bin/time.
+    afresh();
     peakRssKiB = peakRss(tubectl('load-bindings', v.base));
-    run(tubectl('load-bindings', '--force', files.empty));
 
     for (const size of [...opts.scale, 100_000].sort((a, b) => a - b)) {
       if (size === 100_000) {
@@ -178,14 +182,15 @@ export function measureControlPlane(opts: ControlPlaneOptions): ControlPlaneResu
       const f = versions(opts.dir, `bindings-${size}`, entries(size / 2, 7));
       const s: ScaleFigure['runs'] = { load: [], unchanged: [], first: [], changed: [] };
       for (let r = 0; r < opts.repeats; r++) {
+        afresh();
         s.load.push(run(tubectl('load-bindings', f.base)).seconds);
         s.unchanged.push(run(tubectl('load-bindings', f.base)).seconds);
         s.first.push(run(tubectl('load-bindings', f.first)).seconds);
         s.changed.push(run(tubectl('load-bindings', f.second)).seconds);
-        run(tubectl('load-bindings', '--force', files.empty));
       }
+      afresh();
       const rss = peakRss(tubectl('load-bindings', f.base));
-      run(tubectl('load-bindings', '--force', files.empty));
+      afresh();
       const figure = { bindings: size, load: median(s.load), unchanged: median(s.unchanged), first: median(s.first), changed: median(s.changed), peakRssKiB: rss, runs: s };
       scale.push(figure);
       opts.log(`control plane at ${size} bindings: load ${figure.load.toFixed(3)} s, unchanged ${figure.unchanged.toFixed(3)} s, ` +

@@ -17,8 +17,8 @@ function grid(rows: string[][], left: readonly number[] = [0]): string {
 const sizeName = (n: number): string => (n >= 1_000_000 ? `${n / 1_000_000}M` : n >= 1000 ? `${n / 1000}k` : String(n));
 
 /** One variant's figures (see bench/dataplane.ts). */
-export function dataPlaneTable(figures: readonly LookupFigure[], sizes: readonly number[]): string {
-  if (figures.length === 0) return 'not measured: this kernel runs no variant of the program';
+export function dataPlaneTable(figures: readonly LookupFigure[], sizes: readonly number[], why = 'this kernel runs no variant of the program'): string {
+  if (figures.length === 0) return `not measured: ${why}`;
   const rows: string[][] = [['case', 'family', ...sizes.map((s) => `${sizeName(s)} bindings`)]];
   for (const c of CASES) {
     for (const family of [4, 6] as const) {
@@ -97,7 +97,7 @@ export function targetTable(v: readonly Verdict[]): string {
   return grid([['target', 'verdict', 'observed'], ...v.map((x) => [x.target, x.met === null ? 'NOT MEASURED' : x.met ? 'met' : 'NOT MET', x.observed])], [0, 1, 2]);
 }
 
-export function report(m: Machine, parts: { title: string; body: string }[]): string {
-  const head = `tubular-ts benchmark: ${m.cpu} (${m.cores} cores), kernel ${m.kernel}, node ${m.node}, ${m.date}, load average ${m.loadAverage}`;
+export function report(m: Machine, parts: { title: string; body: string }[], note = ''): string {
+  const head = `tubular-ts benchmark: ${m.cpu} (${m.cores} cores), kernel ${m.kernel}, node ${m.node}, ${m.date}, load average ${m.loadAverage}${note}`;
   return [head, ...parts.map((p) => `\n== ${p.title}\n${p.body}`)].join('\n');
 }

@@ -10,19 +10,27 @@ export const CAP_SYS_ADMIN = 21;
 export const CAP_SYS_RESOURCE = 24;
 export const CAP_PERFMON = 38;
 
-/** Whether the effective set holds capability `bit` (undefined when it cannot be read). */
-export function hasCapability(bit: number, status = '/proc/self/status'): boolean | undefined {
+/** The effective set, as a bit mask (undefined when it cannot be read). */
+function effective(status = '/proc/self/status'): bigint | undefined {
   try {
     const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync(status, 'utf8'));
-    return m ? ((BigInt(`0x${m[1]}`) >> BigInt(bit)) & 1n) === 1n : undefined;
+    return m ? BigInt(`0x${m[1]}`) : undefined;
   } catch {
     return undefined;
   }
 }
+
+const holds = (set: bigint | undefined, bit: number): boolean | undefined => (set === undefined ? undefined : ((set >> BigInt(bit)) & 1n) === 1n);
+
+/** Whether the effective set holds capability `bit` (undefined when it cannot be read). */
+export const hasCapability = (bit: number): boolean | undefined => holds(effective(), bit);
 
 /**
  * Whether the verifier treats this process as it treats root: before Linux
  * 6.x it refuses some of the dispatcher's stack use (spilled pointers) to a
  * process without CAP_PERFMON (or CAP_SYS_ADMIN).
  */
-export const perfmonCapable = (): boolean => hasCapability(CAP_PERFMON) === true || hasCapability(CAP_SYS_ADMIN) === true;
+export function perfmonCapable(): boolean {
+  const set = effective();
+  return holds(set, CAP_PERFMON) === true || holds(set, CAP_SYS_ADMIN) === true;
+}

@@ -221,12 +221,13 @@ export class DestinationTable {
 
   /**
    * Room for `missing` new destinations: the ids free once what neither
-   * `used` (the set in force) nor a socket holds is collected, and those
-   * collectable (looked for only when the free ids alone are too few).
+   * `used()` (the set in force) nor a socket holds is collected, and those
+   * collectable (looked for, and `used` asked, only when the free ids alone
+   * are too few).
    */
-  room(missing: number, used: Uint8Array, known: DestinationEntry[] = this.entries()): { free: number; collectable: DestinationEntry[] } {
+  room(missing: number, used: () => Uint8Array, known: DestinationEntry[] = this.entries()): { free: number; collectable: DestinationEntry[] } {
     if (known.length + missing <= MAX_DESTINATIONS) return { free: MAX_DESTINATIONS - known.length, collectable: [] };
-    const collectable = this.collectable(used, known);
+    const collectable = this.collectable(used(), known);
     return { free: MAX_DESTINATIONS - known.length + collectable.length, collectable };
   }
 

@@ -879,7 +879,7 @@ export class Dispatcher {
     // Room for the new destinations, checked before anything changes: what
     // neither set in force nor a socket uses (the standby's own) can go.
     let missing = slots.flatMap((_, k) => (ids[k] < 0 ? [k] : []));
-    const { free, collectable } = this.dests.room(missing.length, diff.usedIds, known);
+    const { free, collectable } = this.dests.room(missing.length, () => diff.usedIds, known);
     const crowded = collectable.length > 0;
     this.refusable(() => {
       const problem = roomProblem(missing.length, free);
@@ -1186,26 +1186,27 @@ function loadProgram(sys: Native, variant: ProgramVariant, reuse: Record<string,
   try {
     return sys.loadObject(programObjectPath(object), name, reuse);
   } catch (err) {
-    if (isSystemError(err) && (err as { verifier?: unknown }).verifier === true && !perfmonCapable()) {
+    if (!verifierRefused(err)) return context(`load the ${variant} BPF program`, () => { throw err; });
+    if (!perfmonCapable()) {
       throw new TubularError('EPERM', `this kernel's verifier refused the ${variant} program to a process without CAP_PERFMON ` +
         '(older kernels, 6.1 among them, check its stack use more strictly then)', { cause: err });
     }
-    if (isSystemError(err) && (err as { verifier?: unknown }).verifier === true) {
-      // The verifier's own lines, without libbpf's around them.
-      const log = err.message.split('\n').slice(1).map((l) => l.trimEnd()).filter((l) => l !== '' && !/^libbpf: |^-- (BEGIN|END) PROG LOAD LOG --$/.test(l));
-      const last = log.slice(-VERIFIER_LINES).map((l) => `  ${l.length > 200 ? `${l.slice(0, 200)}...` : l}`);
-      const other = variant === 'full' ? ` (tubectl ${verb} --program compat loads the other one)` : '';
-      throw new TubularError('EINCOMPAT', `this kernel's verifier refused the ${variant} program${other}; the end of its log:\n${last.join('\n')}`, { cause: err });
-    }
-    return context(`load the ${variant} BPF program`, () => { throw err; });
+    // The verifier's own lines, without libbpf's around them.
+    const log = err.message.split('\n').slice(1).map((l) => l.trimEnd()).filter((l) => l !== '' && !/^libbpf: |^-- (BEGIN|END) PROG LOAD LOG --$/.test(l));
+    const last = log.slice(-VERIFIER_LINES).map((l) => `  ${l.length > 200 ? `${l.slice(0, 200)}...` : l}`);
+    const other = variant === 'full' ? ` (tubectl ${verb} --program compat loads the other one)` : '';
+    throw new TubularError('EINCOMPAT', `this kernel's verifier refused the ${variant} program${other}; the end of its log:\n${last.join('\n')}`, { cause: err });
   }
 }
 
 /** How many lines of the verifier's log a refusal shows. */
 const VERIFIER_LINES = 6;
 
-const isVerifierRefusal = (err: unknown): boolean =>
-  err instanceof TubularError && err.code === 'EINCOMPAT' && (err.cause as { verifier?: unknown } | undefined)?.verifier === true;
+/** Whether the addon marked this failure of loadObject as a refusal by the kernel's verifier. */
+const verifierRefused = (err: unknown): err is Error => isSystemError(err) && (err as { verifier?: unknown }).verifier === true;
+
+/** loadProgram's message for a refusal by the verifier (not for a missing capability). */
+const isVerifierRefusal = (err: unknown): boolean => err instanceof TubularError && err.code === 'EINCOMPAT' && verifierRefused(err.cause);
 
 /**
  * Loads the variant decided; when the choice was `auto` and the kernel's

@@ -8,7 +8,7 @@ import { type DestinationEntry, destinationName } from './destination.js';
 import { type DestinationTable, bindingCounts, referencedIds, roomProblem } from './destination-table.js';
 import { isSystemError } from './errors.js';
 import type { Generations } from './generations.js';
-import { ACTION_REJECT, BINDING_KEY_SIZE, LAYOUT_VERSION, MAX_DESTINATIONS, PIN, decodeBindingKey } from './layout.js';
+import { ACTION_REJECT, BINDING_KEY_SIZE, LAYOUT_VERSION, PIN, decodeBindingKey } from './layout.js';
 import { type ProgramVariant, variantOfProgram } from './kernel.js';
 import { type LinkFacts, linkFacts, runningProgramPin, withPinned } from './links.js';
 import type { Native } from './native.js';
@@ -93,9 +93,11 @@ export class ReadModel {
     const known = this.dests.entries();
     const names = new Set(known.map(destinationName));
     const missing = destinationSlots(next).slots.filter((d) => !names.has(destinationName(d))).length;
-    if (known.length + missing <= MAX_DESTINATIONS) return undefined;
-    const { values, count } = this.gens.withSet((s) => s.dump());
-    return roomProblem(missing, this.dests.room(missing, referencedIds(values, count), known).free);
+    const used = (): Uint8Array => {
+      const { values, count } = this.gens.withSet((s) => s.dump());
+      return referencedIds(values, count);
+    };
+    return roomProblem(missing, this.dests.room(missing, used, known).free);
   }
 
   destinations(): DestinationStatus[] {

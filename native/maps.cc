@@ -167,7 +167,60 @@ Napi::Value MapNextKey(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
+// Why a batch update failed: the syscall, its errno, and how many elements
+// were written before it.
+struct BatchError {
+  const char* syscall = nullptr;
+  int err = 0;
+  uint32_t done = 0;
+};
+
+// bpf_map_update_batch over `count` packed keys and values, or a loop of
+// bpf_map_update_elem where the kernel has no batch for the map. Touches
+// no JavaScript value, so that it can run on a thread of its own
+// (MapUpdateBatchStart). Returns false with *e set.
+bool UpdateBatch(int fd, const MapShape& s, const uint8_t* keys, const uint8_t* values, uint32_t count,
+                 uint64_t flags, BatchError* e) {
+  uint32_t done = 0;
+  bool batch = true;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+  while (done < count) {
+    const uint8_t* k = keys + static_cast<size_t>(done) * s.keySize;
+    const uint8_t* v = values + static_cast<size_t>(done) * s.valueSize;
+    if (!batch) {
+      if (bpf_map_update_elem(fd, k, v, flags) < 0) {
+        *e = {"bpf_map_update_elem", errno, done};
+        return false;
+      }
+      done++;
+      continue;
+    }
+    uint32_t n = count - done;
+    int r = bpf_map_update_batch(fd, k, v, &n, &opts);
+    int err = errno;
+    done += std::min(n, count - done);
+    if (r < 0) {
+      if (!NoBatchSupport(err)) {
+        *e = {"bpf_map_update_batch", err, done};
+        return false;
+      }
+      batch = false;  // element loop for the rest; it reports real errors itself
+    }
+  }
+  e->done = done;
+  return true;
+}
+
+// The arguments of mapUpdateBatch and mapUpdateBatchStart, checked.
+struct BatchArgs {
+  int fd;
+  MapShape shape;
+  Napi::Buffer<uint8_t> keys, values;
+  uint32_t count;
+  uint64_t flags;
+};
+
+BatchArgs ArgBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0, "fd");
   Napi::Buffer<uint8_t> keys = ArgBuffer(info, 1, "keys");
@@ -177,29 +230,16 @@ Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   MapShape s = Shape(env, fd, "bpf_map_update_batch");
   CheckSize(env, "keys", keys.Length(), static_cast<size_t>(count) * s.keySize);
   CheckSize(env, "values", values.Length(), static_cast<size_t>(count) * s.valueSize);
+  return {fd, s, keys, values, count, flags};
+}
 
-  uint32_t done = 0;
-  bool batch = true;
-  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
-  while (done < count) {
-    const uint8_t* k = keys.Data() + static_cast<size_t>(done) * s.keySize;
-    const uint8_t* v = values.Data() + static_cast<size_t>(done) * s.valueSize;
-    if (!batch) {
-      if (bpf_map_update_elem(fd, k, v, flags) < 0)
-        ThrowErrno(env, "bpf_map_update_elem", errno, After(done));
-      done++;
-      continue;
-    }
-    uint32_t n = count - done;
-    int r = bpf_map_update_batch(fd, k, v, &n, &opts);
-    int err = errno;
-    done += std::min(n, count - done);
-    if (r < 0) {
-      if (!NoBatchSupport(err)) ThrowErrno(env, "bpf_map_update_batch", err, After(done));
-      batch = false;  // element loop for the rest; it reports real errors itself
-    }
-  }
-  return Napi::Number::New(env, done);
+Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  BatchArgs a = ArgBatch(info);
+  BatchError e;
+  if (!UpdateBatch(a.fd, a.shape, a.keys.Data(), a.values.Data(), a.count, a.flags, &e))
+    ThrowErrno(env, e.syscall, e.err, After(e.done));
+  return Napi::Number::New(env, e.done);
 }
 
 Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
@@ -480,6 +520,47 @@ Napi::Value MapUpdateFinish(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// A batch update on a thread of its own, so that the caller can go on
+// (compute and write a generation's filters) while the kernel fills a
+// binding set. The job holds references to the key and value buffers, so
+// they outlive it; the caller must not change them, and keeps fd open,
+// until mapUpdateBatchFinish, which returns the elements written or throws.
+struct BatchJob {
+  Napi::Reference<Napi::Buffer<uint8_t>> keys, values;
+  int fd = -1;
+  MapShape shape{};
+  const uint8_t* k = nullptr;
+  const uint8_t* v = nullptr;
+  uint32_t count = 0;
+  uint64_t flags = 0;
+  BatchError error;
+  bool ok = false;
+};
+
+Napi::Value MapUpdateBatchStart(const Napi::CallbackInfo& info) {
+  BatchArgs a = ArgBatch(info);
+  auto* p = new Pending<BatchJob>();
+  BatchJob& j = p->job;
+  j.keys = Napi::Persistent(a.keys);
+  j.values = Napi::Persistent(a.values);
+  j.fd = a.fd;
+  j.shape = a.shape;
+  j.k = a.keys.Data();
+  j.v = a.values.Data();
+  j.count = a.count;
+  j.flags = a.flags;
+  return StartPending(info.Env(), p, [](BatchJob& b) {
+    b.ok = UpdateBatch(b.fd, b.shape, b.k, b.v, b.count, b.flags, &b.error);
+  });
+}
+
+Napi::Value MapUpdateBatchFinish(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  BatchJob& j = JoinPending<BatchJob>(info, "mapUpdateBatchStart", "mapUpdateBatchFinish");
+  if (!j.ok) ThrowErrno(env, j.error.syscall, j.error.err, After(j.error.done));
+  return Napi::Number::New(env, j.error.done);
+}
+
 // Array elements through a shared mapping of an mmapable array
 // (BPF_F_MMAPABLE): the pages spanning the lowest to the highest index are
 // mapped, the entries copied, the mapping removed. A batch update writes
@@ -588,6 +669,8 @@ void InitMaps(Napi::Env env, Napi::Object exports) {
   Export(env, exports, "mapDumpFinish", MapDumpFinish);
   Export(env, exports, "mapUpdateStart", MapUpdateStart);
   Export(env, exports, "mapUpdateFinish", MapUpdateFinish);
+  Export(env, exports, "mapUpdateBatchStart", MapUpdateBatchStart);
+  Export(env, exports, "mapUpdateBatchFinish", MapUpdateBatchFinish);
   Export(env, exports, "arrayGather", ArrayGather);
   Export(env, exports, "arrayScatter", ArrayScatter);
 }

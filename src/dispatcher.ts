@@ -958,28 +958,55 @@ export class Dispatcher {
    * it holds is patched (`patching`: its map has room), else a new map is
    * filled and put in the slot. Only the entries of the filters that the keys
    * deleted or added touch are rewritten (they were exact for the set it held).
+   *
+   * The binding set is written on a thread of its own while this one
+   * computes and writes the filters, and a new map is put in its slot on a
+   * thread while the filters are written: they are different maps, no
+   * program reads the standby (the wait before the first write), and a
+   * writer that dies part-way leaves both filters to be recomputed from the
+   * set (reconcile.ts) whatever order the writes reached.
    */
   private writeStandby(s: number, set: BpfMap, patching: boolean, patch: StandbyPatch, next: StandbySet): void {
-    if (patching) {
-      context('patch the standby binding set', () => {
-        set.deleteBatch(patch.deletes.keys, patch.deletes.count);
-        set.updateBatch(patch.updates.keys, patch.updates.values, patch.updates.count);
+    const fresh = patching ? undefined : this.gens.createSet(next.count);
+    const waits: Array<() => void> = [];
+    /** Waits for what runs on a thread: all of it, also when this one failed first. */
+    const join = (failed: boolean): void => {
+      for (let wait = waits.shift(); wait; wait = waits.shift()) {
+        try {
+          wait();
+        } catch (err) {
+          if (!failed) throw err;
+        }
+      }
+    };
+    try {
+      if (fresh) {
+        const filled = fresh.startUpdateBatch(next.keys, next.values, next.count);
+        waits.push(() => context('fill the new binding set', filled));
+      } else {
+        context('patch the standby binding set', () => set.deleteBatch(patch.deletes.keys, patch.deletes.count));
+        const written = set.startUpdateBatch(patch.updates.keys, patch.updates.values, patch.updates.count);
+        waits.push(() => context('patch the standby binding set', written));
+      }
+      this.withFilters(s, (filters) => {
+        const changes = filters.map((f) => filterPatch(f.spec, patch.deletes, patch.arrived, next));
+        if (fresh) {
+          join(false);
+          waits.push(this.gens.installStart('binding_set', s, fresh));
+        }
+        filters.forEach((f, k) => {
+          const written = f.map.startUpdateBatch(changes[k].keys, changes[k].values, changes[k].count);
+          waits.push(() => context(`write the standby's ${f.map.name} filter`, written));
+        });
+        join(false);
       });
-    } else {
-      const fresh = this.gens.createSet(next.count);
-      try {
-        context('fill the new binding set', () => fresh.updateBatch(next.keys, next.values, next.count));
-        this.gens.install('binding_set', s, fresh);
-      } finally {
-        fresh.close();
-      }
+      join(false);
+    } catch (err) {
+      join(true);
+      throw err;
+    } finally {
+      fresh?.close();
     }
-    this.withFilters(s, (filters) => {
-      for (const f of filters) {
-        const change = filterPatch(f.spec, patch.deletes, patch.arrived, next);
-        f.map.updateBatch(change.keys, change.values, change.count);
-      }
-    });
   }
 
   /** Raises the next free stat index to at least `atLeast`. */

@@ -94,6 +94,7 @@ export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
 export function filterPatch(spec: FilterSpec, gone: KeySet, arrived: Int32Array, after: KeySet): Packed {
   const W = spec.words;
   if (gone.count === 0 && arrived.length === 0) return { keys: Buffer.alloc(0), values: Buffer.alloc(0), count: 0 };
+  if (gone.count === 0 && arrived.length === after.count) return wholeFilter(spec, after);
   // Where each key of the new set sets its bit: computed once, for the
   // arrived keys and for the entries they touch.
   const at = spec.positions(after);
@@ -127,6 +128,29 @@ export function filterPatch(spec: FilterSpec, gone: KeySet, arrived: Int32Array,
 }
 
 /**
+ * filterPatch when every key of the set arrives (the standby was empty):
+ * every entry the set sets a bit in, in one pass over its keys.
+ */
+function wholeFilter(spec: FilterSpec, set: KeySet): Packed {
+  const W = spec.words;
+  const at = spec.positions(set);
+  const touched = new TouchedEntries(set.count);
+  const v = new Uint32Array(set.count * W);
+  for (let i = 0; i < set.count; i++) {
+    const p = at[i];
+    if (p < 0) continue;
+    const w = p >>> 5;
+    const e = Math.floor(w / W);
+    const n = touched.add(e) * W + (w - e * W);
+    v[n] = (v[n] | (1 << (p & 31))) >>> 0;
+  }
+  const count = touched.count;
+  const keys = Buffer.alloc(count * 4);
+  new Uint32Array(keys.buffer, keys.byteOffset, count).set(touched.entries.subarray(0, count));
+  return { keys, values: Buffer.from(v.buffer, v.byteOffset, count * W * 4), count };
+}
+
+/**
  * The filter entries a patch touches, each with its place among them: an
  * open-addressed table sized to the changed keys, not to the filter (blocks
  * has a million entries).
@@ -149,7 +173,8 @@ class TouchedEntries {
   // Both probe from the slot before the hash's and step first, so that
   // every call runs the step: V8 then has its feedback before a first
   // collision, which otherwise threw the optimized code away.
-  add(e: number): void {
+  /** Adds entry e (once); returns its place. */
+  add(e: number): number {
     const mask = this.slots.length - 1;
     for (let h = (Math.imul(e, 0x9e3779b1) >>> this.shift) - 1; ;) {
       h = (h + 1) & mask;
@@ -157,9 +182,9 @@ class TouchedEntries {
       if (s === 0) {
         this.entries[this.count] = e;
         this.slots[h] = ++this.count;
-        return;
+        return this.count - 1;
       }
-      if (this.entries[s - 1] === e) return;
+      if (this.entries[s - 1] === e) return s - 1;
     }
   }
 

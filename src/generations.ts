@@ -117,6 +117,20 @@ export class Generations {
   }
 
   /**
+   * install() with the update of the outer map (it returns after an RCU
+   * grace period) on a thread: returns what waits for it and renames the
+   * pin. Keep map open until then.
+   */
+  installStart(kind: InnerKind, slot: number, map: BpfMap): () => void {
+    pinAt(this.sys, map.fd, this.dir.at(pendingPin(kind, slot)), this.dir.gid);
+    const handle = this.sys.mapUpdateStart(this.outer[OUTER_OF[kind]].fd, u32(slot), u32(map.fd), BPF_ANY);
+    return () => {
+      context(`put the new ${kind} in slot ${slot}`, () => this.sys.mapUpdateFinish(handle));
+      renameSync(this.dir.at(pendingPin(kind, slot)), this.dir.at(innerPin(kind, slot)));
+    };
+  }
+
+  /**
    * Makes `slot` the generation in force: one update. Programs that started
    * before it may still run with the other one; settle() before rewriting it.
    */

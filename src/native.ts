@@ -62,6 +62,8 @@ export interface ReceivedMessage {
 export type DumpHandle = { readonly __dump: unique symbol };
 /** An update under way on a thread of its own (mapUpdateStart). */
 export type PendingUpdate = { readonly __update: unique symbol };
+/** A batch update under way on a thread of its own (mapUpdateBatchStart). */
+export type PendingBatch = { readonly __batch: unique symbol };
 
 export interface Native {
   // ---- generic fds ----
@@ -142,6 +144,14 @@ export interface Native {
   mapUpdateStart(fd: number, key: Buffer, value: Buffer, flags: number): PendingUpdate;
   /** waits for the update mapUpdateStart began; throws its error */
   mapUpdateFinish(handle: PendingUpdate): void;
+  /**
+   * mapUpdateBatch on a thread of its own: returns at once. The buffers are
+   * held until mapUpdateBatchFinish and must not change before it; keep fd
+   * open until then.
+   */
+  mapUpdateBatchStart(fd: number, keys: Buffer, values: Buffer, count: number, flags: number): PendingBatch;
+  /** waits for the batch mapUpdateBatchStart began; returns the elements written, or throws its error */
+  mapUpdateBatchFinish(handle: PendingBatch): number;
   /** values[i] = array[indices[i]], read through a mapping of an mmapable array (BPF_F_MMAPABLE); values packed, the map's value size */
   arrayGather(fd: number, indices: Uint32Array, values: Buffer): void;
   /** array[indices[i]] = values[i], written through a mapping of an mmapable array: a copy instead of a syscall per element */

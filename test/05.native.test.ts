@@ -94,6 +94,36 @@ test('hash map: batch update, dump and delete of 10k elements', () => {
   }
 });
 
+test('a batch update on threads: every element written, the buffers held until it ends, errors at the finish', () => {
+  const N = 40_000;
+  const fd = n.mapCreate(HASH, 'tst_bthread', 4, 8, N, 0);
+  const map = BpfMap.adopt(n, 'tst_bthread', fd);
+  try {
+    let keys: Buffer | undefined = Buffer.concat(Array.from({ length: N }, (_, i) => u32(i)));
+    let values: Buffer | undefined = Buffer.concat(Array.from({ length: N }, (_, i) => u64(i)));
+    // Two threads (N is past BpfMap's split), the only references to the buffers dropped meanwhile.
+    const wait = map.startUpdateBatch(keys, values, N);
+    keys = values = undefined;
+    (globalThis as { gc?: () => void }).gc?.();
+    wait();
+    const dump = n.mapDump(fd, 4, 8);
+    assert.equal(dump.count, N);
+    for (let i = 0; i < dump.count; i++) assert.deepEqual(dump.values.subarray(i * 8, i * 8 + 8), u64(dump.keys.readUInt32LE(i * 4)));
+    // One thread through the addon: the count written comes back.
+    const one = n.mapUpdateBatchStart(fd, u32(5), u64(9), 1, 0);
+    assert.equal(n.mapUpdateBatchFinish(one), 1);
+    assert.throws(() => n.mapUpdateBatchFinish(one), /already finished/);
+    // A full map: the error comes at the finish, with how far it got.
+    const more = Buffer.concat([u32(N + 1), u32(N + 2)]);
+    const full = map.startUpdateBatch(more, Buffer.concat([u64(1), u64(2)]), 2);
+    assertSysError(full, ['E2BIG', 'ENOSPC'], 'bpf_map_update_batch');
+    // Buffers too short for the count are refused before any thread starts.
+    assert.throws(() => n.mapUpdateBatchStart(fd, u32(1), u64(1), 2, 0), RangeError);
+  } finally {
+    map.close();
+  }
+});
+
 test('per-CPU array dump uses the per-CPU value size', () => {
   const cpus = n.numPossibleCpus();
   assert.ok(cpus >= 1);

@@ -106,6 +106,40 @@ test('a replace rewrites only the filter entries that the keys changed touch, ex
   }
 });
 
+test('a patch of an empty standby (every key arrives) is every non-zero entry of the exact filter, once each', () => {
+  // Bindings that share lengths, blocks and halves of a block, and short ones no block files.
+  const bindings: Array<[string, string, number]> = [];
+  for (let i = 0; i < 600; i++) {
+    const protocol = i % 3 === 0 ? 'udp' : 'tcp';
+    const port = [0, 53, 80, 443][i % 4];
+    const prefix = i % 2 === 0
+      ? `10.${i % 7}.${(i * 13) % 256}.${(i * 8) % 256}/${[8, 16, 24, 29, 32][i % 5]}`
+      : `2001:db8:${(i % 5).toString(16)}:${(i * 7).toString(16)}::/${[24, 48, 64, 96, 128][i % 5]}`;
+    bindings.push([protocol, prefix, port]);
+  }
+  const seen = new Set<string>();
+  const unique = bindings.filter(([protocol, prefix, port]) => {
+    const k = bindingKey(parseBinding({ label: 'x', protocol, prefix, port })).toString('hex');
+    return !seen.has(k) && seen.add(k);
+  });
+  const set = { keys: Buffer.alloc(unique.length * 24), count: unique.length };
+  unique.forEach(([protocol, prefix, port], i) => bindingKey(parseBinding({ label: 'x', protocol, prefix, port }), set.keys, i * 24));
+  const all = Int32Array.from({ length: set.count }, (_, i) => i);
+  for (const spec of [LENGTHS_FILTER, BLOCKS_FILTER]) {
+    const patch = filterPatch(spec, { keys: Buffer.alloc(0), count: 0 }, all, set);
+    const exact = exactFilter(spec, set);
+    const want = new Uint32Array(exact.values.buffer, exact.values.byteOffset, spec.entries * spec.words);
+    const keys = new Uint32Array(patch.keys.buffer, patch.keys.byteOffset, patch.count);
+    const values = new Uint32Array(patch.values.buffer, patch.values.byteOffset, patch.count * spec.words);
+    assert.equal(new Set(keys).size, patch.count, 'each entry once');
+    let nonZero = 0;
+    for (let e = 0; e < spec.entries; e++) if (want.subarray(e * spec.words, (e + 1) * spec.words).some((w) => w !== 0)) nonZero++;
+    assert.equal(patch.count, nonZero);
+    keys.forEach((e, n) => assert.deepEqual(values.subarray(n * spec.words, (n + 1) * spec.words), want.subarray(e * spec.words, (e + 1) * spec.words)));
+    assert.ok(patch.count > 1);
+  }
+});
+
 test('blocks: bindings are filed under their /16 or /24 (IPv6: /32, /48, /64); short ones are not', () => {
   const at = (prefix: string, protocol = 'tcp', port = 80) => blockBit(bindingKey(parseBinding({ label: 'x', protocol, prefix, port })));
   assert.equal(at('10.0.0.0/8'), undefined);

@@ -264,7 +264,7 @@ test('a flip does not wait for the programs still running with the generation it
       return typeof v === 'function' ? (...args: unknown[]) => { calls.push(String(name)); return (v as (...a: unknown[]) => unknown).apply(target, args); } : v;
     },
   });
-  const WRITES = new Set(['mapUpdateBatch', 'mapDeleteBatch', 'arrayScatter', 'mapCreate']);
+  const WRITES = new Set(['mapUpdateBatch', 'mapUpdateBatchStart', 'mapDeleteBatch', 'arrayScatter', 'mapCreate']);
   const d = Dispatcher.create({ ...opts, sys: recorder });
   try {
     const set = (label: number) => packBindingSet(KEYS.slice(0, 8).map((_, k) => binding(k, label)));

@@ -255,6 +255,72 @@ test('a standby too small for the new set, or four times too large, is built ane
   assert.equal(patchable(2048, 10, size), true, 'small sets are not rebuilt for shrinking');
 });
 
+test('a large set is written on threads (its bindings by two, its filters while a new map goes into its slot), and the program finds all of it', () => {
+  const calls: string[] = [];
+  const recorder = new Proxy(sys, {
+    get(target, name, receiver) {
+      const v = Reflect.get(target, name, receiver) as unknown;
+      return typeof v === 'function' ? (...args: unknown[]) => { calls.push(String(name)); return (v as (...a: unknown[]) => unknown).apply(target, args); } : v;
+    },
+  });
+  // n bindings from `base` on: IPv4 /24s and IPv6 /64s (filed in blocks), a few short prefixes (not filed).
+  const at = (i: number): { family: 4 | 6; address: Uint8Array; port: number; prefix: string } =>
+    i % 2 === 0
+      ? { family: 4, address: Uint8Array.of(10, (i >> 9) & 255, (i >> 1) & 255, 9), port: 80 + (i % 3), prefix: `10.${(i >> 9) & 255}.${(i >> 1) & 255}.0/24` }
+      : { family: 6, address: Uint8Array.of(0x20, 0x01, 0x0d, 0xb8, (i >> 9) & 255, (i >> 1) & 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9), port: 443, prefix: `2001:db8:${((i >> 9) & 255).toString(16)}${((i >> 1) & 255).toString(16).padStart(2, '0')}::/64` };
+  const make = (from: number, n: number, label = (_: number) => 'a'): Binding[] =>
+    Array.from({ length: n }, (_, k) => { const b = at(from + k); return parseBinding({ label: label(from + k), protocol: 'tcp', prefix: b.prefix, port: b.port }); });
+  const short = [parseBinding({ label: 'a', protocol: 'tcp', prefix: '11.0.0.0/8', port: 80 })];
+  const probeAll = (bound: (i: number) => boolean, indices: number[], step: string): void => {
+    const prog = sys.getPinned(path.join(stateDir, PIN.program), 0);
+    try {
+      for (const i of indices) {
+        const b = at(i);
+        const r = probe(prog, { protocol: 'tcp', family: b.family, address: b.address, port: b.port });
+        assert.equal(r.verdict, bound(i) ? 'drop' : 'pass', `${step}: the program on ${b.prefix} port ${b.port}`);
+      }
+      const s = probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(11, 2, 3, 4), port: 80 });
+      assert.equal(s.verdict, 'drop', `${step}: the program on 11.0.0.0/8`);
+    } finally {
+      sys.close(prog);
+    }
+  };
+  const sample = (from: number, to: number): number[] => Array.from({ length: 400 }, (_, k) => from + Math.floor(((to - from) * k) / 400));
+  const N = 20_000;
+  const d = Dispatcher.create({ ...opts, sys: recorder });
+  try {
+    // Into an empty dispatcher: a new map, filled by two threads while the filters are computed.
+    calls.length = 0;
+    d.replacePackedBindings(packBindingSet([...make(0, N), ...short]));
+    const starts = calls.flatMap((c, k) => (c === 'mapUpdateBatchStart' ? [k] : []));
+    const finishes = calls.flatMap((c, k) => (c === 'mapUpdateBatchFinish' ? [k] : []));
+    const created = calls.lastIndexOf('mapCreate');
+    assert.ok(starts.length >= 4, `two threads for the set, at least one per filter: ${starts.length}`);
+    assert.ok(created < starts[0] && starts[1] < finishes[0], 'the set\'s two threads start together, after its map is made');
+    const install = calls.lastIndexOf('mapUpdateStart');
+    assert.ok(install > finishes[1] && install < starts[2], 'the new map goes into its slot once filled, before the filters are written');
+    assert.ok(calls.lastIndexOf('mapUpdateFinish') > starts[starts.length - 1], 'and is waited for after the filters\' writes began');
+    assert.equal(d.bindings().length, N + 1);
+    probeAll((i) => i < N, [...sample(0, N), N + 1, N + 7, N + 500], 'loaded');
+    // A change of 1% plus some arrivals and removals: the standby (empty) is patched, the journal not whole.
+    const changed = make(300, N, (i) => (i % 100 === 42 ? 'b' : 'a'));
+    d.replacePackedBindings(packBindingSet([...changed, ...short]));
+    probeAll((i) => i >= 300 && i < N + 300, [...sample(0, N + 300), 7, 299, N + 299, N + 300], '1% changed, 300 in, 300 out');
+    // Wholly another set, into the standby that holds the first: 20k deleted, 20k written by two threads.
+    calls.length = 0;
+    d.replacePackedBindings(packBindingSet([...make(2 * N, N), ...short]));
+    assert.ok(calls.filter((c) => c === 'mapUpdateBatchStart').length >= 4, 'a large patch is written by two threads too');
+    assert.equal(d.bindings().length, N + 1);
+    probeAll((i) => i >= 2 * N, [...sample(0, N), ...sample(2 * N, 3 * N)], 'another set');
+    // And back: rollback is one flip, to the set of the change before.
+    d.rollback();
+    probeAll((i) => i >= 300 && i < N + 300, sample(0, N + 300), 'rolled back');
+  } finally {
+    d.close();
+    Dispatcher.unload(opts);
+  }
+});
+
 test('a flip does not wait for the programs still running with the generation it put out of force; the next replace waits, on a thread while it parses, before it writes the standby', () => {
   // Every call into the addon, in order; the state is the real one.
   const calls: string[] = [];

@@ -969,41 +969,53 @@ export class Dispatcher {
   private writeStandby(s: number, set: BpfMap, patching: boolean, patch: StandbyPatch, next: StandbySet): void {
     const fresh = patching ? undefined : this.gens.createSet(next.count);
     const waits: Array<() => void> = [];
-    /** Waits for what runs on a thread: all of it, also when this one failed first. */
-    const join = (failed: boolean): void => {
+    /**
+     * Waits for everything under way on a thread, even after a failure (no
+     * map may be closed under a thread still writing it), then throws
+     * `failed`, or else the first failure among them.
+     */
+    const join = (failed?: { err: unknown }): void => {
+      let first = failed;
       for (let wait = waits.shift(); wait; wait = waits.shift()) {
         try {
           wait();
         } catch (err) {
-          if (!failed) throw err;
+          first ??= { err };
         }
       }
+      if (first) throw first.err;
+    };
+    /** Runs fn, and joins what runs on threads whether it fails or not. */
+    const joined = (fn: () => void): void => {
+      try {
+        fn();
+      } catch (err) {
+        join({ err });
+      }
+      join();
     };
     try {
-      if (fresh) {
-        const filled = fresh.startUpdateBatch(next.keys, next.values, next.count);
-        waits.push(() => context('fill the new binding set', filled));
-      } else {
-        context('patch the standby binding set', () => set.deleteBatch(patch.deletes.keys, patch.deletes.count));
-        const written = set.startUpdateBatch(patch.updates.keys, patch.updates.values, patch.updates.count);
-        waits.push(() => context('patch the standby binding set', written));
-      }
-      this.withFilters(s, (filters) => {
-        const changes = filters.map((f) => filterPatch(f.spec, patch.deletes, patch.arrived, next));
+      joined(() => {
         if (fresh) {
-          join(false);
-          waits.push(this.gens.installStart('binding_set', s, fresh));
+          const filled = fresh.startUpdateBatch(next.keys, next.values, next.count);
+          waits.push(() => context('fill the new binding set', filled));
+        } else {
+          context('patch the standby binding set', () => set.deleteBatch(patch.deletes.keys, patch.deletes.count));
+          const written = set.startUpdateBatch(patch.updates.keys, patch.updates.values, patch.updates.count);
+          waits.push(() => context('patch the standby binding set', written));
         }
-        filters.forEach((f, k) => {
-          const written = f.map.startUpdateBatch(changes[k].keys, changes[k].values, changes[k].count);
-          waits.push(() => context(`write the standby's ${f.map.name} filter`, written));
-        });
-        join(false);
+        this.withFilters(s, (filters) => joined(() => {
+          const changes = filters.map((f) => filterPatch(f.spec, patch.deletes, patch.arrived, next));
+          if (fresh) {
+            join();
+            waits.push(this.gens.installStart('binding_set', s, fresh));
+          }
+          filters.forEach((f, k) => {
+            const written = f.map.startUpdateBatch(changes[k].keys, changes[k].values, changes[k].count);
+            waits.push(() => context(`write the standby's ${f.map.name} filter`, written));
+          });
+        }));
       });
-      join(false);
-    } catch (err) {
-      join(true);
-      throw err;
     } finally {
       fresh?.close();
     }

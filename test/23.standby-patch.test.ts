@@ -321,6 +321,81 @@ test('a large set is written on threads (its bindings by two, its filters while 
   }
 });
 
+test('a write on a thread that fails fails the replace, after every thread is waited for; the next replace puts it right', () => {
+  const N = 20_000;
+  const set = (from: number) => packBindingSet(Array.from({ length: N }, (_, k) =>
+    parseBinding({ label: 'a', protocol: 'tcp', prefix: `10.${((from + k) >> 8) & 255}.${(from + k) & 255}.0/24`, port: 80 })));
+  const check = (d: Dispatcher, from: number, step: string): void => {
+    assert.equal(d.bindings().length, N, step);
+    const prog = sys.getPinned(path.join(stateDir, PIN.program), 0);
+    try {
+      for (let k = 0; k < N; k += 97) {
+        const i = from + k;
+        const r = probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, (i >> 8) & 255, i & 255, 1), port: 80 });
+        assert.equal(r.verdict, 'drop', `${step}: the program on 10.${(i >> 8) & 255}.${i & 255}.0/24`);
+      }
+    } finally {
+      sys.close(prog);
+    }
+  };
+  /** The addon, with the failAt-th wait for a batch on a thread failing once its thread ended. */
+  const failingAt = (failAt: number) => {
+    const count = { started: 0, finished: 0 };
+    const failing = new Proxy(sys, {
+      get(target, name, receiver) {
+        const v = Reflect.get(target, name, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        const call = (...args: unknown[]): unknown => (v as (...a: unknown[]) => unknown).apply(target, args);
+        if (name === 'mapUpdateBatchStart') return (...args: unknown[]) => { const h = call(...args); count.started++; return h; };
+        if (name !== 'mapUpdateBatchFinish') return call;
+        return (...args: unknown[]) => {
+          const r = call(...args);
+          if (++count.finished === failAt) throw Object.assign(new Error('bpf_map_update_batch: injected failure'), { code: 'EIO', errno: 5, syscall: 'bpf_map_update_batch' });
+          return r;
+        };
+      },
+    });
+    return { failing, count };
+  };
+  /** One attempt on a dispatcher loaded afresh; whether the injected failure was met. */
+  const attempt = (what: 'a new map' | 'a patch', failAt: number): boolean => {
+    const d = Dispatcher.create(opts);
+    try {
+      // A patch: the standby holds another 20,000 bindings, in a map with room.
+      if (what === 'a patch') {
+        d.replacePackedBindings(set(0));
+        d.replacePackedBindings(set(N));
+      }
+      const { failing, count } = failingAt(failAt);
+      const f = Dispatcher.open({ ...opts, sys: failing });
+      let threw = false;
+      try {
+        f.replacePackedBindings(set(2 * N));
+      } catch (err) {
+        threw = true;
+        assert.match(String(err), /injected failure/);
+      } finally {
+        f.close();
+      }
+      assert.equal(count.finished, count.started, `${what}, failure at wait ${failAt}: every thread started was waited for`);
+      if (threw) {
+        d.replacePackedBindings(set(2 * N));
+        check(d, 2 * N, `${what}, after a failure at wait ${failAt}`);
+      }
+      return threw;
+    } finally {
+      d.close();
+      Dispatcher.unload(opts);
+    }
+  };
+  // Each wait in turn fails: a set built in a new map (the standby empty), then one patched into the standby.
+  for (const what of ['a new map', 'a patch'] as const) {
+    let failAt = 1;
+    while (attempt(what, failAt)) failAt++;
+    assert.ok(failAt > 4, `${what}: the set's two threads and the filters' were each made to fail (${failAt - 1} waits)`);
+  }
+});
+
 test('a flip does not wait for the programs still running with the generation it put out of force; the next replace waits, on a thread while it parses, before it writes the standby', () => {
   // Every call into the addon, in order; the state is the real one.
   const calls: string[] = [];

@@ -6,6 +6,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
+#include <memory>
+#include <sched.h>
 #include <new>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -178,17 +181,20 @@ struct BatchError {
 // bpf_map_update_batch over `count` packed keys and values, or a loop of
 // bpf_map_update_elem where the kernel has no batch for the map. Touches
 // no JavaScript value, so that it can run on a thread of its own
-// (MapUpdateBatchStart). Returns false with *e set.
+// (MapUpdateBatchStart). Returns false with *e set; *written is how many
+// elements were written either way.
 bool UpdateBatch(int fd, const MapShape& s, const uint8_t* keys, const uint8_t* values, uint32_t count,
-                 uint64_t flags, BatchError* e) {
+                 uint64_t flags, uint32_t* written, BatchError* e) {
   uint32_t done = 0;
   bool batch = true;
+  int busy = 0;
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
   while (done < count) {
     const uint8_t* k = keys + static_cast<size_t>(done) * s.keySize;
     const uint8_t* v = values + static_cast<size_t>(done) * s.valueSize;
     if (!batch) {
       if (bpf_map_update_elem(fd, k, v, flags) < 0) {
+        *written = done;
         *e = {"bpf_map_update_elem", errno, done};
         return false;
       }
@@ -200,14 +206,22 @@ bool UpdateBatch(int fd, const MapShape& s, const uint8_t* keys, const uint8_t* 
     int err = errno;
     done += std::min(n, count - done);
     if (r < 0) {
+      // Some kernels (5.11-5.19 with full preemption, before a fix was
+      // backported) answer EBUSY to two writers of one hash map that meet
+      // on a CPU: go on from where it stopped.
+      if (err == EBUSY && ++busy <= 64) {
+        sched_yield();
+        continue;
+      }
       if (!NoBatchSupport(err)) {
+        *written = done;
         *e = {"bpf_map_update_batch", err, done};
         return false;
       }
       batch = false;  // element loop for the rest; it reports real errors itself
     }
   }
-  e->done = done;
+  *written = done;
   return true;
 }
 
@@ -237,9 +251,10 @@ Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   BatchArgs a = ArgBatch(info);
   BatchError e;
-  if (!UpdateBatch(a.fd, a.shape, a.keys.Data(), a.values.Data(), a.count, a.flags, &e))
+  uint32_t written = 0;
+  if (!UpdateBatch(a.fd, a.shape, a.keys.Data(), a.values.Data(), a.count, a.flags, &written, &e))
     ThrowErrno(env, e.syscall, e.err, After(e.done));
-  return Napi::Number::New(env, e.done);
+  return Napi::Number::New(env, written);
 }
 
 Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
@@ -396,35 +411,58 @@ bool DumpMap(int fd, const MapShape& s, Dump* d, DumpError* e) {
 }
 
 // The work of a ...Start function on a thread of its own: what the thread
-// reads and writes (`job`), and the thread. The destructor's body runs
-// before the members go, so a handle dropped without its ...Finish waits
-// for the thread instead of freeing the job under it.
+// reads and writes (`job`), a duplicate of the caller's fd for it (a caller
+// that closed its fd early cannot make the thread act on another file that
+// took the number), and the thread. The destructor's body runs before the
+// members go, so a handle dropped without its ...Finish waits for the
+// thread instead of freeing the job under it. Each Job names a type tag,
+// so that a handle is only ever finished by its own kind of Finish.
 template <typename Job>
 struct Pending {
   Job job;
+  int fd = -1;
   std::thread thread;
+  void CloseFd() {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
   ~Pending() {
     if (thread.joinable()) thread.join();
+    CloseFd();
   }
 };
 
-// Starts `work` on the job of `p` (filled by the caller) and returns the
-// handle that owns both.
+// Starts `work(job, fd)` on a duplicate of fd, with the job of `p` (filled
+// by the caller, and owned from here on), and returns the handle that owns
+// both.
 template <typename Job, typename Work>
-Napi::Value StartPending(Napi::Env env, Pending<Job>* p, Work work) {
-  p->thread = std::thread([p, work] { work(p->job); });
-  return Napi::External<Pending<Job>>::New(env, p, [](Napi::Env, Pending<Job>* q) { delete q; });
+Napi::Value StartPending(Napi::Env env, Pending<Job>* p, int fd, Work work) {
+  std::unique_ptr<Pending<Job>> owned(p);
+  p->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (p->fd < 0) ThrowErrno(env, "fcntl", errno);
+  Napi::External<Pending<Job>> handle =
+      Napi::External<Pending<Job>>::New(env, p, [](Napi::Env, Pending<Job>* q) { delete q; });
+  owned.release();  // the handle's finalizer deletes it from here on
+  if (napi_type_tag_object(env, handle, &Job::kTag) != napi_ok) throw Napi::Error::New(env, "cannot tag a handle");
+  try {
+    p->thread = std::thread([p, work] { work(p->job, p->fd); });
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("cannot start a thread: ") + e.what());
+  }
+  return handle;
 }
 
 // Waits for the work of a handle from StartPending (once); returns its job.
 template <typename Job>
 Job& JoinPending(const Napi::CallbackInfo& info, const char* start, const char* finish) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(env, std::string("argument 'handle' must come from ") + start);
+  bool ours = false;
+  if (info.Length() >= 1 && info[0].IsExternal()) napi_check_object_type_tag(env, info[0], &Job::kTag, &ours);
+  if (!ours) throw Napi::TypeError::New(env, std::string("argument 'handle' must come from ") + start);
   Pending<Job>* p = info[0].As<Napi::External<Pending<Job>>>().Data();
   if (!p->thread.joinable()) throw Napi::Error::New(env, std::string(finish) + ": this one was already finished");
   p->thread.join();
+  p->CloseFd();
   return p->job;
 }
 
@@ -470,6 +508,7 @@ Napi::Value MapDump(const Napi::CallbackInfo& info) {
 // file) while the kernel copies the map out: MapDumpStart starts it,
 // MapDumpFinish waits for it. It only reads the map.
 struct DumpJob {
+  static constexpr napi_type_tag kTag = {0x7475627564756d70ULL, 0x6d61704475d9a001ULL};
   MapShape shape;
   Dump dump;
   DumpError error;
@@ -481,7 +520,7 @@ Napi::Value MapDumpStart(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   auto* p = new Pending<DumpJob>();
   p->job.shape = s;
-  return StartPending(info.Env(), p, [fd, s](DumpJob& j) { j.ok = DumpMap(fd, s, &j.dump, &j.error); });
+  return StartPending(info.Env(), p, fd, [s](DumpJob& j, int own) { j.ok = DumpMap(own, s, &j.dump, &j.error); });
 }
 
 Napi::Value MapDumpFinish(const Napi::CallbackInfo& info) {
@@ -495,8 +534,9 @@ Napi::Value MapDumpFinish(const Napi::CallbackInfo& info) {
 // map-in-map returns only after an RCU grace period (5-20 ms), and the
 // caller can parse a file meanwhile. MapUpdateStart copies the key and
 // value and starts it; MapUpdateFinish waits for it and throws its error.
-// The caller keeps both fds open until then.
+// An inner map's fd in the value must stay open until then.
 struct UpdateJob {
+  static constexpr napi_type_tag kTag = {0x7475627570646174ULL, 0x6d61705570d9a002ULL};
   std::vector<uint8_t> key, value;
   int err = 0;
 };
@@ -506,10 +546,9 @@ Napi::Value MapUpdateStart(const Napi::CallbackInfo& info) {
   auto* p = new Pending<UpdateJob>();
   p->job.key.assign(a.key, a.key + a.shape.keySize);
   p->job.value.assign(a.value, a.value + a.shape.valueSize);
-  int fd = a.fd;
   uint64_t flags = a.flags;
-  return StartPending(info.Env(), p, [fd, flags](UpdateJob& j) {
-    if (bpf_map_update_elem(fd, j.key.data(), j.value.data(), flags) < 0) j.err = errno;
+  return StartPending(info.Env(), p, a.fd, [flags](UpdateJob& j, int own) {
+    if (bpf_map_update_elem(own, j.key.data(), j.value.data(), flags) < 0) j.err = errno;
   });
 }
 
@@ -523,16 +562,18 @@ Napi::Value MapUpdateFinish(const Napi::CallbackInfo& info) {
 // A batch update on a thread of its own, so that the caller can go on
 // (compute and write a generation's filters) while the kernel fills a
 // binding set. The job holds references to the key and value buffers, so
-// they outlive it; the caller must not change them, and keeps fd open,
-// until mapUpdateBatchFinish, which returns the elements written or throws.
+// they outlive it, until mapUpdateBatchFinish, which lets them go and
+// returns the elements written or throws; the caller must not change them
+// until then.
 struct BatchJob {
+  static constexpr napi_type_tag kTag = {0x7475627562617463ULL, 0x6d61704261d9a003ULL};
   Napi::Reference<Napi::Buffer<uint8_t>> keys, values;
-  int fd = -1;
   MapShape shape{};
   const uint8_t* k = nullptr;
   const uint8_t* v = nullptr;
   uint32_t count = 0;
   uint64_t flags = 0;
+  uint32_t written = 0;
   BatchError error;
   bool ok = false;
 };
@@ -543,22 +584,23 @@ Napi::Value MapUpdateBatchStart(const Napi::CallbackInfo& info) {
   BatchJob& j = p->job;
   j.keys = Napi::Persistent(a.keys);
   j.values = Napi::Persistent(a.values);
-  j.fd = a.fd;
   j.shape = a.shape;
   j.k = a.keys.Data();
   j.v = a.values.Data();
   j.count = a.count;
   j.flags = a.flags;
-  return StartPending(info.Env(), p, [](BatchJob& b) {
-    b.ok = UpdateBatch(b.fd, b.shape, b.k, b.v, b.count, b.flags, &b.error);
+  return StartPending(info.Env(), p, a.fd, [](BatchJob& b, int own) {
+    b.ok = UpdateBatch(own, b.shape, b.k, b.v, b.count, b.flags, &b.written, &b.error);
   });
 }
 
 Napi::Value MapUpdateBatchFinish(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   BatchJob& j = JoinPending<BatchJob>(info, "mapUpdateBatchStart", "mapUpdateBatchFinish");
+  j.keys.Reset();
+  j.values.Reset();
   if (!j.ok) ThrowErrno(env, j.error.syscall, j.error.err, After(j.error.done));
-  return Napi::Number::New(env, j.error.done);
+  return Napi::Number::New(env, j.written);
 }
 
 // Array elements through a shared mapping of an mmapable array

@@ -109,8 +109,8 @@ export class BpfMap {
   /**
    * updateBatch on threads of its own: two for a large batch, each writing
    * half (the kernel's hash and array maps take concurrent writers; filling
-   * 100k bindings takes half the time). Returns what waits for them (call
-   * it before closing the map; keys and values must not change until then).
+   * 100k bindings takes half the time). Returns what waits for them and
+   * throws the first failure; keys and values must not change until then.
    */
   startUpdateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): () => void {
     const parts = count >= SPLIT_BATCH ? 2 : count > 0 ? 1 : 0;

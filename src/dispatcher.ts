@@ -1225,6 +1225,12 @@ function loadProgram(sys: Native, variant: ProgramVariant, reuse: Record<string,
   try {
     return sys.loadObject(programObjectPath(object), name, reuse);
   } catch (err) {
+    // The verifier stops when a signal is pending (EAGAIN); libbpf asked
+    // again, and every time a signal came first: nothing was refused.
+    if (isSystemError(err, 'EAGAIN')) {
+      throw new TubularError('EBUSY', `loading the ${variant} BPF program was interrupted by signals each time libbpf tried; ` +
+        'nothing was changed: run the command again', { cause: err });
+    }
     if (!verifierRefused(err)) return context(`load the ${variant} BPF program`, () => { throw err; });
     if (!perfmonCapable()) {
       throw new TubularError('EPERM', `this kernel's verifier refused the ${variant} program to a process without CAP_PERFMON ` +

@@ -61,25 +61,17 @@ function tableOf(spec: FilterSpec, at: Int32Array): Uint32Array {
   return table;
 }
 
-function pack(spec: FilterSpec, entries: number[], word: (i: number) => number): Packed {
-  const keys = Buffer.alloc(entries.length * 4);
-  const values = Buffer.alloc(entries.length * spec.words * 4);
-  const k = new Uint32Array(keys.buffer, keys.byteOffset, entries.length);
-  const v = new Uint32Array(values.buffer, values.byteOffset, entries.length * spec.words);
-  entries.forEach((e, n) => {
-    k[n] = e;
-    for (let w = 0; w < spec.words; w++) v[n * spec.words + w] = word(e * spec.words + w);
-  });
-  return { keys, values, count: entries.length };
-}
-
 /**
  * Every entry of a filter, exactly as the set needs it: what a writer
  * writes when a predecessor died part-way and the filter cannot be trusted.
+ * The values are the table itself, entry after entry.
  */
 export function exactFilter(spec: FilterSpec, set: KeySet): Packed {
   const table = tableOf(spec, spec.positions(set));
-  return pack(spec, Array.from({ length: spec.entries }, (_, e) => e), (w) => table[w]);
+  const keys = Buffer.alloc(spec.entries * 4);
+  const k = new Uint32Array(keys.buffer, keys.byteOffset, spec.entries);
+  for (let e = 0; e < spec.entries; e++) k[e] = e;
+  return { keys, values: Buffer.from(table.buffer, table.byteOffset, table.byteLength), count: spec.entries };
 }
 
 /**
@@ -134,8 +126,9 @@ export function filterPatch(spec: FilterSpec, gone: KeySet, arrived: Int32Array,
 function wholeFilter(spec: FilterSpec, set: KeySet): Packed {
   const W = spec.words;
   const at = spec.positions(set);
-  const touched = new TouchedEntries(set.count);
-  const v = new Uint32Array(set.count * W);
+  const most = Math.min(set.count, spec.entries);
+  const touched = new TouchedEntries(most);
+  const v = new Uint32Array(most * W);
   for (let i = 0; i < set.count; i++) {
     const p = at[i];
     if (p < 0) continue;

@@ -140,14 +140,14 @@ export interface Native {
    * for this map type. Returns the number of elements written.
    */
   mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags: number): number;
-  /** mapUpdate on a thread of its own (an update of a map-in-map waits for an RCU grace period); keep fd and value's fd open until mapUpdateFinish */
+  /** mapUpdate on a thread of its own, on a duplicate of fd (an update of a map-in-map waits for an RCU grace period); keep the value's fd (an inner map) open until mapUpdateFinish */
   mapUpdateStart(fd: number, key: Buffer, value: Buffer, flags: number): PendingUpdate;
   /** waits for the update mapUpdateStart began; throws its error */
   mapUpdateFinish(handle: PendingUpdate): void;
   /**
-   * mapUpdateBatch on a thread of its own: returns at once. The buffers are
-   * held until mapUpdateBatchFinish and must not change before it; keep fd
-   * open until then.
+   * mapUpdateBatch on a thread of its own, on a duplicate of fd: returns at
+   * once. The buffers are held until mapUpdateBatchFinish and must not
+   * change before it.
    */
   mapUpdateBatchStart(fd: number, keys: Buffer, values: Buffer, count: number, flags: number): PendingBatch;
   /** waits for the batch mapUpdateBatchStart began; returns the elements written, or throws its error */

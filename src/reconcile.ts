@@ -21,7 +21,7 @@ export function reconcile(gens: Generations, dests: DestinationTable): { nextSta
     for (const [kind, spec] of [['lengths', LENGTHS_FILTER], ['blocks', BLOCKS_FILTER]] as const) {
       gens.with(kind, slot, (map) => {
         const exact = exactFilter(spec, set);
-        map.updateBatch(exact.keys, exact.values, exact.count);
+        map.startUpdateBatch(exact.keys, exact.values, exact.count)();
       });
     }
   }

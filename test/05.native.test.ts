@@ -94,33 +94,62 @@ test('hash map: batch update, dump and delete of 10k elements', () => {
   }
 });
 
-test('a batch update on threads: every element written, the buffers held until it ends, errors at the finish', () => {
+test('a batch update on threads: every element written, on a duplicate of the fd, errors at the finish', () => {
   const N = 40_000;
   const fd = n.mapCreate(HASH, 'tst_bthread', 4, 8, N, 0);
-  const map = BpfMap.adopt(n, 'tst_bthread', fd);
+  const starts: number[] = [];
+  const counting = new Proxy(n, {
+    get(target, name, receiver) {
+      const v = Reflect.get(target, name, receiver) as unknown;
+      if (typeof v !== 'function') return v;
+      return (...args: unknown[]) => {
+        if (name === 'mapUpdateBatchStart') starts.push(args[3] as number);
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  const map = BpfMap.adopt(counting, 'tst_bthread', fd);
   try {
-    let keys: Buffer | undefined = Buffer.concat(Array.from({ length: N }, (_, i) => u32(i)));
-    let values: Buffer | undefined = Buffer.concat(Array.from({ length: N }, (_, i) => u64(i)));
-    // Two threads (N is past BpfMap's split), the only references to the buffers dropped meanwhile.
-    const wait = map.startUpdateBatch(keys, values, N);
-    keys = values = undefined;
-    (globalThis as { gc?: () => void }).gc?.();
-    wait();
+    const keys = Buffer.concat(Array.from({ length: N }, (_, i) => u32(i)));
+    const values = Buffer.concat(Array.from({ length: N }, (_, i) => u64(i)));
+    // N is past BpfMap's split: two threads, half each.
+    map.startUpdateBatch(keys, values, N)();
+    assert.deepEqual(starts, [N / 2, N / 2]);
     const dump = n.mapDump(fd, 4, 8);
     assert.equal(dump.count, N);
     for (let i = 0; i < dump.count; i++) assert.deepEqual(dump.values.subarray(i * 8, i * 8 + 8), u64(dump.keys.readUInt32LE(i * 4)));
-    // One thread through the addon: the count written comes back.
+    // One thread through the addon: the count written comes back; a handle is finished once, by its own kind.
     const one = n.mapUpdateBatchStart(fd, u32(5), u64(9), 1, 0);
+    assert.throws(() => n.mapUpdateFinish(one as never), /must come from mapUpdateStart/);
     assert.equal(n.mapUpdateBatchFinish(one), 1);
     assert.throws(() => n.mapUpdateBatchFinish(one), /already finished/);
     // A full map: the error comes at the finish, with how far it got.
-    const more = Buffer.concat([u32(N + 1), u32(N + 2)]);
-    const full = map.startUpdateBatch(more, Buffer.concat([u64(1), u64(2)]), 2);
+    const full = map.startUpdateBatch(Buffer.concat([u32(N + 1), u32(N + 2)]), Buffer.concat([u64(1), u64(2)]), 2);
     assertSysError(full, ['E2BIG', 'ENOSPC'], 'bpf_map_update_batch');
+    assert.throws(full, /\(after 0 elements\)/);
     // Buffers too short for the count are refused before any thread starts.
     assert.throws(() => n.mapUpdateBatchStart(fd, u32(1), u64(1), 2, 0), RangeError);
   } finally {
     map.close();
+  }
+  // The thread writes through a duplicate of the fd: the caller may close its own at once.
+  const fd2 = n.mapCreate(HASH, 'tst_bthread2', 4, 8, 16, 0);
+  const pinDir = tmpDir();
+  execFileSync('mount', ['-t', 'bpf', 'bpf', pinDir]);
+  try {
+    n.pin(fd2, path.join(pinDir, 'm'));
+    const h = n.mapUpdateBatchStart(fd2, Buffer.concat([u32(1), u32(2)]), Buffer.concat([u64(1), u64(2)]), 2, 0);
+    n.close(fd2);
+    assert.equal(n.mapUpdateBatchFinish(h), 2);
+    const again = n.getPinned(path.join(pinDir, 'm'), 0);
+    try {
+      assert.equal(n.mapDump(again, 4, 8).count, 2);
+    } finally {
+      n.close(again);
+    }
+  } finally {
+    execFileSync('umount', [pinDir]);
+    rmdirSync(pinDir);
   }
 });
 

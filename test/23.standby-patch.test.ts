@@ -9,9 +9,13 @@
 //     differs between the two generations.
 // Among the steps: nonsense written into every binding's place.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { BIG_SET, bigSet, bigSetAddress } from './lib/crash-replace.js';
 import { isolate } from './lib/isolate.js';
 import { readMeta, writeMeta } from './lib/meta.js';
 import { type Binding, bindingId, parseBinding } from '../src/binding.js';
@@ -302,14 +306,16 @@ test('a large set is written on threads (its bindings by two, its filters while 
     assert.ok(calls.lastIndexOf('mapUpdateFinish') > starts[starts.length - 1], 'and is waited for after the filters\' writes began');
     assert.equal(d.bindings().length, N + 1);
     probeAll((i) => i < N, [...sample(0, N), N + 1, N + 7, N + 500], 'loaded');
-    // A change of 1% plus some arrivals and removals: the standby (empty) is patched, the journal not whole.
+    // A change of 1% plus some arrivals and removals: the standby (empty, its map too small) is built anew.
     const changed = make(300, N, (i) => (i % 100 === 42 ? 'b' : 'a'));
     d.replacePackedBindings(packBindingSet([...changed, ...short]));
     probeAll((i) => i >= 300 && i < N + 300, [...sample(0, N + 300), 7, 299, N + 299, N + 300], '1% changed, 300 in, 300 out');
     // Wholly another set, into the standby that holds the first: 20k deleted, 20k written by two threads.
     calls.length = 0;
     d.replacePackedBindings(packBindingSet([...make(2 * N, N), ...short]));
-    assert.ok(calls.filter((c) => c === 'mapUpdateBatchStart').length >= 4, 'a large patch is written by two threads too');
+    const patchStarts = calls.flatMap((c, k) => (c === 'mapUpdateBatchStart' ? [k] : []));
+    assert.ok(patchStarts.length >= 2 && patchStarts[1] < calls.indexOf('mapUpdateBatchFinish'), 'a large patch is written by two threads too');
+    assert.ok(calls.lastIndexOf('mapCreate') < 0 || calls.lastIndexOf('mapCreate') > patchStarts[0], 'patched in place, not built anew');
     assert.equal(d.bindings().length, N + 1);
     probeAll((i) => i >= 2 * N, [...sample(0, N), ...sample(2 * N, 3 * N)], 'another set');
     // And back: rollback is one flip, to the set of the change before.
@@ -321,36 +327,83 @@ test('a large set is written on threads (its bindings by two, its filters while 
   }
 });
 
+/** Whether the program answers for bigSet's bindings as `bound` says (drop: a binding, no socket; pass: none). */
+function answers(bound: (i: number) => boolean, indices: readonly number[], step: string): void {
+  const prog = sys.getPinned(path.join(stateDir, PIN.program), 0);
+  try {
+    for (const i of indices) {
+      const r = probe(prog, { protocol: 'tcp', family: 4, address: bigSetAddress(i), port: 80 });
+      assert.equal(r.verdict, bound(i) ? 'drop' : 'pass', `${step}: the program on ${bigSetAddress(i).join('.')}`);
+    }
+  } finally {
+    sys.close(prog);
+  }
+}
+
+/** About 400 indices spread over [from, to). */
+const sample = (from: number, to: number): number[] => Array.from({ length: 400 }, (_, k) => from + Math.floor(((to - from) * k) / 400));
+
+test('a writer killed while its writes run on threads leaves the set in force answering; the next writer puts the rest right', () => {
+  const N = BIG_SET;
+  const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lib', 'crash-replace.js');
+  for (const what of ['a new map', 'a patch'] as const) {
+    // In force before the killed replace: nothing, or bigSet(N) (its standby holding bigSet(0)).
+    const before = (i: number): boolean => what === 'a patch' && i >= N && i < 2 * N;
+    let killAt = 1;
+    for (; ; killAt++) {
+      const d = Dispatcher.create(opts);
+      try {
+        if (what === 'a patch') {
+          d.replacePackedBindings(bigSet(0));
+          d.replacePackedBindings(bigSet(N));
+        }
+        const r = spawnSync(process.execPath, [child, bpffs, String(killAt), String(2 * N)], { encoding: 'utf8' });
+        if (r.status === 0) break;
+        const step = `${what}, killed after start ${killAt}`;
+        assert.equal(r.signal, 'SIGKILL', `${step}: ${r.stderr}`);
+        answers(before, sample(0, 3 * N), `${step}: the set in force, before any writer recovers`);
+        d.replacePackedBindings(bigSet(2 * N));
+        assert.equal(d.bindings().length, N, `${step}: the next writer's set`);
+        answers((i) => i >= 2 * N, sample(0, 3 * N), `${step}: the next writer's set`);
+        assert.deepEqual(readdirSync(stateDir).filter((f) => f.endsWith('_new')), [], `${step}: pending pins left`);
+        if (what === 'a patch') {
+          d.rollback();
+          answers(before, sample(0, 3 * N), `${step}: rolled back`);
+        }
+      } finally {
+        d.close();
+        Dispatcher.unload(opts);
+      }
+    }
+    assert.ok(killAt > 4, `${what}: killed after each of ${killAt - 1} starts`);
+  }
+});
+
 test('a write on a thread that fails fails the replace, after every thread is waited for; the next replace puts it right', () => {
-  const N = 20_000;
-  const set = (from: number) => packBindingSet(Array.from({ length: N }, (_, k) =>
-    parseBinding({ label: 'a', protocol: 'tcp', prefix: `10.${((from + k) >> 8) & 255}.${(from + k) & 255}.0/24`, port: 80 })));
+  const N = BIG_SET;
+  const set = bigSet;
   const check = (d: Dispatcher, from: number, step: string): void => {
     assert.equal(d.bindings().length, N, step);
-    const prog = sys.getPinned(path.join(stateDir, PIN.program), 0);
-    try {
-      for (let k = 0; k < N; k += 97) {
-        const i = from + k;
-        const r = probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(10, (i >> 8) & 255, i & 255, 1), port: 80 });
-        assert.equal(r.verdict, 'drop', `${step}: the program on 10.${(i >> 8) & 255}.${i & 255}.0/24`);
-      }
-    } finally {
-      sys.close(prog);
-    }
+    answers((i) => i >= from && i < from + N, sample(0, 3 * N), step);
   };
-  /** The addon, with the failAt-th wait for a batch on a thread failing once its thread ended. */
+  /**
+   * The addon, with the failAt-th wait for work on a thread (a batch, or an
+   * update of a map-in-map: the new map put in its slot, the wait for the
+   * grace period) failing once its thread ended.
+   */
   const failingAt = (failAt: number) => {
-    const count = { started: 0, finished: 0 };
+    const count = { started: 0, finished: 0, waits: 0 };
     const failing = new Proxy(sys, {
       get(target, name, receiver) {
         const v = Reflect.get(target, name, receiver) as unknown;
         if (typeof v !== 'function') return v;
         const call = (...args: unknown[]): unknown => (v as (...a: unknown[]) => unknown).apply(target, args);
-        if (name === 'mapUpdateBatchStart') return (...args: unknown[]) => { const h = call(...args); count.started++; return h; };
-        if (name !== 'mapUpdateBatchFinish') return call;
+        if (name === 'mapUpdateBatchStart' || name === 'mapUpdateStart') return (...args: unknown[]) => { const h = call(...args); count.started++; return h; };
+        if (name !== 'mapUpdateBatchFinish' && name !== 'mapUpdateFinish') return call;
         return (...args: unknown[]) => {
+          count.finished++;
           const r = call(...args);
-          if (++count.finished === failAt) throw Object.assign(new Error('bpf_map_update_batch: injected failure'), { code: 'EIO', errno: 5, syscall: 'bpf_map_update_batch' });
+          if (++count.waits === failAt) throw Object.assign(new Error(`${String(name)}: injected failure`), { code: 'EIO', errno: 5, syscall: 'bpf' });
           return r;
         };
       },
@@ -392,7 +445,7 @@ test('a write on a thread that fails fails the replace, after every thread is wa
   for (const what of ['a new map', 'a patch'] as const) {
     let failAt = 1;
     while (attempt(what, failAt)) failAt++;
-    assert.ok(failAt > 4, `${what}: the set's two threads and the filters' were each made to fail (${failAt - 1} waits)`);
+    assert.ok(failAt > 5, `${what}: the set's two threads, the filters' and the slot's were each made to fail (${failAt - 1} waits)`);
   }
 });
 

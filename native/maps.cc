@@ -204,11 +204,14 @@ bool UpdateBatch(int fd, const MapShape& s, const uint8_t* keys, const uint8_t* 
     uint32_t n = count - done;
     int r = bpf_map_update_batch(fd, k, v, &n, &opts);
     int err = errno;
+    // A call the kernel refused before its loop leaves the count as it was:
+    // a failed call never wrote all it was given.
+    if (r < 0 && n >= count - done) n = 0;
     done += std::min(n, count - done);
     if (r < 0) {
-      // Some kernels (5.11-5.19 with full preemption, before a fix was
-      // backported) answer EBUSY to two writers of one hash map that meet
-      // on a CPU: go on from where it stopped.
+      // Some kernels (5.11-6.0 with full preemption, without a later fix)
+      // answer EBUSY to two writers of one hash map that meet on a CPU: go
+      // on from where it stopped (64 times in all, at most).
       if (err == EBUSY && ++busy <= 64) {
         sched_yield();
         continue;
@@ -274,6 +277,7 @@ Napi::Value MapDeleteBatch(const Napi::CallbackInfo& info) {
       uint32_t n = count - pos;
       int r = bpf_map_delete_batch(fd, k, &n, &opts);
       int err = errno;
+      if (r < 0 && n >= count - pos) n = 0;  // refused before the kernel's loop: nothing deleted
       n = std::min(n, count - pos);
       pos += n;
       deleted += n;
@@ -443,10 +447,14 @@ Napi::Value StartPending(Napi::Env env, Pending<Job>* p, int fd, Work work) {
   Napi::External<Pending<Job>> handle =
       Napi::External<Pending<Job>>::New(env, p, [](Napi::Env, Pending<Job>* q) { delete q; });
   owned.release();  // the handle's finalizer deletes it from here on
-  if (napi_type_tag_object(env, handle, &Job::kTag) != napi_ok) throw Napi::Error::New(env, "cannot tag a handle");
+  if (napi_type_tag_object(env, handle, &Job::kTag) != napi_ok) {
+    p->CloseFd();
+    throw Napi::Error::New(env, "cannot tag a handle");
+  }
   try {
     p->thread = std::thread([p, work] { work(p->job, p->fd); });
   } catch (const std::exception& e) {
+    p->CloseFd();
     throw Napi::Error::New(env, std::string("cannot start a thread: ") + e.what());
   }
   return handle;

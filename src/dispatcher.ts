@@ -1229,7 +1229,7 @@ function loadProgram(sys: Native, variant: ProgramVariant, reuse: Record<string,
     // again, and every time a signal came first: nothing was refused.
     if (isSystemError(err, 'EAGAIN')) {
       throw new TubularError('EBUSY', `loading the ${variant} BPF program was interrupted by signals each time libbpf tried; ` +
-        'nothing was changed: run the command again', { cause: err });
+        'nothing was loaded: run the command again', { cause: err });
     }
     if (!verifierRefused(err)) return context(`load the ${variant} BPF program`, () => { throw err; });
     if (!perfmonCapable()) {

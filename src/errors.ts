@@ -14,7 +14,7 @@ export type ErrorCode =
   | 'EPERM'       // not allowed
   | 'EBADSOCK'    // a socket that cannot be registered
   | 'ENOSPC'      // a capacity limit
-  | 'EBUSY'       // another writer holds the lock
+  | 'EBUSY'       // another writer holds the lock; or signals interrupted a program load each time
   | 'EUNSAFE'     // state that root did not create: a symlink, a squatted name
   | 'EREFUSED';   // a change the guard refused: live traffic, or a mass removal (--force overrides)
 

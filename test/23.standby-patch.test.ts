@@ -261,10 +261,16 @@ test('a standby too small for the new set, or four times too large, is built ane
 
 test('a large set is written on threads (its bindings by two, its filters while a new map goes into its slot), and the program finds all of it', () => {
   const calls: string[] = [];
+  /** the count of each batch started on a thread, in order */
+  const batches: number[] = [];
   const recorder = new Proxy(sys, {
     get(target, name, receiver) {
       const v = Reflect.get(target, name, receiver) as unknown;
-      return typeof v === 'function' ? (...args: unknown[]) => { calls.push(String(name)); return (v as (...a: unknown[]) => unknown).apply(target, args); } : v;
+      return typeof v === 'function' ? (...args: unknown[]) => {
+        calls.push(String(name));
+        if (name === 'mapUpdateBatchStart') batches.push(args[3] as number);
+        return (v as (...a: unknown[]) => unknown).apply(target, args);
+      } : v;
     },
   });
   // n bindings from `base` on: IPv4 /24s and IPv6 /64s (filed in blocks), a few short prefixes (not filed).
@@ -312,9 +318,11 @@ test('a large set is written on threads (its bindings by two, its filters while 
     probeAll((i) => i >= 300 && i < N + 300, [...sample(0, N + 300), 7, 299, N + 299, N + 300], '1% changed, 300 in, 300 out');
     // Wholly another set, into the standby that holds the first: 20k deleted, 20k written by two threads.
     calls.length = 0;
+    batches.length = 0;
     d.replacePackedBindings(packBindingSet([...make(2 * N, N), ...short]));
     const patchStarts = calls.flatMap((c, k) => (c === 'mapUpdateBatchStart' ? [k] : []));
-    assert.ok(patchStarts.length >= 2 && patchStarts[1] < calls.indexOf('mapUpdateBatchFinish'), 'a large patch is written by two threads too');
+    assert.deepEqual(batches.slice(0, 2), [N / 2, N / 2], 'a large patch is written by two threads too, half each');
+    assert.ok(patchStarts[1] < calls.indexOf('mapUpdateBatchFinish'), 'both at once');
     assert.ok(calls.lastIndexOf('mapCreate') < 0 || calls.lastIndexOf('mapCreate') > patchStarts[0], 'patched in place, not built anew');
     assert.equal(d.bindings().length, N + 1);
     probeAll((i) => i >= 2 * N, [...sample(0, N), ...sample(2 * N, 3 * N)], 'another set');

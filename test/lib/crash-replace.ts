@@ -2,10 +2,11 @@
 //   node crash-replace.js <bpffs> <killAt> <from>
 // it replaces the binding set with bigSet(from) and SIGKILLs itself right
 // after the killAt-th call that starts work on a thread (a batch, or an
-// update of a map-in-map), while the thread is part-way through its
-// writes. Exits 0 when the replace made fewer such calls. (Once a thread
-// has been waited for, the state is what the next call on the main thread
-// meets: test 70's crash points.)
+// update of a map-in-map). Threads started before it may be anywhere in
+// their writes; a thread in a syscall finishes it, and the one just
+// started has usually not begun. Exits 0 when the replace made fewer such
+// calls. (Once a thread has been waited for, the state is what the next
+// call on the main thread meets: test 70's crash points.)
 // strace's fault injection counts calls per thread, so it cannot reach
 // these writes; this can.
 import { fileURLToPath } from 'node:url';

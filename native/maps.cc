@@ -170,12 +170,11 @@ Napi::Value MapNextKey(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-// Why a batch update failed: the syscall, its errno, and how many elements
-// were written before it.
-struct BatchError {
+// Why a batch or a dump that runs without JavaScript (perhaps on a thread
+// of its own) failed: the syscall and its errno.
+struct SyscallError {
   const char* syscall = nullptr;
   int err = 0;
-  uint32_t done = 0;
 };
 
 // bpf_map_update_batch over `count` packed keys and values, or a loop of
@@ -184,7 +183,7 @@ struct BatchError {
 // (MapUpdateBatchStart). Returns false with *e set; *written is how many
 // elements were written either way.
 bool UpdateBatch(int fd, const MapShape& s, const uint8_t* keys, const uint8_t* values, uint32_t count,
-                 uint64_t flags, uint32_t* written, BatchError* e) {
+                 uint64_t flags, uint32_t* written, SyscallError* e) {
   uint32_t done = 0;
   bool batch = true;
   int busy = 0;
@@ -195,7 +194,7 @@ bool UpdateBatch(int fd, const MapShape& s, const uint8_t* keys, const uint8_t* 
     if (!batch) {
       if (bpf_map_update_elem(fd, k, v, flags) < 0) {
         *written = done;
-        *e = {"bpf_map_update_elem", errno, done};
+        *e = {"bpf_map_update_elem", errno};
         return false;
       }
       done++;
@@ -218,7 +217,7 @@ bool UpdateBatch(int fd, const MapShape& s, const uint8_t* keys, const uint8_t* 
       }
       if (!NoBatchSupport(err)) {
         *written = done;
-        *e = {"bpf_map_update_batch", err, done};
+        *e = {"bpf_map_update_batch", err};
         return false;
       }
       batch = false;  // element loop for the rest; it reports real errors itself
@@ -253,10 +252,10 @@ BatchArgs ArgBatch(const Napi::CallbackInfo& info) {
 Napi::Value MapUpdateBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   BatchArgs a = ArgBatch(info);
-  BatchError e;
+  SyscallError e;
   uint32_t written = 0;
   if (!UpdateBatch(a.fd, a.shape, a.keys.Data(), a.values.Data(), a.count, a.flags, &written, &e))
-    ThrowErrno(env, e.syscall, e.err, After(e.done));
+    ThrowErrno(env, e.syscall, e.err, After(written));
   return Napi::Number::New(env, written);
 }
 
@@ -338,15 +337,9 @@ struct Dump {
   }
 };
 
-// Why a dump failed: the syscall and its errno.
-struct DumpError {
-  const char* syscall = nullptr;
-  int err = 0;
-};
-
 // The dumps below touch no JavaScript value, so that one can run on a
 // thread of its own (MapDumpStart). They return false with *e set.
-bool DumpByIteration(int fd, const MapShape& s, Dump* d, DumpError* e) {
+bool DumpByIteration(int fd, const MapShape& s, Dump* d, SyscallError* e) {
   std::vector<uint8_t> prev(s.keySize), next(s.keySize), value(s.valueSize);
   bool first = true;
   for (;;) {
@@ -369,7 +362,7 @@ bool DumpByIteration(int fd, const MapShape& s, Dump* d, DumpError* e) {
   }
 }
 
-bool DumpMap(int fd, const MapShape& s, Dump* d, DumpError* e) {
+bool DumpMap(int fd, const MapShape& s, Dump* d, SyscallError* e) {
   // The batch token is a key for array-like maps and a bucket index for hashes.
   std::vector<uint8_t> inTok(std::max<uint32_t>(s.keySize, 8)), outTok(inTok.size());
   // Room for the whole map at once: one allocation, and few syscalls.
@@ -507,7 +500,7 @@ Napi::Value MapDump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MapShape s = DumpShape(info);
   Dump d;
-  DumpError e;
+  SyscallError e;
   if (!DumpMap(info[0].As<Napi::Number>().Int32Value(), s, &d, &e)) ThrowErrno(env, e.syscall, e.err);
   return DumpResult(env, s, d);
 }
@@ -519,7 +512,7 @@ struct DumpJob {
   static constexpr napi_type_tag kTag = {0x7475627564756d70ULL, 0x6d61704475d9a001ULL};
   MapShape shape;
   Dump dump;
-  DumpError error;
+  SyscallError error;
   bool ok = false;
 };
 
@@ -582,7 +575,7 @@ struct BatchJob {
   uint32_t count = 0;
   uint64_t flags = 0;
   uint32_t written = 0;
-  BatchError error;
+  SyscallError error;
   bool ok = false;
 };
 
@@ -607,7 +600,7 @@ Napi::Value MapUpdateBatchFinish(const Napi::CallbackInfo& info) {
   BatchJob& j = JoinPending<BatchJob>(info, "mapUpdateBatchStart", "mapUpdateBatchFinish");
   j.keys.Reset();
   j.values.Reset();
-  if (!j.ok) ThrowErrno(env, j.error.syscall, j.error.err, After(j.error.done));
+  if (!j.ok) ThrowErrno(env, j.error.syscall, j.error.err, After(j.written));
   return Napi::Number::New(env, j.written);
 }
 

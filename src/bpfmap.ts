@@ -3,7 +3,8 @@
 // The handle owns the fd: close() it, or let the Dispatcher do it.
 import { TubularError, context, isSystemError } from './errors.js';
 import { BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY, type MapSpec } from './layout.js';
-import type { MapInfo, Native, PendingBatch } from './native.js';
+import type { MapInfo, Native } from './native.js';
+import { waitAll } from './waits.js';
 
 const PERCPU = new Set([5, 6, 10]); // PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 /** Batches of at least this many elements are written by two threads (startUpdateBatch). */
@@ -116,30 +117,21 @@ export class BpfMap {
     const parts = count >= SPLIT_BATCH ? 2 : count > 0 ? 1 : 0;
     const keySize = this.info.keySize;
     const valueSize = this.valueBytes;
-    const handles: PendingBatch[] = [];
-    let failure: unknown;
+    const waits: Array<() => void> = [];
+    let failed: { err: unknown } | undefined;
     for (let p = 0, from = 0; p < parts; p++) {
       const to = p === parts - 1 ? count : Math.ceil(count / parts);
       try {
-        handles.push(this.sys.mapUpdateBatchStart(this.fd, keys.subarray(from * keySize, to * keySize),
-          values.subarray(from * valueSize, to * valueSize), to - from, flags));
+        const handle = this.sys.mapUpdateBatchStart(this.fd, keys.subarray(from * keySize, to * keySize),
+          values.subarray(from * valueSize, to * valueSize), to - from, flags);
+        waits.push(() => { this.sys.mapUpdateBatchFinish(handle); });
       } catch (err) {
-        failure = err;
+        failed = { err };
         break;
       }
       from = to;
     }
-    return () => {
-      // Every thread is waited for, also after one failed.
-      for (const handle of handles) {
-        try {
-          this.sys.mapUpdateBatchFinish(handle);
-        } catch (err) {
-          failure ??= err;
-        }
-      }
-      if (failure !== undefined) throw failure;
-    };
+    return () => waitAll(waits, failed);
   }
 
   deleteBatch(keys: Buffer, count: number): void {

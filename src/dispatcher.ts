@@ -40,6 +40,7 @@ import type { KeyIndex } from './keyindex.js';
 import { type DestinationRegistration, type DestinationStatus, ReadModel, type RejectCounter, type Status } from './readmodel.js';
 import { checkNamespace, registrableGroup } from './registration.js';
 import { reconcile } from './reconcile.js';
+import { waitAll } from './waits.js';
 import { type LinkFacts, PENDING_PROGRAM, type SkLookupLink, linkFacts, pinnedProgramId, skLookupLinks, withPinned } from './links.js';
 import { type Location, StateDir, createStateDir, detachLink, locate, removeStaleFor } from './statedir.js';
 
@@ -969,30 +970,14 @@ export class Dispatcher {
   private writeStandby(s: number, set: BpfMap, patching: boolean, patch: StandbyPatch, next: StandbySet): void {
     const fresh = patching ? undefined : this.gens.createSet(next.count);
     const waits: Array<() => void> = [];
-    /**
-     * Waits for everything under way on a thread, even after a failure (no
-     * map may be closed under a thread still writing it), then throws
-     * `failed`, or else the first failure among them.
-     */
-    const join = (failed?: { err: unknown }): void => {
-      let first = failed;
-      for (let wait = waits.shift(); wait; wait = waits.shift()) {
-        try {
-          wait();
-        } catch (err) {
-          first ??= { err };
-        }
-      }
-      if (first) throw first.err;
-    };
-    /** Runs fn, and joins what runs on threads whether it fails or not. */
+    /** Runs fn, and waits for what runs on threads whether it fails or not. */
     const joined = (fn: () => void): void => {
       try {
         fn();
       } catch (err) {
-        join({ err });
+        waitAll(waits, { err });
       }
-      join();
+      waitAll(waits);
     };
     try {
       joined(() => {
@@ -1007,7 +992,7 @@ export class Dispatcher {
         this.withFilters(s, (filters) => joined(() => {
           const changes = filters.map((f) => filterPatch(f.spec, patch.deletes, patch.arrived, next));
           if (fresh) {
-            join();
+            waitAll(waits);
             waits.push(this.gens.installStart('binding_set', s, fresh));
           }
           filters.forEach((f, k) => {

@@ -259,6 +259,22 @@ test('a standby too small for the new set, or four times too large, is built ane
   assert.equal(patchable(2048, 10, size), true, 'small sets are not rebuilt for shrinking');
 });
 
+/** Whether the program answers for bigSet's bindings as `bound` says (drop: a binding, no socket; pass: none). */
+function answers(bound: (i: number) => boolean, indices: readonly number[], step: string): void {
+  const prog = sys.getPinned(path.join(stateDir, PIN.program), 0);
+  try {
+    for (const i of indices) {
+      const r = probe(prog, { protocol: 'tcp', family: 4, address: bigSetAddress(i), port: 80 });
+      assert.equal(r.verdict, bound(i) ? 'drop' : 'pass', `${step}: the program on ${bigSetAddress(i).join('.')}`);
+    }
+  } finally {
+    sys.close(prog);
+  }
+}
+
+/** About 400 indices spread over [from, to). */
+const sample = (from: number, to: number): number[] => Array.from({ length: 400 }, (_, k) => from + Math.floor(((to - from) * k) / 400));
+
 test('a large set is written on threads (its bindings by two, its filters while a new map goes into its slot), and the program finds all of it', () => {
   const calls: string[] = [];
   /** the count of each batch started on a thread, in order */
@@ -295,7 +311,6 @@ test('a large set is written on threads (its bindings by two, its filters while 
       sys.close(prog);
     }
   };
-  const sample = (from: number, to: number): number[] => Array.from({ length: 400 }, (_, k) => from + Math.floor(((to - from) * k) / 400));
   const N = 20_000;
   const d = Dispatcher.create({ ...opts, sys: recorder });
   try {
@@ -334,22 +349,6 @@ test('a large set is written on threads (its bindings by two, its filters while 
     Dispatcher.unload(opts);
   }
 });
-
-/** Whether the program answers for bigSet's bindings as `bound` says (drop: a binding, no socket; pass: none). */
-function answers(bound: (i: number) => boolean, indices: readonly number[], step: string): void {
-  const prog = sys.getPinned(path.join(stateDir, PIN.program), 0);
-  try {
-    for (const i of indices) {
-      const r = probe(prog, { protocol: 'tcp', family: 4, address: bigSetAddress(i), port: 80 });
-      assert.equal(r.verdict, bound(i) ? 'drop' : 'pass', `${step}: the program on ${bigSetAddress(i).join('.')}`);
-    }
-  } finally {
-    sys.close(prog);
-  }
-}
-
-/** About 400 indices spread over [from, to). */
-const sample = (from: number, to: number): number[] => Array.from({ length: 400 }, (_, k) => from + Math.floor(((to - from) * k) / 400));
 
 test('a writer killed while its writes run on threads leaves the set in force answering; the next writer puts the rest right', () => {
   const N = BIG_SET;

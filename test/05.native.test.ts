@@ -1,10 +1,11 @@
 // Exercises the native addon against the real kernel (needs root).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
@@ -175,6 +176,65 @@ test('a batch the kernel refuses before its loop (flags it only takes one by one
     assert.equal(n.mapDump(fd, 4, 8).count, 11);
   } finally {
     n.close(fd);
+  }
+});
+
+test('a batch split between two threads names the part that failed, and counts within it', () => {
+  const N = 32_768;
+  const fd = n.mapCreate(HASH, 'tst_bsplit', 4, 8, 20_000, 0);
+  const map = BpfMap.adopt(n, 'tst_bsplit', fd);
+  try {
+    const keys = Buffer.concat(Array.from({ length: N }, (_, i) => u32(i)));
+    const values = Buffer.concat(Array.from({ length: N }, (_, i) => u64(i)));
+    let failure: unknown;
+    try {
+      map.startUpdateBatch(keys, values, N)();
+    } catch (err) {
+      failure = err;
+    }
+    const err = failure as NodeJS.ErrnoException;
+    assert.ok(['E2BIG', 'ENOSPC'].includes(err.code!), `unexpected code ${err.code}`);
+    assert.equal(err.syscall, 'bpf_map_update_batch');
+    const m = /^Error: elements (1 to 16384|16385 to 32768) of 32768: bpf_map_update_batch: .*\(after (\d+) elements\)$/.exec(String(failure));
+    assert.ok(m, String(failure));
+    assert.ok(Number(m[2]) <= N / 2);
+    assert.ok(n.mapDump(fd, 4, 8).count <= 20_000);
+  } finally {
+    map.close();
+  }
+});
+
+test('EBUSY from a batch update is retried from where it stopped, 64 times at most', () => {
+  // strace makes the batch's calls fail with EBUSY (the child's first bpf() call reads the map's sizes).
+  const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'lib', 'update-busy.js');
+  const dir = tmpDir();
+  const N = 1000;
+  try {
+    for (const [busy, ok] of [[64, true], [65, false]] as const) {
+      const fd = n.mapCreate(HASH, 'tst_bbusy', 4, 8, N, 0);
+      try {
+        const log = path.join(dir, `strace-${busy}`);
+        const r = spawnSync('strace', ['-f', '-qq', '-o', log, '-e', 'trace=bpf', '-e', `inject=bpf:error=EBUSY:when=2..${busy + 1}`,
+          process.execPath, child, String(N)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe', fd] });
+        const injected = readFileSync(log, 'utf8').split('\n').filter((l) => /BPF_MAP_UPDATE_BATCH.*EBUSY.*INJECTED/.test(l));
+        assert.equal(injected.length, busy, readFileSync(log, 'utf8').slice(0, 2000));
+        const dump = n.mapDump(fd, 4, 8);
+        if (ok) {
+          assert.equal(r.status, 0, r.stdout + r.stderr);
+          assert.equal(r.stdout.trim(), String(N));
+          assert.equal(dump.count, N);
+          for (let i = 0; i < dump.count; i++) assert.deepEqual(dump.values.subarray(i * 8, i * 8 + 8), u64(dump.keys.readUInt32LE(i * 4)));
+        } else {
+          assert.equal(r.status, 1, r.stdout + r.stderr);
+          assert.match(r.stdout, /bpf_map_update_batch: Device or resource busy \(after 0 elements\)/);
+          assert.equal(dump.count, 0);
+        }
+      } finally {
+        n.close(fd);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -124,9 +124,10 @@ export class BpfMap {
       try {
         const handle = this.sys.mapUpdateBatchStart(this.fd, keys.subarray(from * keySize, to * keySize),
           values.subarray(from * valueSize, to * valueSize), to - from, flags);
+        const finish = (): void => { this.sys.mapUpdateBatchFinish(handle); };
         // A part's error counts what it wrote of its own elements: say which they are.
         const part = `elements ${from + 1} to ${to} of ${count}`;
-        waits.push(parts > 1 ? () => { context(part, () => this.sys.mapUpdateBatchFinish(handle)); } : () => { this.sys.mapUpdateBatchFinish(handle); });
+        waits.push(parts > 1 ? () => context(part, finish) : finish);
       } catch (err) {
         failed = { err };
         break;

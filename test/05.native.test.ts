@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
+import { intercept } from './lib/intercept.js';
 import { BpfMap } from '../src/bpfmap.js';
 import { BINDING_KEY_SIZE, BINDING_VALUE_SIZE } from '../src/layout.js';
 import { native } from '../src/native.js';
@@ -99,15 +100,9 @@ test('a batch update on threads: every element written, on a duplicate of the fd
   const N = 40_000;
   const fd = n.mapCreate(HASH, 'tst_bthread', 4, 8, N, 0);
   const starts: number[] = [];
-  const counting = new Proxy(n, {
-    get(target, name, receiver) {
-      const v = Reflect.get(target, name, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => {
-        if (name === 'mapUpdateBatchStart') starts.push(args[3] as number);
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
+  const counting = intercept(n, (name, call, args) => {
+    if (name === 'mapUpdateBatchStart') starts.push(args[3] as number);
+    return call();
   });
   const map = BpfMap.adopt(counting, 'tst_bthread', fd);
   try {

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { BIG_SET, bigSet, bigSetAddress } from './lib/crash-replace.js';
+import { intercept } from './lib/intercept.js';
 import { isolate } from './lib/isolate.js';
 import { readMeta, writeMeta } from './lib/meta.js';
 import { type Binding, bindingId, parseBinding } from '../src/binding.js';
@@ -259,13 +260,24 @@ test('a standby too small for the new set, or four times too large, is built ane
   assert.equal(patchable(2048, 10, size), true, 'small sets are not rebuilt for shrinking');
 });
 
-/** Whether the program answers for bigSet's bindings as `bound` says (drop: a binding, no socket; pass: none). */
-function answers(bound: (i: number) => boolean, indices: readonly number[], step: string): void {
+/** Where a test's binding i is asked about: an address it covers, and a name for messages. */
+interface Asked { family: 4 | 6; address: Uint8Array; port: number; name: string }
+
+/** bigSet's binding i: 10.a.b.1 port 80. */
+const bigSetAsked = (i: number): Asked => ({ family: 4, address: bigSetAddress(i), port: 80, name: bigSetAddress(i).join('.') });
+
+/**
+ * Whether the program answers for bindings as `bound` says (drop: a
+ * binding, no socket; pass: none), each asked about where `where` says
+ * (default: bigSet's).
+ */
+function answers(bound: (i: number) => boolean, indices: readonly number[], step: string, where: (i: number) => Asked = bigSetAsked): void {
   const prog = sys.getPinned(path.join(stateDir, PIN.program), 0);
   try {
     for (const i of indices) {
-      const r = probe(prog, { protocol: 'tcp', family: 4, address: bigSetAddress(i), port: 80 });
-      assert.equal(r.verdict, bound(i) ? 'drop' : 'pass', `${step}: the program on ${bigSetAddress(i).join('.')}`);
+      const a = where(i);
+      const r = probe(prog, { protocol: 'tcp', family: a.family, address: a.address, port: a.port });
+      assert.equal(r.verdict, bound(i) ? 'drop' : 'pass', `${step}: the program on ${a.name}`);
     }
   } finally {
     sys.close(prog);
@@ -279,38 +291,25 @@ test('a large set is written on threads (its bindings by two, its filters while 
   const calls: string[] = [];
   /** the count of each batch started on a thread, in order */
   const batches: number[] = [];
-  const recorder = new Proxy(sys, {
-    get(target, name, receiver) {
-      const v = Reflect.get(target, name, receiver) as unknown;
-      return typeof v === 'function' ? (...args: unknown[]) => {
-        calls.push(String(name));
-        if (name === 'mapUpdateBatchStart') batches.push(args[3] as number);
-        return (v as (...a: unknown[]) => unknown).apply(target, args);
-      } : v;
-    },
+  const recorder = intercept(sys, (name, call, args) => {
+    calls.push(name);
+    if (name === 'mapUpdateBatchStart') batches.push(args[3] as number);
+    return call();
   });
   // n bindings from `base` on: IPv4 /24s and IPv6 /64s (filed in blocks), a few short prefixes (not filed).
-  const at = (i: number): { family: 4 | 6; address: Uint8Array; port: number; prefix: string } =>
-    i % 2 === 0
-      ? { family: 4, address: Uint8Array.of(10, (i >> 9) & 255, (i >> 1) & 255, 9), port: 80 + (i % 3), prefix: `10.${(i >> 9) & 255}.${(i >> 1) & 255}.0/24` }
-      : { family: 6, address: Uint8Array.of(0x20, 0x01, 0x0d, 0xb8, (i >> 9) & 255, (i >> 1) & 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9), port: 443, prefix: `2001:db8:${((i >> 9) & 255).toString(16)}${((i >> 1) & 255).toString(16).padStart(2, '0')}::/64` };
+  const at = (i: number): Asked & { prefix: string } => {
+    const b = i % 2 === 0
+      ? { family: 4 as const, address: Uint8Array.of(10, (i >> 9) & 255, (i >> 1) & 255, 9), port: 80 + (i % 3), prefix: `10.${(i >> 9) & 255}.${(i >> 1) & 255}.0/24` }
+      : { family: 6 as const, address: Uint8Array.of(0x20, 0x01, 0x0d, 0xb8, (i >> 9) & 255, (i >> 1) & 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9), port: 443, prefix: `2001:db8:${((i >> 9) & 255).toString(16)}${((i >> 1) & 255).toString(16).padStart(2, '0')}::/64` };
+    return { ...b, name: `${b.prefix} port ${b.port}` };
+  };
   const make = (from: number, n: number, label = (_: number) => 'a'): Binding[] =>
     Array.from({ length: n }, (_, k) => { const b = at(from + k); return parseBinding({ label: label(from + k), protocol: 'tcp', prefix: b.prefix, port: b.port }); });
   const short = [parseBinding({ label: 'a', protocol: 'tcp', prefix: '11.0.0.0/8', port: 80 })];
-  const probeAll = (bound: (i: number) => boolean, indices: number[], step: string): void => {
-    const prog = sys.getPinned(path.join(stateDir, PIN.program), 0);
-    try {
-      for (const i of indices) {
-        const b = at(i);
-        const r = probe(prog, { protocol: 'tcp', family: b.family, address: b.address, port: b.port });
-        assert.equal(r.verdict, bound(i) ? 'drop' : 'pass', `${step}: the program on ${b.prefix} port ${b.port}`);
-      }
-      const s = probe(prog, { protocol: 'tcp', family: 4, address: Uint8Array.of(11, 2, 3, 4), port: 80 });
-      assert.equal(s.verdict, 'drop', `${step}: the program on 11.0.0.0/8`);
-    } finally {
-      sys.close(prog);
-    }
-  };
+  /** The program on `at`'s bindings, and on the short one (index -1), always bound. */
+  const shortAsked: Asked = { family: 4, address: Uint8Array.of(11, 2, 3, 4), port: 80, name: '11.0.0.0/8' };
+  const probeAll = (bound: (i: number) => boolean, indices: number[], step: string): void =>
+    answers((i) => i < 0 || bound(i), [...indices, -1], step, (i) => (i < 0 ? shortAsked : at(i)));
   const N = 20_000;
   const d = Dispatcher.create({ ...opts, sys: recorder });
   try {
@@ -400,20 +399,17 @@ test('a write on a thread that fails fails the replace, after every thread is wa
    */
   const failingAt = (failAt: number) => {
     const count = { started: 0, finished: 0, waits: 0 };
-    const failing = new Proxy(sys, {
-      get(target, name, receiver) {
-        const v = Reflect.get(target, name, receiver) as unknown;
-        if (typeof v !== 'function') return v;
-        const call = (...args: unknown[]): unknown => (v as (...a: unknown[]) => unknown).apply(target, args);
-        if (name === 'mapUpdateBatchStart' || name === 'mapUpdateStart') return (...args: unknown[]) => { const h = call(...args); count.started++; return h; };
-        if (name !== 'mapUpdateBatchFinish' && name !== 'mapUpdateFinish') return call;
-        return (...args: unknown[]) => {
-          count.finished++;
-          const r = call(...args);
-          if (++count.waits === failAt) throw Object.assign(new Error(`${String(name)}: injected failure`), { code: 'EIO', errno: 5, syscall: 'bpf' });
-          return r;
-        };
-      },
+    const failing = intercept(sys, (name, call) => {
+      if (name === 'mapUpdateBatchStart' || name === 'mapUpdateStart') {
+        const h = call();
+        count.started++;
+        return h;
+      }
+      if (name !== 'mapUpdateBatchFinish' && name !== 'mapUpdateFinish') return call();
+      count.finished++;
+      const r = call();
+      if (++count.waits === failAt) throw Object.assign(new Error(`${name}: injected failure`), { code: 'EIO', errno: 5, syscall: 'bpf' });
+      return r;
     });
     return { failing, count };
   };
@@ -459,11 +455,9 @@ test('a write on a thread that fails fails the replace, after every thread is wa
 test('a flip does not wait for the programs still running with the generation it put out of force; the next replace waits, on a thread while it parses, before it writes the standby', () => {
   // Every call into the addon, in order; the state is the real one.
   const calls: string[] = [];
-  const recorder = new Proxy(sys, {
-    get(target, name, receiver) {
-      const v = Reflect.get(target, name, receiver) as unknown;
-      return typeof v === 'function' ? (...args: unknown[]) => { calls.push(String(name)); return (v as (...a: unknown[]) => unknown).apply(target, args); } : v;
-    },
+  const recorder = intercept(sys, (name, call) => {
+    calls.push(name);
+    return call();
   });
   const WRITES = new Set(['mapUpdateBatch', 'mapUpdateBatchStart', 'mapDeleteBatch', 'arrayScatter', 'mapCreate']);
   const d = Dispatcher.create({ ...opts, sys: recorder });

@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { parseBinding } from '../../src/binding.js';
 import { type PackedBindings, packBindingSet } from '../../src/bindingset.js';
 import { Dispatcher } from '../../src/dispatcher.js';
-import { type Native, native } from '../../src/native.js';
+import { native } from '../../src/native.js';
+import { intercept } from './intercept.js';
 
 export const BIG_SET = 20_000;
 
@@ -32,19 +33,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [bpffs, killAt, from] = process.argv.slice(2);
   const sys = native();
   let calls = 0;
-  const killing = new Proxy(sys, {
-    get(target, name, receiver) {
-      const v = Reflect.get(target, name, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      const call = (...args: unknown[]): unknown => (v as (...a: unknown[]) => unknown).apply(target, args);
-      if (!STARTS.has(String(name))) return call;
-      return (...args: unknown[]) => {
-        const r = call(...args);
-        if (++calls === Number(killAt)) process.kill(process.pid, 'SIGKILL');
-        return r;
-      };
-    },
-  }) as Native;
+  const killing = intercept(sys, (name, call) => {
+    const r = call();
+    if (STARTS.has(name) && ++calls === Number(killAt)) process.kill(process.pid, 'SIGKILL');
+    return r;
+  });
   const next = bigSet(Number(from));
   const d = Dispatcher.open({ bpffs, sys: killing });
   d.replacePackedBindings(next);
